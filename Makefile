@@ -1,0 +1,17 @@
+# The two commands of the README, and a few helpers.
+.PHONY: setup run test lint format
+
+setup:            ## install .venv (Python 3.11) and Azurite if missing
+	scripts/setup.sh
+
+run: setup        ## run the service locally: Azurite + Graph emulator + Functions host
+	.venv/bin/python -m localdev.run $(ARGS)
+
+test:             ## ruff, mypy and pytest (with its own Azurite)
+	scripts/test.sh $(ARGS)
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+format: setup
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -1,0 +1,663 @@
+"""A local Microsoft Graph and login emulator, for local runs and end-to-end tests.
+
+It serves, over TLS, what this service uses of the real ones:
+
+    GET  /{tenant}/v2.0/.well-known/openid-configuration   login metadata msal reads
+    POST /{tenant}/oauth2/v2.0/token                        client-credentials tokens
+    GET  /v1.0/users/{id or upn}
+    POST /v1.0/users/{organizerId}/onlineMeetings/createOrGet
+    GET | PATCH | DELETE /v1.0/users/{organizerId}/onlineMeetings/{meetingId}
+    POST /v1.0/users/{id or upn}/sendMail
+
+Meetings live in memory. Every call is counted, and faults can be injected for a share of the
+calls or for a named operation: an HTTP status (429 with Retry-After, 503, 403 "No application
+access policy found", 404, ...), added latency, or a hang that outlasts the client's timeout.
+Control it in-process (`GraphEmulator`) or over HTTP under `/_emulator/` (see docs/local.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from localdev.tls import LocalTls, make_local_tls
+
+OPERATIONS = (
+    "discovery",
+    "token",
+    "getUser",
+    "createOrGet",
+    "getMeeting",
+    "patchMeeting",
+    "deleteMeeting",
+    "sendMail",
+)
+POLICY_MISSING_MESSAGE = "No application access policy found for this app."
+_CREATE_OR_GET_FIELDS = {
+    "externalId", "startDateTime", "endDateTime", "subject", "participants", "chatInfo",
+}
+_PATCH_FIELDS = {
+    "startDateTime", "endDateTime", "subject", "participants", "lobbyBypassSettings",
+    "allowedPresenters", "allowMeetingChat", "isEntryExitAnnounced", "recordAutomatically",
+}
+_EVOLVED_SCOPES = {"invited", "organizationExcludingGuests"}
+
+
+@dataclass
+class Fault:
+    """Make calls to `operation` ("*" for all) fail or slow down.
+
+    `share` is the fraction of matching calls affected, applied deterministically (0.5 hits
+    every second call); `count` caps how many calls are affected (None: no cap).
+    `hang_seconds` holds the call that long and then drops the connection (a timeout).
+    """
+
+    operation: str = "*"
+    status: int | None = None
+    message: str | None = None
+    graph_code: str | None = None
+    retry_after: str | None = None
+    share: float = 1.0
+    count: int | None = None
+    latency_ms: int = 0
+    hang_seconds: float = 0.0
+    seen: int = 0
+    applied: int = 0
+
+    def take(self, operation: str) -> bool:
+        if self.operation not in ("*", operation):
+            return False
+        if self.count is not None and self.applied >= self.count:
+            return False
+        before, self.seen = self.seen, self.seen + 1
+        if int(self.seen * self.share) > int(before * self.share):
+            self.applied += 1
+            return True
+        return False
+
+
+@dataclass
+class User:
+    id: str
+    user_principal_name: str
+    display_name: str
+    directory: str
+    mail: str | None = None
+    policy_granted: bool = True
+
+    def resource(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "userPrincipalName": self.user_principal_name,
+            "mail": self.mail or self.user_principal_name,
+        }
+
+
+@dataclass
+class App:
+    directory: str
+    client_id: str
+    client_secret: str
+
+
+@dataclass
+class Meeting:
+    id: str
+    organizer_id: str
+    external_id: str | None
+    subject: str | None
+    start: str
+    end: str
+    join_url: str
+    created: str
+    participants: list[dict[str, Any]] = field(default_factory=list)
+    lobby_scope: str = "organization"
+    dial_in_bypass: bool = False
+    allowed_presenters: str = "everyone"
+    allow_meeting_chat: str = "enabled"
+    entry_exit_announced: bool = True
+    deleted: bool = False
+    patches: int = 0
+
+    def resource(self, evolved_enums: bool) -> dict[str, Any]:
+        scope = self.lobby_scope
+        if scope in _EVOLVED_SCOPES and not evolved_enums:
+            scope = "unknownFutureValue"
+        return {
+            "id": self.id,
+            "externalId": self.external_id,
+            "creationDateTime": self.created,
+            "startDateTime": self.start,
+            "endDateTime": self.end,
+            "subject": self.subject,
+            "joinWebUrl": self.join_url,
+            "participants": {
+                "organizer": {"identity": {"user": {"id": self.organizer_id}}, "role": "presenter"},
+                "attendees": self.participants,
+            },
+            "lobbyBypassSettings": {"scope": scope, "isDialInBypassEnabled": self.dial_in_bypass},
+            "allowedPresenters": self.allowed_presenters,
+            "allowMeetingChat": self.allow_meeting_chat,
+            "isEntryExitAnnounced": self.entry_exit_announced,
+        }
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _graph_error(status: int, code: str, message: str) -> _Reply:
+    return _Reply(
+        status,
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {"request-id": str(uuid.uuid4()), "date": _now()},
+            }
+        },
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise _graph_error(400, "BadRequest", f"{name} is required")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _graph_error(400, "BadRequest", f"{name} is not a valid DateTime") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _graph_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+class GraphEmulator:
+    """The emulator's state and its HTTPS server."""
+
+    def __init__(self, tls: LocalTls, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.RLock()
+        self.calls: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.faults: list[Fault] = []
+        self.users: dict[str, User] = {}
+        self.apps: dict[tuple[str, str], App] = {}
+        self.meetings: dict[str, Meeting] = {}
+        self.mail: list[dict[str, Any]] = []
+        self._tokens: dict[str, tuple[str, str, float]] = {}
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"https://{host!s}:{port}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    def start(self) -> GraphEmulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def register_app(self, directory: str, client_id: str, client_secret: str) -> None:
+        with self._lock:
+            self.apps[(directory, client_id)] = App(directory, client_id, client_secret)
+
+    def add_user(
+        self,
+        directory: str,
+        upn: str,
+        display_name: str,
+        *,
+        policy_granted: bool = True,
+        user_id: str | None = None,
+    ) -> User:
+        with self._lock:
+            user = User(
+                id=user_id or str(uuid.uuid4()),
+                user_principal_name=upn,
+                display_name=display_name,
+                directory=directory,
+                policy_granted=policy_granted,
+            )
+            self.users[user.id] = user
+            return user
+
+    def add_fault(self, fault: Fault) -> Fault:
+        if fault.operation != "*" and fault.operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {fault.operation!r}; one of {OPERATIONS}")
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def reset(self) -> None:
+        """Forget meetings, mail, counters and faults (users and apps stay)."""
+        with self._lock:
+            self.meetings.clear()
+            self.mail.clear()
+            self.calls.clear()
+            self.statuses.clear()
+            self.faults.clear()
+
+    def live_meetings(self) -> list[Meeting]:
+        with self._lock:
+            return [m for m in self.meetings.values() if not m.deleted]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": dict(self.calls),
+                "statuses": dict(self.statuses),
+                "meetings": [
+                    {**m.resource(True), "deleted": m.deleted, "patches": m.patches}
+                    for m in self.meetings.values()
+                ],
+                "users": [asdict(u) for u in self.users.values()],
+                "mail": list(self.mail),
+                "faults": [asdict(f) for f in self.faults],
+            }
+
+    # -- request handling -----------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes
+    ) -> _Reply:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[:1] == ["_emulator"]:
+            return self._control(method, parts[1:], body)
+        operation, route = self._route(method, parts)
+        with self._lock:
+            self.calls[operation] += 1
+            fault = next((f for f in self.faults if f.take(operation)), None)
+        if fault is not None:
+            if fault.hang_seconds:
+                time.sleep(fault.hang_seconds)
+                raise ConnectionAbortedError("fault: hang")
+            if fault.latency_ms:
+                time.sleep(fault.latency_ms / 1000)
+            if fault.status is not None:
+                reply = self._fault_reply(fault, operation)
+                self._count_status(operation, reply.status)
+                return reply
+        try:
+            reply = route(headers, body, query)
+        except _Reply as answered:
+            reply = answered
+        self._count_status(operation, reply.status)
+        return reply
+
+    def _count_status(self, operation: str, status: int) -> None:
+        with self._lock:
+            self.statuses[f"{operation}:{status}"] += 1
+
+    @staticmethod
+    def _fault_reply(fault: Fault, operation: str) -> _Reply:
+        status = fault.status or 500
+        if operation == "token":
+            return _Reply(
+                status,
+                {"error": fault.graph_code or "invalid_client",
+                 "error_description": fault.message or "AADSTS7000215: Invalid client secret."},
+            )
+        defaults = {
+            429: ("TooManyRequests", "Too many requests"),
+            403: ("Forbidden", POLICY_MISSING_MESSAGE),
+            404: ("NotFound", "The requested resource does not exist."),
+            503: ("ServiceUnavailable", "The service is temporarily unavailable."),
+            504: ("GatewayTimeout", "Gateway timeout."),
+            401: ("InvalidAuthenticationToken", "Access token validation failure."),
+        }
+        code, message = defaults.get(status, ("InternalServerError", "Injected fault."))
+        reply = _graph_error(status, fault.graph_code or code, fault.message or message)
+        if fault.retry_after is not None:
+            reply.headers["Retry-After"] = fault.retry_after
+        return reply
+
+    def _route(self, method: str, parts: list[str]) -> tuple[str, Any]:
+        def unknown(*_: Any) -> _Reply:
+            raise _graph_error(400, "BadRequest", f"Unsupported request {method} /{'/'.join(parts)}")
+
+        if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            return "discovery", lambda *_: self._discovery(parts[0])
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
+            return "token", lambda h, b, q: self._token(parts[0], b)
+        if parts[:2] != ["v1.0", "users"] or len(parts) < 3:
+            return "unknown", unknown
+        user_ref, rest = parts[2], parts[3:]
+        if not rest and method == "GET":
+            return "getUser", lambda h, b, q: self._get_user(h, user_ref)
+        if rest == ["sendMail"] and method == "POST":
+            return "sendMail", lambda h, b, q: self._send_mail(h, user_ref, b)
+        if rest == ["onlineMeetings", "createOrGet"] and method == "POST":
+            return "createOrGet", lambda h, b, q: self._create_or_get(h, user_ref, b)
+        if len(rest) == 2 and rest[0] == "onlineMeetings":
+            meeting_id = rest[1]
+            if method == "GET":
+                return "getMeeting", lambda h, b, q: self._get_meeting(h, user_ref, meeting_id)
+            if method == "PATCH":
+                return "patchMeeting", lambda h, b, q: self._patch(h, user_ref, meeting_id, b)
+            if method == "DELETE":
+                return "deleteMeeting", lambda h, b, q: self._delete(h, user_ref, meeting_id)
+        return "unknown", unknown
+
+    # login
+
+    def _discovery(self, directory: str) -> _Reply:
+        with self._lock:
+            known = any(app.directory == directory for app in self.apps.values())
+        if not known:
+            return _Reply(
+                400,
+                {"error": "invalid_tenant",
+                 "error_description": f"AADSTS90002: Tenant '{directory}' not found."},
+            )
+        base = f"{self.base_url}/{directory}"
+        return _Reply(
+            200,
+            {
+                "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "token"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            },
+        )
+
+    def _token(self, directory: str, body: bytes) -> _Reply:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "client_credentials":
+            return _Reply(400, {"error": "unsupported_grant_type",
+                                "error_description": "AADSTS70003: only client_credentials"})
+        with self._lock:
+            app = self.apps.get((directory, form.get("client_id", "")))
+        if app is None:
+            return _Reply(400, {"error": "unauthorized_client",
+                                "error_description": "AADSTS700016: Application not found in "
+                                "the directory."})
+        if not secrets.compare_digest(app.client_secret, form.get("client_secret", "")):
+            return _Reply(401, {"error": "invalid_client",
+                                "error_description": "AADSTS7000215: Invalid client secret "
+                                "provided."})
+        token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        with self._lock:
+            self._tokens[token] = (directory, app.client_id, time.time() + 3600)
+        return _Reply(
+            200,
+            {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+             "access_token": token},
+        )
+
+    def _caller(self, headers: Any) -> str:
+        """The directory of a valid bearer token, or a 401."""
+        auth = headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        with self._lock:
+            grant = self._tokens.get(token)
+        if grant is None or grant[2] < time.time():
+            raise _graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        return grant[0]
+
+    # graph
+
+    def _find_user(self, directory: str, ref: str) -> User:
+        with self._lock:
+            for user in self.users.values():
+                if user.directory == directory and ref.lower() in (
+                    user.id.lower(), user.user_principal_name.lower()
+                ):
+                    return user
+        raise _graph_error(
+            404, "Request_ResourceNotFound",
+            f"Resource '{ref}' does not exist or one of its queried reference-property objects "
+            "are not present.",
+        )
+
+    def _organizer(self, headers: Any, ref: str) -> User:
+        user = self._find_user(self._caller(headers), ref)
+        if not user.policy_granted:
+            raise _graph_error(403, "Forbidden", POLICY_MISSING_MESSAGE)
+        return user
+
+    def _get_user(self, headers: Any, ref: str) -> _Reply:
+        return _Reply(200, self._find_user(self._caller(headers), ref).resource())
+
+    @staticmethod
+    def _json(body: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise _graph_error(400, "BadRequest", "Request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _graph_error(400, "BadRequest", "Request body must be an object")
+        return data
+
+    def _create_or_get(self, headers: Any, ref: str, body: bytes) -> _Reply:
+        organizer = self._organizer(headers, ref)
+        data = self._json(body)
+        unknown = set(data) - _CREATE_OR_GET_FIELDS
+        if unknown:
+            raise _graph_error(400, "BadRequest", f"createOrGet does not accept {sorted(unknown)}")
+        external_id = data.get("externalId")
+        if not isinstance(external_id, str) or not external_id:
+            raise _graph_error(400, "BadRequest", "externalId is required")
+        evolved = "include-unknown-enum-members" in headers.get("Prefer", "")
+        with self._lock:
+            for meeting in self.meetings.values():
+                if meeting.organizer_id == organizer.id and meeting.external_id == external_id:
+                    # Returned unchanged, as Graph does (even after the meeting was deleted).
+                    return _Reply(200, meeting.resource(evolved))
+            start = _parse_time(data.get("startDateTime", _now()), "startDateTime")
+            end = _parse_time(
+                data.get("endDateTime", _graph_time(start + timedelta(hours=1))), "endDateTime"
+            )
+            if end <= start:
+                raise _graph_error(400, "BadRequest", "endDateTime must be after startDateTime")
+            meeting_id = base64.b64encode(
+                f"1*{organizer.id}*0**19:meeting_{uuid.uuid4().hex}@thread.v2".encode()
+            ).decode()
+            thread = secrets.token_urlsafe(24)
+            meeting = Meeting(
+                id=meeting_id,
+                organizer_id=organizer.id,
+                external_id=external_id,
+                subject=data.get("subject"),
+                start=_graph_time(start),
+                end=_graph_time(end),
+                join_url=(
+                    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_"
+                    f"{thread}%40thread.v2/0?context=%7b%22Tid%22%3a%22{organizer.directory}"
+                    f"%22%2c%22Oid%22%3a%22{organizer.id}%22%7d"
+                ),
+                created=_now(),
+                participants=list((data.get("participants") or {}).get("attendees") or []),
+            )
+            self.meetings[meeting.id] = meeting
+        return _Reply(201, meeting.resource(evolved))
+
+    def _meeting(self, organizer: User, meeting_id: str) -> Meeting:
+        meeting = self.meetings.get(meeting_id)
+        if meeting is None or meeting.deleted or meeting.organizer_id != organizer.id:
+            raise _graph_error(404, "NotFound", "The specified meeting was not found.")
+        return meeting
+
+    def _get_meeting(self, headers: Any, ref: str, meeting_id: str) -> _Reply:
+        organizer = self._organizer(headers, ref)
+        evolved = "include-unknown-enum-members" in headers.get("Prefer", "")
+        with self._lock:
+            return _Reply(200, self._meeting(organizer, meeting_id).resource(evolved))
+
+    def _patch(self, headers: Any, ref: str, meeting_id: str, body: bytes) -> _Reply:
+        organizer = self._organizer(headers, ref)
+        data = self._json(body)
+        unknown = set(data) - _PATCH_FIELDS
+        if unknown:
+            raise _graph_error(400, "BadRequest", f"PATCH does not accept {sorted(unknown)}")
+        if ("startDateTime" in data) != ("endDateTime" in data):
+            raise _graph_error(400, "BadRequest", "startDateTime and endDateTime go together")
+        evolved = "include-unknown-enum-members" in headers.get("Prefer", "")
+        with self._lock:
+            meeting = self._meeting(organizer, meeting_id)
+            if "startDateTime" in data:
+                start = _parse_time(data["startDateTime"], "startDateTime")
+                end = _parse_time(data["endDateTime"], "endDateTime")
+                if end <= start:
+                    raise _graph_error(400, "BadRequest", "endDateTime must be after startDateTime")
+                meeting.start, meeting.end = _graph_time(start), _graph_time(end)
+            if "subject" in data:
+                meeting.subject = data["subject"]
+            if "participants" in data:
+                meeting.participants = list((data["participants"] or {}).get("attendees") or [])
+            lobby = data.get("lobbyBypassSettings")
+            if isinstance(lobby, dict):
+                meeting.lobby_scope = lobby.get("scope", meeting.lobby_scope)
+                meeting.dial_in_bypass = bool(
+                    lobby.get("isDialInBypassEnabled", meeting.dial_in_bypass)
+                )
+            meeting.allowed_presenters = data.get("allowedPresenters", meeting.allowed_presenters)
+            meeting.allow_meeting_chat = data.get("allowMeetingChat", meeting.allow_meeting_chat)
+            meeting.entry_exit_announced = bool(
+                data.get("isEntryExitAnnounced", meeting.entry_exit_announced)
+            )
+            meeting.patches += 1
+            return _Reply(200, meeting.resource(evolved))
+
+    def _delete(self, headers: Any, ref: str, meeting_id: str) -> _Reply:
+        organizer = self._organizer(headers, ref)
+        with self._lock:
+            self._meeting(organizer, meeting_id).deleted = True
+        return _Reply(204)
+
+    def _send_mail(self, headers: Any, ref: str, body: bytes) -> _Reply:
+        sender = self._find_user(self._caller(headers), ref)
+        data = self._json(body)
+        if not isinstance(data.get("message"), dict):
+            raise _graph_error(400, "ErrorInvalidRequest", "message is required")
+        with self._lock:
+            self.mail.append({"from": sender.user_principal_name, **data})
+        return _Reply(202)
+
+    # control
+
+    def _control(self, method: str, parts: list[str], body: bytes) -> _Reply:
+        data = json.loads(body or b"{}") if body else {}
+        if parts == ["state"] and method == "GET":
+            return _Reply(200, self.snapshot())
+        if parts == ["reset"] and method == "POST":
+            self.reset()
+            return _Reply(204)
+        if parts == ["faults"] and method == "POST":
+            allowed = {f for f in Fault.__dataclass_fields__ if f not in ("seen", "applied")}
+            try:
+                fault = self.add_fault(Fault(**{_snake(k): v for k, v in data.items()
+                                                if _snake(k) in allowed}))
+            except (TypeError, ValueError) as exc:
+                return _Reply(400, {"error": str(exc)})
+            return _Reply(201, asdict(fault))
+        if parts == ["faults"] and method == "DELETE":
+            self.clear_faults()
+            return _Reply(204)
+        if parts == ["users"] and method == "POST":
+            user = self.add_user(
+                data["directory"], data["userPrincipalName"], data.get("displayName", ""),
+                policy_granted=data.get("policyGranted", True),
+            )
+            return _Reply(201, asdict(user))
+        return _Reply(404, {"error": "unknown control call"})
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _handler_for(emulator: GraphEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            try:
+                reply = emulator.handle(
+                    self.command, url.path, parse_qs(url.query), self.headers, body
+                )
+            except ConnectionAbortedError:
+                self.close_connection = True
+                return
+            payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            if payload:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("request-id", str(uuid.uuid4()))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=7443)
+    parser.add_argument("--certs", type=Path, default=Path(".local/certs"))
+    args = parser.parse_args()
+    tls = make_local_tls(args.certs)
+    emulator = GraphEmulator(tls, port=args.port).start()
+    print(f"Graph emulator on {emulator.base_url} (trust {tls.bundle_file})", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    main()

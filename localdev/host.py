@@ -1,0 +1,610 @@
+"""A local Azure Functions host for this app, for machines without Core Tools.
+
+It serves `function_app.app` from the azure-functions library's own function index
+(`app.get_functions()`), behaving as the real host does for the triggers this app uses:
+
+- HTTP: routes under `extensions.http.routePrefix` (default `api`), route parameters with the
+  host's template syntax (`{id}`, `{id:int}`, `{id:guid}`, `{id:alpha}`, `{id?}`, `{*rest}`),
+  method filters, a 404 when nothing matches and a 500 when the function raises. Function keys
+  are not enforced, as with Core Tools locally.
+- Queue triggers on Azurite: messages are base64-decoded (`extensions.queues.messageEncoding`),
+  each invocation gets a `QueueMessage` with its dequeue count, a failure makes the message
+  visible again after `visibilityTimeout`, and after `maxDequeueCount` failures it moves to
+  `<queue>-poison`. Empty queues are polled with an exponential back-off up to
+  `maxPollingInterval`.
+- Timer triggers: six-field NCRONTAB schedules in UTC, `runOnStartup`, and `%SETTING%` names.
+- `%SETTING%` in queue names and schedules resolves from app settings; `local.settings.json`
+  `Values` are loaded into the environment first (variables already set win).
+- `POST /admin/functions/{name}` runs a queue or timer function at once, as the real host's
+  admin API does (body `{"input": "..."}` is the queue message text).
+
+Not supported (refused at start with a message): other trigger types, input/output bindings
+other than the HTTP `$return`, TimeSpan timer schedules, and concurrency within one queue (one
+message at a time per queue function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from localdev.ncrontab import NCrontab
+
+log = logging.getLogger("localdev.host")
+
+_SETTING_REF = re.compile(r"%([^%]+)%")
+_CONSTRAINTS = {
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "guid": r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
+    "alpha": r"[A-Za-z]+",
+    "bool": r"(?i:true|false)",
+}
+
+
+class HostError(RuntimeError):
+    """The app cannot be served as the real host would serve it."""
+
+
+# -- host.json --------------------------------------------------------------------------------
+
+
+def _timespan_seconds(value: str | None, default: float) -> float:
+    if not value:
+        return default
+    days = 0
+    text = value
+    if "." in text.split(":")[0]:
+        day_text, _, text = text.partition(".")
+        days = int(day_text)
+    hours, minutes, seconds = text.split(":")
+    return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    route_prefix: str = "api"
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+    max_polling_interval: float = 60.0
+    batch_size: int = 16
+    message_encoding: str = "base64"
+
+    @classmethod
+    def load(cls, path: Path) -> HostConfig:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        extensions = data.get("extensions", {})
+        http = extensions.get("http", {})
+        queues = extensions.get("queues", {})
+        encoding = str(queues.get("messageEncoding", "base64")).lower()
+        if encoding not in ("base64", "none"):
+            raise HostError(f"host.json: messageEncoding must be base64 or none, got {encoding}")
+        return cls(
+            route_prefix=str(http.get("routePrefix", "api")).strip("/"),
+            max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+            visibility_timeout=_timespan_seconds(queues.get("visibilityTimeout"), 0.0),
+            max_polling_interval=_timespan_seconds(queues.get("maxPollingInterval"), 60.0),
+            batch_size=int(queues.get("batchSize", 16)),
+            message_encoding=encoding,
+        )
+
+
+def load_local_settings(path: Path) -> list[str]:
+    """Put `Values` of local.settings.json into the environment; return the names applied."""
+    if not path.exists():
+        return []
+    values = json.loads(path.read_text()).get("Values", {})
+    applied = []
+    for name, value in values.items():
+        if name not in os.environ:
+            os.environ[name] = str(value)
+            applied.append(name)
+    return applied
+
+
+def resolve_setting_refs(text: str) -> str:
+    """Replace `%NAME%` with the app setting NAME, as the host does for binding properties."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise HostError(f"app setting {name!r} (named as %{name}%) is not set")
+        return os.environ[name]
+
+    return _SETTING_REF.sub(lookup, text)
+
+
+# -- invocation -------------------------------------------------------------------------------
+
+
+class _Context:
+    """What the Python worker passes as `context`."""
+
+    def __init__(self, function_name: str, directory: str) -> None:
+        self.invocation_id = str(uuid.uuid4())
+        self.function_name = function_name
+        self.function_directory = directory
+        self.trace_context = None
+        self.retry_context = None
+        self.thread_local_storage = threading.local()
+
+
+@dataclass
+class LocalFunction:
+    name: str
+    trigger: dict[str, Any]
+    user_function: Callable[..., Any]
+    directory: str
+
+    def invoke(self, trigger_value: Any) -> Any:
+        kwargs = {self.trigger["name"]: trigger_value}
+        if "context" in inspect.signature(self.user_function).parameters:
+            kwargs["context"] = _Context(self.name, self.directory)
+        result = self.user_function(**kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+@dataclass
+class HttpRoute:
+    function: LocalFunction
+    methods: frozenset[str]
+    template: str
+    pattern: re.Pattern[str]
+    literal_segments: int
+
+    @classmethod
+    def build(cls, function: LocalFunction, prefix: str) -> HttpRoute:
+        template = function.trigger.get("route") or function.name
+        methods = frozenset(str(getattr(m, "value", m)).upper() for m in function.trigger.get("methods") or [])
+        full = "/".join(p for p in (prefix, template.strip("/")) if p)
+        regex, literals = _route_regex(full)
+        return cls(function, methods, full, re.compile(regex, re.IGNORECASE), literals)
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.methods and method not in self.methods:
+            return None
+        found = self.pattern.fullmatch(path.strip("/"))
+        if found is None:
+            return None
+        return {k: v for k, v in found.groupdict().items() if v is not None}
+
+
+def _route_regex(template: str) -> tuple[str, int]:
+    parts: list[str] = []
+    literals = 0
+    for segment in template.split("/"):
+        param = re.fullmatch(r"\{(\*)?([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?(\?)?\}", segment)
+        if param is None:
+            if "{" in segment:
+                raise HostError(f"route segment {segment!r} is not supported by the local host")
+            parts.append("/" + re.escape(segment))
+            literals += 1
+            continue
+        catch_all, name, constraint, optional = param.groups()
+        if constraint and constraint not in _CONSTRAINTS:
+            raise HostError(f"route constraint {constraint!r} is not supported by the local host")
+        body = ".*" if catch_all else _CONSTRAINTS.get(constraint or "", r"[^/]+")
+        piece = f"/(?P<{name}>{body})"
+        parts.append(f"(?:{piece})?" if optional or catch_all else piece)
+    return "".join(parts)[1:] if parts and parts[0].startswith("/") else "".join(parts), literals
+
+
+# -- queues -----------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueListener:
+    function: LocalFunction
+    queue_name: str
+    connection_string: str
+    config: HostConfig
+    stop_event: threading.Event
+    invocations: int = 0
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(
+            target=self._run, name=f"queue:{self.queue_name}", daemon=True
+        )
+        self.thread.start()
+
+    def _clients(self) -> tuple[Any, Any]:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import QueueServiceClient
+
+        service = QueueServiceClient.from_connection_string(self.connection_string)
+        queue = service.get_queue_client(self.queue_name)
+        poison = service.get_queue_client(f"{self.queue_name}-poison")
+        for client in (queue, poison):
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+        return queue, poison
+
+    def _run(self) -> None:
+        queue, poison = self._clients()
+        delay = 0.0
+        while not self.stop_event.is_set():
+            try:
+                messages = list(
+                    queue.receive_messages(
+                        max_messages=self.config.batch_size,
+                        messages_per_page=self.config.batch_size,
+                        visibility_timeout=600,
+                    )
+                )
+            except Exception:
+                log.exception("receiving from queue %s failed", self.queue_name)
+                messages = []
+            if not messages:
+                # The host backs off from 100 ms to maxPollingInterval while a queue is empty.
+                delay = min(max(delay * 2, 0.1), self.config.max_polling_interval)
+                self.stop_event.wait(delay)
+                continue
+            delay = 0.0
+            for message in messages:
+                self.process(queue, poison, message)
+
+    def process(self, queue: Any, poison: Any, message: Any) -> None:
+        from azure.functions.queue import QueueMessage
+
+        try:
+            body = self._decode(message.content)
+            self.invocations += 1
+            self.function.invoke(
+                QueueMessage(
+                    id=message.id,
+                    body=body,
+                    dequeue_count=message.dequeue_count,
+                    expiration_time=message.expires_on,
+                    insertion_time=message.inserted_on,
+                    time_next_visible=message.next_visible_on,
+                    pop_receipt=message.pop_receipt,
+                )
+            )
+        except Exception:
+            log.error(
+                "Executed '%s' (Failed, Id=%s, DequeueCount=%s)\n%s",
+                self.function.name,
+                message.id,
+                message.dequeue_count,
+                traceback.format_exc(),
+            )
+            self._after_failure(queue, poison, message)
+            return
+        log.info("Executed '%s' (Succeeded, Id=%s)", self.function.name, message.id)
+        queue.delete_message(message)
+
+    def _decode(self, content: str | bytes) -> bytes:
+        raw = content.encode() if isinstance(content, str) else content
+        if self.config.message_encoding == "none":
+            return raw
+        try:
+            return base64.b64decode(raw, validate=True)
+        except binascii.Error as exc:
+            raise HostError(
+                "queue message is not valid base64 (host.json messageEncoding is base64)"
+            ) from exc
+
+    def _after_failure(self, queue: Any, poison: Any, message: Any) -> None:
+        if message.dequeue_count >= self.config.max_dequeue_count:
+            poison.send_message(message.content)
+            queue.delete_message(message)
+            log.warning(
+                "Message %s moved to %s-poison after %s attempts",
+                message.id,
+                self.queue_name,
+                message.dequeue_count,
+            )
+        else:
+            queue.update_message(
+                message, visibility_timeout=int(self.config.visibility_timeout)
+            )
+
+
+# -- timers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TimerSchedule:
+    function: LocalFunction
+    schedule: NCrontab
+    run_on_startup: bool
+    stop_event: threading.Event
+    last: datetime | None = None
+    invocations: int = 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"timer:{self.function.name}", daemon=True).start()
+
+    def fire(self, scheduled: datetime | None = None) -> None:
+        from azure.functions.timer import TimerRequest
+
+        now = datetime.now(UTC)
+        nxt = self.schedule.next_after(now)
+        past_due = scheduled is not None and now - scheduled > timedelta(seconds=30)
+        request = TimerRequest(
+            past_due=past_due,
+            schedule_status={
+                "Last": (self.last or now).isoformat(),
+                "Next": nxt.isoformat(),
+                "LastUpdated": now.isoformat(),
+            },
+            schedule={"AdjustForDST": True},
+        )
+        self.last = now
+        self.invocations += 1
+        try:
+            self.function.invoke(request)
+            log.info("Executed '%s' (Succeeded)", self.function.name)
+        except Exception:
+            log.error("Executed '%s' (Failed)\n%s", self.function.name, traceback.format_exc())
+
+    def _run(self) -> None:
+        if self.run_on_startup:
+            self.fire()
+        while not self.stop_event.is_set():
+            due = self.schedule.next_after(datetime.now(UTC))
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if self.stop_event.wait(max(0.0, wait)):
+                return
+            self.fire(due)
+
+
+# -- the host ---------------------------------------------------------------------------------
+
+
+class LocalHost:
+    """Loads the function app and serves its triggers."""
+
+    def __init__(
+        self, *, script_root: Path, app_module: str = "function_app", host: str = "127.0.0.1",
+        port: int = 7071,
+    ) -> None:
+        self.script_root = script_root.resolve()
+        self.config = HostConfig.load(self.script_root / "host.json")
+        self.stop_event = threading.Event()
+        if str(self.script_root) not in sys.path:
+            sys.path.insert(0, str(self.script_root))
+        module = importlib.import_module(app_module)
+        app = getattr(module, "app", None)
+        if app is None or not hasattr(app, "get_functions"):
+            raise HostError(f"{app_module}.py defines no FunctionApp named `app`")
+        self.routes: list[HttpRoute] = []
+        self.queues: list[QueueListener] = []
+        self.timers: list[TimerSchedule] = []
+        self.functions: dict[str, LocalFunction] = {}
+        for fn in app.get_functions():
+            self._add(fn)
+        self.routes.sort(key=lambda r: (-r.literal_segments, r.template))
+        self._server = ThreadingHTTPServer((host, port), _http_handler(self))
+        self._server.daemon_threads = True
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def _add(self, fn: Any) -> None:
+        name = fn.get_function_name()
+        if name in self.functions:
+            raise HostError(f"two functions are named {name!r}")
+        trigger = fn.get_trigger().get_dict_repr()
+        kind = trigger["type"]
+        others = [
+            b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr() is not None
+        ]
+        extra = [
+            b for b in others
+            if b["name"] != trigger["name"] and not (b["type"] == "http" and b["name"] == "$return")
+        ]
+        if extra:
+            kinds = ", ".join(f"{b['type']} {b['name']!r}" for b in extra)
+            raise HostError(f"function {name!r}: bindings not supported by the local host: {kinds}")
+        local = LocalFunction(name, trigger, fn.get_user_function(), str(self.script_root))
+        self.functions[name] = local
+        if kind == "httpTrigger":
+            self.routes.append(HttpRoute.build(local, self.config.route_prefix))
+        elif kind == "queueTrigger":
+            setting = trigger.get("connection") or "AzureWebJobsStorage"
+            connection = os.environ.get(setting)
+            if not connection:
+                raise HostError(f"function {name!r}: app setting {setting!r} is not set")
+            self.queues.append(
+                QueueListener(
+                    local, resolve_setting_refs(trigger["queueName"]), connection, self.config,
+                    self.stop_event,
+                )
+            )
+        elif kind == "timerTrigger":
+            expression = resolve_setting_refs(trigger["schedule"])
+            if ":" in expression and len(expression.split()) == 1:
+                raise HostError(f"function {name!r}: TimeSpan schedules are not supported")
+            self.timers.append(
+                TimerSchedule(
+                    local, NCrontab.parse(expression), bool(trigger.get("runOnStartup")),
+                    self.stop_event,
+                )
+            )
+        else:
+            raise HostError(f"function {name!r}: trigger {kind!r} is not supported locally")
+
+    def describe(self) -> str:
+        lines = ["Functions:"]
+        for route in self.routes:
+            methods = ",".join(sorted(route.methods)) or "ALL"
+            lines.append(f"  {route.function.name}: [{methods}] {self.base_url}/{route.template}")
+        for queue in self.queues:
+            lines.append(f"  {queue.function.name}: queueTrigger {queue.queue_name}")
+        for timer in self.timers:
+            lines.append(f"  {timer.function.name}: timerTrigger {timer.schedule.expression}")
+        return "\n".join(lines)
+
+    def start(self) -> LocalHost:
+        threading.Thread(target=self._server.serve_forever, name="http", daemon=True).start()
+        for listener in self.queues:
+            listener.start()
+        for timer in self.timers:
+            timer.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # HTTP dispatch
+
+    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        import azure.functions as func
+
+        url = urlsplit(target)
+        path = url.path.strip("/")
+        admin = re.fullmatch(r"admin/functions/([^/]+)", path)
+        if admin and method == "POST":
+            return self._admin_invoke(admin.group(1), body)
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is None:
+                continue
+            request = func.HttpRequest(
+                method=method,
+                url=f"{self.base_url}{target}",
+                headers=headers,
+                params=dict(parse_qsl(url.query, keep_blank_values=True)),
+                route_params=params,
+                body=body,
+            )
+            started = time.perf_counter()
+            try:
+                result = route.function.invoke(request)
+            except Exception:
+                log.error("Executed '%s' (Failed)\n%s", route.function.name, traceback.format_exc())
+                return 500, {}, b""
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("Executed '%s' (%s %s, %.0f ms)", route.function.name, method, path, elapsed)
+            return _http_result(result)
+        return 404, {}, b""
+
+    def _admin_invoke(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        from azure.functions.queue import QueueMessage
+
+        local = self.functions.get(name)
+        if local is None:
+            return 404, {}, b""
+        if local.trigger["type"] == "timerTrigger":
+            timer = next(t for t in self.timers if t.function is local)
+            threading.Thread(target=timer.fire, daemon=True).start()
+            return 202, {}, b""
+        if local.trigger["type"] == "queueTrigger":
+            text = str(json.loads(body or b"{}").get("input", ""))
+            message = QueueMessage(id=str(uuid.uuid4()), body=text.encode(), dequeue_count=1)
+            threading.Thread(target=local.invoke, args=(message,), daemon=True).start()
+            return 202, {}, b""
+        return 400, {}, b""
+
+
+def _http_result(result: Any) -> tuple[int, dict[str, str], bytes]:
+    import azure.functions as func
+
+    if isinstance(result, func.HttpResponse):
+        headers = dict(result.headers.items())
+        if result.mimetype and not any(k.lower() == "content-type" for k in headers):
+            charset = f"; charset={result.charset}" if result.charset else ""
+            headers["Content-Type"] = f"{result.mimetype}{charset}"
+        return result.status_code, headers, result.get_body() or b""
+    if result is None:
+        return 204, {}, b""
+    return 200, {"Content-Type": "text/plain; charset=utf-8"}, str(result).encode()
+
+
+def _http_handler(host: LocalHost) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, payload = host.dispatch(
+                self.command, self.path, dict(self.headers.items()), body
+            )
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve function_app.py locally.")
+    parser.add_argument("--script-root", type=Path, default=Path.cwd())
+    parser.add_argument("--app", default="function_app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
+        stream=sys.stdout,
+    )
+    # The Azure SDKs log every request at INFO; the real host keeps them out of the console too.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    load_local_settings(args.script_root / "local.settings.json")
+    try:
+        host = LocalHost(
+            script_root=args.script_root, app_module=args.app, host=args.host, port=args.port
+        ).start()
+    except Exception as exc:
+        # The real host refuses to start the same way: name the problem and stop.
+        print(f"The function host could not start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from exc
+    print(host.describe(), flush=True)
+    print(f"Host started on {host.base_url}", flush=True)
+    try:
+        host.stop_event.wait()
+    except KeyboardInterrupt:
+        host.stop()
+
+
+if __name__ == "__main__":
+    main()

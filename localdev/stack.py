@@ -1,0 +1,203 @@
+"""Everything a local run needs, started together and stopped together.
+
+Azurite (tables and queues), the Microsoft Graph emulator with a demo directory, and the local
+Functions host serving function_app.py as a child process with settings that point at both.
+`make run` and the end-to-end tests use the same `LocalStack`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from localdev.azurite import REPO_ROOT, Azurite, start_azurite
+from localdev.graph_emulator import GraphEmulator, User
+from localdev.tls import LocalTls, make_local_tls
+
+DEMO_TENANT_ID = "demo"
+DEMO_DIRECTORY_ID = "8d1c3f4e-0000-4000-8000-000000000de0"
+DEMO_CLIENT_ID = "5f0e0a6b-0000-4000-8000-00000000c11e"
+ORGANIZER_UPN = "meetings@demo.example"
+_STARTED = re.compile(r"Host started on (http://\S+)")
+
+
+@dataclass
+class LocalStack:
+    azurite: Azurite
+    emulator: GraphEmulator
+    tls: LocalTls
+    organizer: User
+    host_url: str
+    host_process: subprocess.Popen[str]
+    env: dict[str, str]
+    host_output: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return f"{self.host_url}/api"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def seed_demo_tenant(connection_string: str) -> None:
+    """Store the demo tenant (its secret stays in the MICROSOFT_CLIENT_SECRET setting)."""
+    from shared.bootstrap import DEFAULT_PROFILE_SECRET_SETTING
+    from shared.domain.tenant import MicrosoftProfile, Tenant
+    from shared.settings import StorageSettings
+    from shared.storage.errors import AlreadyExistsError
+    from shared.storage.tables import Tables, make_table_service
+    from shared.storage.tenants import TableTenantRepository
+
+    tenants = TableTenantRepository(
+        Tables(make_table_service(StorageSettings(connection_string=connection_string)))
+    )
+    try:
+        tenants.add(
+            Tenant(
+                tenant_id=DEMO_TENANT_ID,
+                display_name="Demo tutoring platform",
+                microsoft=MicrosoftProfile(
+                    DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, DEFAULT_PROFILE_SECRET_SETTING
+                ),
+                organizer_upn=ORGANIZER_UPN,
+            )
+        )
+    except AlreadyExistsError:
+        pass
+
+
+def stack_settings(azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str) -> dict[str, str]:
+    """App settings for the function app in a local run (what local.settings.json would hold)."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "DEFAULT_TENANT_ID": DEMO_TENANT_ID,
+        "MICROSOFT_TENANT_ID": DEMO_DIRECTORY_ID,
+        "MICROSOFT_CLIENT_ID": DEMO_CLIENT_ID,
+        "MICROSOFT_CLIENT_SECRET": secret,
+        "TEAMS_ORGANIZER_EMAIL": ORGANIZER_UPN,
+        "GRAPH_BASE_URL": emulator.graph_url,
+        "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
+        "MAIL_TRANSPORT": "folder",
+        "REQUESTS_CA_BUNDLE": str(tls.bundle_file),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def local_stack(
+    *,
+    state_dir: Path,
+    host_port: int = 0,
+    emulator_port: int = 0,
+    azurite_ports: tuple[int, int, int] = (0, 0, 0),
+    persist: bool = False,
+    echo: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalStack]:
+    """Start Azurite, the Graph emulator and the Functions host; stop them all on exit."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tls = make_local_tls(state_dir / "certs")
+    azurite = start_azurite(
+        location=state_dir / "azurite" if persist else None,
+        ports=azurite_ports,
+        log_file=state_dir / "azurite.log",
+    )
+    emulator: GraphEmulator | None = None
+    process: subprocess.Popen[str] | None = None
+    try:
+        emulator = GraphEmulator(tls, port=emulator_port).start()
+        secret = secrets.token_urlsafe(24)
+        emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, secret)
+        organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
+        env = {**os.environ, **stack_settings(azurite, emulator, tls, secret), **(extra_env or {})}
+        seed_demo_tenant(azurite.connection_string)
+        port = host_port or free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localdev.host", "--script-root", str(REPO_ROOT),
+             "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output: list[str] = []
+        url = _wait_for_host(process, output, echo)
+        stack = LocalStack(azurite, emulator, tls, organizer, url, process, env, output)
+        _wait_healthy(stack)
+        yield stack
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if emulator is not None:
+            emulator.stop()
+        azurite.stop()
+
+
+def _wait_for_host(process: subprocess.Popen[str], output: list[str], echo: bool) -> str:
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            match = _STARTED.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    ready.wait(timeout=60)
+    if not found:
+        raise RuntimeError("the Functions host did not start:\n" + "".join(output[-30:]))
+    return found[0]
+
+
+def _wait_healthy(stack: LocalStack, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(f"{stack.api}/v1/health", timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"the service never became healthy: {last}")

@@ -1,0 +1,1 @@
+"""HTTP edge shared by the functions: JSON responses and the one error → status mapping."""

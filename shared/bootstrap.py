@@ -1,0 +1,110 @@
+"""The one place that builds real clients, once per worker process.
+
+Handlers ask for `services()`; tests build their own `Services` with `build_services` around
+Azurite and a faked Graph wire. Heavy SDKs are imported here, on first use, not when the
+function app is indexed, so cold starts stay short.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
+from shared.graph.errors import GraphAuthError
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.graph.client import GraphMeetingsClient
+    from shared.graph.session import TimeoutSession
+    from shared.storage.audit import AuditRepository
+    from shared.storage.bookings import BookingRepository
+    from shared.storage.tables import Tables
+    from shared.storage.tenants import TenantRepository
+
+DEFAULT_PROFILE_SECRET_SETTING = "MICROSOFT_CLIENT_SECRET"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    tables: Tables
+    bookings: BookingRepository
+    tenants: TenantRepository
+    audit: AuditRepository
+    graph: GraphMeetingsClient
+
+
+def resolve_secret_setting(name: str) -> str:
+    """Read a client secret from the app setting a tenant's profile names.
+
+    In Azure the setting is a Key Vault reference, which the platform resolves; the tables
+    only ever hold the setting's name.
+    """
+    value = os.environ.get(name, "")
+    if not value:
+        raise GraphAuthError(
+            f"the app setting {name!r} that should hold the client secret is not set",
+            graph_code="secret_missing",
+        )
+    return value
+
+
+def default_tenant(settings: Settings) -> Tenant | None:
+    """The tenant the seed's four variables describe, if they are set."""
+    if settings.microsoft is None:
+        return None
+    return Tenant(
+        tenant_id=settings.default_tenant_id,
+        display_name=settings.default_tenant_id,
+        install_status=InstallStatus.ACTIVE,
+        microsoft=MicrosoftProfile(
+            directory_tenant_id=settings.microsoft.directory_tenant_id,
+            client_id=settings.microsoft.client_id,
+            secret_setting=DEFAULT_PROFILE_SECRET_SETTING,
+        ),
+        organizer_upn=settings.microsoft.organizer_upn,
+    )
+
+
+def build_services(
+    settings: Settings, *, http: requests.Session | None = None, table_prefix: str = ""
+) -> Services:
+    from shared.graph.client import GraphMeetingsClient
+    from shared.graph.session import TimeoutSession
+    from shared.graph.tokens import MsalTokenSource
+    from shared.storage.audit import TableAuditRepository
+    from shared.storage.bookings import TableBookingRepository
+    from shared.storage.tables import Tables, make_table_service
+    from shared.storage.tenants import TableTenantRepository
+
+    session = http or TimeoutSession(settings.graph_timeout_seconds)
+    tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
+    tokens = MsalTokenSource(
+        authority_host=settings.authority_host,
+        graph_base_url=settings.graph_base_url,
+        resolve_secret=resolve_secret_setting,
+        http=session,
+        timeout=settings.graph_timeout_seconds,
+    )
+    return Services(
+        settings=settings,
+        tables=tables,
+        bookings=TableBookingRepository(tables),
+        tenants=TableTenantRepository(tables),
+        audit=TableAuditRepository(tables),
+        graph=GraphMeetingsClient(
+            base_url=settings.graph_base_url,
+            tokens=tokens,
+            http=session,
+            timeout=settings.graph_timeout_seconds,
+        ),
+    )
+
+
+@functools.cache
+def services() -> Services:
+    """The process's services, built on first use."""
+    return build_services(get_settings())

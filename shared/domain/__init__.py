@@ -1,0 +1,1 @@
+"""The domain: bookings, tenants and their meeting state. Imports no infrastructure."""

@@ -1,0 +1,102 @@
+"""Tenants: who owns bookings, and how their Teams meetings are made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class InstallStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"
+    DISABLED = "disabled"
+
+
+class LobbyBypassScope(StrEnum):
+    ORGANIZER = "organizer"
+    ORGANIZATION = "organization"
+    ORGANIZATION_AND_FEDERATED = "organizationAndFederated"
+    EVERYONE = "everyone"
+    INVITED = "invited"
+    ORGANIZATION_EXCLUDING_GUESTS = "organizationExcludingGuests"
+
+
+class AllowedPresenters(StrEnum):
+    EVERYONE = "everyone"
+    ORGANIZATION = "organization"
+    ROLE_IS_PRESENTER = "roleIsPresenter"
+    ORGANIZER = "organizer"
+
+
+class MeetingChatMode(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    LIMITED = "limited"
+
+
+@dataclass(frozen=True)
+class MeetingOptions:
+    """Teams meeting options; the defaults are seed 000's (meetings start without the organizer)."""
+
+    lobby_bypass_scope: LobbyBypassScope = LobbyBypassScope.EVERYONE
+    dial_in_bypass: bool = True
+    allowed_presenters: AllowedPresenters = AllowedPresenters.EVERYONE
+    allow_meeting_chat: MeetingChatMode = MeetingChatMode.ENABLED
+    entry_exit_announced: bool = False
+    subject_template: str = "{subject} {level} Lesson"
+
+
+@dataclass(frozen=True)
+class MicrosoftProfile:
+    """The tenant's app registration. The secret is never stored here, only a reference.
+
+    `secret_setting` names the app setting that holds the client secret; in Azure that setting
+    is a Key Vault reference, so the value lives in Key Vault.
+    """
+
+    directory_tenant_id: str
+    client_id: str
+    secret_setting: str
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    sender_upn: str | None = None
+    reply_to: str | None = None
+
+
+class CapabilityReason(StrEnum):
+    NOT_CONFIGURED = "not_configured"
+    NO_ORGANIZER = "no_organizer"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class Capability:
+    available: bool
+    reason: CapabilityReason | None = None
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    display_name: str
+    install_status: InstallStatus = InstallStatus.ACTIVE
+    microsoft: MicrosoftProfile | None = None
+    organizer_upn: str | None = None
+    organizer_object_id: str | None = None
+    meeting_options: MeetingOptions = MeetingOptions()
+    mail: MailSettings = MailSettings()
+    updated_at: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    def meeting_capability(self) -> Capability:
+        """Whether meetings can be made now (the PRD's readiness check)."""
+        if self.install_status is InstallStatus.DISABLED:
+            return Capability(False, CapabilityReason.DISABLED)
+        if self.microsoft is None or self.install_status is not InstallStatus.ACTIVE:
+            return Capability(False, CapabilityReason.NOT_CONFIGURED)
+        if not self.organizer_upn:
+            return Capability(False, CapabilityReason.NO_ORGANIZER)
+        return Capability(True)

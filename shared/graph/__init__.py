@@ -1,0 +1,1 @@
+"""Microsoft Graph: app-only tokens, online meetings, users and mail."""

@@ -1,0 +1,99 @@
+"""Request bodies for Graph onlineMeetings, built from plain values (no I/O, easy to test)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.domain.tenant import LobbyBypassScope, MeetingOptions
+
+
+@dataclass(frozen=True)
+class Attendee:
+    upn: str
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MeetingRequest:
+    """What createOrGet needs: the booking's key, its subject, its times and who attends."""
+
+    external_id: str
+    subject: str
+    start: datetime
+    end: datetime
+    attendees: Sequence[Attendee] = ()
+
+
+# Scopes Graph returns only when asked with `Prefer: include-unknown-enum-members`.
+EVOLVED_LOBBY_SCOPES = frozenset(
+    {LobbyBypassScope.INVITED, LobbyBypassScope.ORGANIZATION_EXCLUDING_GUESTS}
+)
+
+
+def graph_time(moment: datetime) -> str:
+    """UTC, second precision, `Z` suffix, as Graph documents it."""
+    if moment.tzinfo is None:
+        raise ValueError("meeting times must carry a UTC offset")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create_or_get_body(request: MeetingRequest) -> dict[str, Any]:
+    """createOrGet accepts only these fields; options follow in a PATCH (`options_body`)."""
+    if request.end <= request.start:
+        raise ValueError("a meeting must end after it starts")
+    body: dict[str, Any] = {
+        "externalId": request.external_id,
+        "subject": request.subject,
+        "startDateTime": graph_time(request.start),
+        "endDateTime": graph_time(request.end),
+    }
+    if request.attendees:
+        body["participants"] = {"attendees": [_attendee(a) for a in request.attendees]}
+    return body
+
+
+def _attendee(attendee: Attendee) -> dict[str, Any]:
+    entry: dict[str, Any] = {"upn": attendee.upn, "role": "attendee"}
+    if attendee.display_name:
+        entry["identity"] = {"user": {"displayName": attendee.display_name}}
+    return entry
+
+
+def options_body(options: MeetingOptions) -> dict[str, Any]:
+    """The meeting options PATCH (lobby, presenters, chat, announcements)."""
+    return {
+        "lobbyBypassSettings": {
+            "scope": options.lobby_bypass_scope.value,
+            "isDialInBypassEnabled": options.dial_in_bypass,
+        },
+        "allowedPresenters": options.allowed_presenters.value,
+        "allowMeetingChat": options.allow_meeting_chat.value,
+        "isEntryExitAnnounced": options.entry_exit_announced,
+    }
+
+
+def options_match(meeting: dict[str, Any], options: MeetingOptions) -> bool:
+    """Whether a meeting Graph returned already carries `options` (so no PATCH is needed)."""
+    wanted = options_body(options)
+    lobby = meeting.get("lobbyBypassSettings") or {}
+    return (
+        lobby.get("scope") == wanted["lobbyBypassSettings"]["scope"]
+        and bool(lobby.get("isDialInBypassEnabled"))
+        == wanted["lobbyBypassSettings"]["isDialInBypassEnabled"]
+        and meeting.get("allowedPresenters") == wanted["allowedPresenters"]
+        and meeting.get("allowMeetingChat") == wanted["allowMeetingChat"]
+        and bool(meeting.get("isEntryExitAnnounced")) == wanted["isEntryExitAnnounced"]
+    )
+
+
+def reschedule_body(start: datetime, end: datetime, subject: str | None = None) -> dict[str, Any]:
+    """Graph wants start and end together in a PATCH."""
+    if end <= start:
+        raise ValueError("a meeting must end after it starts")
+    body: dict[str, Any] = {"startDateTime": graph_time(start), "endDateTime": graph_time(end)}
+    if subject is not None:
+        body["subject"] = subject
+    return body

@@ -1,0 +1,312 @@
+"""The one Graph module the functions share: users, online meetings and mail.
+
+Each method is a single attempt with a timeout; retry policy belongs to the caller, which knows
+whether a user is waiting. Every call logs one structured line (SPEC §9) and raises only
+`GraphError` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from shared.domain.tenant import MeetingOptions, MicrosoftProfile
+from shared.graph.bodies import (
+    EVOLVED_LOBBY_SCOPES,
+    MeetingRequest,
+    create_or_get_body,
+    options_body,
+    options_match,
+    reschedule_body,
+)
+from shared.graph.errors import (
+    GraphError,
+    GraphInvalidRequestError,
+    GraphNotFoundError,
+    GraphTimeoutError,
+    GraphTransientError,
+    classify_response,
+)
+from shared.graph.tokens import TokenSource
+from shared.observability import log_event
+
+logger = logging.getLogger("meetings.graph")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who a call is for, so its log line can be traced to a booking."""
+
+    tenant_id: str
+    operation: str
+    booking_id: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class GraphUser:
+    id: str
+    display_name: str | None
+    user_principal_name: str | None
+    mail: str | None
+
+
+@dataclass(frozen=True)
+class OnlineMeeting:
+    id: str
+    join_url: str
+    start: datetime | None
+    end: datetime | None
+    subject: str | None
+    external_id: str | None
+    created: bool = False
+    """True when this call made the meeting (createOrGet answered 201)."""
+
+
+class GraphMeetingsClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tokens: TokenSource,
+        http: requests.Session,
+        timeout: float,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._http = http
+        self._timeout = timeout
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def get_user(self, profile: MicrosoftProfile, user: str, ctx: CallContext) -> GraphUser:
+        """`GET /users/{upn or id}`: resolves an organizer UPN to its object id."""
+        _, body = self._call(
+            "GET",
+            f"/users/{_segment(user)}",
+            profile,
+            ctx,
+            params={"$select": "id,displayName,userPrincipalName,mail"},
+        )
+        return GraphUser(
+            id=str(body["id"]),
+            display_name=body.get("displayName"),
+            user_principal_name=body.get("userPrincipalName"),
+            mail=body.get("mail"),
+        )
+
+    # -- meetings ------------------------------------------------------------------------------
+
+    def create_or_get_meeting(
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        request: MeetingRequest,
+        options: MeetingOptions,
+        ctx: CallContext,
+    ) -> OnlineMeeting:
+        """One meeting per externalId, however often called; then make its options right.
+
+        createOrGet cannot carry options, and returns an existing meeting unchanged, so the
+        options go in a PATCH whenever the meeting does not have them yet (after a create, or
+        when an earlier PATCH was interrupted).
+        """
+        status, body = self._call(
+            "POST",
+            f"/users/{_segment(organizer_id)}/onlineMeetings/createOrGet",
+            profile,
+            ctx,
+            json=create_or_get_body(request),
+            options=options,
+        )
+        created = status == 201
+        if not options_match(body, options):
+            _, body = self._call(
+                "PATCH",
+                _meeting_path(organizer_id, str(body["id"])),
+                profile,
+                ctx,
+                json=options_body(options),
+                options=options,
+            )
+        return _meeting(body, created=created)
+
+    def get_meeting(
+        self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext
+    ) -> OnlineMeeting:
+        _, body = self._call("GET", _meeting_path(organizer_id, meeting_id), profile, ctx)
+        return _meeting(body)
+
+    def update_meeting(
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        meeting_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        subject: str | None,
+        ctx: CallContext,
+    ) -> OnlineMeeting:
+        """PATCH the times (and subject): same meeting, same join URL."""
+        _, body = self._call(
+            "PATCH",
+            _meeting_path(organizer_id, meeting_id),
+            profile,
+            ctx,
+            json=reschedule_body(start, end, subject),
+        )
+        return _meeting(body)
+
+    def delete_meeting(
+        self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext
+    ) -> bool:
+        """DELETE the meeting. Returns False when it was already gone (404 counts as done)."""
+        try:
+            self._call("DELETE", _meeting_path(organizer_id, meeting_id), profile, ctx)
+        except GraphNotFoundError:
+            return False
+        return True
+
+    # -- mail ----------------------------------------------------------------------------------
+
+    def send_mail(
+        self, profile: MicrosoftProfile, sender: str, message: dict[str, Any], ctx: CallContext
+    ) -> None:
+        """`POST /users/{sender}/sendMail` (202); `message` is Graph's message resource."""
+        self._call(
+            "POST",
+            f"/users/{_segment(sender)}/sendMail",
+            profile,
+            ctx,
+            json={"message": message, "saveToSentItems": True},
+        )
+
+    # -- the wire ------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        profile: MicrosoftProfile,
+        ctx: CallContext,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        options: MeetingOptions | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            headers = {"Authorization": f"Bearer {self._tokens.token(profile)}"}
+            if options is not None and options.lobby_bypass_scope in EVOLVED_LOBBY_SCOPES:
+                headers["Prefer"] = "include-unknown-enum-members"
+            try:
+                response = self._http.request(
+                    method,
+                    self._base_url + path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                )
+            except requests.Timeout as exc:
+                raise GraphTimeoutError(f"{method} timed out after {self._timeout}s") from exc
+            except requests.RequestException as exc:
+                raise GraphTransientError(f"{method} could not reach Graph") from exc
+            status = response.status_code
+            body = _json_or_empty(response)
+            if status >= 400:
+                raise classify_response(status, response.headers, body, operation=ctx.operation)
+        except GraphError as error:
+            self._log(logging.WARNING, method, path, ctx, started, error.status, error)
+            raise
+        self._log(logging.INFO, method, path, ctx, started, status, None)
+        return response.status_code, body
+
+    @staticmethod
+    def _log(
+        level: int,
+        method: str,
+        path: str,
+        ctx: CallContext,
+        started: float,
+        status: int | None,
+        error: GraphError | None,
+    ) -> None:
+        log_event(
+            logger,
+            level,
+            "graph_call",
+            tenant=ctx.tenant_id,
+            bookingId=ctx.booking_id,
+            operation=ctx.operation,
+            attempt=ctx.attempt,
+            method=method,
+            # The path names ids only (organizer object id, meeting id): no join URL.
+            path=path,
+            latencyMs=round((time.perf_counter() - started) * 1000, 1),
+            graphStatus=status,
+            errorCode=error.code if error else None,
+            graphErrorCode=error.graph_code if error else None,
+            retryAfter=error.retry_after if error else None,
+            requestId=error.request_id if error else None,
+        )
+
+
+def _segment(value: str) -> str:
+    if not value:
+        raise GraphInvalidRequestError("a user or meeting id is required")
+    return quote(value, safe="@")
+
+
+def _meeting_path(organizer_id: str, meeting_id: str) -> str:
+    return f"/users/{_segment(organizer_id)}/onlineMeetings/{_segment(meeting_id)}"
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    # Graph writes up to seven fractional digits; Python reads six.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _meeting(body: dict[str, Any], *, created: bool = False) -> OnlineMeeting:
+    meeting_id = body.get("id")
+    join_url = body.get("joinWebUrl") or body.get("joinUrl")
+    if not meeting_id or not join_url:
+        raise GraphInvalidRequestError("Graph returned a meeting without id or join URL")
+    return OnlineMeeting(
+        id=str(meeting_id),
+        join_url=str(join_url),
+        start=_parse_time(body.get("startDateTime")),
+        end=_parse_time(body.get("endDateTime")),
+        subject=body.get("subject"),
+        external_id=body.get("externalId"),
+        created=created,
+    )

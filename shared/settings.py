@@ -1,0 +1,188 @@
+"""Application settings: one frozen object, built from the environment once.
+
+Every name here is an app setting. `SETTINGS` is the single list of them; a test proves that
+`local.settings.json.example`, `infra/` and the README's configuration table name the same ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable app; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    description: str
+    required: bool = False
+    default: str | None = None
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "AzureWebJobsStorage",
+        "Storage account for the host, the queues and the tables: a connection string "
+        "(or use AzureWebJobsStorage__accountName with a managed identity).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__accountName",
+        "Storage account name when the app reaches storage with its managed identity.",
+    ),
+    SettingSpec("MICROSOFT_TENANT_ID", "Default tenant: Microsoft Entra directory (tenant) id."),
+    SettingSpec("MICROSOFT_CLIENT_ID", "Default tenant: application (client) id."),
+    SettingSpec("MICROSOFT_CLIENT_SECRET", "Default tenant: client secret (Key Vault reference)."),
+    SettingSpec("TEAMS_ORGANIZER_EMAIL", "Default tenant: UPN of the mailbox that organizes meetings."),
+    SettingSpec("DEFAULT_TENANT_ID", "Id of the default tenant.", default="default"),
+    SettingSpec(
+        "GRAPH_BASE_URL", "Microsoft Graph root.", default="https://graph.microsoft.com/v1.0"
+    ),
+    SettingSpec(
+        "MICROSOFT_AUTHORITY_HOST",
+        "Microsoft Entra login host.",
+        default="https://login.microsoftonline.com",
+    ),
+    SettingSpec("GRAPH_TIMEOUT_SECONDS", "Timeout of one Graph call, in seconds.", default="10"),
+    SettingSpec(
+        "RECONCILE_SCHEDULE",
+        "NCRONTAB schedule of the reconciliation timer.",
+        default="0 */5 * * * *",
+    ),
+    SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
+)
+
+_SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
+_MICROSOFT_PROFILE_NAMES = (
+    "MICROSOFT_TENANT_ID",
+    "MICROSOFT_CLIENT_ID",
+    "MICROSOFT_CLIENT_SECRET",
+    "TEAMS_ORGANIZER_EMAIL",
+)
+_MAIL_TRANSPORTS = ("graph", "smtp", "folder")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Either a connection string (Azurite, keys) or an account name (managed identity)."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    account_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MicrosoftProfileSettings:
+    """The default tenant's Microsoft profile, from seed 000's four variables."""
+
+    directory_tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    organizer_upn: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    default_tenant_id: str
+    microsoft: MicrosoftProfileSettings | None
+    graph_base_url: str
+    authority_host: str
+    graph_timeout_seconds: float
+    reconcile_schedule: str
+    mail_transport: str
+    running_in_azure: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from `env`; raise `SettingsError` naming every missing or bad one."""
+        problems: list[str] = []
+
+        def value(name: str) -> str:
+            raw = env.get(name, "").strip()
+            return raw or (_SPEC_BY_NAME[name].default or "")
+
+        connection_string = value("AzureWebJobsStorage")
+        account_name = value("AzureWebJobsStorage__accountName")
+        if not connection_string and not account_name:
+            problems.append(
+                "AzureWebJobsStorage is missing (or set AzureWebJobsStorage__accountName "
+                "to use the managed identity)"
+            )
+
+        given = [name for name in _MICROSOFT_PROFILE_NAMES if value(name)]
+        microsoft: MicrosoftProfileSettings | None = None
+        if given and len(given) < len(_MICROSOFT_PROFILE_NAMES):
+            missing = [name for name in _MICROSOFT_PROFILE_NAMES if not value(name)]
+            problems.append(
+                f"{', '.join(missing)} missing: the default tenant's Microsoft profile needs "
+                f"all of {', '.join(_MICROSOFT_PROFILE_NAMES)} (or none of them)"
+            )
+        elif given:
+            microsoft = MicrosoftProfileSettings(
+                directory_tenant_id=value("MICROSOFT_TENANT_ID"),
+                client_id=value("MICROSOFT_CLIENT_ID"),
+                client_secret=value("MICROSOFT_CLIENT_SECRET"),
+                organizer_upn=value("TEAMS_ORGANIZER_EMAIL"),
+            )
+
+        graph_base_url = value("GRAPH_BASE_URL").rstrip("/")
+        authority_host = value("MICROSOFT_AUTHORITY_HOST").rstrip("/")
+        for name, url in (
+            ("GRAPH_BASE_URL", graph_base_url),
+            ("MICROSOFT_AUTHORITY_HOST", authority_host),
+        ):
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.netloc:
+                problems.append(f"{name} must be an https URL, got {url!r}")
+
+        timeout = 0.0
+        try:
+            timeout = float(value("GRAPH_TIMEOUT_SECONDS"))
+            if not 0 < timeout <= 120:
+                raise ValueError
+        except ValueError:
+            problems.append(
+                "GRAPH_TIMEOUT_SECONDS must be a number of seconds between 0 and 120, "
+                f"got {value('GRAPH_TIMEOUT_SECONDS')!r}"
+            )
+
+        schedule = value("RECONCILE_SCHEDULE")
+        if len(schedule.split()) != 6:
+            problems.append(
+                "RECONCILE_SCHEDULE must be a six-field NCRONTAB expression "
+                f"(second minute hour day month weekday), got {schedule!r}"
+            )
+
+        mail_transport = value("MAIL_TRANSPORT").lower()
+        if mail_transport not in _MAIL_TRANSPORTS:
+            problems.append(
+                f"MAIL_TRANSPORT must be one of {', '.join(_MAIL_TRANSPORTS)}, "
+                f"got {mail_transport!r}"
+            )
+
+        if problems:
+            raise SettingsError("Invalid app settings: " + "; ".join(problems) + ".")
+        return cls(
+            storage=StorageSettings(
+                connection_string=connection_string or None, account_name=account_name or None
+            ),
+            default_tenant_id=value("DEFAULT_TENANT_ID"),
+            microsoft=microsoft,
+            graph_base_url=graph_base_url,
+            authority_host=authority_host,
+            graph_timeout_seconds=timeout,
+            reconcile_schedule=schedule,
+            mail_transport=mail_transport,
+            running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
+        )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env(os.environ)

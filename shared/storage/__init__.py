@@ -1,0 +1,1 @@
+"""Table Storage persistence behind small Protocols."""

@@ -1,0 +1,132 @@
+"""Audit persistence.
+
+Table `audit`: PartitionKey = tenant id; each record is written twice in one transaction:
+
+    t|{occurredAt}|{recordId}              by time (metrics over a period: a range scan)
+    b|{bookingId}|{occurredAt}|{recordId}  by booking (one booking's history: a range scan)
+
+`occurredAt` is fixed-width UTC ISO 8601, so row keys sort by time. Writing a record twice (a
+retried operation) is harmless: the insert of an existing record id is treated as done.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.domain.audit import AuditEvent, AuditRecord
+from shared.storage.errors import AlreadyExistsError
+from shared.storage.tables import (
+    EntityReader,
+    Tables,
+    prefix_range,
+    row_key,
+    to_utc,
+    translated_errors,
+    validate_key,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+TABLE = "audit"
+_BY_TIME, _BY_BOOKING = "t", "b"
+
+
+class AuditRepository(Protocol):
+    def add(self, record: AuditRecord) -> None:
+        """Store a record; storing the same record id again is a no-op."""
+        ...
+
+    def list_for_booking(self, tenant_id: str, booking_id: str) -> list[AuditRecord]: ...
+
+    def list_for_period(
+        self, tenant_id: str, since: datetime, until: datetime
+    ) -> list[AuditRecord]: ...
+
+
+def _stamp(moment: datetime) -> str:
+    return to_utc(moment, "occurredAt").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TableAuditRepository:
+    """`AuditRepository` on Azure Table Storage."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    @property
+    def _table(self) -> TableClient:
+        return self._tables.table(TABLE)
+
+    def add(self, record: AuditRecord) -> None:
+        pk = validate_key(record.tenant_id, "tenant id")
+        booking_id = validate_key(record.booking_id, "booking id")
+        record_id = validate_key(record.record_id, "record id")
+        stamp = _stamp(record.occurred_at)
+        body = audit_to_entity(record)
+        rows = [
+            {**body, "PartitionKey": pk, "RowKey": row_key(_BY_TIME, stamp, record_id)},
+            {
+                **body,
+                "PartitionKey": pk,
+                "RowKey": row_key(_BY_BOOKING, booking_id, stamp, record_id),
+            },
+        ]
+        try:
+            with translated_errors(f"audit record {record_id}"):
+                self._table.submit_transaction([("create", row) for row in rows])
+        except AlreadyExistsError:
+            return
+
+    def list_for_booking(self, tenant_id: str, booking_id: str) -> list[AuditRecord]:
+        pk = validate_key(tenant_id, "tenant id")
+        prefix = row_key(_BY_BOOKING, validate_key(booking_id, "booking id"), "")
+        return self._query(f"PartitionKey eq '{pk}' and {prefix_range(prefix)}")
+
+    def list_for_period(
+        self, tenant_id: str, since: datetime, until: datetime
+    ) -> list[AuditRecord]:
+        pk = validate_key(tenant_id, "tenant id")
+        low, high = row_key(_BY_TIME, _stamp(since)), row_key(_BY_TIME, _stamp(until))
+        return self._query(f"PartitionKey eq '{pk}' and RowKey ge '{low}' and RowKey lt '{high}'")
+
+    def _query(self, flt: str) -> list[AuditRecord]:
+        with translated_errors("audit query"):
+            return [entity_to_audit(e) for e in self._table.query_entities(flt)]
+
+
+def audit_to_entity(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "RecordId": record.record_id,
+        "BookingId": record.booking_id,
+        "Event": record.event.value,
+        "OccurredAt": to_utc(record.occurred_at, "occurredAt"),
+        "Operation": record.operation,
+        "Attempt": record.attempt,
+        "LatencyMs": record.latency_ms,
+        "GraphStatus": record.graph_status,
+        "ErrorCode": record.error_code,
+        "MeetingId": record.meeting_id,
+        "Actor": record.actor,
+    }
+
+
+def entity_to_audit(entity: Any) -> AuditRecord:
+    r = EntityReader(entity, "audit")
+    latency = entity.get("LatencyMs")
+    status = entity.get("GraphStatus")
+    return AuditRecord(
+        tenant_id=r.str("PartitionKey"),
+        booking_id=r.str("BookingId"),
+        event=r.enum("Event", AuditEvent),
+        occurred_at=r.datetime("OccurredAt").astimezone(UTC),
+        record_id=r.str("RecordId"),
+        operation=r.str("Operation"),
+        attempt=r.int("Attempt", default=1),
+        latency_ms=None if latency is None else r.int("LatencyMs"),
+        graph_status=None if status is None else r.int("GraphStatus"),
+        error_code=r.opt_str("ErrorCode"),
+        meeting_id=r.opt_str("MeetingId"),
+        actor=r.opt_str("Actor"),
+    )

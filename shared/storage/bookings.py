@@ -1,0 +1,359 @@
+"""Booking persistence.
+
+Partition design (one table, `bookings`; see docs/architecture.md):
+
+    PartitionKey = tenant id              every query is inside one tenant
+    RowKey  b|{bookingId}                 the booking itself
+            p|{participantId}|{bookingId} "bookings of this participant" index row
+            r|{bookingId}                 marker: this booking needs reconciliation
+
+Because the three kinds share the tenant's partition, a booking and its index rows are written
+in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
+range scan over `b|`; a participant's a range scan over `p|{id}|` followed by point reads; the
+reconciler reads only `r|` rows, so its cost grows with the bookings that need work, not with all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.domain.booking import (
+    Booking,
+    BookingStatus,
+    MeetingState,
+    MeetingStatus,
+    Participant,
+    ParticipantRole,
+)
+from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
+from shared.storage.tables import (
+    EntityReader,
+    Tables,
+    check_string,
+    prefix_range,
+    row_key,
+    to_utc,
+    translated_errors,
+    validate_key,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+TABLE = "bookings"
+_BOOKING, _PARTICIPANT, _RECONCILE = "b", "p", "r"
+
+
+@dataclass(frozen=True)
+class BookingQuery:
+    """Filters for listing; times compare with the booking's start."""
+
+    status: BookingStatus | None = None
+    start_from: datetime | None = None
+    start_to: datetime | None = None
+    limit: int = 100
+
+
+class BookingRepository(Protocol):
+    def add(self, booking: Booking) -> Booking:
+        """Insert a new booking; `AlreadyExistsError` if the id is taken. Returns it with an ETag."""
+        ...
+
+    def get(self, tenant_id: str, booking_id: str) -> Booking:
+        """The booking, or `NotFoundError`."""
+        ...
+
+    def update(self, booking: Booking) -> Booking:
+        """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag)."""
+        ...
+
+    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]: ...
+
+    def list_for_participant(
+        self, tenant_id: str, participant_id: str, query: BookingQuery
+    ) -> list[Booking]: ...
+
+    def list_needing_reconciliation(self, tenant_id: str, limit: int = 100) -> list[Booking]: ...
+
+
+def matches(booking: Booking, query: BookingQuery) -> bool:
+    if query.status is not None and booking.status is not query.status:
+        return False
+    if query.start_from is not None and booking.start < query.start_from:
+        return False
+    return not (query.start_to is not None and booking.start >= query.start_to)
+
+
+def sort_and_limit(bookings: Iterable[Booking], query: BookingQuery) -> list[Booking]:
+    ordered = sorted(bookings, key=lambda b: (b.start, b.booking_id))
+    return ordered[: query.limit]
+
+
+class TableBookingRepository:
+    """`BookingRepository` on Azure Table Storage."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    @property
+    def _table(self) -> TableClient:
+        return self._tables.table(TABLE)
+
+    def add(self, booking: Booking) -> Booking:
+        booking = replace(booking, version=1, etag=None)
+        entity = booking_to_entity(booking)
+        operations: list[Any] = [("create", entity)]
+        operations += [("upsert", e) for e in _participant_rows(booking)]
+        if booking.needs_reconciliation:
+            operations.append(("upsert", _marker_row(booking)))
+        what = f"booking {booking.booking_id}"
+        with translated_errors(what):
+            results = self._table.submit_transaction(operations)
+        return replace(booking, etag=results[0]["etag"])
+
+    def get(self, tenant_id: str, booking_id: str) -> Booking:
+        keys = _booking_keys(tenant_id, booking_id)
+        with translated_errors(f"booking {booking_id}"):
+            entity = self._table.get_entity(*keys)
+        return entity_to_booking(entity)
+
+    def update(self, booking: Booking) -> Booking:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        if booking.etag is None:
+            raise ConcurrencyError(f"booking {booking.booking_id} was not read before saving")
+        saved = replace(booking, version=booking.version + 1)
+        entity = booking_to_entity(saved)
+        operations: list[Any] = [
+            (
+                "update",
+                entity,
+                {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": booking.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            )
+        ]
+        operations += [("upsert", e) for e in _participant_rows(saved)]
+        if saved.needs_reconciliation:
+            operations.append(("upsert", _marker_row(saved)))
+        with translated_errors(f"booking {booking.booking_id}"):
+            results = self._table.submit_transaction(operations)
+        if not saved.needs_reconciliation:
+            self._clear_marker(saved, up_to_version=saved.version)
+        return replace(saved, etag=results[0]["etag"])
+
+    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        found = (
+            entity_to_booking(e)
+            for e in self._query(f"{_pk_filter(pk)} and {prefix_range(_BOOKING + '|')}")
+        )
+        return sort_and_limit((b for b in found if matches(b, query)), query)
+
+    def list_for_participant(
+        self, tenant_id: str, participant_id: str, query: BookingQuery
+    ) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        prefix = row_key(_PARTICIPANT, validate_key(participant_id, "participant id"), "")
+        ids = [e["BookingId"] for e in self._query(f"{_pk_filter(pk)} and {prefix_range(prefix)}")]
+        # Index rows of a participant who was later removed are left behind: the point read
+        # is the truth, so such a row simply filters out.
+        found = (self._get_or_none(pk, booking_id) for booking_id in ids)
+        return sort_and_limit(
+            (
+                b
+                for b in found
+                if b is not None and participant_id in b.participant_ids and matches(b, query)
+            ),
+            query,
+        )
+
+    def list_needing_reconciliation(self, tenant_id: str, limit: int = 100) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        flt = f"{_pk_filter(pk)} and {prefix_range(_RECONCILE + '|')}"
+        result: list[Booking] = []
+        for marker in self._query(flt):
+            booking = self._get_or_none(pk, marker["BookingId"])
+            if booking is None or not booking.needs_reconciliation:
+                # A marker outlived its reason (its clean-up was interrupted): heal it.
+                if booking is not None:
+                    self._clear_marker(booking, up_to_version=marker.get("BookingVersion", 0))
+                continue
+            result.append(booking)
+            if len(result) >= limit:
+                break
+        return result
+
+    def _query(self, flt: str) -> Iterator[Any]:
+        with translated_errors("bookings query"):
+            yield from self._table.query_entities(flt)
+
+    def _get_or_none(self, tenant_id: str, booking_id: str) -> Booking | None:
+        try:
+            return self.get(tenant_id, booking_id)
+        except NotFoundError:
+            return None
+
+    def _clear_marker(self, booking: Booking, up_to_version: int) -> None:
+        """Delete the marker unless a newer write (a higher booking version) put it there."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        rk = row_key(_RECONCILE, booking.booking_id)
+        try:
+            with translated_errors(f"reconcile marker {booking.booking_id}"):
+                marker = self._table.get_entity(booking.tenant_id, rk)
+        except NotFoundError:
+            return
+        if int(marker.get("BookingVersion", 0)) > up_to_version:
+            return
+        try:
+            self._table.delete_entity(
+                booking.tenant_id,
+                rk,
+                etag=marker.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # someone newer owns the marker now
+
+
+def _pk_filter(pk: str) -> str:
+    return "PartitionKey eq '" + pk.replace("'", "''") + "'"
+
+
+def _booking_keys(tenant_id: str, booking_id: str) -> tuple[str, str]:
+    return (
+        validate_key(tenant_id, "tenant id"),
+        row_key(_BOOKING, validate_key(booking_id, "booking id")),
+    )
+
+
+def _participant_rows(booking: Booking) -> list[dict[str, Any]]:
+    return [
+        {
+            "PartitionKey": booking.tenant_id,
+            "RowKey": row_key(_PARTICIPANT, validate_key(pid, "participant id"), booking.booking_id),
+            "Kind": "participant",
+            "BookingId": booking.booking_id,
+        }
+        for pid in sorted(booking.participant_ids)
+    ]
+
+
+def _marker_row(booking: Booking) -> dict[str, Any]:
+    return {
+        "PartitionKey": booking.tenant_id,
+        "RowKey": row_key(_RECONCILE, booking.booking_id),
+        "Kind": "reconcile",
+        "BookingId": booking.booking_id,
+        "BookingVersion": booking.version,
+    }
+
+
+def booking_to_entity(booking: Booking) -> dict[str, Any]:
+    """Map a booking to its table entity; raise `SchemaError`/`InvalidKeyError` if it can't fit."""
+    pk, rk = _booking_keys(booking.tenant_id, booking.booking_id)
+    start, end = to_utc(booking.start, "start"), to_utc(booking.end, "end")
+    meeting = booking.meeting
+    participants = json.dumps(
+        [
+            {
+                "userId": p.user_id,
+                "role": p.role.value,
+                "email": p.email,
+                "displayName": p.display_name,
+            }
+            for p in booking.participants
+        ],
+        separators=(",", ":"),
+    )
+    return {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "Kind": "booking",
+        "Version": booking.version,
+        "BookingId": booking.booking_id,
+        "Status": booking.status.value,
+        "Subject": check_string(booking.subject, "subject"),
+        "Level": check_string(booking.level, "level"),
+        "Start": start,
+        "End": end,
+        "TimeZone": check_string(booking.time_zone, "time zone"),
+        "Participants": check_string(participants, "participants"),
+        "CreatedBy": booking.created_by,
+        "CreatedAt": to_utc(booking.created_at, "createdAt"),
+        "UpdatedAt": to_utc(booking.updated_at, "updatedAt"),
+        "AssigneeId": booking.assignee_id,
+        "InternalNotes": check_string(booking.internal_notes, "internal notes"),
+        "MeetingWanted": meeting.wanted,
+        "MeetingStatus": meeting.status.value,
+        "MeetingProvider": meeting.provider,
+        "MeetingJoinUrl": check_string(meeting.join_url, "join URL"),
+        "MeetingId": check_string(meeting.meeting_id, "meeting id"),
+        "MeetingOrganizerId": meeting.organizer_id,
+        "MeetingGeneration": meeting.generation,
+        "MeetingSyncedStart": meeting.synced_start and to_utc(meeting.synced_start, "synced"),
+        "MeetingSyncedEnd": meeting.synced_end and to_utc(meeting.synced_end, "synced"),
+        "MeetingAttempts": meeting.attempts,
+        "MeetingLastErrorCode": meeting.last_error_code,
+        "MeetingChangedAt": meeting.changed_at and to_utc(meeting.changed_at, "changed"),
+    }
+
+
+def entity_to_booking(entity: Any) -> Booking:
+    """Read a stored booking; a row that does not fit the schema raises `SchemaError`."""
+    r = EntityReader(entity, "booking")
+    try:
+        participants = tuple(
+            Participant(
+                user_id=str(p["userId"]),
+                role=ParticipantRole(p["role"]),
+                email=str(p["email"]),
+                display_name=p.get("displayName"),
+            )
+            for p in r.json("Participants")
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise r.fail(f"Participants do not fit the schema ({exc})") from exc
+    return Booking(
+        tenant_id=r.str("PartitionKey"),
+        booking_id=r.str("BookingId"),
+        status=r.enum("Status", BookingStatus),
+        subject=r.str("Subject"),
+        level=r.opt_str("Level"),
+        start=r.datetime("Start"),
+        end=r.datetime("End"),
+        time_zone=r.str("TimeZone"),
+        participants=participants,
+        created_by=r.str("CreatedBy"),
+        created_at=r.datetime("CreatedAt"),
+        updated_at=r.datetime("UpdatedAt"),
+        assignee_id=r.opt_str("AssigneeId"),
+        internal_notes=r.opt_str("InternalNotes"),
+        meeting=MeetingState(
+            wanted=r.bool("MeetingWanted"),
+            status=r.enum("MeetingStatus", MeetingStatus),
+            provider=r.opt_str("MeetingProvider"),
+            join_url=r.opt_str("MeetingJoinUrl"),
+            meeting_id=r.opt_str("MeetingId"),
+            organizer_id=r.opt_str("MeetingOrganizerId"),
+            generation=r.int("MeetingGeneration", default=1),
+            synced_start=r.opt_datetime("MeetingSyncedStart"),
+            synced_end=r.opt_datetime("MeetingSyncedEnd"),
+            attempts=r.int("MeetingAttempts", default=0),
+            last_error_code=r.opt_str("MeetingLastErrorCode"),
+            changed_at=r.opt_datetime("MeetingChangedAt"),
+        ),
+        version=r.int("Version", default=1),
+        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )

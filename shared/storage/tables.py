@@ -1,0 +1,224 @@
+"""What every Table Storage repository shares: keys, field reading, error translation."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.storage.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    InvalidKeyError,
+    NotFoundError,
+    SchemaError,
+    StorageError,
+    StorageUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+    from shared.settings import StorageSettings
+
+# Table Storage forbids / \ # ? and control characters in PartitionKey and RowKey, and caps
+# each at 1 KiB. We also forbid "|", which our composite row keys use as the separator.
+_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?|\x00-\x1f\x7f-\x9f]")
+MAX_KEY_LENGTH = 512
+# A string property holds at most 64 KiB of UTF-16, i.e. 32 Ki characters of the BMP.
+MAX_STRING_PROPERTY_CHARS = 32 * 1024
+KEY_SEPARATOR = "|"
+
+T = TypeVar("T")
+
+
+def validate_key(value: str, what: str) -> str:
+    """Return `value` if it can be part of a table key, else raise `InvalidKeyError`."""
+    if not isinstance(value, str) or not value:
+        raise InvalidKeyError(f"{what} must be a non-empty string")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"{what} is longer than {MAX_KEY_LENGTH} characters")
+    bad = _FORBIDDEN_KEY_CHARS.search(value)
+    if bad:
+        raise InvalidKeyError(
+            f"{what} {value!r} contains {bad.group()!r}; keys may not contain "
+            "'/', '\\', '#', '?', '|' or control characters"
+        )
+    return value
+
+
+def row_key(*parts: str) -> str:
+    return KEY_SEPARATOR.join(parts)
+
+
+def prefix_range(prefix: str) -> str:
+    """An OData filter for row keys that start with `prefix` (a range scan, not a full scan)."""
+    # "~" sorts after every character we allow in keys.
+    return f"RowKey ge '{_quote(prefix)}' and RowKey lt '{_quote(prefix + '~')}'"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def check_string(value: str | None, what: str) -> str | None:
+    if value is not None and len(value) > MAX_STRING_PROPERTY_CHARS:
+        raise SchemaError(f"{what} is longer than {MAX_STRING_PROPERTY_CHARS} characters")
+    return value
+
+
+def to_utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise SchemaError(f"{what} must carry a UTC offset")
+    return value.astimezone(UTC)
+
+
+class EntityReader:
+    """Reads typed fields from a stored entity; a row that does not fit is a `SchemaError`."""
+
+    def __init__(self, entity: Mapping[str, Any], kind: str) -> None:
+        self._entity = entity
+        self._where = (
+            f"{kind} entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r})"
+        )
+
+    def _get(self, name: str, types: type | tuple[type, ...], required: bool) -> Any:
+        value = self._entity.get(name)
+        if value is None:
+            if required:
+                raise SchemaError(f"{self._where} has no {name}")
+            return None
+        if not isinstance(value, types):
+            raise SchemaError(
+                f"{self._where}: {name} should be {types}, got {type(value).__name__}"
+            )
+        return value
+
+    def str(self, name: str) -> str:
+        value: str = self._get(name, str, True)
+        return value
+
+    def opt_str(self, name: str) -> str | None:
+        value: str | None = self._get(name, str, False)
+        return value or None
+
+    def int(self, name: str, default: int | None = None) -> int:
+        value = self._get(name, int, default is None)
+        if isinstance(value, bool):
+            raise SchemaError(f"{self._where}: {name} should be a number")
+        return default if value is None else int(value)
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self._get(name, bool, False)
+        return default if value is None else bool(value)
+
+    def datetime(self, name: str) -> datetime:
+        value: datetime = self._get(name, datetime, True)
+        return value.astimezone(UTC)
+
+    def opt_datetime(self, name: str) -> datetime | None:
+        value: datetime | None = self._get(name, datetime, False)
+        return value.astimezone(UTC) if value else None
+
+    def json(self, name: str) -> Any:
+        raw = self.str(name)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise SchemaError(f"{self._where}: {name} is not valid JSON") from exc
+
+    def enum(self, name: str, enum_type: Callable[[str], T]) -> T:
+        raw = self.str(name)
+        try:
+            return enum_type(raw)
+        except ValueError as exc:
+            raise SchemaError(f"{self._where}: {name} has unknown value {raw!r}") from exc
+
+    def fail(self, message: str) -> SchemaError:
+        return SchemaError(f"{self._where}: {message}")
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn Azure SDK errors into our storage error tree."""
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+    from azure.data.tables import TableTransactionError
+
+    try:
+        yield
+    except StorageError:
+        raise
+    except ResourceModifiedError as exc:
+        raise ConcurrencyError(f"{what} was changed by someone else") from exc
+    except ResourceExistsError as exc:
+        raise AlreadyExistsError(f"{what} already exists") from exc
+    except ResourceNotFoundError as exc:
+        raise NotFoundError(f"{what} was not found") from exc
+    except TableTransactionError as exc:
+        code = str(getattr(exc, "error_code", "") or "")
+        if code in ("UpdateConditionNotSatisfied", "ConditionNotMet"):
+            raise ConcurrencyError(f"{what} was changed by someone else") from exc
+        if code == "EntityAlreadyExists":
+            raise AlreadyExistsError(f"{what} already exists") from exc
+        if code == "ResourceNotFound":
+            raise NotFoundError(f"{what} was not found") from exc
+        raise StorageError(f"{what}: transaction failed ({code or 'unknown'})") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise StorageUnavailableError(f"{what}: storage unreachable") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status >= 500 or status in (408, 429):
+            raise StorageUnavailableError(f"{what}: storage answered {status}") from exc
+        if status == 412:
+            raise ConcurrencyError(f"{what} was changed by someone else") from exc
+        code = getattr(exc, "error_code", None)
+        if status == 400 and code in ("PropertyValueTooLarge", "EntityTooLarge"):
+            raise SchemaError(f"{what} is too large for Table Storage") from exc
+        raise StorageError(f"{what}: storage answered {status} ({code})") from exc
+
+
+def make_table_service(storage: StorageSettings) -> TableServiceClient:
+    """Build the process's TableServiceClient from a connection string or a managed identity."""
+    from azure.data.tables import TableServiceClient
+
+    if storage.connection_string:
+        return TableServiceClient.from_connection_string(
+            storage.connection_string, connection_timeout=5, read_timeout=20
+        )
+    from azure.identity import DefaultAzureCredential
+
+    endpoint = f"https://{storage.account_name}.table.core.windows.net"
+    return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
+
+
+class Tables:
+    """Hands out table clients, creating each table once per process."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._ready: dict[str, TableClient] = {}
+
+    def table(self, name: str) -> TableClient:
+        full_name = f"{self._prefix}{name}"
+        client = self._ready.get(full_name)
+        if client is None:
+            with translated_errors(f"table {full_name}"):
+                client = self._service.create_table_if_not_exists(full_name)
+            self._ready[full_name] = client
+        return client
+
+    def ping(self) -> None:
+        """Raise `StorageUnavailableError` unless the table service answers."""
+        with translated_errors("table service"):
+            next(iter(self._service.list_tables(results_per_page=1).by_page()), None)

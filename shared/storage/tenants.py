@@ -1,0 +1,146 @@
+"""Tenant persistence.
+
+Table `tenants`: PartitionKey = "tenant", RowKey = tenant id. Tenants are few and read by id
+(a point read) or all at once by the reconciler (one partition scan). No secret is ever stored:
+the Microsoft profile keeps the *name* of the app setting that holds the client secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.domain.tenant import (
+    AllowedPresenters,
+    InstallStatus,
+    LobbyBypassScope,
+    MailSettings,
+    MeetingChatMode,
+    MeetingOptions,
+    MicrosoftProfile,
+    Tenant,
+)
+from shared.storage.errors import ConcurrencyError
+from shared.storage.tables import EntityReader, Tables, check_string, translated_errors, validate_key
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+TABLE = "tenants"
+_PARTITION = "tenant"
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant:
+        """The tenant, or `NotFoundError`."""
+        ...
+
+    def add(self, tenant: Tenant) -> Tenant:
+        """Insert; `AlreadyExistsError` if the id is taken."""
+        ...
+
+    def update(self, tenant: Tenant) -> Tenant:
+        """Save a tenant read earlier; `ConcurrencyError` if it changed since."""
+        ...
+
+    def list_all(self) -> list[Tenant]: ...
+
+
+class TableTenantRepository:
+    """`TenantRepository` on Azure Table Storage."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    @property
+    def _table(self) -> TableClient:
+        return self._tables.table(TABLE)
+
+    def get(self, tenant_id: str) -> Tenant:
+        key = validate_key(tenant_id, "tenant id")
+        with translated_errors(f"tenant {tenant_id}"):
+            entity = self._table.get_entity(_PARTITION, key)
+        return entity_to_tenant(entity)
+
+    def add(self, tenant: Tenant) -> Tenant:
+        with translated_errors(f"tenant {tenant.tenant_id}"):
+            meta = self._table.create_entity(tenant_to_entity(tenant))
+        return replace(tenant, etag=meta["etag"])
+
+    def update(self, tenant: Tenant) -> Tenant:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        if tenant.etag is None:
+            raise ConcurrencyError(f"tenant {tenant.tenant_id} was not read before saving")
+        with translated_errors(f"tenant {tenant.tenant_id}"):
+            meta = self._table.update_entity(
+                tenant_to_entity(tenant),
+                mode=UpdateMode.REPLACE,
+                etag=tenant.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        return replace(tenant, etag=meta["etag"])
+
+    def list_all(self) -> list[Tenant]:
+        with translated_errors("tenants query"):
+            entities = list(self._table.query_entities(f"PartitionKey eq '{_PARTITION}'"))
+        return sorted((entity_to_tenant(e) for e in entities), key=lambda t: t.tenant_id)
+
+
+def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
+    options = tenant.meeting_options
+    profile = tenant.microsoft
+    return {
+        "PartitionKey": _PARTITION,
+        "RowKey": validate_key(tenant.tenant_id, "tenant id"),
+        "DisplayName": check_string(tenant.display_name, "display name"),
+        "InstallStatus": tenant.install_status.value,
+        "DirectoryTenantId": profile.directory_tenant_id if profile else None,
+        "ClientId": profile.client_id if profile else None,
+        "SecretSetting": profile.secret_setting if profile else None,
+        "OrganizerUpn": tenant.organizer_upn,
+        "OrganizerObjectId": tenant.organizer_object_id,
+        "LobbyBypassScope": options.lobby_bypass_scope.value,
+        "DialInBypass": options.dial_in_bypass,
+        "AllowedPresenters": options.allowed_presenters.value,
+        "AllowMeetingChat": options.allow_meeting_chat.value,
+        "EntryExitAnnounced": options.entry_exit_announced,
+        "SubjectTemplate": check_string(options.subject_template, "subject template"),
+        "MailSenderUpn": tenant.mail.sender_upn,
+        "MailReplyTo": tenant.mail.reply_to,
+        "UpdatedAt": tenant.updated_at,
+    }
+
+
+def entity_to_tenant(entity: Any) -> Tenant:
+    r = EntityReader(entity, "tenant")
+    directory, client, secret = (
+        r.opt_str("DirectoryTenantId"),
+        r.opt_str("ClientId"),
+        r.opt_str("SecretSetting"),
+    )
+    if any((directory, client, secret)) and not all((directory, client, secret)):
+        raise r.fail("Microsoft profile is incomplete (directory, client and secret setting)")
+    defaults = MeetingOptions()
+    return Tenant(
+        tenant_id=r.str("RowKey"),
+        display_name=r.str("DisplayName"),
+        install_status=r.enum("InstallStatus", InstallStatus),
+        microsoft=(
+            MicrosoftProfile(directory, client, secret) if directory and client and secret else None
+        ),
+        organizer_upn=r.opt_str("OrganizerUpn"),
+        organizer_object_id=r.opt_str("OrganizerObjectId"),
+        meeting_options=MeetingOptions(
+            lobby_bypass_scope=r.enum("LobbyBypassScope", LobbyBypassScope),
+            dial_in_bypass=r.bool("DialInBypass", defaults.dial_in_bypass),
+            allowed_presenters=r.enum("AllowedPresenters", AllowedPresenters),
+            allow_meeting_chat=r.enum("AllowMeetingChat", MeetingChatMode),
+            entry_exit_announced=r.bool("EntryExitAnnounced", defaults.entry_exit_announced),
+            subject_template=r.opt_str("SubjectTemplate") or defaults.subject_template,
+        ),
+        mail=MailSettings(sender_upn=r.opt_str("MailSenderUpn"), reply_to=r.opt_str("MailReplyTo")),
+        updated_at=r.opt_datetime("UpdatedAt"),
+        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )
