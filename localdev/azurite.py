@@ -19,7 +19,9 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-_LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at \S+:(\d+)")
+_LISTENING = re.compile(
+    r"Azurite (Blob|Queue|Table) service is successfully listening at \S+:(\d+)"
+)
 
 
 class AzuriteError(RuntimeError):
@@ -32,6 +34,7 @@ class Azurite:
     blob_port: int
     queue_port: int
     table_port: int
+    persistent: bool = False
     host: str = "127.0.0.1"
 
     @property
@@ -45,13 +48,19 @@ class Azurite:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process.poll() is not None:
+            return
+        if not self.persistent:
+            # Nothing to flush; a graceful stop would wait for idle keep-alive connections.
+            self.process.kill()
+            self.process.wait(timeout=5)
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
 
 
 def azurite_command() -> str:
@@ -79,12 +88,18 @@ def start_azurite(
         "--silent",
         "--skipApiVersionCheck",
         "--loose",
-        "--blobHost", "127.0.0.1",
-        "--queueHost", "127.0.0.1",
-        "--tableHost", "127.0.0.1",
-        "--blobPort", str(ports[0]),
-        "--queuePort", str(ports[1]),
-        "--tablePort", str(ports[2]),
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queuePort",
+        str(ports[1]),
+        "--tablePort",
+        str(ports[2]),
     ]
     if location is None:
         command.append("--inMemoryPersistence")
@@ -122,7 +137,9 @@ def start_azurite(
         raise AzuriteError("Azurite did not start:\n" + "".join(lines[-20:]))
     # Keep draining its output so Azurite never blocks on a full pipe.
     threading.Thread(target=_drain, args=(process, log_file), daemon=True).start()
-    return Azurite(process, found["Blob"], found["Queue"], found["Table"])
+    return Azurite(
+        process, found["Blob"], found["Queue"], found["Table"], persistent=location is not None
+    )
 
 
 def _drain(process: subprocess.Popen[str], log_file: Path | None) -> None:

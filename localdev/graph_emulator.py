@@ -47,11 +47,23 @@ OPERATIONS = (
 )
 POLICY_MISSING_MESSAGE = "No application access policy found for this app."
 _CREATE_OR_GET_FIELDS = {
-    "externalId", "startDateTime", "endDateTime", "subject", "participants", "chatInfo",
+    "externalId",
+    "startDateTime",
+    "endDateTime",
+    "subject",
+    "participants",
+    "chatInfo",
 }
 _PATCH_FIELDS = {
-    "startDateTime", "endDateTime", "subject", "participants", "lobbyBypassSettings",
-    "allowedPresenters", "allowMeetingChat", "isEntryExitAnnounced", "recordAutomatically",
+    "startDateTime",
+    "endDateTime",
+    "subject",
+    "participants",
+    "lobbyBypassSettings",
+    "allowedPresenters",
+    "allowMeetingChat",
+    "isEntryExitAnnounced",
+    "recordAutomatically",
 }
 _EVOLVED_SCOPES = {"invited", "organizationExcludingGuests"}
 
@@ -224,7 +236,9 @@ class GraphEmulator:
         return f"{self.base_url}/v1.0"
 
     def start(self) -> GraphEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -335,8 +349,10 @@ class GraphEmulator:
         if operation == "token":
             return _Reply(
                 status,
-                {"error": fault.graph_code or "invalid_client",
-                 "error_description": fault.message or "AADSTS7000215: Invalid client secret."},
+                {
+                    "error": fault.graph_code or "invalid_client",
+                    "error_description": fault.message or "AADSTS7000215: Invalid client secret.",
+                },
             )
         defaults = {
             429: ("TooManyRequests", "Too many requests"),
@@ -354,7 +370,9 @@ class GraphEmulator:
 
     def _route(self, method: str, parts: list[str]) -> tuple[str, Any]:
         def unknown(*_: Any) -> _Reply:
-            raise _graph_error(400, "BadRequest", f"Unsupported request {method} /{'/'.join(parts)}")
+            raise _graph_error(
+                400, "BadRequest", f"Unsupported request {method} /{'/'.join(parts)}"
+            )
 
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             return "discovery", lambda *_: self._discovery(parts[0])
@@ -387,8 +405,10 @@ class GraphEmulator:
         if not known:
             return _Reply(
                 400,
-                {"error": "invalid_tenant",
-                 "error_description": f"AADSTS90002: Tenant '{directory}' not found."},
+                {
+                    "error": "invalid_tenant",
+                    "error_description": f"AADSTS90002: Tenant '{directory}' not found.",
+                },
             )
         base = f"{self.base_url}/{directory}"
         return _Reply(
@@ -407,25 +427,42 @@ class GraphEmulator:
     def _token(self, directory: str, body: bytes) -> _Reply:
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         if form.get("grant_type") != "client_credentials":
-            return _Reply(400, {"error": "unsupported_grant_type",
-                                "error_description": "AADSTS70003: only client_credentials"})
+            return _Reply(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "AADSTS70003: only client_credentials",
+                },
+            )
         with self._lock:
             app = self.apps.get((directory, form.get("client_id", "")))
         if app is None:
-            return _Reply(400, {"error": "unauthorized_client",
-                                "error_description": "AADSTS700016: Application not found in "
-                                "the directory."})
+            return _Reply(
+                400,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "AADSTS700016: Application not found in the directory.",
+                },
+            )
         if not secrets.compare_digest(app.client_secret, form.get("client_secret", "")):
-            return _Reply(401, {"error": "invalid_client",
-                                "error_description": "AADSTS7000215: Invalid client secret "
-                                "provided."})
+            return _Reply(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+            )
         token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         with self._lock:
             self._tokens[token] = (directory, app.client_id, time.time() + 3600)
         return _Reply(
             200,
-            {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-             "access_token": token},
+            {
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "ext_expires_in": 3599,
+                "access_token": token,
+            },
         )
 
     def _caller(self, headers: Any) -> str:
@@ -435,7 +472,9 @@ class GraphEmulator:
         with self._lock:
             grant = self._tokens.get(token)
         if grant is None or grant[2] < time.time():
-            raise _graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+            raise _graph_error(
+                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
+            )
         return grant[0]
 
     # graph
@@ -444,11 +483,13 @@ class GraphEmulator:
         with self._lock:
             for user in self.users.values():
                 if user.directory == directory and ref.lower() in (
-                    user.id.lower(), user.user_principal_name.lower()
+                    user.id.lower(),
+                    user.user_principal_name.lower(),
                 ):
                     return user
         raise _graph_error(
-            404, "Request_ResourceNotFound",
+            404,
+            "Request_ResourceNotFound",
             f"Resource '{ref}' does not exist or one of its queried reference-property objects "
             "are not present.",
         )
@@ -589,8 +630,9 @@ class GraphEmulator:
         if parts == ["faults"] and method == "POST":
             allowed = {f for f in Fault.__dataclass_fields__ if f not in ("seen", "applied")}
             try:
-                fault = self.add_fault(Fault(**{_snake(k): v for k, v in data.items()
-                                                if _snake(k) in allowed}))
+                fault = self.add_fault(
+                    Fault(**{_snake(k): v for k, v in data.items() if _snake(k) in allowed})
+                )
             except (TypeError, ValueError) as exc:
                 return _Reply(400, {"error": str(exc)})
             return _Reply(201, asdict(fault))
@@ -599,7 +641,9 @@ class GraphEmulator:
             return _Reply(204)
         if parts == ["users"] and method == "POST":
             user = self.add_user(
-                data["directory"], data["userPrincipalName"], data.get("displayName", ""),
+                data["directory"],
+                data["userPrincipalName"],
+                data.get("displayName", ""),
                 policy_granted=data.get("policyGranted", True),
             )
             return _Reply(201, asdict(user))

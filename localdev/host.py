@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import importlib
 import inspect
 import json
@@ -184,7 +185,9 @@ class HttpRoute:
     @classmethod
     def build(cls, function: LocalFunction, prefix: str) -> HttpRoute:
         template = function.trigger.get("route") or function.name
-        methods = frozenset(str(getattr(m, "value", m)).upper() for m in function.trigger.get("methods") or [])
+        methods = frozenset(
+            str(getattr(m, "value", m)).upper() for m in function.trigger.get("methods") or []
+        )
         full = "/".join(p for p in (prefix, template.strip("/")) if p)
         regex, literals = _route_regex(full)
         return cls(function, methods, full, re.compile(regex, re.IGNORECASE), literals)
@@ -245,10 +248,8 @@ class QueueListener:
         queue = service.get_queue_client(self.queue_name)
         poison = service.get_queue_client(f"{self.queue_name}-poison")
         for client in (queue, poison):
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 client.create_queue()
-            except ResourceExistsError:
-                pass
         return queue, poison
 
     def _run(self) -> None:
@@ -327,9 +328,7 @@ class QueueListener:
                 message.dequeue_count,
             )
         else:
-            queue.update_message(
-                message, visibility_timeout=int(self.config.visibility_timeout)
-            )
+            queue.update_message(message, visibility_timeout=int(self.config.visibility_timeout))
 
 
 # -- timers -----------------------------------------------------------------------------------
@@ -388,7 +387,11 @@ class LocalHost:
     """Loads the function app and serves its triggers."""
 
     def __init__(
-        self, *, script_root: Path, app_module: str = "function_app", host: str = "127.0.0.1",
+        self,
+        *,
+        script_root: Path,
+        app_module: str = "function_app",
+        host: str = "127.0.0.1",
         port: int = 7071,
     ) -> None:
         self.script_root = script_root.resolve()
@@ -404,7 +407,7 @@ class LocalHost:
         self.queues: list[QueueListener] = []
         self.timers: list[TimerSchedule] = []
         self.functions: dict[str, LocalFunction] = {}
-        for fn in app.get_functions():
+        for fn in _function_index(app):
             self._add(fn)
         self.routes.sort(key=lambda r: (-r.literal_segments, r.template))
         self._server = ThreadingHTTPServer((host, port), _http_handler(self))
@@ -421,11 +424,10 @@ class LocalHost:
             raise HostError(f"two functions are named {name!r}")
         trigger = fn.get_trigger().get_dict_repr()
         kind = trigger["type"]
-        others = [
-            b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr() is not None
-        ]
+        others = [b.get_dict_repr() for b in fn.get_bindings() if b.get_dict_repr() is not None]
         extra = [
-            b for b in others
+            b
+            for b in others
             if b["name"] != trigger["name"] and not (b["type"] == "http" and b["name"] == "$return")
         ]
         if extra:
@@ -442,7 +444,10 @@ class LocalHost:
                 raise HostError(f"function {name!r}: app setting {setting!r} is not set")
             self.queues.append(
                 QueueListener(
-                    local, resolve_setting_refs(trigger["queueName"]), connection, self.config,
+                    local,
+                    resolve_setting_refs(trigger["queueName"]),
+                    connection,
+                    self.config,
                     self.stop_event,
                 )
             )
@@ -452,7 +457,9 @@ class LocalHost:
                 raise HostError(f"function {name!r}: TimeSpan schedules are not supported")
             self.timers.append(
                 TimerSchedule(
-                    local, NCrontab.parse(expression), bool(trigger.get("runOnStartup")),
+                    local,
+                    NCrontab.parse(expression),
+                    bool(trigger.get("runOnStartup")),
                     self.stop_event,
                 )
             )
@@ -471,7 +478,12 @@ class LocalHost:
         return "\n".join(lines)
 
     def start(self) -> LocalHost:
-        threading.Thread(target=self._server.serve_forever, name="http", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="http",
+            daemon=True,
+        ).start()
         for listener in self.queues:
             listener.start()
         for timer in self.timers:
@@ -485,7 +497,9 @@ class LocalHost:
 
     # HTTP dispatch
 
-    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         import azure.functions as func
 
         url = urlsplit(target)
@@ -532,6 +546,16 @@ class LocalHost:
             threading.Thread(target=local.invoke, args=(message,), daemon=True).start()
             return 202, {}, b""
         return 400, {}, b""
+
+
+def _function_index(app: Any) -> list[Any]:
+    """`app.get_functions()`, once per app object: like the worker, index the app only once
+    (the library refuses a second indexing of the same app)."""
+    functions: list[Any] | None = getattr(app, "_local_host_index", None)
+    if functions is None:
+        functions = list(app.get_functions())
+        app._local_host_index = functions
+    return functions
 
 
 def _http_result(result: Any) -> tuple[int, dict[str, str], bytes]:
@@ -582,14 +606,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--app", default="function_app")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--settings-file",
+        type=Path,
+        default=None,
+        help="local.settings.json to load (default: the one in --script-root)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
+        level=logging.INFO,
+        format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
         stream=sys.stdout,
     )
     # The Azure SDKs log every request at INFO; the real host keeps them out of the console too.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    load_local_settings(args.script_root / "local.settings.json")
+    load_local_settings(args.settings_file or args.script_root / "local.settings.json")
     try:
         host = LocalHost(
             script_root=args.script_root, app_module=args.app, host=args.host, port=args.port

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 _MONTHS = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
 _DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("second", 0, 59, {}),
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
@@ -83,7 +83,9 @@ class NCrontab:
         raise CronError(f"{self.expression!r} never fires")
 
 
-def _parse_field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> frozenset[int]:
+def _parse_field(
+    text: str, name: str, low: int, high: int, names: dict[str, int]
+) -> frozenset[int]:
     values: set[int] = set()
     for item in text.split(","):
         base, _, step_text = item.partition("/")

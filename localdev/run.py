@@ -8,6 +8,7 @@ stops everything it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -43,10 +44,8 @@ def main() -> None:
         echo=True,
     ) as stack:
         print(_banner(stack.host_url, stack.emulator.base_url, stack.tls.bundle_file), flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         print("\nStopping...", flush=True)
 
 
@@ -62,7 +61,7 @@ def _banner(host_url: str, emulator_url: str, bundle: Path) -> str:
    inject a fault:  curl --cacert {bundle} -X POST {emulator_url}/_emulator/faults \\
                       -d '{{"operation": "createOrGet", "status": 503, "count": 1}}'
 
- Data: {REPO_ROOT / '.local'} (make run ARGS=--fresh to start empty). Ctrl-C stops everything.
+ Data: {REPO_ROOT / ".local"} (make run ARGS=--fresh to start empty). Ctrl-C stops everything.
 ================================================================================
 """
 

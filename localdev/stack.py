@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def seed_demo_tenant(connection_string: str) -> None:
     tenants = TableTenantRepository(
         Tables(make_table_service(StorageSettings(connection_string=connection_string)))
     )
-    try:
+    with suppress(AlreadyExistsError):
         tenants.add(
             Tenant(
                 tenant_id=DEMO_TENANT_ID,
@@ -88,11 +88,11 @@ def seed_demo_tenant(connection_string: str) -> None:
                 organizer_upn=ORGANIZER_UPN,
             )
         )
-    except AlreadyExistsError:
-        pass
 
 
-def stack_settings(azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str) -> dict[str, str]:
+def stack_settings(
+    azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str
+) -> dict[str, str]:
     """App settings for the function app in a local run (what local.settings.json would hold)."""
     return {
         "AzureWebJobsStorage": azurite.connection_string,
@@ -139,8 +139,15 @@ def local_stack(
         seed_demo_tenant(azurite.connection_string)
         port = host_port or free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "localdev.host", "--script-root", str(REPO_ROOT),
-             "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "localdev.host",
+                "--script-root",
+                str(REPO_ROOT),
+                "--port",
+                str(port),
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,

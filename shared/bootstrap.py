@@ -17,14 +17,15 @@ from shared.graph.errors import GraphAuthError
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import requests
+
     from shared.graph.client import GraphMeetingsClient
-    from shared.graph.session import TimeoutSession
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
     from shared.storage.tables import Tables
     from shared.storage.tenants import TenantRepository
 
-DEFAULT_PROFILE_SECRET_SETTING = "MICROSOFT_CLIENT_SECRET"
+DEFAULT_PROFILE_SECRET_SETTING = "MICROSOFT_CLIENT_SECRET"  # noqa: S105 (a setting name)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MICROSOFT_TENANT_ID", "Default tenant: Microsoft Entra directory (tenant) id."),
     SettingSpec("MICROSOFT_CLIENT_ID", "Default tenant: application (client) id."),
     SettingSpec("MICROSOFT_CLIENT_SECRET", "Default tenant: client secret (Key Vault reference)."),
-    SettingSpec("TEAMS_ORGANIZER_EMAIL", "Default tenant: UPN of the mailbox that organizes meetings."),
+    SettingSpec(
+        "TEAMS_ORGANIZER_EMAIL", "Default tenant: UPN of the mailbox that organizes meetings."
+    ),
     SettingSpec("DEFAULT_TENANT_ID", "Id of the default tenant.", default="default"),
     SettingSpec(
         "GRAPH_BASE_URL", "Microsoft Graph root.", default="https://graph.microsoft.com/v1.0"

@@ -26,7 +26,9 @@ class ApiError(Exception):
         self.code = code
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
     return func.HttpResponse(
         body=json.dumps(body, separators=(",", ":"), default=str),
         status_code=status,

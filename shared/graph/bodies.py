@@ -79,7 +79,7 @@ def options_match(meeting: dict[str, Any], options: MeetingOptions) -> bool:
     """Whether a meeting Graph returned already carries `options` (so no PATCH is needed)."""
     wanted = options_body(options)
     lobby = meeting.get("lobbyBypassSettings") or {}
-    return (
+    return bool(
         lobby.get("scope") == wanted["lobbyBypassSettings"]["scope"]
         and bool(lobby.get("isDialInBypassEnabled"))
         == wanted["lobbyBypassSettings"]["isDialInBypassEnabled"]

@@ -288,7 +288,7 @@ def _parse_time(value: Any) -> datetime | None:
     if "." in text:
         head, _, rest = text.partition(".")
         digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -108,9 +108,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 _POLICY_MISSING_MARKER = "application access policy"
 
 
-def classify_response(
-    status: int, headers: Any, body: Any, *, operation: str
-) -> GraphError:
+def classify_response(status: int, headers: Any, body: Any, *, operation: str) -> GraphError:
     """Build the error for a failed Graph response (status >= 400)."""
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}

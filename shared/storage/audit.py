@@ -114,19 +114,17 @@ def audit_to_entity(record: AuditRecord) -> dict[str, Any]:
 
 def entity_to_audit(entity: Any) -> AuditRecord:
     r = EntityReader(entity, "audit")
-    latency = entity.get("LatencyMs")
-    status = entity.get("GraphStatus")
     return AuditRecord(
-        tenant_id=r.str("PartitionKey"),
-        booking_id=r.str("BookingId"),
+        tenant_id=r.text("PartitionKey"),
+        booking_id=r.text("BookingId"),
         event=r.enum("Event", AuditEvent),
-        occurred_at=r.datetime("OccurredAt").astimezone(UTC),
-        record_id=r.str("RecordId"),
-        operation=r.str("Operation"),
-        attempt=r.int("Attempt", default=1),
-        latency_ms=None if latency is None else r.int("LatencyMs"),
-        graph_status=None if status is None else r.int("GraphStatus"),
-        error_code=r.opt_str("ErrorCode"),
-        meeting_id=r.opt_str("MeetingId"),
-        actor=r.opt_str("Actor"),
+        occurred_at=r.moment("OccurredAt").astimezone(UTC),
+        record_id=r.text("RecordId"),
+        operation=r.text("Operation"),
+        attempt=r.number("Attempt", default=1),
+        latency_ms=r.opt_number("LatencyMs"),
+        graph_status=r.opt_number("GraphStatus"),
+        error_code=r.opt_text("ErrorCode"),
+        meeting_id=r.opt_text("MeetingId"),
+        actor=r.opt_text("Actor"),
     )

@@ -15,6 +15,7 @@ reconciler reads only `r|` rows, so its cost grows with the bookings that need w
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -60,7 +61,7 @@ class BookingQuery:
 
 class BookingRepository(Protocol):
     def add(self, booking: Booking) -> Booking:
-        """Insert a new booking; `AlreadyExistsError` if the id is taken. Returns it with an ETag."""
+        """Insert a new booking, or `AlreadyExistsError`. Returns it with its ETag."""
         ...
 
     def get(self, tenant_id: str, booking_id: str) -> Booking:
@@ -214,15 +215,14 @@ class TableBookingRepository:
             return
         if int(marker.get("BookingVersion", 0)) > up_to_version:
             return
-        try:
+        # If the marker changed or went meanwhile, someone newer owns it: leave it.
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
             self._table.delete_entity(
                 booking.tenant_id,
                 rk,
                 etag=marker.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass  # someone newer owns the marker now
 
 
 def _pk_filter(pk: str) -> str:
@@ -240,7 +240,9 @@ def _participant_rows(booking: Booking) -> list[dict[str, Any]]:
     return [
         {
             "PartitionKey": booking.tenant_id,
-            "RowKey": row_key(_PARTICIPANT, validate_key(pid, "participant id"), booking.booking_id),
+            "RowKey": row_key(
+                _PARTICIPANT, validate_key(pid, "participant id"), booking.booking_id
+            ),
             "Kind": "participant",
             "BookingId": booking.booking_id,
         }
@@ -261,6 +263,8 @@ def _marker_row(booking: Booking) -> dict[str, Any]:
 def booking_to_entity(booking: Booking) -> dict[str, Any]:
     """Map a booking to its table entity; raise `SchemaError`/`InvalidKeyError` if it can't fit."""
     pk, rk = _booking_keys(booking.tenant_id, booking.booking_id)
+    for participant_id in booking.participant_ids:
+        validate_key(participant_id, "participant id")
     start, end = to_utc(booking.start, "start"), to_utc(booking.end, "end")
     meeting = booking.meeting
     participants = json.dumps(
@@ -319,41 +323,41 @@ def entity_to_booking(entity: Any) -> Booking:
                 email=str(p["email"]),
                 display_name=p.get("displayName"),
             )
-            for p in r.json("Participants")
+            for p in r.json_value("Participants")
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SchemaError):
             raise
         raise r.fail(f"Participants do not fit the schema ({exc})") from exc
     return Booking(
-        tenant_id=r.str("PartitionKey"),
-        booking_id=r.str("BookingId"),
+        tenant_id=r.text("PartitionKey"),
+        booking_id=r.text("BookingId"),
         status=r.enum("Status", BookingStatus),
-        subject=r.str("Subject"),
-        level=r.opt_str("Level"),
-        start=r.datetime("Start"),
-        end=r.datetime("End"),
-        time_zone=r.str("TimeZone"),
+        subject=r.text("Subject"),
+        level=r.opt_text("Level"),
+        start=r.moment("Start"),
+        end=r.moment("End"),
+        time_zone=r.text("TimeZone"),
         participants=participants,
-        created_by=r.str("CreatedBy"),
-        created_at=r.datetime("CreatedAt"),
-        updated_at=r.datetime("UpdatedAt"),
-        assignee_id=r.opt_str("AssigneeId"),
-        internal_notes=r.opt_str("InternalNotes"),
+        created_by=r.text("CreatedBy"),
+        created_at=r.moment("CreatedAt"),
+        updated_at=r.moment("UpdatedAt"),
+        assignee_id=r.opt_text("AssigneeId"),
+        internal_notes=r.opt_text("InternalNotes"),
         meeting=MeetingState(
-            wanted=r.bool("MeetingWanted"),
+            wanted=r.flag("MeetingWanted"),
             status=r.enum("MeetingStatus", MeetingStatus),
-            provider=r.opt_str("MeetingProvider"),
-            join_url=r.opt_str("MeetingJoinUrl"),
-            meeting_id=r.opt_str("MeetingId"),
-            organizer_id=r.opt_str("MeetingOrganizerId"),
-            generation=r.int("MeetingGeneration", default=1),
-            synced_start=r.opt_datetime("MeetingSyncedStart"),
-            synced_end=r.opt_datetime("MeetingSyncedEnd"),
-            attempts=r.int("MeetingAttempts", default=0),
-            last_error_code=r.opt_str("MeetingLastErrorCode"),
-            changed_at=r.opt_datetime("MeetingChangedAt"),
+            provider=r.opt_text("MeetingProvider"),
+            join_url=r.opt_text("MeetingJoinUrl"),
+            meeting_id=r.opt_text("MeetingId"),
+            organizer_id=r.opt_text("MeetingOrganizerId"),
+            generation=r.number("MeetingGeneration", default=1),
+            synced_start=r.opt_moment("MeetingSyncedStart"),
+            synced_end=r.opt_moment("MeetingSyncedEnd"),
+            attempts=r.number("MeetingAttempts", default=0),
+            last_error_code=r.opt_text("MeetingLastErrorCode"),
+            changed_at=r.opt_moment("MeetingChangedAt"),
         ),
-        version=r.int("Version", default=1),
+        version=r.number("Version", default=1),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

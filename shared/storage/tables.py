@@ -81,9 +81,7 @@ class EntityReader:
 
     def __init__(self, entity: Mapping[str, Any], kind: str) -> None:
         self._entity = entity
-        self._where = (
-            f"{kind} entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r})"
-        )
+        self._where = f"{kind} entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r})"
 
     def _get(self, name: str, types: type | tuple[type, ...], required: bool) -> Any:
         value = self._entity.get(name)
@@ -97,41 +95,50 @@ class EntityReader:
             )
         return value
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         value: str = self._get(name, str, True)
         return value
 
-    def opt_str(self, name: str) -> str | None:
+    def opt_text(self, name: str) -> str | None:
         value: str | None = self._get(name, str, False)
         return value or None
 
-    def int(self, name: str, default: int | None = None) -> int:
+    def number(self, name: str, default: int | None = None) -> int:
         value = self._get(name, int, default is None)
         if isinstance(value, bool):
             raise SchemaError(f"{self._where}: {name} should be a number")
-        return default if value is None else int(value)
+        if value is None:
+            assert default is not None  # _get raised for a required field
+            return default
+        return int(value)
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def opt_number(self, name: str) -> int | None:
+        value = self._get(name, int, False)
+        if isinstance(value, bool):
+            raise SchemaError(f"{self._where}: {name} should be a number")
+        return None if value is None else int(value)
+
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self._get(name, bool, False)
         return default if value is None else bool(value)
 
-    def datetime(self, name: str) -> datetime:
+    def moment(self, name: str) -> datetime:
         value: datetime = self._get(name, datetime, True)
         return value.astimezone(UTC)
 
-    def opt_datetime(self, name: str) -> datetime | None:
+    def opt_moment(self, name: str) -> datetime | None:
         value: datetime | None = self._get(name, datetime, False)
         return value.astimezone(UTC) if value else None
 
-    def json(self, name: str) -> Any:
-        raw = self.str(name)
+    def json_value(self, name: str) -> Any:
+        raw = self.text(name)
         try:
             return json.loads(raw)
         except ValueError as exc:
             raise SchemaError(f"{self._where}: {name} is not valid JSON") from exc
 
     def enum(self, name: str, enum_type: Callable[[str], T]) -> T:
-        raw = self.str(name)
+        raw = self.text(name)
         try:
             return enum_type(raw)
         except ValueError as exc:
@@ -165,7 +172,7 @@ def translated_errors(what: str) -> Iterator[None]:
     except ResourceNotFoundError as exc:
         raise NotFoundError(f"{what} was not found") from exc
     except TableTransactionError as exc:
-        code = str(getattr(exc, "error_code", "") or "")
+        code = str(getattr(exc, "error_code", None) or "")
         if code in ("UpdateConditionNotSatisfied", "ConditionNotMet"):
             raise ConcurrencyError(f"{what} was changed by someone else") from exc
         if code == "EntityAlreadyExists":
@@ -181,10 +188,10 @@ def translated_errors(what: str) -> Iterator[None]:
             raise StorageUnavailableError(f"{what}: storage answered {status}") from exc
         if status == 412:
             raise ConcurrencyError(f"{what} was changed by someone else") from exc
-        code = getattr(exc, "error_code", None)
-        if status == 400 and code in ("PropertyValueTooLarge", "EntityTooLarge"):
+        error_code = str(getattr(exc, "error_code", None) or "")
+        if status == 400 and error_code in ("PropertyValueTooLarge", "EntityTooLarge"):
             raise SchemaError(f"{what} is too large for Table Storage") from exc
-        raise StorageError(f"{what}: storage answered {status} ({code})") from exc
+        raise StorageError(f"{what}: storage answered {status} ({error_code})") from exc
 
 
 def make_table_service(storage: StorageSettings) -> TableServiceClient:

@@ -21,7 +21,13 @@ from shared.domain.tenant import (
     Tenant,
 )
 from shared.storage.errors import ConcurrencyError
-from shared.storage.tables import EntityReader, Tables, check_string, translated_errors, validate_key
+from shared.storage.tables import (
+    EntityReader,
+    Tables,
+    check_string,
+    translated_errors,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -116,31 +122,33 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
 def entity_to_tenant(entity: Any) -> Tenant:
     r = EntityReader(entity, "tenant")
     directory, client, secret = (
-        r.opt_str("DirectoryTenantId"),
-        r.opt_str("ClientId"),
-        r.opt_str("SecretSetting"),
+        r.opt_text("DirectoryTenantId"),
+        r.opt_text("ClientId"),
+        r.opt_text("SecretSetting"),
     )
     if any((directory, client, secret)) and not all((directory, client, secret)):
         raise r.fail("Microsoft profile is incomplete (directory, client and secret setting)")
     defaults = MeetingOptions()
     return Tenant(
-        tenant_id=r.str("RowKey"),
-        display_name=r.str("DisplayName"),
+        tenant_id=r.text("RowKey"),
+        display_name=r.text("DisplayName"),
         install_status=r.enum("InstallStatus", InstallStatus),
         microsoft=(
             MicrosoftProfile(directory, client, secret) if directory and client and secret else None
         ),
-        organizer_upn=r.opt_str("OrganizerUpn"),
-        organizer_object_id=r.opt_str("OrganizerObjectId"),
+        organizer_upn=r.opt_text("OrganizerUpn"),
+        organizer_object_id=r.opt_text("OrganizerObjectId"),
         meeting_options=MeetingOptions(
             lobby_bypass_scope=r.enum("LobbyBypassScope", LobbyBypassScope),
-            dial_in_bypass=r.bool("DialInBypass", defaults.dial_in_bypass),
+            dial_in_bypass=r.flag("DialInBypass", defaults.dial_in_bypass),
             allowed_presenters=r.enum("AllowedPresenters", AllowedPresenters),
             allow_meeting_chat=r.enum("AllowMeetingChat", MeetingChatMode),
-            entry_exit_announced=r.bool("EntryExitAnnounced", defaults.entry_exit_announced),
-            subject_template=r.opt_str("SubjectTemplate") or defaults.subject_template,
+            entry_exit_announced=r.flag("EntryExitAnnounced", defaults.entry_exit_announced),
+            subject_template=r.opt_text("SubjectTemplate") or defaults.subject_template,
         ),
-        mail=MailSettings(sender_upn=r.opt_str("MailSenderUpn"), reply_to=r.opt_str("MailReplyTo")),
-        updated_at=r.opt_datetime("UpdatedAt"),
+        mail=MailSettings(
+            sender_upn=r.opt_text("MailSenderUpn"), reply_to=r.opt_text("MailReplyTo")
+        ),
+        updated_at=r.opt_moment("UpdatedAt"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

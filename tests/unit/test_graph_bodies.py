@@ -47,8 +47,14 @@ def test_create_or_get_carries_only_the_fields_graph_accepts():
             ]
         },
     }
-    assert set(body) <= {"externalId", "subject", "startDateTime", "endDateTime", "participants",
-                         "chatInfo"}
+    assert set(body) <= {
+        "externalId",
+        "subject",
+        "startDateTime",
+        "endDateTime",
+        "participants",
+        "chatInfo",
+    }
 
 
 def test_times_are_sent_in_utc_whatever_offset_they_came_with():

@@ -33,7 +33,10 @@ CTX = CallContext(tenant_id="tenant-a", operation="create", booking_id="b1")
 START = datetime(2026, 12, 24, 13, 0, tzinfo=UTC)
 JOIN_URL = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_secretthread%40thread.v2/0"
 REQUEST = MeetingRequest(
-    "tenant-a:b1", "Maths A-Level Lesson", START, START + timedelta(hours=1),
+    "tenant-a:b1",
+    "Maths A-Level Lesson",
+    START,
+    START + timedelta(hours=1),
     (Attendee("student@example.com"),),
 )
 
@@ -71,7 +74,7 @@ def add_login(rsps: responses.RequestsMock, directory: str = "dir-a") -> None:
 
 
 def token_calls(rsps: responses.RequestsMock) -> int:
-    return sum(1 for c in rsps.calls if c.request.url.endswith("/oauth2/v2.0/token"))
+    return sum(1 for c in rsps.calls if str(c.request.url).endswith("/oauth2/v2.0/token"))
 
 
 @pytest.fixture
@@ -117,8 +120,11 @@ def test_each_tenant_profile_gets_its_own_token(rsps, client):
     client.get_user(other, "organizer@a.example", CTX)
 
     assert token_calls(rsps) == 2
-    tokens_used = {c.request.headers.get("Authorization") for c in rsps.calls
-                   if c.request.url.startswith(GRAPH)}
+    tokens_used = {
+        c.request.headers.get("Authorization")
+        for c in rsps.calls
+        if c.request.url.startswith(GRAPH)
+    }
     assert tokens_used == {"Bearer token-dir-a", "Bearer token-dir-b"}
 
 
@@ -147,10 +153,13 @@ def test_get_user_resolves_the_organizer_object_id(rsps, client):
 
 
 def test_create_posts_create_or_get_then_patches_the_options(rsps, client):
-    rsps.post(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet", json=meeting_json(),
-              status=201)
-    rsps.patch(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/MSpmeeting1",
-               json=meeting_json(**options_body(MeetingOptions())))
+    rsps.post(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet", json=meeting_json(), status=201
+    )
+    rsps.patch(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/MSpmeeting1",
+        json=meeting_json(**options_body(MeetingOptions())),
+    )
 
     meeting = client.create_or_get_meeting(PROFILE, ORGANIZER, REQUEST, MeetingOptions(), CTX)
 
@@ -165,8 +174,11 @@ def test_create_posts_create_or_get_then_patches_the_options(rsps, client):
 
 
 def test_an_existing_meeting_with_the_right_options_is_returned_without_a_patch(rsps, client):
-    rsps.post(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
-              json=meeting_json(**options_body(MeetingOptions())), status=200)
+    rsps.post(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
+        json=meeting_json(**options_body(MeetingOptions())),
+        status=200,
+    )
 
     meeting = client.create_or_get_meeting(PROFILE, ORGANIZER, REQUEST, MeetingOptions(), CTX)
 
@@ -176,8 +188,11 @@ def test_an_existing_meeting_with_the_right_options_is_returned_without_a_patch(
 
 def test_evolved_lobby_scopes_ask_graph_for_unknown_enum_members(rsps, client):
     options = MeetingOptions(lobby_bypass_scope=LobbyBypassScope.INVITED)
-    rsps.post(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
-              json=meeting_json(**options_body(options)), status=201)
+    rsps.post(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
+        json=meeting_json(**options_body(options)),
+        status=201,
+    )
 
     client.create_or_get_meeting(PROFILE, ORGANIZER, REQUEST, options, CTX)
 
@@ -186,20 +201,27 @@ def test_evolved_lobby_scopes_ask_graph_for_unknown_enum_members(rsps, client):
 
 
 def test_update_patches_start_and_end_of_the_same_meeting(rsps, client):
-    rsps.patch(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/MSpmeeting1",
-               json=meeting_json(startDateTime="2026-12-25T09:00:00Z",
-                                 endDateTime="2026-12-25T10:00:00Z"))
+    rsps.patch(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/MSpmeeting1",
+        json=meeting_json(startDateTime="2026-12-25T09:00:00Z", endDateTime="2026-12-25T10:00:00Z"),
+    )
     new_start = START + timedelta(hours=20)
 
     meeting = client.update_meeting(
-        PROFILE, ORGANIZER, "MSpmeeting1", start=new_start, end=new_start + timedelta(hours=1),
-        subject=None, ctx=CTX,
+        PROFILE,
+        ORGANIZER,
+        "MSpmeeting1",
+        start=new_start,
+        end=new_start + timedelta(hours=1),
+        subject=None,
+        ctx=CTX,
     )
 
     assert meeting.start == new_start
     patch = next(c.request for c in rsps.calls if c.request.method == "PATCH")
     assert json.loads(patch.body) == {
-        "startDateTime": "2026-12-25T09:00:00Z", "endDateTime": "2026-12-25T10:00:00Z",
+        "startDateTime": "2026-12-25T09:00:00Z",
+        "endDateTime": "2026-12-25T10:00:00Z",
     }
 
 
@@ -222,8 +244,12 @@ def test_delete_reports_whether_the_meeting_was_still_there(rsps, client):
     ],
 )
 def test_graph_failures_raise_typed_errors(rsps, client, status, headers, message, expected):
-    rsps.post(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet", status=status,
-              headers=headers, json={"error": {"code": "X", "message": message}})
+    rsps.post(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
+        status=status,
+        headers=headers,
+        json={"error": {"code": "X", "message": message}},
+    )
 
     with pytest.raises(expected) as raised:
         client.create_or_get_meeting(PROFILE, ORGANIZER, REQUEST, MeetingOptions(), CTX)
@@ -234,8 +260,9 @@ def test_graph_failures_raise_typed_errors(rsps, client, status, headers, messag
 
 
 def test_a_timeout_is_a_retryable_timeout_error(rsps, client):
-    rsps.get(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/m1",
-             body=requests.exceptions.ReadTimeout("slow"))
+    rsps.get(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/m1", body=requests.exceptions.ReadTimeout("slow")
+    )
 
     with pytest.raises(GraphTimeoutError) as raised:
         client.get_meeting(PROFILE, ORGANIZER, "m1", CTX)
@@ -244,8 +271,10 @@ def test_a_timeout_is_a_retryable_timeout_error(rsps, client):
 
 
 def test_a_connection_failure_is_transient(rsps, client):
-    rsps.get(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/m1",
-             body=requests.exceptions.ConnectionError("refused"))
+    rsps.get(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/m1",
+        body=requests.exceptions.ConnectionError("refused"),
+    )
 
     with pytest.raises(GraphTransientError):
         client.get_meeting(PROFILE, ORGANIZER, "m1", CTX)
@@ -259,16 +288,21 @@ def test_every_graph_call_has_the_configured_timeout(rsps, client):
     client.delete_meeting(PROFILE, ORGANIZER, "m1", CTX)
 
     timeouts = [c.request.req_kwargs["timeout"] for c in rsps.calls]
-    assert timeouts and all(t == 4.0 for t in timeouts)
+    assert timeouts
+    assert all(t == 4.0 for t in timeouts)
 
 
 def test_a_rejected_secret_is_an_auth_error_without_the_secret_in_it(client):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         add_login(rsps)
         rsps.replace(
-            responses.POST, f"{LOGIN}/dir-a/oauth2/v2.0/token", status=401,
-            json={"error": "invalid_client",
-                  "error_description": "AADSTS7000215: Invalid client secret provided.\nTrace"},
+            responses.POST,
+            f"{LOGIN}/dir-a/oauth2/v2.0/token",
+            status=401,
+            json={
+                "error": "invalid_client",
+                "error_description": "AADSTS7000215: Invalid client secret provided.\nTrace",
+            },
         )
         with pytest.raises(GraphAuthError) as raised:
             client.get_user(PROFILE, "organizer@a.example", CTX)
@@ -280,17 +314,26 @@ def test_a_rejected_secret_is_an_auth_error_without_the_secret_in_it(client):
 
 def test_an_unknown_directory_is_an_auth_error(client):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get(f"{LOGIN}/dir-a/v2.0/.well-known/openid-configuration", status=400,
-                 json={"error": "invalid_tenant"})
+        rsps.get(
+            f"{LOGIN}/dir-a/v2.0/.well-known/openid-configuration",
+            status=400,
+            json={"error": "invalid_tenant"},
+        )
         with pytest.raises(GraphAuthError, match="dir-a"):
             client.get_user(PROFILE, "organizer@a.example", CTX)
 
 
 def test_log_lines_name_the_booking_and_never_hold_tokens_or_join_urls(rsps, client, caplog):
-    rsps.post(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
-              json=meeting_json(**options_body(MeetingOptions())), status=201)
-    rsps.get(f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/gone", status=404,
-             json={"error": {"code": "NotFound", "message": "no"}})
+    rsps.post(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/createOrGet",
+        json=meeting_json(**options_body(MeetingOptions())),
+        status=201,
+    )
+    rsps.get(
+        f"{GRAPH}/users/{ORGANIZER}/onlineMeetings/gone",
+        status=404,
+        json={"error": {"code": "NotFound", "message": "no"}},
+    )
     caplog.set_level(logging.INFO, logger="meetings.graph")
 
     client.create_or_get_meeting(PROFILE, ORGANIZER, REQUEST, MeetingOptions(), CTX)
@@ -299,13 +342,16 @@ def test_log_lines_name_the_booking_and_never_hold_tokens_or_join_urls(rsps, cli
 
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "meetings.graph"]
     assert [(r["graphStatus"], r["operation"], r["tenant"], r["bookingId"]) for r in records] == [
-        (201, "create", "tenant-a", "b1"), (404, "create", "tenant-a", "b1"),
+        (201, "create", "tenant-a", "b1"),
+        (404, "create", "tenant-a", "b1"),
     ]
     assert caplog.records[0].levelno == logging.INFO
     assert caplog.records[1].levelno == logging.WARNING
     assert records[1]["errorCode"] == "graph_not_found"
     text = caplog.text
-    assert "token-dir-a" not in text and SECRET not in text and "secretthread" not in text
+    assert "token-dir-a" not in text
+    assert SECRET not in text
+    assert "secretthread" not in text
 
 
 def test_the_public_cloud_authority_uses_instance_discovery(client):
@@ -314,26 +360,42 @@ def test_the_public_cloud_authority_uses_instance_discovery(client):
     tokens = MsalTokenSource(
         authority_host="https://login.microsoftonline.com",
         graph_base_url="https://graph.microsoft.com/v1.0",
-        resolve_secret=lambda _: SECRET, http=session, timeout=4.0,
+        resolve_secret=lambda _: SECRET,
+        http=session,
+        timeout=4.0,
     )
-    prod = GraphMeetingsClient(base_url="https://graph.microsoft.com/v1.0", tokens=tokens,
-                               http=session, timeout=4.0)
+    prod = GraphMeetingsClient(
+        base_url="https://graph.microsoft.com/v1.0", tokens=tokens, http=session, timeout=4.0
+    )
     login = "https://login.microsoftonline.com"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get(f"{login}/common/discovery/instance", json={
-            "tenant_discovery_endpoint": f"{login}/dir-a/v2.0/.well-known/openid-configuration",
-            "metadata": [{"preferred_network": "login.microsoftonline.com",
-                          "aliases": ["login.microsoftonline.com"]}],
-        })
-        rsps.get(f"{login}/dir-a/v2.0/.well-known/openid-configuration", json={
-            "issuer": f"{login}/dir-a/v2.0",
-            "authorization_endpoint": f"{login}/dir-a/oauth2/v2.0/authorize",
-            "token_endpoint": f"{login}/dir-a/oauth2/v2.0/token",
-        })
-        rsps.post(f"{login}/dir-a/oauth2/v2.0/token",
-                  json={"token_type": "Bearer", "expires_in": 3599, "access_token": "prod"})
-        rsps.get("https://graph.microsoft.com/v1.0/users/organizer@a.example",
-                 json={"id": ORGANIZER})
+        rsps.get(
+            f"{login}/common/discovery/instance",
+            json={
+                "tenant_discovery_endpoint": f"{login}/dir-a/v2.0/.well-known/openid-configuration",
+                "metadata": [
+                    {
+                        "preferred_network": "login.microsoftonline.com",
+                        "aliases": ["login.microsoftonline.com"],
+                    }
+                ],
+            },
+        )
+        rsps.get(
+            f"{login}/dir-a/v2.0/.well-known/openid-configuration",
+            json={
+                "issuer": f"{login}/dir-a/v2.0",
+                "authorization_endpoint": f"{login}/dir-a/oauth2/v2.0/authorize",
+                "token_endpoint": f"{login}/dir-a/oauth2/v2.0/token",
+            },
+        )
+        rsps.post(
+            f"{login}/dir-a/oauth2/v2.0/token",
+            json={"token_type": "Bearer", "expires_in": 3599, "access_token": "prod"},
+        )
+        rsps.get(
+            "https://graph.microsoft.com/v1.0/users/organizer@a.example", json={"id": ORGANIZER}
+        )
 
         # WHEN the organizer is looked up
         user = prod.get_user(PROFILE, "organizer@a.example", CTX)

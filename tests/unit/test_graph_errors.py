@@ -49,7 +49,9 @@ def test_status_decides_the_error_class(status, message, expected, retryable):
 
 def test_policy_missing_is_still_a_forbidden_error():
     error = classify_response(
-        403, {}, graph_body("Forbidden", "No application access policy found for this app."),
+        403,
+        {},
+        graph_body("Forbidden", "No application access policy found for this app."),
         operation="create",
     )
 
@@ -72,8 +74,16 @@ def test_throttling_carries_a_fractional_retry_after():
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("3", 3.0), ("0.5", 0.5), ("  7.25 ", 7.25), ("-4", 0.0), (None, None), ("", None),
-     ("soon", None), ("nan", None)],
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("  7.25 ", 7.25),
+        ("-4", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+    ],
 )
 def test_parse_retry_after_seconds(header, expected):
     assert parse_retry_after(header) == expected

@@ -1,0 +1,98 @@
+// The meetings service on Azure: a Flex Consumption Python function app with its managed identity
+// reaching storage (tables, queues, deployment blobs) and Key Vault, and Application Insights.
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (azd), used to name resources.')
+param environmentName string
+
+@description('Primary location for all resources.')
+param location string = resourceGroup().location
+
+@description('Id of the default tenant (tokens without a tenant claim belong to it).')
+param defaultTenantId string = 'default'
+
+@description('Default tenant: Microsoft Entra directory (tenant) id. Empty: no default profile.')
+param microsoftTenantId string = ''
+
+@description('Default tenant: application (client) id.')
+param microsoftClientId string = ''
+
+@description('Default tenant: UPN of the mailbox that organizes meetings.')
+param teamsOrganizerEmail string = ''
+
+@description('Microsoft Graph root (national clouds differ).')
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+@description('Microsoft Entra login host (national clouds differ).')
+param microsoftAuthorityHost string = 'https://login.microsoftonline.com'
+
+@description('Timeout of one Graph call, in seconds.')
+param graphTimeoutSeconds string = '10'
+
+@description('NCRONTAB schedule of the reconciliation timer.')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@allowed(['graph', 'smtp', 'folder'])
+@description('How e-mail is delivered.')
+param mailTransport string = 'graph'
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var tags = { 'azd-env-name': environmentName }
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  params: { location: location, tags: tags, token: token }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  params: { location: location, tags: tags, token: token }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  params: { location: location, tags: tags, token: token }
+}
+
+module api 'app/function.bicep' = {
+  name: 'api'
+  params: {
+    location: location
+    tags: union(tags, { 'azd-service-name': 'api' })
+    token: token
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    keyVaultUri: keyVault.outputs.uri
+    includeDefaultProfileSecret: !empty(microsoftTenantId)
+    appSettings: {
+      DEFAULT_TENANT_ID: defaultTenantId
+      MICROSOFT_TENANT_ID: microsoftTenantId
+      MICROSOFT_CLIENT_ID: microsoftClientId
+      TEAMS_ORGANIZER_EMAIL: teamsOrganizerEmail
+      GRAPH_BASE_URL: graphBaseUrl
+      MICROSOFT_AUTHORITY_HOST: microsoftAuthorityHost
+      GRAPH_TIMEOUT_SECONDS: graphTimeoutSeconds
+      RECONCILE_SCHEDULE: reconcileSchedule
+      MAIL_TRANSPORT: mailTransport
+    }
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    principalId: api.outputs.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output AZURE_FUNCTION_URI string = api.outputs.uri
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

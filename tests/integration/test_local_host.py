@@ -1,0 +1,190 @@
+"""The local Functions host serves an app the way the real host does, over real HTTP and Azurite."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+import requests
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from localdev.host import HostError, LocalHost, _route_regex, resolve_setting_refs
+from tests.apps import sample_app
+
+pytestmark = pytest.mark.integration
+
+HOST_JSON = {
+    "version": "2.0",
+    "extensions": {
+        "http": {"routePrefix": "api"},
+        "queues": {
+            "maxDequeueCount": 3,
+            "visibilityTimeout": "00:00:00",
+            "maxPollingInterval": "00:00:00.5",
+            "messageEncoding": "base64",
+        },
+    },
+}
+
+
+@pytest.fixture
+def host(tmp_path, azurite, monkeypatch):
+    queue = f"sample-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("SAMPLE_QUEUE", queue)
+    monkeypatch.setenv("SAMPLE_SCHEDULE", "* * * * * *")
+    (tmp_path / "host.json").write_text(json.dumps(HOST_JSON))
+    sample_app.seen.clear()
+    instance = LocalHost(script_root=tmp_path, app_module="tests.apps.sample_app", port=0).start()
+    yield instance
+    instance.stop()
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def queue_client(azurite, name, encoded=True):
+    return QueueClient.from_connection_string(
+        azurite.connection_string,
+        name,
+        message_encode_policy=TextBase64EncodePolicy() if encoded else None,
+    )
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+def test_route_parameters_and_query_reach_the_function(host):
+    response = requests.get(f"{host.base_url}/api/items/42?verbose=1", timeout=5)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"route": {"id": "42"}, "query": {"verbose": "1"}, "method": "GET"}
+
+
+def test_a_constraint_that_does_not_match_is_a_404(host):
+    assert requests.get(f"{host.base_url}/api/items/forty-two", timeout=5).status_code == 404
+
+
+def test_a_method_the_function_does_not_accept_is_a_404(host):
+    assert requests.delete(f"{host.base_url}/api/items/42", timeout=5).status_code == 404
+
+
+def test_optional_parameters_body_status_and_headers(host):
+    with_note = requests.post(f"{host.base_url}/api/items/pen/notes/n1", data=b"hi", timeout=5)
+    without = requests.get(f"{host.base_url}/api/items/pen/notes", timeout=5)
+
+    assert with_note.status_code == 201
+    assert with_note.headers["X-Sample"] == "yes"
+    assert with_note.json() == {"route": {"name": "pen", "note": "n1"}, "body": "hi"}
+    assert without.json()["route"] == {"name": "pen"}
+
+
+def test_catch_all_parameters_take_the_rest_of_the_path(host):
+    assert requests.get(f"{host.base_url}/api/files/a/b/c.txt", timeout=5).text == "a/b/c.txt"
+
+
+def test_routes_match_case_insensitively_like_the_host(host):
+    assert requests.get(f"{host.base_url}/API/Items/7", timeout=5).status_code == 200
+
+
+def test_a_failing_function_is_a_500(host):
+    assert requests.get(f"{host.base_url}/api/boom", timeout=5).status_code == 500
+
+
+def test_async_functions_are_awaited(host):
+    assert requests.get(f"{host.base_url}/api/async-hello", timeout=5).text == "hello"
+
+
+def test_unknown_paths_are_404(host):
+    assert requests.get(f"{host.base_url}/api/nothing/here", timeout=5).status_code == 404
+
+
+# -- queues -------------------------------------------------------------------------------------
+
+
+def test_a_base64_message_is_decoded_and_deleted_after_success(host, azurite):
+    queue = queue_client(azurite, host.queues[0].queue_name)
+
+    queue.send_message("hello queue")
+
+    assert wait_for(lambda: any(s["kind"] == "queue" for s in sample_app.seen))
+    seen = next(s for s in sample_app.seen if s["kind"] == "queue")
+    assert seen == {
+        "kind": "queue",
+        "body": b"hello queue",
+        "dequeue_count": 1,
+        "function": "on_message",
+    }
+    assert wait_for(lambda: queue.get_queue_properties().approximate_message_count == 0)
+
+
+def test_a_failing_message_is_retried_then_moved_to_the_poison_queue(host, azurite):
+    name = host.queues[0].queue_name
+    queue_client(azurite, name).send_message("fail")
+    poison = queue_client(azurite, f"{name}-poison", encoded=False)
+
+    assert wait_for(lambda: poison.get_queue_properties().approximate_message_count == 1)
+    attempts = [s["dequeue_count"] for s in sample_app.seen if s["kind"] == "queue"]
+    assert attempts == [1, 2, 3]
+    (moved,) = list(poison.receive_messages())
+    assert base64.b64decode(moved.content) == b"fail"
+    assert queue_client(azurite, name).get_queue_properties().approximate_message_count == 0
+
+
+def test_a_message_that_is_not_base64_never_reaches_the_function(host, azurite):
+    name = host.queues[0].queue_name
+    queue_client(azurite, name, encoded=False).send_message("not base64!")
+    poison = queue_client(azurite, f"{name}-poison", encoded=False)
+
+    assert wait_for(lambda: poison.get_queue_properties().approximate_message_count == 1)
+    assert [s for s in sample_app.seen if s["kind"] == "queue"] == []
+
+
+def test_the_queue_name_comes_from_the_app_setting(host, monkeypatch):
+    assert host.queues[0].queue_name.startswith("sample-")
+
+
+# -- timers -------------------------------------------------------------------------------------
+
+
+def test_a_timer_fires_on_its_schedule(host):
+    assert wait_for(lambda: sum(s["kind"] == "timer" for s in sample_app.seen) >= 2, timeout=5)
+    fired = next(s for s in sample_app.seen if s["kind"] == "timer")
+    assert fired["past_due"] is False
+    assert "Next" in fired["status"]
+
+
+def test_the_admin_endpoint_runs_a_timer_now(host, monkeypatch):
+    before = sum(s["kind"] == "timer" for s in sample_app.seen)
+
+    response = requests.post(f"{host.base_url}/admin/functions/every_second", json={}, timeout=5)
+
+    assert response.status_code == 202
+    assert wait_for(lambda: sum(s["kind"] == "timer" for s in sample_app.seen) > before)
+
+
+# -- what the host refuses -------------------------------------------------------------------------
+
+
+def test_missing_setting_names_are_reported(monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+
+    with pytest.raises(HostError, match="NOT_SET_ANYWHERE"):
+        resolve_setting_refs("%NOT_SET_ANYWHERE%")
+
+
+def test_unsupported_route_syntax_is_refused():
+    with pytest.raises(HostError):
+        _route_regex("items/{id:regex(^a$)}")
+    with pytest.raises(HostError):
+        _route_regex("items/pre{id}")

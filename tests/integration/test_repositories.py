@@ -1,0 +1,327 @@
+"""Every repository against Azurite: keys, queries, ETag concurrency, the reconciliation index."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared.domain.audit import AuditEvent, AuditRecord
+from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.domain.tenant import InstallStatus
+from shared.storage.audit import TableAuditRepository
+from shared.storage.bookings import BookingQuery, TableBookingRepository
+from shared.storage.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    InvalidKeyError,
+    NotFoundError,
+    SchemaError,
+)
+from shared.storage.tenants import TableTenantRepository
+from tests.builders import T0, a_booking, a_tenant
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def bookings(tables):
+    return TableBookingRepository(tables)
+
+
+@pytest.fixture
+def tenants(tables):
+    return TableTenantRepository(tables)
+
+
+@pytest.fixture
+def audit(tables):
+    return TableAuditRepository(tables)
+
+
+# -- bookings -----------------------------------------------------------------------------------
+
+
+def test_an_added_booking_reads_back_equal(bookings):
+    booking = bookings.add(a_booking())
+
+    stored = bookings.get(booking.tenant_id, booking.booking_id)
+
+    assert stored == booking
+    assert stored.version == 1
+    assert stored.etag
+
+
+def test_adding_the_same_id_twice_is_refused(bookings):
+    booking = a_booking()
+    bookings.add(booking)
+
+    with pytest.raises(AlreadyExistsError):
+        bookings.add(replace(booking, subject="other"))
+
+
+def test_a_missing_booking_is_not_found(bookings):
+    with pytest.raises(NotFoundError):
+        bookings.get("tenant-a", "nope")
+
+
+def test_another_tenants_booking_is_not_found(bookings):
+    booking = bookings.add(a_booking(tenant_id="tenant-a"))
+
+    with pytest.raises(NotFoundError):
+        bookings.get("tenant-b", booking.booking_id)
+
+
+def test_forbidden_key_characters_are_refused_before_storage(bookings):
+    with pytest.raises(InvalidKeyError):
+        bookings.get("tenant-a", "../other")
+    with pytest.raises(InvalidKeyError):
+        bookings.add(a_booking(booking_id="a#b"))
+
+
+def test_an_update_bumps_the_version_and_etag(bookings):
+    booking = bookings.add(a_booking())
+
+    updated = bookings.update(replace(booking, status=BookingStatus.CONFIRMED))
+
+    assert updated.version == 2
+    assert updated.etag != booking.etag
+    assert bookings.get(booking.tenant_id, booking.booking_id).status is BookingStatus.CONFIRMED
+
+
+def test_a_stale_update_is_a_conflict_and_changes_nothing(bookings):
+    booking = bookings.add(a_booking())
+    bookings.update(replace(booking, subject="first writer"))
+
+    with pytest.raises(ConcurrencyError):
+        bookings.update(replace(booking, subject="second writer"))
+
+    assert bookings.get(booking.tenant_id, booking.booking_id).subject == "first writer"
+
+
+def test_concurrent_updates_one_wins_the_other_sees_a_conflict(bookings):
+    # GIVEN two workers holding the same version of one booking
+    booking = bookings.add(a_booking())
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        try:
+            bookings.update(replace(booking, subject=f"writer {n}"))
+            outcomes.append(f"won {n}")
+        except ConcurrencyError:
+            outcomes.append("conflict")
+
+    # WHEN eight of them save at once
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # THEN exactly one save landed, and it is the one stored
+    winners = [o for o in outcomes if o.startswith("won")]
+    assert len(winners) == 1
+    assert outcomes.count("conflict") == 7
+    assert bookings.get(booking.tenant_id, booking.booking_id).subject == f"writer {winners[0][4:]}"
+
+
+def test_a_booking_that_does_not_fit_is_refused_and_nothing_is_written(bookings):
+    booking = a_booking(internal_notes="x" * 40_000)
+
+    with pytest.raises(SchemaError):
+        bookings.add(booking)
+    with pytest.raises(NotFoundError):
+        bookings.get(booking.tenant_id, booking.booking_id)
+
+
+def test_list_for_tenant_filters_and_orders_by_start(bookings):
+    late = bookings.add(
+        a_booking(start=T0 + timedelta(days=2), end=T0 + timedelta(days=2, hours=1))
+    )
+    early = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
+    bookings.add(a_booking(tenant_id="tenant-b"))
+
+    everything = bookings.list_for_tenant("tenant-a", BookingQuery())
+    confirmed = bookings.list_for_tenant("tenant-a", BookingQuery(status=BookingStatus.CONFIRMED))
+    from_tomorrow = bookings.list_for_tenant(
+        "tenant-a", BookingQuery(start_from=T0 + timedelta(days=1))
+    )
+
+    assert [b.booking_id for b in everything] == [early.booking_id, late.booking_id]
+    assert [b.booking_id for b in confirmed] == [early.booking_id]
+    assert [b.booking_id for b in from_tomorrow] == [late.booking_id]
+    assert len(bookings.list_for_tenant("tenant-a", BookingQuery(limit=1))) == 1
+
+
+def test_list_for_participant_sees_only_their_bookings(bookings):
+    theirs = bookings.add(a_booking())
+    other_student = bookings.add(
+        a_booking(participants=(replace(theirs.participants[0], user_id="student-2"),))
+    )
+
+    mine = bookings.list_for_participant("tenant-a", "student-1", BookingQuery())
+    tutors = bookings.list_for_participant("tenant-a", "tutor-1", BookingQuery())
+    other = bookings.list_for_participant("tenant-a", "student-2", BookingQuery())
+
+    assert [b.booking_id for b in mine] == [theirs.booking_id]
+    assert [b.booking_id for b in tutors] == [theirs.booking_id]
+    assert [b.booking_id for b in other] == [other_student.booking_id]
+    assert bookings.list_for_participant("tenant-b", "student-1", BookingQuery()) == []
+
+
+def test_an_assignee_added_later_finds_the_booking(bookings):
+    booking = bookings.add(a_booking())
+
+    bookings.update(replace(booking, assignee_id="technician-9"))
+
+    found = bookings.list_for_participant("tenant-a", "technician-9", BookingQuery())
+    assert [b.booking_id for b in found] == [booking.booking_id]
+
+
+def test_reconciliation_index_follows_the_meeting_state(bookings):
+    # GIVEN a confirmed booking that wants a meeting it does not have yet
+    booking = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True))
+    )
+    calm = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
+    assert [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")] == [
+        booking.booking_id
+    ]
+
+    # WHEN the meeting is created in step with the booking
+    synced = bookings.update(
+        replace(
+            booking,
+            meeting=replace(
+                booking.meeting,
+                status=MeetingStatus.CREATED,
+                meeting_id="m1",
+                synced_start=booking.start,
+                synced_end=booking.end,
+            ),
+        )
+    )
+
+    # THEN it no longer needs work; moving it makes it need work again
+    assert bookings.list_needing_reconciliation("tenant-a") == []
+    moved = bookings.update(
+        replace(
+            synced, start=synced.start + timedelta(hours=1), end=synced.end + timedelta(hours=1)
+        )
+    )
+    assert [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")] == [
+        moved.booking_id
+    ]
+    assert calm.booking_id not in {
+        b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")
+    }
+
+
+def test_a_leftover_marker_heals_itself(bookings, tables):
+    # GIVEN a marker whose clean-up never ran (the process died after the transaction)
+    booking = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
+    tables.table("bookings").upsert_entity(
+        {
+            "PartitionKey": "tenant-a",
+            "RowKey": f"r|{booking.booking_id}",
+            "Kind": "reconcile",
+            "BookingId": booking.booking_id,
+            "BookingVersion": booking.version,
+        }
+    )
+
+    # WHEN the reconciler looks, THEN the booking is not returned and the marker is gone
+    assert bookings.list_needing_reconciliation("tenant-a") == []
+    rows = list(tables.table("bookings").query_entities("RowKey ge 'r|' and RowKey lt 'r|~'"))
+    assert rows == []
+
+
+# -- tenants ------------------------------------------------------------------------------------
+
+
+def test_tenants_add_get_update_list(tenants):
+    tenant = tenants.add(a_tenant())
+    tenants.add(a_tenant(tenant_id="tenant-b", display_name="B"))
+
+    fetched = tenants.get("tenant-a")
+    updated = tenants.update(
+        replace(fetched, organizer_upn=None, install_status=InstallStatus.DISABLED)
+    )
+
+    assert fetched == tenant
+    assert tenants.get("tenant-a").organizer_upn is None
+    assert updated.etag != fetched.etag
+    assert [t.tenant_id for t in tenants.list_all()] == ["tenant-a", "tenant-b"]
+
+
+def test_tenant_updates_are_guarded_by_etag(tenants):
+    tenant = tenants.add(a_tenant())
+    tenants.update(replace(tenant, organizer_upn="first@a.example"))
+
+    with pytest.raises(ConcurrencyError):
+        tenants.update(replace(tenant, organizer_upn="second@a.example"))
+    assert tenants.get("tenant-a").organizer_upn == "first@a.example"
+
+
+def test_duplicate_and_missing_tenants(tenants):
+    tenants.add(a_tenant())
+
+    with pytest.raises(AlreadyExistsError):
+        tenants.add(a_tenant())
+    with pytest.raises(NotFoundError):
+        tenants.get("nobody")
+    with pytest.raises(InvalidKeyError):
+        tenants.get("a/b")
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+def record(booking_id: str, minutes: int, event=AuditEvent.MEETING_ATTACHED, **changes):
+    return AuditRecord(
+        tenant_id="tenant-a",
+        booking_id=booking_id,
+        event=event,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        record_id=uuid.uuid4().hex,
+        operation="create",
+        **changes,
+    )
+
+
+def test_audit_records_read_back_by_booking_and_by_period(audit):
+    first = record("b1", 0, latency_ms=420, graph_status=201, meeting_id="m1")
+    second = record("b1", 5, AuditEvent.MEETING_UPDATED, graph_status=200)
+    other = record(
+        "b2",
+        10,
+        AuditEvent.MEETING_FAILED,
+        error_code="graph_policy_missing",
+        graph_status=403,
+        attempt=5,
+    )
+    for r in (second, other, first):
+        audit.add(r)
+
+    assert audit.list_for_booking("tenant-a", "b1") == [first, second]
+    assert audit.list_for_period(
+        "tenant-a", T0 + timedelta(minutes=1), T0 + timedelta(hours=1)
+    ) == [
+        second,
+        other,
+    ]
+    assert audit.list_for_booking("tenant-b", "b1") == []
+
+
+def test_writing_the_same_audit_record_twice_keeps_one(audit):
+    once = record("b1", 0)
+
+    audit.add(once)
+    audit.add(once)
+
+    assert audit.list_for_booking("tenant-a", "b1") == [once]

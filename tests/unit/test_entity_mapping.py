@@ -1,0 +1,143 @@
+"""Bookings and tenants map to table entities and back, and what cannot fit is refused clearly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.domain.booking import MeetingState, MeetingStatus
+from shared.storage.bookings import booking_to_entity, entity_to_booking
+from shared.storage.errors import InvalidKeyError, SchemaError
+from shared.storage.tables import MAX_STRING_PROPERTY_CHARS, validate_key
+from shared.storage.tenants import entity_to_tenant, tenant_to_entity
+from tests.builders import T0, a_booking, a_tenant
+
+
+class StoredEntity(dict):
+    """What azure-data-tables returns: a dict with `metadata`."""
+
+    def __init__(self, data, etag='W/"1"'):
+        super().__init__(data)
+        self.metadata = {"etag": etag}
+
+
+def test_a_booking_survives_the_round_trip():
+    booking = a_booking(
+        meeting=MeetingState(
+            wanted=True,
+            status=MeetingStatus.CREATED,
+            provider="teams",
+            join_url="https://teams.microsoft.com/l/meetup-join/x",
+            meeting_id="m1",
+            organizer_id="org-1",
+            generation=2,
+            synced_start=T0,
+            synced_end=T0 + timedelta(hours=1),
+            attempts=3,
+            last_error_code="graph_throttled",
+            changed_at=T0,
+        ),
+        assignee_id="tutor-1",
+        internal_notes="bring the past paper",
+        version=4,
+    )
+
+    back = entity_to_booking(StoredEntity(booking_to_entity(booking)))
+
+    assert back == booking
+    assert back.version == 4
+    assert back.etag == 'W/"1"'
+
+
+def test_times_are_stored_in_utc():
+    plus_two = timezone(timedelta(hours=2))
+    booking = a_booking(
+        start=datetime(2026, 12, 24, 15, 0, tzinfo=plus_two),
+        end=datetime(2026, 12, 24, 16, 0, tzinfo=plus_two),
+    )
+
+    entity = booking_to_entity(booking)
+
+    assert entity["Start"] == T0
+    assert entity["Start"].utcoffset() == timedelta(0)
+
+
+def test_naive_times_do_not_fit_the_schema():
+    with pytest.raises(SchemaError, match="offset"):
+        booking_to_entity(a_booking(start=datetime(2026, 12, 24, 13, 0)))
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\\b", "a#b", "what?", "a|b", "tab\there", "", "x" * 600])
+def test_keys_with_forbidden_characters_are_refused(bad):
+    with pytest.raises(InvalidKeyError):
+        validate_key(bad, "booking id")
+    with pytest.raises(InvalidKeyError):
+        booking_to_entity(a_booking(booking_id=bad))
+
+
+def test_participant_ids_are_keys_too():
+    booking = a_booking(assignee_id="tutor/evil")
+
+    with pytest.raises(InvalidKeyError, match="participant id"):
+        booking_to_entity(booking)
+
+
+def test_oversized_text_does_not_fit():
+    with pytest.raises(SchemaError, match="internal notes"):
+        booking_to_entity(a_booking(internal_notes="x" * (MAX_STRING_PROPERTY_CHARS + 1)))
+
+
+def test_a_stored_row_missing_a_field_is_a_schema_error_naming_it():
+    entity = booking_to_entity(a_booking())
+    del entity["Subject"]
+
+    with pytest.raises(SchemaError, match="Subject"):
+        entity_to_booking(StoredEntity(entity))
+
+
+def test_a_stored_row_with_an_unknown_status_is_a_schema_error():
+    entity = {**booking_to_entity(a_booking()), "Status": "teleported"}
+
+    with pytest.raises(SchemaError, match="teleported"):
+        entity_to_booking(StoredEntity(entity))
+
+
+def test_a_stored_row_with_wrong_types_is_a_schema_error():
+    entity = {**booking_to_entity(a_booking()), "Start": "yesterday"}
+
+    with pytest.raises(SchemaError, match="Start"):
+        entity_to_booking(StoredEntity(entity))
+
+
+def test_broken_participants_json_is_a_schema_error():
+    entity = {**booking_to_entity(a_booking()), "Participants": '[{"userId": "x"}]'}
+
+    with pytest.raises(SchemaError, match="Participants"):
+        entity_to_booking(StoredEntity(entity))
+
+
+def test_external_id_is_stable_per_booking_and_generation():
+    booking = a_booking(tenant_id="tenant-a", booking_id="b1")
+
+    assert booking.external_id == "tenant-a:b1"
+    assert replace(booking, meeting=MeetingState(generation=2)).external_id == "tenant-a:b1:2"
+
+
+def test_a_tenant_survives_the_round_trip_and_stores_no_secret():
+    tenant = a_tenant(organizer_object_id="obj-1", updated_at=T0)
+
+    entity = tenant_to_entity(tenant)
+    back = entity_to_tenant(StoredEntity(entity))
+
+    assert back == tenant
+    assert entity["SecretSetting"] == "TENANT_A_SECRET"
+    assert not any("secret" in k.lower() and k != "SecretSetting" for k in entity)
+
+
+def test_a_tenant_with_half_a_profile_is_a_schema_error():
+    entity = {**tenant_to_entity(a_tenant()), "ClientId": None}
+
+    with pytest.raises(SchemaError, match="incomplete"):
+        entity_to_tenant(StoredEntity(entity))

@@ -1,0 +1,41 @@
+"""function_app indexes as the host will index it: unique names, the expected triggers."""
+
+from __future__ import annotations
+
+import function_app
+
+EXPECTED = {
+    "health": ("httpTrigger", "v1/health", {"GET"}),
+}
+
+
+def index():
+    # The library refuses to index one app twice, so use the host's cached index when present.
+    functions = getattr(function_app.app, "_local_host_index", None)
+    if functions is None:
+        functions = list(function_app.app.get_functions())
+        function_app.app._local_host_index = functions  # type: ignore[attr-defined]
+    return functions
+
+
+def test_function_names_are_unique():
+    names = [fn.get_function_name() for fn in index()]
+
+    assert len(names) == len(set(names))
+
+
+def test_every_function_has_the_expected_trigger():
+    found = {}
+    for fn in index():
+        trigger = fn.get_trigger().get_dict_repr()
+        methods = {str(getattr(m, "value", m)) for m in trigger.get("methods") or []}
+        found[fn.get_function_name()] = (trigger["type"], trigger.get("route"), methods)
+
+    assert found == EXPECTED
+
+
+def test_http_routes_have_no_api_prefix_of_their_own():
+    # The host adds extensions.http.routePrefix ("api"); a route starting with it would double it.
+    for fn in index():
+        route = fn.get_trigger().get_dict_repr().get("route") or ""
+        assert not route.startswith("api/")

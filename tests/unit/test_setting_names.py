@@ -1,0 +1,40 @@
+"""The settings the code reads are those infra/, the settings example and the README name."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shared.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = {spec.name for spec in SETTINGS}
+# In Azure the app reaches storage with its identity, so infra/ sets the account name instead.
+NOT_IN_INFRA = {"AzureWebJobsStorage"}
+
+
+def test_local_settings_example_names_every_setting_and_no_other():
+    values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+
+    assert set(values) - {"FUNCTIONS_WORKER_RUNTIME"} == NAMES
+
+
+def test_local_settings_example_holds_no_secret_values():
+    values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+
+    assert values["MICROSOFT_CLIENT_SECRET"] == ""
+
+
+def test_infra_sets_every_setting():
+    bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
+    set_in_infra = set(re.findall(r"^\s*([A-Za-z_]+)\s*:", bicep, flags=re.MULTILINE))
+
+    assert set_in_infra >= NAMES - NOT_IN_INFRA
+
+
+def test_readme_configuration_table_names_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    in_table = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, flags=re.MULTILINE))
+
+    assert in_table == NAMES
