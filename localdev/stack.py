@@ -74,11 +74,10 @@ def seed_demo_tenant(connection_string: str) -> None:
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
 
-    tenants = TableTenantRepository(
-        Tables(make_table_service(StorageSettings(connection_string=connection_string)))
-    )
-    with suppress(AlreadyExistsError):
-        tenants.add(
+    service = make_table_service(StorageSettings(connection_string=connection_string))
+    # Closing the client drops its keep-alive connection, so Azurite can later stop at once.
+    with service, suppress(AlreadyExistsError):
+        TableTenantRepository(Tables(service)).add(
             Tenant(
                 tenant_id=DEMO_TENANT_ID,
                 display_name="Demo tutoring platform",
