@@ -2,11 +2,14 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import bookings, health, teams_meetings
 from shared.settings import get_settings
 
 # Fail start-up, naming every missing or bad setting, before any function is served.
 get_settings()
 
+# Keys are not how callers authenticate: every route but health validates a bearer JWT.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
+app.register_functions(bookings.bp)
+app.register_functions(teams_meetings.bp)

@@ -10,7 +10,7 @@ bp = func.Blueprint()
 
 
 @bp.function_name("health")
-@bp.route(route="v1/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="v1/health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     from shared import __version__
     from shared.bootstrap import services

@@ -34,6 +34,24 @@ param graphTimeoutSeconds string = '10'
 @description('NCRONTAB schedule of the reconciliation timer.')
 param reconcileSchedule string = '0 */5 * * * *'
 
+@description('Trusted OIDC issuer of frontend tokens, e.g. https://securetoken.google.com/<project>.')
+param authIssuer string
+
+@description('Audience those tokens carry, e.g. the Firebase project id.')
+param authAudience string
+
+@description('https URL of the issuer\'s signing keys (JWKS).')
+param authJwksUrl string
+
+@description('More trusted issuers: JSON list of {issuer, audience, jwksUrl}; empty for none.')
+param authIssuers string = ''
+
+@description('Token claim naming the tenant.')
+param authTenantClaim string = 'tenant'
+
+@description('Token claim holding the roles.')
+param authRolesClaim string = 'roles'
+
 @allowed(['graph', 'smtp', 'folder'])
 @description('How e-mail is delivered.')
 param mailTransport string = 'graph'
@@ -77,6 +95,12 @@ module api 'app/function.bicep' = {
       GRAPH_TIMEOUT_SECONDS: graphTimeoutSeconds
       RECONCILE_SCHEDULE: reconcileSchedule
       MAIL_TRANSPORT: mailTransport
+      AUTH_ISSUER: authIssuer
+      AUTH_AUDIENCE: authAudience
+      AUTH_JWKS_URL: authJwksUrl
+      AUTH_ISSUERS: authIssuers
+      AUTH_TENANT_CLAIM: authTenantClaim
+      AUTH_ROLES_CLAIM: authRolesClaim
     }
   }
 }

@@ -43,18 +43,28 @@ def main() -> None:
         persist=not args.fresh,
         echo=True,
     ) as stack:
-        print(_banner(stack.host_url, stack.emulator.base_url, stack.tls.bundle_file), flush=True)
+        admin = stack.issuer.mint(user="admin-1", roles=["admin"], tenant=DEMO_TENANT_ID)
+        print(
+            _banner(stack.host_url, stack.emulator.base_url, stack.tls.bundle_file, admin),
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
         print("\nStopping...", flush=True)
 
 
-def _banner(host_url: str, emulator_url: str, bundle: Path) -> str:
+def _banner(host_url: str, emulator_url: str, bundle: Path, admin_token: str) -> str:
     return f"""
 ================================================================================
  Meetings service running at {host_url}/api   (tenant "{DEMO_TENANT_ID}")
 
    curl {host_url}/api/v1/health
+
+ Tokens (development issuer; any role: admin staff tutor student parent client):
+   ADMIN={admin_token}
+   STUDENT=$(.venv/bin/python -m localdev.devauth --role student --user student-1)
+   curl -H "Authorization: Bearer $ADMIN" {host_url}/api/v1/teams-meetings/capability
+ A whole booking, approved, moved and cancelled: docs/local.md ("A curl session").
 
  Microsoft Graph emulator: {emulator_url}  (organizer {ORGANIZER_UPN})
    curl --cacert {bundle} {emulator_url}/_emulator/state

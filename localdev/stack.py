@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from localdev.azurite import REPO_ROOT, Azurite, start_azurite
+from localdev.devauth import DevIssuer, ensure_dev_issuer
 from localdev.graph_emulator import GraphEmulator, User
 from localdev.tls import LocalTls, make_local_tls
 
@@ -42,6 +43,7 @@ class LocalStack:
     host_url: str
     host_process: subprocess.Popen[str]
     env: dict[str, str]
+    issuer: DevIssuer
     host_output: list[str] = field(default_factory=list)
 
     @property
@@ -90,7 +92,7 @@ def seed_demo_tenant(connection_string: str) -> None:
 
 
 def stack_settings(
-    azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str
+    azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str, issuer: DevIssuer
 ) -> dict[str, str]:
     """App settings for the function app in a local run (what local.settings.json would hold)."""
     return {
@@ -103,6 +105,7 @@ def stack_settings(
         "GRAPH_BASE_URL": emulator.graph_url,
         "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
         "MAIL_TRANSPORT": "folder",
+        "AUTH_DEV_JWKS_FILE": str(issuer.jwks_file),
         "REQUESTS_CA_BUNDLE": str(tls.bundle_file),
         "PYTHONUNBUFFERED": "1",
     }
@@ -134,7 +137,12 @@ def local_stack(
         secret = secrets.token_urlsafe(24)
         emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, secret)
         organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
-        env = {**os.environ, **stack_settings(azurite, emulator, tls, secret), **(extra_env or {})}
+        issuer = ensure_dev_issuer(state_dir / "dev-auth")
+        env = {
+            **os.environ,
+            **stack_settings(azurite, emulator, tls, secret, issuer),
+            **(extra_env or {}),
+        }
         seed_demo_tenant(azurite.connection_string)
         port = host_port or free_port()
         process = subprocess.Popen(
@@ -155,7 +163,7 @@ def local_stack(
         )
         output: list[str] = []
         url = _wait_for_host(process, output, echo)
-        stack = LocalStack(azurite, emulator, tls, organizer, url, process, env, output)
+        stack = LocalStack(azurite, emulator, tls, organizer, url, process, env, issuer, output)
         _wait_healthy(stack)
         yield stack
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
@@ -19,7 +20,11 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     import requests
 
+    from shared.auth.tokens import TokenValidator
     from shared.graph.client import GraphMeetingsClient
+    from shared.services.bookings import BookingDeps
+    from shared.services.meetings import MeetingEffects
+    from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
     from shared.storage.tables import Tables
@@ -36,6 +41,18 @@ class Services:
     tenants: TenantRepository
     audit: AuditRepository
     graph: GraphMeetingsClient
+    directory: TenantDirectory
+    meetings: MeetingEffects
+    tokens: TokenValidator
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC)
+
+    @property
+    def booking_deps(self) -> BookingDeps:
+        from shared.services.bookings import BookingDeps
+
+        return BookingDeps(self.bookings, self.directory, self.meetings, self.clock)
 
 
 def resolve_secret_setting(name: str) -> str:
@@ -73,9 +90,12 @@ def default_tenant(settings: Settings) -> Tenant | None:
 def build_services(
     settings: Settings, *, http: requests.Session | None = None, table_prefix: str = ""
 ) -> Services:
+    from shared.auth.tokens import JwksCache, TokenValidator
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import MsalTokenSource
+    from shared.services.meetings import MeetingEffects
+    from shared.services.tenants import TenantDirectory
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
     from shared.storage.tables import Tables, make_table_service
@@ -90,17 +110,26 @@ def build_services(
         http=session,
         timeout=settings.graph_timeout_seconds,
     )
+    tenants = TableTenantRepository(tables)
+    audit = TableAuditRepository(tables)
+    directory = TenantDirectory(tenants, default_tenant(settings))
+    graph = GraphMeetingsClient(
+        base_url=settings.graph_base_url,
+        tokens=tokens,
+        http=session,
+        timeout=settings.graph_timeout_seconds,
+    )
     return Services(
         settings=settings,
         tables=tables,
         bookings=TableBookingRepository(tables),
-        tenants=TableTenantRepository(tables),
-        audit=TableAuditRepository(tables),
-        graph=GraphMeetingsClient(
-            base_url=settings.graph_base_url,
-            tokens=tokens,
-            http=session,
-            timeout=settings.graph_timeout_seconds,
+        tenants=tenants,
+        audit=audit,
+        graph=graph,
+        directory=directory,
+        meetings=MeetingEffects(graph, directory, audit, lambda: datetime.now(UTC)),
+        tokens=TokenValidator(
+            settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
         ),
     )
 

@@ -7,8 +7,9 @@ Every name here is an app setting. `SETTINGS` is the single list of them; a test
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -57,7 +58,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="0 */5 * * * *",
     ),
     SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
+    SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
+    SettingSpec("AUTH_AUDIENCE", "Audience (aud) those tokens must carry."),
+    SettingSpec("AUTH_JWKS_URL", "https URL of the issuer's signing keys (JWKS)."),
+    SettingSpec(
+        "AUTH_ISSUERS", "Several trusted issuers: JSON list of {issuer, audience, jwksUrl}."
+    ),
+    SettingSpec("AUTH_TENANT_CLAIM", "Token claim naming the tenant.", default="tenant"),
+    SettingSpec("AUTH_ROLES_CLAIM", "Token claim holding the roles.", default="roles"),
+    SettingSpec(
+        "AUTH_DEV_JWKS_FILE",
+        "Local runs only: JWKS file of the development issuer (refused in Azure).",
+    ),
 )
+
+DEV_ISSUER = "urn:meetings-service:local-dev"
+DEV_AUDIENCE = "meetings-service"
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
 _MICROSOFT_PROFILE_NAMES = (
@@ -88,6 +104,24 @@ class MicrosoftProfileSettings:
 
 
 @dataclass(frozen=True)
+class TrustedIssuer:
+    """An OIDC issuer whose tokens the API accepts. Keys come from `jwks_url`, or from
+    `jwks_file` for the local development issuer."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    issuers: tuple[TrustedIssuer, ...]
+    tenant_claim: str = "tenant"
+    roles_claim: str = "roles"
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     default_tenant_id: str
@@ -98,6 +132,7 @@ class Settings:
     reconcile_schedule: str
     mail_transport: str
     running_in_azure: bool
+    auth: AuthSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -167,6 +202,8 @@ class Settings:
                 f"got {mail_transport!r}"
             )
 
+        issuers = _trusted_issuers(env, value, problems)
+
         if problems:
             raise SettingsError("Invalid app settings: " + "; ".join(problems) + ".")
         return cls(
@@ -181,7 +218,58 @@ class Settings:
             reconcile_schedule=schedule,
             mail_transport=mail_transport,
             running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
+            auth=AuthSettings(
+                issuers=issuers,
+                tenant_claim=value("AUTH_TENANT_CLAIM"),
+                roles_claim=value("AUTH_ROLES_CLAIM"),
+            ),
         )
+
+
+def _trusted_issuers(
+    env: Mapping[str, str], value: Callable[[str], str], problems: list[str]
+) -> tuple[TrustedIssuer, ...]:
+    issuers: list[TrustedIssuer] = []
+    trio = ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL")
+    given = [name for name in trio if value(name)]
+    if given and len(given) < len(trio):
+        missing = ", ".join(name for name in trio if not value(name))
+        problems.append(f"{missing} missing: {', '.join(trio)} go together")
+    elif given:
+        issuers.append(
+            TrustedIssuer(value("AUTH_ISSUER"), value("AUTH_AUDIENCE"), value("AUTH_JWKS_URL"))
+        )
+    if value("AUTH_ISSUERS"):
+        try:
+            listed = json.loads(value("AUTH_ISSUERS"))
+            if not isinstance(listed, list):
+                raise ValueError
+            for item in listed:
+                issuers.append(
+                    TrustedIssuer(str(item["issuer"]), str(item["audience"]), str(item["jwksUrl"]))
+                )
+        except (ValueError, KeyError, TypeError):
+            problems.append(
+                'AUTH_ISSUERS must be a JSON list of {"issuer", "audience", "jwksUrl"} objects'
+            )
+    for issuer in issuers:
+        if urlsplit(issuer.jwks_url or "").scheme != "https":
+            problems.append(f"the JWKS URL of issuer {issuer.issuer!r} must be https")
+    dev_file = value("AUTH_DEV_JWKS_FILE")
+    if dev_file:
+        if env.get("WEBSITE_INSTANCE_ID"):
+            problems.append(
+                "AUTH_DEV_JWKS_FILE is set while running in Azure: the development token "
+                "issuer is for local runs only; remove the setting"
+            )
+        else:
+            issuers.append(TrustedIssuer(DEV_ISSUER, DEV_AUDIENCE, jwks_file=dev_file))
+    if not issuers:
+        problems.append(
+            "no trusted token issuer: set AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL "
+            "(or AUTH_ISSUERS)"
+        )
+    return tuple(issuers)
 
 
 @functools.cache

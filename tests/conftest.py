@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,16 +11,25 @@ from pathlib import Path
 import pytest
 
 from localdev.azurite import Azurite, start_azurite
+from localdev.devauth import DevIssuer, ensure_dev_issuer
 from localdev.tls import LocalTls, make_local_tls
 from shared.settings import StorageSettings
 from shared.storage.tables import Tables, make_table_service
 
-# function_app validates settings when imported; give tests a harmless baseline.
+# function_app validates settings when imported; give tests a harmless baseline: storage that
+# is never reached, and a development token issuer of the session's own.
+DEV_ISSUER = ensure_dev_issuer(Path(tempfile.mkdtemp(prefix="dev-auth-")))
 os.environ.setdefault(
     "AzureWebJobsStorage",
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=placeholder;"
     "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
 )
+os.environ.setdefault("AUTH_DEV_JWKS_FILE", str(DEV_ISSUER.jwks_file))
+
+
+@pytest.fixture(scope="session")
+def dev_issuer() -> DevIssuer:
+    return DEV_ISSUER
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,20 @@
-"""JSON responses, and the single place where errors become HTTP statuses."""
+"""JSON responses, the endpoint wrapper, and the one place where errors become HTTP statuses."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from shared.observability import log_event
 
+if TYPE_CHECKING:
+    from shared.auth.principal import Principal
+
 logger = logging.getLogger("meetings.api")
-
-_JSON = "application/json; charset=utf-8"
-
-
-class ApiError(Exception):
-    """An error meant for the caller: status, human message, machine code."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
 
 
 def json_response(
@@ -38,18 +29,22 @@ def json_response(
     )
 
 
-def error_response(status: int, message: str, code: str, **extra: Any) -> func.HttpResponse:
-    return json_response({"error": message, "code": code, **extra}, status)
+def error_response(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return json_response({"error": message, "code": code}, status, headers)
 
 
-def _status_for(exc: Exception) -> tuple[int, str, str]:
-    # Imported here so that a function that never fails does not pay for these modules.
-    from shared.graph.errors import (
-        GraphError,
-        GraphNotFoundError,
-        GraphThrottledError,
-        GraphTransientError,
-    )
+def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """(status, message, code, headers) for an exception a handler raised."""
+    # Imported here so that answering a request that succeeds costs none of these imports.
+    from shared.api.validation import ValidationError
+    from shared.auth.tokens import AuthError
+    from shared.domain.booking import IllegalTransitionError
+    from shared.graph.errors import GraphError, GraphThrottledError, GraphTransientError
+    from shared.services.access import ForbiddenError
+    from shared.services.bookings import MeetingGenerationError
+    from shared.services.meetings import TeamsUnavailableError
     from shared.storage.errors import (
         ConcurrencyError,
         InvalidKeyError,
@@ -57,53 +52,93 @@ def _status_for(exc: Exception) -> tuple[int, str, str]:
         StorageUnavailableError,
     )
 
-    if isinstance(exc, ApiError):
-        return exc.status, exc.message, exc.code
+    if isinstance(exc, ValidationError):
+        return exc.status, exc.message, exc.code, {}
+    if isinstance(exc, AuthError):
+        return 401, exc.message, exc.code, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    if isinstance(exc, ForbiddenError):
+        return 403, exc.message, exc.code, {}
     if isinstance(exc, InvalidKeyError):
-        return 400, str(exc), "invalid_id"
+        return 400, str(exc), "invalid_id", {}
     if isinstance(exc, NotFoundError):
-        return 404, "Not found", "not_found"
+        return 404, "Booking not found", "not_found", {}
+    if isinstance(exc, IllegalTransitionError):
+        return 409, exc.message, exc.code, {}
     if isinstance(exc, ConcurrencyError):
-        return 409, "The booking was changed by someone else; reload and try again", "conflict"
+        return 409, "The booking was changed by someone else; reload and try again", "conflict", {}
+    if isinstance(exc, TeamsUnavailableError):
+        return 409, str(exc), "teams_unavailable", {}
+    if isinstance(exc, MeetingGenerationError):
+        error = exc.error
+        if isinstance(error, GraphThrottledError | GraphTransientError):
+            retry = {"Retry-After": str(max(1, round(error.retry_after or 5)))}
+            return 503, exc.message, error.code, retry
+        return 502, exc.message, error.code, {}
     if isinstance(exc, StorageUnavailableError):
-        return 503, "Storage is unavailable; try again shortly", "storage_unavailable"
-    if isinstance(exc, GraphThrottledError | GraphTransientError):
-        return 503, f"Microsoft Graph is unavailable: {exc.message}", exc.code
-    if isinstance(exc, GraphNotFoundError):
-        return 502, f"Microsoft Graph: {exc.message}", exc.code
+        return (
+            503,
+            "Storage is unavailable; try again shortly",
+            "storage_unavailable",
+            {"Retry-After": "5"},
+        )
     if isinstance(exc, GraphError):
-        return 502, f"Microsoft Graph refused the request: {exc.message}", exc.code
-    return 500, "Internal error", "internal_error"
+        return 502, f"Microsoft Graph refused the request: {exc.message}", exc.code, {}
+    return 500, "Internal error", "internal_error", {}
 
 
-def handle_errors(
+def _fail(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
+    status, message, code, headers = _status_for(exc)
+    log_event(
+        logger,
+        logging.ERROR if status >= 500 else logging.INFO,
+        "request_failed",
+        route=req.url.split("?")[0],
+        method=req.method,
+        status=status,
+        code=code,
+        errorType=type(exc).__name__,
+    )
+    if status == 500:
+        logger.error("unhandled error", exc_info=exc)
+    return error_response(status, message, code, headers)
+
+
+def _named_like(wrapper: Callable[..., Any], handler: Callable[..., Any]) -> None:
+    # Not functools.wraps: the host binds parameters by the visible signature, which must
+    # stay (req) rather than the handler's (req, caller).
+    wrapper.__name__ = handler.__name__
+    wrapper.__qualname__ = handler.__qualname__
+    wrapper.__doc__ = handler.__doc__
+
+
+def anonymous(
     handler: Callable[[func.HttpRequest], func.HttpResponse],
 ) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Map every exception a handler raises to `{"error", "code"}` with the right status."""
-    import functools
+    """Map every exception the handler raises to `{"error", "code"}` with its status."""
 
-    @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    def run(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
         except Exception as exc:
-            status, message, code = _status_for(exc)
-            log_event(
-                logger,
-                logging.ERROR if status >= 500 else logging.INFO,
-                "request_failed",
-                route=req.url.split("?")[0],
-                method=req.method,
-                status=status,
-                code=code,
-                errorType=type(exc).__name__,
-            )
-            if status == 500:
-                logger.exception("unhandled error")
-            headers = {"Retry-After": "5"} if status == 503 else None
-            response = error_response(status, message, code)
-            if headers:
-                response.headers.update(headers)
-            return response
+            return _fail(req, exc)
 
-    return wrapper
+    _named_like(run, handler)
+    return run
+
+
+def authenticated(
+    handler: Callable[[func.HttpRequest, Principal], func.HttpResponse],
+) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Authenticate the bearer token, then run the handler with the caller; map errors."""
+
+    def run(req: func.HttpRequest) -> func.HttpResponse:
+        from shared.bootstrap import services
+
+        try:
+            caller = services().tokens.authenticate(req.headers.get("Authorization"))
+            return handler(req, caller)
+        except Exception as exc:
+            return _fail(req, exc)
+
+    _named_like(run, handler)
+    return run

@@ -88,6 +88,7 @@ class Tenant:
     organizer_object_id: str | None = None
     meeting_options: MeetingOptions = MeetingOptions()
     mail: MailSettings = MailSettings()
+    participants_can_reschedule: bool = False
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 

@@ -297,6 +297,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "UpdatedAt": to_utc(booking.updated_at, "updatedAt"),
         "AssigneeId": booking.assignee_id,
         "InternalNotes": check_string(booking.internal_notes, "internal notes"),
+        "StatusReason": check_string(booking.status_reason, "reason"),
         "MeetingWanted": meeting.wanted,
         "MeetingStatus": meeting.status.value,
         "MeetingProvider": meeting.provider,
@@ -344,6 +345,7 @@ def entity_to_booking(entity: Any) -> Booking:
         updated_at=r.moment("UpdatedAt"),
         assignee_id=r.opt_text("AssigneeId"),
         internal_notes=r.opt_text("InternalNotes"),
+        status_reason=r.opt_text("StatusReason"),
         meeting=MeetingState(
             wanted=r.flag("MeetingWanted"),
             status=r.enum("MeetingStatus", MeetingStatus),

@@ -115,6 +115,7 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "SubjectTemplate": check_string(options.subject_template, "subject template"),
         "MailSenderUpn": tenant.mail.sender_upn,
         "MailReplyTo": tenant.mail.reply_to,
+        "ParticipantsCanReschedule": tenant.participants_can_reschedule,
         "UpdatedAt": tenant.updated_at,
     }
 
@@ -149,6 +150,7 @@ def entity_to_tenant(entity: Any) -> Tenant:
         mail=MailSettings(
             sender_upn=r.opt_text("MailSenderUpn"), reply_to=r.opt_text("MailReplyTo")
         ),
+        participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
         updated_at=r.opt_moment("UpdatedAt"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

@@ -6,6 +6,18 @@ import function_app
 
 EXPECTED = {
     "health": ("httpTrigger", "v1/health", {"GET"}),
+    "bookings_create": ("httpTrigger", "v1/bookings", {"POST"}),
+    "bookings_list": ("httpTrigger", "v1/bookings", {"GET"}),
+    "bookings_get": ("httpTrigger", "v1/bookings/{id}", {"GET"}),
+    "bookings_approve": ("httpTrigger", "v1/bookings/{id}/approve", {"POST"}),
+    "bookings_decline": ("httpTrigger", "v1/bookings/{id}/decline", {"POST"}),
+    "bookings_cancel": ("httpTrigger", "v1/bookings/{id}/cancel", {"POST"}),
+    "bookings_reschedule": ("httpTrigger", "v1/bookings/{id}/reschedule", {"POST"}),
+    "bookings_generate_meeting": ("httpTrigger", "v1/bookings/{id}/generate-meeting", {"POST"}),
+    "teams_capability": ("httpTrigger", "v1/teams-meetings/capability", {"GET"}),
+    "teams_settings_get": ("httpTrigger", "v1/teams-meetings/settings", {"GET"}),
+    "teams_settings_put": ("httpTrigger", "v1/teams-meetings/settings", {"PUT"}),
+    "teams_verify_organizer": ("httpTrigger", "v1/teams-meetings/verify-organizer", {"POST"}),
 }
 
 

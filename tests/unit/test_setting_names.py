@@ -11,7 +11,8 @@ from shared.settings import SETTINGS
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {spec.name for spec in SETTINGS}
 # In Azure the app reaches storage with its identity, so infra/ sets the account name instead.
-NOT_IN_INFRA = {"AzureWebJobsStorage"}
+# The development token issuer is refused in Azure, so infra/ never sets it.
+NOT_IN_INFRA = {"AzureWebJobsStorage", "AUTH_DEV_JWKS_FILE"}
 
 
 def test_local_settings_example_names_every_setting_and_no_other():

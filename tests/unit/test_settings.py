@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from shared.settings import Settings, SettingsError
 
-STORAGE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+STORAGE = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AUTH_ISSUER": "https://securetoken.google.com/tutoring-app",
+    "AUTH_AUDIENCE": "tutoring-app",
+    "AUTH_JWKS_URL": "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
+}
 PROFILE = {
     "MICROSOFT_TENANT_ID": "dir-1",
     "MICROSOFT_CLIENT_ID": "client-1",
@@ -35,7 +41,9 @@ def test_missing_storage_names_the_setting():
 
 
 def test_managed_identity_account_name_replaces_the_connection_string():
-    settings = Settings.from_env({"AzureWebJobsStorage__accountName": "prodstore"})
+    env = {**STORAGE, "AzureWebJobsStorage__accountName": "prodstore"}
+    del env["AzureWebJobsStorage"]
+    settings = Settings.from_env(env)
 
     assert settings.storage.account_name == "prodstore"
     assert settings.storage.connection_string is None
@@ -104,3 +112,63 @@ def test_trailing_slashes_are_trimmed_from_urls():
 
 def test_running_in_azure_is_recognised():
     assert Settings.from_env({**STORAGE, "WEBSITE_INSTANCE_ID": "abc"}).running_in_azure
+
+
+def test_one_trusted_issuer_from_the_three_auth_settings():
+    (issuer,) = Settings.from_env(STORAGE).auth.issuers
+
+    assert issuer.issuer == "https://securetoken.google.com/tutoring-app"
+    assert issuer.audience == "tutoring-app"
+
+
+def test_several_issuers_from_auth_issuers_json():
+    entra = {
+        "issuer": "https://login.microsoftonline.com/dir-1/v2.0",
+        "audience": "api://meetings",
+        "jwksUrl": "https://login.microsoftonline.com/dir-1/discovery/v2.0/keys",
+    }
+    settings = Settings.from_env({**STORAGE, "AUTH_ISSUERS": json.dumps([entra])})
+
+    assert [i.issuer for i in settings.auth.issuers] == [
+        "https://securetoken.google.com/tutoring-app",
+        "https://login.microsoftonline.com/dir-1/v2.0",
+    ]
+
+
+@pytest.mark.parametrize("bad", ["{}", '[{"issuer": "x"}]', "not json"])
+def test_malformed_auth_issuers_is_refused(bad):
+    with pytest.raises(SettingsError, match="AUTH_ISSUERS"):
+        Settings.from_env({**STORAGE, "AUTH_ISSUERS": bad})
+
+
+def test_without_any_issuer_start_up_fails():
+    env = {k: v for k, v in STORAGE.items() if not k.startswith("AUTH_")}
+
+    with pytest.raises(SettingsError, match="no trusted token issuer"):
+        Settings.from_env(env)
+
+
+def test_a_partial_issuer_names_what_is_missing():
+    env = {**STORAGE}
+    del env["AUTH_JWKS_URL"]
+
+    with pytest.raises(SettingsError, match="AUTH_JWKS_URL"):
+        Settings.from_env(env)
+
+
+def test_jwks_must_come_over_https():
+    with pytest.raises(SettingsError, match="https"):
+        Settings.from_env({**STORAGE, "AUTH_JWKS_URL": "http://keys.example/jwks"})
+
+
+def test_the_development_issuer_is_trusted_locally():
+    settings = Settings.from_env({**STORAGE, "AUTH_DEV_JWKS_FILE": "/tmp/jwks.json"})
+
+    assert settings.auth.issuers[-1].jwks_file == "/tmp/jwks.json"
+
+
+def test_the_development_issuer_is_refused_in_azure():
+    env = {**STORAGE, "AUTH_DEV_JWKS_FILE": "/tmp/jwks.json", "WEBSITE_INSTANCE_ID": "abc"}
+
+    with pytest.raises(SettingsError, match="AUTH_DEV_JWKS_FILE"):
+        Settings.from_env(env)

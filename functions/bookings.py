@@ -1,0 +1,97 @@
+"""Bookings API (SPEC §4): create, list, read, and the lifecycle actions."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api import commands as parse
+from shared.api.representations import action_json, booking_json
+from shared.api.responses import authenticated, json_response
+from shared.auth.principal import Principal
+from shared.bootstrap import services
+from shared.services import bookings as use_cases
+
+bp = func.Blueprint()
+
+
+@bp.function_name("bookings_create")
+@bp.route(route="v1/bookings", methods=["POST"])
+@authenticated
+def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    booking = use_cases.create_booking(caller, parse.new_booking(req), services().booking_deps)
+    return json_response(booking_json(booking, caller), status=201)
+
+
+@bp.function_name("bookings_list")
+@bp.route(route="v1/bookings", methods=["GET"])
+@authenticated
+def list_bookings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    query, participant = parse.booking_query(req)
+    found = use_cases.list_bookings(caller, query, participant, services().booking_deps)
+    return json_response({"bookings": [booking_json(b, caller) for b in found]})
+
+
+@bp.function_name("bookings_get")
+@bp.route(route="v1/bookings/{id}", methods=["GET"])
+@authenticated
+def get(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    booking = use_cases.get_booking(caller, parse.booking_id(req), services().booking_deps)
+    return json_response(booking_json(booking, caller))
+
+
+@bp.function_name("bookings_approve")
+@bp.route(route="v1/bookings/{id}/approve", methods=["POST"])
+@authenticated
+def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    result = use_cases.approve_booking(
+        caller, parse.booking_id(req), parse.approval(req), services().booking_deps
+    )
+    return json_response(action_json(result.booking, caller, result.warning))
+
+
+@bp.function_name("bookings_decline")
+@bp.route(route="v1/bookings/{id}/decline", methods=["POST"])
+@authenticated
+def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    result = use_cases.decline_booking(
+        caller, parse.booking_id(req), parse.reason(req), services().booking_deps
+    )
+    return json_response(action_json(result.booking, caller, result.warning))
+
+
+@bp.function_name("bookings_cancel")
+@bp.route(route="v1/bookings/{id}/cancel", methods=["POST"])
+@authenticated
+def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    result = use_cases.cancel_booking(
+        caller, parse.booking_id(req), parse.reason(req), services().booking_deps
+    )
+    return json_response(action_json(result.booking, caller, result.warning))
+
+
+@bp.function_name("bookings_reschedule")
+@bp.route(route="v1/bookings/{id}/reschedule", methods=["POST"])
+@authenticated
+def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    start, end = parse.new_times(req)
+    result = use_cases.reschedule_booking(
+        caller, parse.booking_id(req), start, end, services().booking_deps
+    )
+    return json_response(action_json(result.booking, caller, result.warning))
+
+
+@bp.function_name("bookings_generate_meeting")
+@bp.route(route="v1/bookings/{id}/generate-meeting", methods=["POST"])
+@authenticated
+def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    booking_id = parse.booking_id(req)
+    parse.no_body(req)
+    result = use_cases.generate_meeting(caller, booking_id, services().booking_deps)
+    meeting = result.booking.meeting
+    return json_response(
+        {
+            "message": "Teams meeting generated successfully",
+            "meetingLink": meeting.join_url,
+            "meetingId": meeting.meeting_id,
+        }
+    )

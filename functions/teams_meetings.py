@@ -1,0 +1,51 @@
+"""Tenant Teams settings (SPEC §3): capability, settings, organizer verification."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api import commands as parse
+from shared.api.representations import capability_json, settings_json, verification_json
+from shared.api.responses import authenticated, json_response
+from shared.auth.principal import Principal
+from shared.bootstrap import services
+from shared.services import teams_settings
+
+bp = func.Blueprint()
+
+
+@bp.function_name("teams_capability")
+@bp.route(route="v1/teams-meetings/capability", methods=["GET"])
+@authenticated
+def capability(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    return json_response(capability_json(teams_settings.capability(caller, services().directory)))
+
+
+@bp.function_name("teams_settings_get")
+@bp.route(route="v1/teams-meetings/settings", methods=["GET"])
+@authenticated
+def get_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    return json_response(settings_json(teams_settings.get_settings(caller, services().directory)))
+
+
+@bp.function_name("teams_settings_put")
+@bp.route(route="v1/teams-meetings/settings", methods=["PUT"])
+@authenticated
+def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    svc = services()
+    tenant = teams_settings.get_settings(caller, svc.directory)
+    change = parse.settings_change(req, tenant.meeting_options)
+    saved = teams_settings.update_settings(caller, change, svc.directory, svc.clock())
+    return json_response(settings_json(saved))
+
+
+@bp.function_name("teams_verify_organizer")
+@bp.route(route="v1/teams-meetings/verify-organizer", methods=["POST"])
+@authenticated
+def verify_organizer(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    upn, dry_run = parse.verification(req)
+    svc = services()
+    result = teams_settings.verify_organizer(
+        caller, upn, dry_run, svc.directory, svc.graph, svc.clock
+    )
+    return json_response(verification_json(result))

@@ -1,0 +1,213 @@
+"""Turning HTTP requests into the commands the use cases take (camelCase in, dataclasses out)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import azure.functions as func
+
+from shared.api.validation import (
+    ValidationError,
+    boolean,
+    choice,
+    email,
+    identifier,
+    query_instant,
+    read_json,
+    required_text,
+    span,
+    text,
+    time_zone,
+)
+from shared.domain.booking import BookingStatus, Participant, ParticipantRole
+from shared.domain.tenant import (
+    AllowedPresenters,
+    LobbyBypassScope,
+    MeetingChatMode,
+    MeetingOptions,
+)
+from shared.services.bookings import Approval, NewBooking
+from shared.services.teams_settings import UNSET, SettingsChange
+from shared.storage.bookings import BookingQuery
+
+MAX_PARTICIPANTS = 20
+MAX_LIST = 200
+
+
+def booking_id(req: func.HttpRequest) -> str:
+    return identifier(req.route_params.get("id"), "booking id")
+
+
+def no_body(req: func.HttpRequest) -> None:
+    read_json(req, allowed=())
+
+
+def new_booking(req: func.HttpRequest) -> NewBooking:
+    body = read_json(
+        req,
+        allowed=(
+            "subject",
+            "level",
+            "startDateTime",
+            "endDateTime",
+            "timeZone",
+            "participants",
+            "internalNotes",
+        ),
+        required=("subject", "startDateTime", "endDateTime", "timeZone", "participants"),
+    )
+    start, end = span(body)
+    return NewBooking(
+        subject=required_text(body, "subject", max_length=200),
+        level=text(body, "level", max_length=100),
+        start=start,
+        end=end,
+        time_zone=time_zone(body["timeZone"], "timeZone"),
+        participants=_participants(body["participants"]),
+        internal_notes=text(body, "internalNotes", max_length=4000),
+    )
+
+
+def _participants(raw: Any) -> tuple[Participant, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValidationError("participants must be a non-empty list", "invalid_value")
+    if len(raw) > MAX_PARTICIPANTS:
+        raise ValidationError(f"at most {MAX_PARTICIPANTS} participants", "too_many")
+    found: list[Participant] = []
+    for index, item in enumerate(raw):
+        where = f"participants[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where} must be an object", "invalid_type")
+        unknown = sorted(set(item) - {"userId", "role", "email", "displayName"})
+        if unknown:
+            raise ValidationError(
+                f"{where}: unknown field(s) {', '.join(unknown)}", "unknown_field"
+            )
+        found.append(
+            Participant(
+                user_id=identifier(item.get("userId"), f"{where}.userId"),
+                role=choice(item.get("role"), f"{where}.role", ParticipantRole),
+                email=email(item.get("email"), f"{where}.email"),
+                display_name=text(item, "displayName", max_length=200),
+            )
+        )
+    if len({p.user_id for p in found}) != len(found):
+        raise ValidationError("a participant is listed twice", "duplicate_participant")
+    return tuple(found)
+
+
+def booking_query(req: func.HttpRequest) -> tuple[BookingQuery, str | None]:
+    params = req.params
+    unknown = sorted(set(params) - {"status", "participant", "from", "to", "limit"})
+    if unknown:
+        raise ValidationError(f"Unknown query parameter(s): {', '.join(unknown)}", "unknown_field")
+    status = params.get("status")
+    limit_text = params.get("limit") or "100"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST:
+        raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_value")
+    participant = params.get("participant")
+    query = BookingQuery(
+        status=choice(status, "status", BookingStatus) if status else None,
+        start_from=query_instant(params, "from"),
+        start_to=query_instant(params, "to"),
+        limit=int(limit_text),
+    )
+    return query, identifier(participant, "participant") if participant else None
+
+
+def approval(req: func.HttpRequest) -> Approval:
+    body = read_json(req, allowed=("generateTeamsMeeting", "assigneeId", "internalNotes"))
+    assignee = body.get("assigneeId")
+    return Approval(
+        generate_teams_meeting=boolean(body, "generateTeamsMeeting"),
+        assignee_id=identifier(assignee, "assigneeId") if assignee is not None else None,
+        internal_notes=text(body, "internalNotes", max_length=4000),
+    )
+
+
+def reason(req: func.HttpRequest) -> str | None:
+    return text(read_json(req, allowed=("reason",)), "reason", max_length=1000)
+
+
+def new_times(req: func.HttpRequest) -> tuple[datetime, datetime]:
+    body = read_json(
+        req, allowed=("startDateTime", "endDateTime"), required=("startDateTime", "endDateTime")
+    )
+    return span(body)
+
+
+def settings_change(req: func.HttpRequest, current: MeetingOptions) -> SettingsChange:
+    body = read_json(req, allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"))
+    organizer: object = UNSET
+    if "organizerUpn" in body:
+        raw = body["organizerUpn"]
+        organizer = None if raw in (None, "") else email(raw, "organizerUpn")
+    options = None
+    if body.get("meetingOptions") is not None:
+        options = _options(body["meetingOptions"], current)
+    return SettingsChange(
+        organizer_upn=organizer,
+        meeting_options=options,
+        participants_can_reschedule=boolean(body, "participantsCanReschedule"),
+    )
+
+
+def _options(raw: Any, current: MeetingOptions) -> MeetingOptions:
+    if not isinstance(raw, dict):
+        raise ValidationError("meetingOptions must be an object", "invalid_type")
+    known = {
+        "lobbyBypassScope",
+        "dialInBypass",
+        "allowedPresenters",
+        "allowMeetingChat",
+        "entryExitAnnounced",
+        "subjectTemplate",
+    }
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValidationError(
+            f"meetingOptions: unknown field(s) {', '.join(unknown)}", "unknown_field"
+        )
+    options = current
+    if "lobbyBypassScope" in raw:
+        options = replace(
+            options,
+            lobby_bypass_scope=choice(
+                raw["lobbyBypassScope"], "meetingOptions.lobbyBypassScope", LobbyBypassScope
+            ),
+        )
+    if "allowedPresenters" in raw:
+        options = replace(
+            options,
+            allowed_presenters=choice(
+                raw["allowedPresenters"], "meetingOptions.allowedPresenters", AllowedPresenters
+            ),
+        )
+    if "allowMeetingChat" in raw:
+        options = replace(
+            options,
+            allow_meeting_chat=choice(
+                raw["allowMeetingChat"], "meetingOptions.allowMeetingChat", MeetingChatMode
+            ),
+        )
+    dial_in = boolean(raw, "dialInBypass")
+    if dial_in is not None:
+        options = replace(options, dial_in_bypass=dial_in)
+    announced = boolean(raw, "entryExitAnnounced")
+    if announced is not None:
+        options = replace(options, entry_exit_announced=announced)
+    template = text(raw, "subjectTemplate", max_length=200)
+    if template is not None:
+        options = replace(options, subject_template=template)
+    return options
+
+
+def verification(req: func.HttpRequest) -> tuple[str | None, bool]:
+    body = read_json(req, allowed=("upn", "dryRun"))
+    upn = body.get("upn")
+    return (
+        email(upn, "upn") if upn not in (None, "") else None,
+        bool(boolean(body, "dryRun")),
+    )

@@ -1,0 +1,108 @@
+"""What the API returns: bookings, settings and checks as camelCase JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.auth.principal import Principal
+from shared.domain.booking import Booking, MeetingStatus
+from shared.domain.tenant import Capability, MeetingOptions, Tenant
+from shared.services.teams_settings import Verification
+
+
+def _time(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
+    meeting = booking.meeting
+    join_url = meeting.join_url if meeting.status is MeetingStatus.CREATED else None
+    body: dict[str, Any] = {
+        "id": booking.booking_id,
+        "tenantId": booking.tenant_id,
+        "status": booking.status.value,
+        "subject": booking.subject,
+        "level": booking.level,
+        "startDateTime": _time(booking.start),
+        "endDateTime": _time(booking.end),
+        "timeZone": booking.time_zone,
+        "participants": [
+            {
+                "userId": p.user_id,
+                "role": p.role.value,
+                "email": p.email,
+                "displayName": p.display_name,
+            }
+            for p in booking.participants
+        ],
+        "assigneeId": booking.assignee_id,
+        "statusReason": booking.status_reason,
+        "createdBy": booking.created_by,
+        "createdAt": _time(booking.created_at),
+        "updatedAt": _time(booking.updated_at),
+        "meetingLink": join_url,
+        "meeting": {
+            "status": meeting.status.value,
+            "wanted": meeting.wanted,
+            "provider": meeting.provider,
+            "joinUrl": join_url,
+            "meetingId": meeting.meeting_id if join_url else None,
+            "attempts": meeting.attempts,
+            "lastErrorCode": meeting.last_error_code,
+            "changedAt": _time(meeting.changed_at),
+        },
+    }
+    if caller.is_tenant_wide:
+        body["internalNotes"] = booking.internal_notes
+    return body
+
+
+def action_json(booking: Booking, caller: Principal, warning: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"booking": booking_json(booking, caller)}
+    if warning:
+        body["teamsMeetingWarning"] = warning
+    return body
+
+
+def capability_json(capability: Capability) -> dict[str, Any]:
+    body: dict[str, Any] = {"available": capability.available}
+    if capability.reason:
+        body["reason"] = capability.reason.value
+    return body
+
+
+def options_json(options: MeetingOptions) -> dict[str, Any]:
+    return {
+        "lobbyBypassScope": options.lobby_bypass_scope.value,
+        "dialInBypass": options.dial_in_bypass,
+        "allowedPresenters": options.allowed_presenters.value,
+        "allowMeetingChat": options.allow_meeting_chat.value,
+        "entryExitAnnounced": options.entry_exit_announced,
+        "subjectTemplate": options.subject_template,
+    }
+
+
+def settings_json(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenantId": tenant.tenant_id,
+        "installStatus": tenant.install_status.value,
+        "configured": tenant.microsoft is not None,
+        "organizerUpn": tenant.organizer_upn,
+        "organizerObjectId": tenant.organizer_object_id,
+        "meetingOptions": options_json(tenant.meeting_options),
+        "participantsCanReschedule": tenant.participants_can_reschedule,
+        "capability": capability_json(tenant.meeting_capability()),
+    }
+
+
+def verification_json(result: Verification) -> dict[str, Any]:
+    body: dict[str, Any] = {"valid": result.valid, "dryRun": result.dry_run}
+    for name, value in (
+        ("displayName", result.display_name),
+        ("objectId", result.object_id),
+        ("reason", result.reason),
+    ):
+        if value is not None:
+            body[name] = value
+    return body

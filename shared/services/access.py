@@ -1,0 +1,50 @@
+"""Who may do what (SPEC §4, "who"). Other tenants' data is never reachable: reads are keyed
+by the caller's own tenant, so another tenant's id is simply not found (404, not 403)."""
+
+from __future__ import annotations
+
+from shared.auth.principal import Principal, Role
+from shared.domain.booking import Booking, ParticipantRole
+from shared.storage.bookings import BookingRepository
+
+
+class ForbiddenError(Exception):
+    """The caller is known but may not do this (403). Seed 000's text is "Unauthorized"."""
+
+    def __init__(self, message: str = "Unauthorized", code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def require_role(caller: Principal, *roles: Role) -> None:
+    if not caller.has(*roles):
+        raise ForbiddenError()
+
+
+def is_participant(caller: Principal, booking: Booking) -> bool:
+    return caller.user_id in booking.participant_ids
+
+
+def participant_role(caller: Principal, booking: Booking) -> ParticipantRole | None:
+    for participant in booking.participants:
+        if participant.user_id == caller.user_id:
+            return participant.role
+    if booking.assignee_id == caller.user_id:
+        return ParticipantRole.TUTOR
+    return None
+
+
+def load_visible(caller: Principal, bookings: BookingRepository, booking_id: str) -> Booking:
+    """The booking if the caller may see it: staff and admins of its tenant, or a participant."""
+    booking = bookings.get(caller.tenant_id, booking_id)
+    if caller.is_tenant_wide or is_participant(caller, booking):
+        return booking
+    raise ForbiddenError()
+
+
+def may_generate_meeting(caller: Principal, booking: Booking) -> bool:
+    """Seed 000: the booking's student or tutor, or an admin."""
+    if caller.has(Role.ADMIN):
+        return True
+    return participant_role(caller, booking) in (ParticipantRole.STUDENT, ParticipantRole.TUTOR)

@@ -1,0 +1,142 @@
+"""A tenant's Teams settings: capability, organizer and meeting options, organizer verification."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from shared.auth.principal import Principal, Role
+from shared.domain.tenant import Capability, MeetingOptions, Tenant
+from shared.graph.bodies import MeetingRequest
+from shared.graph.client import CallContext, GraphMeetingsClient
+from shared.graph.errors import (
+    GraphAuthError,
+    GraphError,
+    GraphForbiddenError,
+    GraphNotFoundError,
+    GraphPolicyMissingError,
+)
+from shared.services.access import require_role
+from shared.services.tenants import TenantDirectory
+
+logger = logging.getLogger("meetings.settings")
+
+UNSET = object()
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """Fields of a settings update; a field left as `UNSET` keeps its value."""
+
+    organizer_upn: object = UNSET  # str, or None to switch meeting creation off
+    meeting_options: MeetingOptions | None = None
+    participants_can_reschedule: bool | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    valid: bool
+    display_name: str | None = None
+    object_id: str | None = None
+    reason: str | None = None
+    dry_run: bool = False
+
+
+def capability(caller: Principal, tenants: TenantDirectory) -> Capability:
+    """Any signed-in user of the tenant may ask (the approval form's toggle needs it)."""
+    return tenants.get(caller.tenant_id).meeting_capability()
+
+
+def get_settings(caller: Principal, tenants: TenantDirectory) -> Tenant:
+    require_role(caller, Role.ADMIN)
+    return tenants.get(caller.tenant_id)
+
+
+def update_settings(
+    caller: Principal, change: SettingsChange, tenants: TenantDirectory, now: datetime
+) -> Tenant:
+    """Save the organizer and options. Clearing the organizer stops new meetings at once
+    (the PRD's back-out switch); links already stored keep working."""
+    require_role(caller, Role.ADMIN)
+    tenant = tenants.get(caller.tenant_id)
+    updated = replace(tenant, updated_at=now)
+    if change.organizer_upn is not UNSET:
+        upn = change.organizer_upn if isinstance(change.organizer_upn, str) else None
+        if upn != tenant.organizer_upn:
+            updated = replace(updated, organizer_upn=upn, organizer_object_id=None)
+    if change.meeting_options is not None:
+        updated = replace(updated, meeting_options=change.meeting_options)
+    if change.participants_can_reschedule is not None:
+        updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
+    return tenants.save(updated)
+
+
+def verify_organizer(
+    caller: Principal,
+    upn: str | None,
+    dry_run: bool,
+    tenants: TenantDirectory,
+    graph: GraphMeetingsClient,
+    clock: Callable[[], datetime],
+) -> Verification:
+    """Look the organizer up in Graph; with `dry_run`, also create and delete a throw-away
+    meeting, the only true test of the Teams Application Access Policy."""
+    require_role(caller, Role.ADMIN)
+    tenant = tenants.get(caller.tenant_id)
+    profile = tenant.microsoft
+    target = upn or tenant.organizer_upn
+    if profile is None or not target:
+        return Verification(False, reason="not_configured", dry_run=dry_run)
+    ctx = CallContext(tenant_id=tenant.tenant_id, operation="verify")
+    try:
+        user = graph.get_user(profile, target, ctx)
+    except GraphError as error:
+        return Verification(False, reason=_reason(error), dry_run=dry_run)
+    if dry_run:
+        start = clock() + timedelta(days=1)
+        try:
+            meeting = graph.create_or_get_meeting(
+                profile,
+                user.id,
+                MeetingRequest(
+                    external_id=f"verify:{tenant.tenant_id}:{uuid.uuid4().hex}",
+                    subject="Meetings service check (deleted automatically)",
+                    start=start,
+                    end=start + timedelta(minutes=15),
+                ),
+                tenant.meeting_options,
+                ctx,
+            )
+        except GraphError as error:
+            return Verification(
+                False, user.display_name, user.id, reason=_reason(error), dry_run=True
+            )
+        try:
+            graph.delete_meeting(profile, user.id, meeting.id, ctx)
+        except GraphError:
+            logger.warning("verification meeting %s could not be deleted", meeting.id)
+    if target == tenant.organizer_upn and tenant.organizer_object_id != user.id:
+        _remember_organizer(tenants, tenant, user.id)
+    return Verification(True, user.display_name, user.id, dry_run=dry_run)
+
+
+def _remember_organizer(tenants: TenantDirectory, tenant: Tenant, object_id: str) -> None:
+    from shared.storage.errors import StorageError
+
+    try:
+        tenants.save(replace(tenant, organizer_object_id=object_id))
+    except StorageError:
+        logger.info("organizer id not stored for tenant %s", tenant.tenant_id)
+
+
+def _reason(error: GraphError) -> str:
+    if isinstance(error, GraphPolicyMissingError):
+        return "policy_missing"
+    if isinstance(error, GraphNotFoundError):
+        return "user_not_found"
+    if isinstance(error, GraphAuthError | GraphForbiddenError):
+        return "unauthorized"
+    return "graph_error"

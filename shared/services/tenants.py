@@ -1,0 +1,44 @@
+"""Finding a tenant's Teams configuration: its stored row, or the default tenant's settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shared.domain.tenant import InstallStatus, Tenant
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from shared.storage.tenants import TenantRepository
+
+
+class TenantDirectory:
+    """Tenants as the service sees them.
+
+    A stored row wins. The default tenant may also be described only by the seed's environment
+    variables; settings saved for it later become a row that keeps that profile. Any other
+    tenant without a row exists (its users can book) but is not configured for Teams.
+    """
+
+    def __init__(self, repository: TenantRepository, default: Tenant | None) -> None:
+        self._repository = repository
+        self._default = default
+
+    def get(self, tenant_id: str) -> Tenant:
+        try:
+            tenant = self._repository.get(tenant_id)
+        except NotFoundError:
+            if self._default is not None and tenant_id == self._default.tenant_id:
+                return self._default
+            return Tenant(
+                tenant_id=tenant_id, display_name=tenant_id, install_status=InstallStatus.PENDING
+            )
+        if tenant.microsoft is None and self._default and tenant_id == self._default.tenant_id:
+            tenant = replace(tenant, microsoft=self._default.microsoft)
+        return tenant
+
+    def save(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant seen for the first time, or update one read earlier (ETag)."""
+        if tenant.etag is None:
+            try:
+                return self._repository.add(tenant)
+            except AlreadyExistsError as exc:
+                raise ConcurrencyError(f"tenant {tenant.tenant_id} was created meanwhile") from exc
+        return self._repository.update(tenant)
