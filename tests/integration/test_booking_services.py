@@ -20,6 +20,7 @@ from shared.services import teams_settings
 from shared.services.access import ForbiddenError
 from shared.services.bookings import Approval, MeetingGenerationError, NewBooking
 from shared.settings import Settings
+from shared.storage.bookings import BookingQuery
 from shared.storage.errors import NotFoundError
 from tests.builders import a_booking
 
@@ -326,14 +327,15 @@ def test_lists_show_participants_their_own_and_staff_the_tenants(deps):
     mine = pending(deps)
     other = pending(deps, participants=(replace(a_booking().participants[0], user_id="x-9"),))
 
-    assert {
-        b.booking_id for b in use_cases.list_bookings(STUDENT, use_cases.BookingQuery(), None, deps)
-    } == {mine.booking_id}
-    assert {
-        b.booking_id for b in use_cases.list_bookings(STAFF, use_cases.BookingQuery(), None, deps)
-    } == {mine.booking_id, other.booking_id}
+    assert {b.booking_id for b in use_cases.list_bookings(STUDENT, BookingQuery(), None, deps)} == {
+        mine.booking_id
+    }
+    assert {b.booking_id for b in use_cases.list_bookings(STAFF, BookingQuery(), None, deps)} == {
+        mine.booking_id,
+        other.booking_id,
+    }
     with pytest.raises(ForbiddenError):
-        use_cases.list_bookings(STUDENT, use_cases.BookingQuery(), "x-9", deps)
+        use_cases.list_bookings(STUDENT, BookingQuery(), "x-9", deps)
 
 
 def test_verify_organizer_reports_each_reason(svc, emulator):

@@ -225,4 +225,5 @@ def test_the_dev_issuer_reads_its_keys_from_a_file(dev_issuer):
         bearer(dev_issuer.mint(user="admin-1", roles=["admin"], tenant="demo"))
     )
 
-    assert (caller.user_id, caller.tenant_id, caller.roles) == ("admin-1", "demo", {Role.ADMIN})
+    assert (caller.user_id, caller.tenant_id) == ("admin-1", "demo")
+    assert caller.roles == {Role.ADMIN}
