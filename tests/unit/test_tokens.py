@@ -166,7 +166,7 @@ def test_alg_none_is_refused(validator):
             "sub": "x",
             "exp": int(time.time()) + 60,
         },
-        key=None,
+        key="",
         algorithm="none",
     )
 
