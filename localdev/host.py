@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from localdev.ncrontab import NCrontab
 
@@ -198,7 +198,8 @@ class HttpRoute:
         found = self.pattern.fullmatch(path.strip("/"))
         if found is None:
             return None
-        return {k: v for k, v in found.groupdict().items() if v is not None}
+        # Route values arrive percent-decoded, as the host's routing gives them.
+        return {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
 
 
 def _route_regex(template: str) -> tuple[str, int]:

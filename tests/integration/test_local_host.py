@@ -89,6 +89,12 @@ def test_optional_parameters_body_status_and_headers(host):
     assert without.json()["route"] == {"name": "pen"}
 
 
+def test_route_values_are_percent_decoded(host):
+    response = requests.get(f"{host.base_url}/api/items/pen%20case/notes/n%231", timeout=5)
+
+    assert response.json()["route"] == {"name": "pen case", "note": "n#1"}
+
+
 def test_catch_all_parameters_take_the_rest_of_the_path(host):
     assert requests.get(f"{host.base_url}/api/files/a/b/c.txt", timeout=5).text == "a/b/c.txt"
 

@@ -1,0 +1,264 @@
+"""Every route × every kind of caller, over HTTP: nobody gets through where SPEC §4 says no,
+and a refused call changes nothing."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from tests.e2e.conftest import Caller, booking_body, caller, future_slot
+
+pytestmark = pytest.mark.e2e
+
+CALLERS = (
+    "anonymous",
+    "expired",
+    "wrong_audience",
+    "student",
+    "other_student",
+    "tutor",
+    "staff",
+    "admin",
+    "other_tenant_admin",
+)
+UNAUTHENTICATED = {"anonymous": 401, "expired": 401, "wrong_audience": 401}
+
+# route -> (state the booking must be in, expected status per caller beyond the 401s)
+MATRIX: dict[str, tuple[str | None, dict[str, int]]] = {
+    "POST /v1/bookings": (
+        None,
+        {
+            "student": 201,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 201,
+            "admin": 201,
+            "other_tenant_admin": 201,
+        },
+    ),
+    "GET /v1/bookings": (
+        None,
+        {
+            "student": 200,
+            "other_student": 200,
+            "tutor": 200,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 200,
+        },
+    ),
+    "GET /v1/bookings/{id}": (
+        "pending",
+        {
+            "student": 200,
+            "other_student": 403,
+            "tutor": 200,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "POST /v1/bookings/{id}/approve": (
+        "pending",
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "POST /v1/bookings/{id}/decline": (
+        "pending",
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "POST /v1/bookings/{id}/reschedule": (
+        "confirmed",
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "POST /v1/bookings/{id}/cancel": (
+        "confirmed",
+        {
+            "student": 200,
+            "other_student": 403,
+            "tutor": 200,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "POST /v1/bookings/{id}/generate-meeting": (
+        "confirmed",
+        {
+            "student": 200,
+            "other_student": 403,
+            "tutor": 200,
+            "staff": 403,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
+    "GET /v1/teams-meetings/capability": (
+        None,
+        {
+            "student": 200,
+            "other_student": 200,
+            "tutor": 200,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 200,
+        },
+    ),
+    "GET /v1/teams-meetings/settings": (
+        None,
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 403,
+            "admin": 200,
+            "other_tenant_admin": 200,
+        },
+    ),
+    "PUT /v1/teams-meetings/settings": (
+        None,
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 403,
+            "admin": 200,
+            "other_tenant_admin": 200,
+        },
+    ),
+    "POST /v1/teams-meetings/verify-organizer": (
+        None,
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 403,
+            "admin": 200,
+            "other_tenant_admin": 200,
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def callers(stack) -> dict[str, Caller]:
+    now = int(time.time())
+    key = stack.issuer.private_key_file.read_bytes()
+    wrong_audience = jwt.encode(
+        {
+            "iss": "urn:meetings-service:local-dev",
+            "aud": "someone-else",
+            "sub": "admin-1",
+            "roles": ["admin"],
+            "tenant": "demo",
+            "exp": now + 600,
+        },
+        jwt.api_jws.get_algorithm_by_name("ES256").prepare_key(key),
+        algorithm="ES256",
+        headers={"kid": stack.issuer.kid},
+    )
+    return {
+        "anonymous": Caller(stack, None),
+        "expired": Caller(
+            stack, stack.issuer.mint(user="admin-1", roles=["admin"], tenant="demo", lifetime=-3600)
+        ),
+        "wrong_audience": Caller(stack, wrong_audience),
+        "student": caller(stack, "student-1", "student"),
+        "other_student": caller(stack, "student-2", "student"),
+        "tutor": caller(stack, "tutor-1", "tutor"),
+        "staff": caller(stack, "staff-1", "staff"),
+        "admin": caller(stack, "admin-1", "admin"),
+        "other_tenant_admin": caller(stack, "admin-9", "admin", tenant="tenant-other"),
+    }
+
+
+def booking_in(state: str, callers) -> str:
+    admin = callers["admin"]
+    booking = admin.call("POST", "/v1/bookings", booking_body()).json()
+    if state == "confirmed":
+        admin.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+    return str(booking["id"])
+
+
+def body_for(route: str) -> dict | None:
+    if route.endswith("/reschedule"):
+        start, end = future_slot(days=6)
+        return {"startDateTime": start, "endDateTime": end}
+    if route == "POST /v1/bookings":
+        return booking_body()
+    if route == "PUT /v1/teams-meetings/settings":
+        return {"participantsCanReschedule": False}
+    if route.endswith("/verify-organizer"):
+        return {}
+    return None
+
+
+CELLS = [(route, who) for route in MATRIX for who in CALLERS]
+
+
+@pytest.mark.parametrize(("route", "who"), CELLS, ids=[f"{r} as {w}" for r, w in CELLS])
+def test_authorization_matrix(callers, route, who):
+    state, expected_by_caller = MATRIX[route]
+    expected = UNAUTHENTICATED.get(who) or expected_by_caller[who]
+    method, path = route.split(" ")
+    booking_id = booking_in(state, callers) if state else None
+    if booking_id:
+        path = path.replace("{id}", booking_id)
+        before = callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json()
+
+    response = callers[who].call(method, path, body_for(route))
+
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert set(response.json()) == {"error", "code"}
+        if booking_id:
+            after = callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json()
+            assert after == before, "a refused call changed the booking"
+    if expected == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_participants_see_only_their_own_in_lists(callers):
+    booking_in("pending", callers)
+
+    theirs = callers["student"].call("GET", "/v1/bookings").json()["bookings"]
+    others = callers["other_student"].call("GET", "/v1/bookings").json()["bookings"]
+    foreign = callers["other_tenant_admin"].call("GET", "/v1/bookings").json()["bookings"]
+
+    assert theirs
+    assert others == []
+    assert all(b["tenantId"] == "tenant-other" for b in foreign)
+
+
+def test_the_generate_meeting_refusal_keeps_seed_000s_text(callers):
+    booking_id = booking_in("confirmed", callers)
+
+    refused = callers["other_student"].call("POST", f"/v1/bookings/{booking_id}/generate-meeting")
+
+    assert refused.json() == {"error": "Unauthorized", "code": "forbidden"}
+
+
+def test_health_is_open_to_anyone(callers):
+    assert callers["anonymous"].call("GET", "/v1/health").status_code == 200

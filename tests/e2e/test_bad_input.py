@@ -1,0 +1,165 @@
+"""Every bad input is a clear 400 (or 413) with `error` + `code`, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import booking_body, caller, future_slot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def admin(stack):
+    return caller(stack, "admin-1", "admin")
+
+
+def count_bookings(admin) -> int:
+    return len(admin.call("GET", "/v1/bookings?limit=200").json()["bookings"])
+
+
+def participants(**changes):
+    person = {"userId": "student-1", "role": "student", "email": "s@example.com"}
+    person.update(changes)
+    return [person]
+
+
+START, END = future_slot()
+
+BAD_CREATES = [
+    ("not json", b"{not json", "invalid_json"),
+    ("an array", b"[1, 2]", "invalid_json"),
+    ("unknown field", booking_body(colour="red"), "unknown_field"),
+    (
+        "missing subject",
+        {k: v for k, v in booking_body().items() if k != "subject"},
+        "missing_field",
+    ),
+    ("subject not a string", booking_body(subject=42), "invalid_type"),
+    ("empty subject", booking_body(subject="   "), "invalid_value"),
+    ("subject too long", booking_body(subject="x" * 201), "too_long"),
+    ("time without offset", booking_body(startDateTime=START[:-1]), "missing_offset"),
+    ("not a time", booking_body(startDateTime="next tuesday"), "invalid_datetime"),
+    ("end before start", booking_body(startDateTime=END, endDateTime=START), "invalid_time_range"),
+    ("a 13-hour lesson", booking_body(endDateTime=future_slot(hours=13)[1]), "invalid_duration"),
+    ("a 1-minute lesson", booking_body(endDateTime=START[:-3] + "01Z"), "invalid_duration"),
+    ("unknown time zone", booking_body(timeZone="Mars/Olympus"), "invalid_time_zone"),
+    ("no participants", booking_body(participants=[]), "invalid_value"),
+    ("participant not an object", booking_body(participants=["student-1"]), "invalid_type"),
+    ("bad e-mail", booking_body(participants=participants(email="nope")), "invalid_value"),
+    ("unknown role", booking_body(participants=participants(role="wizard")), "invalid_value"),
+    ("id with a slash", booking_body(participants=participants(userId="a/b")), "invalid_id"),
+    ("participant twice", booking_body(participants=participants() * 2), "duplicate_participant"),
+    ("participant extra field", booking_body(participants=participants(age=12)), "unknown_field"),
+    ("too large", booking_body(internalNotes="x" * 20_000), "body_too_large"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "code"), BAD_CREATES, ids=[b[0] for b in BAD_CREATES])
+def test_bad_booking_requests_are_refused_and_nothing_is_written(admin, name, body, code):
+    before = count_bookings(admin)
+
+    if isinstance(body, bytes):
+        response = admin.call("POST", "/v1/bookings", raw=body)
+    else:
+        response = admin.call("POST", "/v1/bookings", body)
+
+    assert response.status_code == (413 if code == "body_too_large" else 400), response.text
+    assert response.json()["code"] == code
+    assert response.json()["error"]
+    assert count_bookings(admin) == before
+
+
+@pytest.fixture(scope="module")
+def pending_id(admin):
+    return admin.call("POST", "/v1/bookings", booking_body()).json()["id"]
+
+
+BAD_ACTIONS = [
+    ("approve unknown field", "POST", "/approve", {"generateTeams": True}, "unknown_field"),
+    (
+        "approve toggle not a bool",
+        "POST",
+        "/approve",
+        {"generateTeamsMeeting": "yes"},
+        "invalid_type",
+    ),
+    ("approve assignee with #", "POST", "/approve", {"assigneeId": "a#b"}, "invalid_id"),
+    ("reschedule missing end", "POST", "/reschedule", {"startDateTime": START}, "missing_field"),
+    (
+        "reschedule no offset",
+        "POST",
+        "/reschedule",
+        {"startDateTime": START[:-1], "endDateTime": END},
+        "missing_offset",
+    ),
+    ("cancel reason not text", "POST", "/cancel", {"reason": ["x"]}, "invalid_type"),
+    ("decline reason too long", "POST", "/decline", {"reason": "x" * 1001}, "too_long"),
+    ("generate with a body", "POST", "/generate-meeting", {"force": True}, "unknown_field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "suffix", "body", "code"), BAD_ACTIONS, ids=[b[0] for b in BAD_ACTIONS]
+)
+def test_bad_action_bodies_change_nothing(admin, pending_id, name, method, suffix, body, code):
+    before = admin.call("GET", f"/v1/bookings/{pending_id}").json()
+
+    response = admin.call(method, f"/v1/bookings/{pending_id}{suffix}", body)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code
+    assert admin.call("GET", f"/v1/bookings/{pending_id}").json() == before
+
+
+BAD_OTHERS = [
+    ("list bad status", "GET", "/v1/bookings?status=lost", None, "invalid_value"),
+    ("list bad limit", "GET", "/v1/bookings?limit=0", None, "invalid_value"),
+    ("list bad from", "GET", "/v1/bookings?from=yesterday", None, "invalid_datetime"),
+    ("list unknown parameter", "GET", "/v1/bookings?sort=asc", None, "unknown_field"),
+    ("booking id with a backslash", "GET", "/v1/bookings/a%5Cb", None, "invalid_id"),
+    (
+        "settings bad scope",
+        "PUT",
+        "/v1/teams-meetings/settings",
+        {"meetingOptions": {"lobbyBypassScope": "anyone"}},
+        "invalid_value",
+    ),
+    (
+        "settings bad upn",
+        "PUT",
+        "/v1/teams-meetings/settings",
+        {"organizerUpn": "not-an-email"},
+        "invalid_value",
+    ),
+    (
+        "settings unknown option",
+        "PUT",
+        "/v1/teams-meetings/settings",
+        {"meetingOptions": {"recording": True}},
+        "unknown_field",
+    ),
+    ("verify bad upn", "POST", "/v1/teams-meetings/verify-organizer", {"upn": 7}, "invalid_value"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "code"), BAD_OTHERS, ids=[b[0] for b in BAD_OTHERS]
+)
+def test_bad_queries_and_settings_are_refused(admin, name, method, path, body, code):
+    settings_before = admin.call("GET", "/v1/teams-meetings/settings").json()
+
+    response = admin.call(method, path, body)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == code
+    assert admin.call("GET", "/v1/teams-meetings/settings").json() == settings_before
+
+
+def test_an_unknown_booking_is_404(admin):
+    response = admin.call("GET", "/v1/bookings/does-not-exist")
+
+    assert response.status_code == 404
+    assert json.loads(response.text) == {"error": "Booking not found", "code": "not_found"}

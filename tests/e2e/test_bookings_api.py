@@ -1,0 +1,244 @@
+"""The bookings API over real HTTP: local Functions host, Azurite and the Graph emulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
+from tests.e2e.conftest import booking_body, caller, future_slot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def admin(stack):
+    return caller(stack, "admin-1", "admin")
+
+
+@pytest.fixture(scope="module")
+def staff(stack):
+    return caller(stack, "staff-1", "staff")
+
+
+@pytest.fixture(scope="module")
+def student(stack):
+    return caller(stack, "student-1", "student")
+
+
+@pytest.fixture(autouse=True)
+def clean_emulator(stack):
+    stack.emulator.reset()
+    yield
+    stack.emulator.clear_faults()
+
+
+def create(who, **changes):
+    response = who.call("POST", "/v1/bookings", booking_body(**changes))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_approve_reschedule_cancel_keep_one_meeting_in_step(stack, staff, student):
+    # GIVEN a student's booking request
+    booking = create(student)
+    assert booking["status"] == "pending"
+    assert booking["meeting"]["status"] == "none"
+
+    # WHEN staff approve it, THEN it is confirmed with exactly one Teams meeting
+    approved = staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+    assert approved.status_code == 200
+    body = approved.json()
+    assert "teamsMeetingWarning" not in body
+    (meeting,) = stack.emulator.live_meetings()
+    assert body["booking"]["meetingLink"] == meeting.join_url
+    assert body["booking"]["meeting"]["meetingId"] == meeting.id
+    assert student.call("GET", f"/v1/bookings/{booking['id']}").json()["meetingLink"] == (
+        meeting.join_url
+    )
+
+    # WHEN it is rescheduled, THEN the same meeting moves (same id, same link)
+    start, end = future_slot(days=5, hours=1.5)
+    moved = staff.call(
+        "POST",
+        f"/v1/bookings/{booking['id']}/reschedule",
+        {"startDateTime": start, "endDateTime": end},
+    )
+    assert moved.status_code == 200
+    assert moved.json()["booking"]["meeting"]["meetingId"] == meeting.id
+    assert meeting.start.startswith(start[:-1])
+    assert meeting.end.startswith(end[:-1])
+
+    # WHEN the student cancels, THEN Graph deletes the meeting
+    cancelled = student.call("POST", f"/v1/bookings/{booking['id']}/cancel", {"reason": "ill"})
+    assert cancelled.status_code == 200
+    assert cancelled.json()["booking"]["status"] == "cancelled"
+    assert cancelled.json()["booking"]["meetingLink"] is None
+    assert stack.emulator.live_meetings() == []
+    assert stack.emulator.calls["createOrGet"] == 1
+    assert stack.emulator.calls["deleteMeeting"] == 1
+
+
+def test_declining_a_request_makes_no_graph_call(stack, staff, student):
+    booking = create(student)
+
+    declined = staff.call("POST", f"/v1/bookings/{booking['id']}/decline", {"reason": "full"})
+
+    assert declined.json()["booking"]["status"] == "declined"
+    assert stack.emulator.calls["createOrGet"] == 0
+
+
+def test_decline_of_a_booking_with_a_meeting_deletes_it(stack, admin, staff, student):
+    booking = create(student)
+    staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+
+    # a confirmed booking cannot be declined, only cancelled
+    declined = staff.call("POST", f"/v1/bookings/{booking['id']}/decline", {})
+    cancelled = admin.call("POST", f"/v1/bookings/{booking['id']}/cancel", {})
+
+    assert declined.status_code == 409
+    assert declined.json()["code"] == "illegal_transition"
+    assert cancelled.status_code == 200
+    assert stack.emulator.calls["deleteMeeting"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "words", "state"),
+    [
+        (
+            Fault(operation="createOrGet", status=403, message=POLICY_MISSING_MESSAGE),
+            "Application Access Policy",
+            "failed",
+        ),
+        (Fault(operation="createOrGet", status=503), "retried", "pending"),
+    ],
+)
+def test_graph_failure_during_approval_is_a_warning_not_an_error(
+    stack, staff, student, fault, words, state
+):
+    stack.emulator.add_fault(fault)
+    booking = create(student)
+
+    approved = staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+
+    assert approved.status_code == 200
+    assert words in approved.json()["teamsMeetingWarning"]
+    stored = staff.call("GET", f"/v1/bookings/{booking['id']}").json()
+    assert stored["status"] == "confirmed"
+    assert stored["meeting"]["status"] == state
+    assert stored["meeting"]["lastErrorCode"] in ("graph_policy_missing", "graph_unavailable")
+    assert stored["meetingLink"] is None
+
+
+def test_generate_meeting_follows_seed_000(stack, staff, student):
+    booking = create(student)
+    not_yet = student.call("POST", f"/v1/bookings/{booking['id']}/generate-meeting")
+    assert not_yet.status_code == 409
+    assert not_yet.json()["error"] == (
+        "Booking must be confirmed (paid) before generating meeting link"
+    )
+
+    staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {"generateTeamsMeeting": False})
+    stack.emulator.add_fault(
+        Fault(operation="createOrGet", status=403, message=POLICY_MISSING_MESSAGE, count=1)
+    )
+    refused = student.call("POST", f"/v1/bookings/{booking['id']}/generate-meeting")
+    generated = student.call("POST", f"/v1/bookings/{booking['id']}/generate-meeting")
+
+    assert refused.status_code == 502
+    assert refused.json()["code"] == "graph_policy_missing"
+    assert "teams-meetings-setup.md" in refused.json()["error"]
+    assert generated.status_code == 200
+    (meeting,) = stack.emulator.live_meetings()
+    assert generated.json() == {
+        "message": "Teams meeting generated successfully",
+        "meetingLink": meeting.join_url,
+        "meetingId": meeting.id,
+    }
+
+
+def test_clearing_the_organizer_stops_meeting_creation(stack, admin, staff, student):
+    try:
+        cleared = admin.call("PUT", "/v1/teams-meetings/settings", {"organizerUpn": None})
+        assert cleared.status_code == 200
+        assert cleared.json()["capability"] == {"available": False, "reason": "no_organizer"}
+        capability = student.call("GET", "/v1/teams-meetings/capability").json()
+        assert capability == {"available": False, "reason": "no_organizer"}
+
+        booking = create(student)
+        approved = staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+
+        assert approved.status_code == 200
+        assert approved.json()["booking"]["meeting"]["status"] == "none"
+        assert stack.emulator.calls["createOrGet"] == 0
+    finally:
+        restored = admin.call(
+            "PUT", "/v1/teams-meetings/settings", {"organizerUpn": "meetings@demo.example"}
+        )
+        assert restored.json()["capability"] == {"available": True}
+
+
+def test_settings_and_verification_for_admins(stack, admin):
+    settings = admin.call("GET", "/v1/teams-meetings/settings").json()
+    verified = admin.call("POST", "/v1/teams-meetings/verify-organizer", {"dryRun": True})
+    unknown = admin.call(
+        "POST", "/v1/teams-meetings/verify-organizer", {"upn": "nobody@demo.example"}
+    )
+
+    assert settings["organizerUpn"] == "meetings@demo.example"
+    assert settings["meetingOptions"]["lobbyBypassScope"] == "everyone"
+    assert verified.json() == {
+        "valid": True,
+        "dryRun": True,
+        "displayName": "Demo Meetings Organizer",
+        "objectId": stack.organizer.id,
+    }
+    assert unknown.json() == {"valid": False, "dryRun": False, "reason": "user_not_found"}
+    assert stack.emulator.live_meetings() == []
+
+
+def test_meeting_options_saved_by_an_admin_reach_the_next_meeting(stack, admin, staff, student):
+    try:
+        saved = admin.call(
+            "PUT",
+            "/v1/teams-meetings/settings",
+            {
+                "meetingOptions": {
+                    "lobbyBypassScope": "organization",
+                    "allowMeetingChat": "disabled",
+                    "subjectTemplate": "Tutoring: {subject}",
+                },
+            },
+        )
+        assert saved.status_code == 200
+        booking = create(student)
+        staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+
+        (meeting,) = stack.emulator.live_meetings()
+        assert meeting.lobby_scope == "organization"
+        assert meeting.allow_meeting_chat == "disabled"
+        assert meeting.subject == "Tutoring: Computer Science"
+    finally:
+        admin.call(
+            "PUT",
+            "/v1/teams-meetings/settings",
+            {
+                "meetingOptions": {
+                    "lobbyBypassScope": "everyone",
+                    "allowMeetingChat": "enabled",
+                    "subjectTemplate": "{subject} {level} Lesson",
+                }
+            },
+        )
+
+
+def test_list_filters(stack, staff, student):
+    first = create(student)
+    staff.call("POST", f"/v1/bookings/{first['id']}/approve", {"generateTeamsMeeting": False})
+
+    confirmed = staff.call("GET", "/v1/bookings?status=confirmed&participant=student-1").json()
+    mine = student.call("GET", "/v1/bookings").json()["bookings"]
+
+    assert first["id"] in {b["id"] for b in confirmed["bookings"]}
+    assert all(b["status"] == "confirmed" for b in confirmed["bookings"])
+    assert all("student-1" in {p["userId"] for p in b["participants"]} for b in mine)
+    assert all("internalNotes" not in b for b in mine)
