@@ -1,4 +1,4 @@
-"""Every route × every kind of caller, over HTTP: nobody gets through where SPEC §4 says no,
+"""Every route, for every kind of caller, over HTTP: nobody gets through where SPEC §4 says no,
 and a refused call changes nothing."""
 
 from __future__ import annotations
