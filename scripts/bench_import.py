@@ -23,7 +23,10 @@ LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$")
 def one_run() -> tuple[int, int]:
     env = {
         **os.environ,
-        "AzureWebJobsStorage": os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "AUTH_ISSUER": "https://issuer.example",
+        "AUTH_AUDIENCE": "meetings",
+        "AUTH_JWKS_URL": "https://issuer.example/jwks",
     }
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import function_app"],

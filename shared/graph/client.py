@@ -11,10 +11,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
 
 from shared.domain.tenant import MeetingOptions, MicrosoftProfile
 from shared.graph.bodies import (
@@ -33,8 +31,12 @@ from shared.graph.errors import (
     GraphTransientError,
     classify_response,
 )
-from shared.graph.tokens import TokenSource
 from shared.observability import log_event
+
+if TYPE_CHECKING:
+    import requests
+
+    from shared.graph.tokens import TokenSource
 
 logger = logging.getLogger("meetings.graph")
 
@@ -201,6 +203,9 @@ class GraphMeetingsClient:
         params: dict[str, str] | None = None,
         options: MeetingOptions | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        # requests is imported on first call, not when the function app is indexed.
+        import requests
+
         started = time.perf_counter()
         status: int | None = None
         try:
