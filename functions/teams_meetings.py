@@ -33,8 +33,7 @@ def get_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     svc = services()
-    tenant = teams_settings.get_settings(caller, svc.directory)
-    change = parse.settings_change(req, tenant.meeting_options)
+    change = parse.settings_change(req)
     saved = teams_settings.update_settings(caller, change, svc.directory, svc.clock())
     return json_response(settings_json(saved))
 

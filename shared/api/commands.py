@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -26,10 +25,9 @@ from shared.domain.tenant import (
     AllowedPresenters,
     LobbyBypassScope,
     MeetingChatMode,
-    MeetingOptions,
 )
 from shared.services.bookings import Approval, NewBooking
-from shared.services.teams_settings import UNSET, SettingsChange
+from shared.services.teams_settings import UNSET, OptionsChange, SettingsChange
 from shared.storage.bookings import BookingQuery
 
 MAX_PARTICIPANTS = 20
@@ -138,7 +136,7 @@ def new_times(req: func.HttpRequest) -> tuple[datetime, datetime]:
     return span(body)
 
 
-def settings_change(req: func.HttpRequest, current: MeetingOptions) -> SettingsChange:
+def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(req, allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"))
     organizer: object = UNSET
     if "organizerUpn" in body:
@@ -146,7 +144,7 @@ def settings_change(req: func.HttpRequest, current: MeetingOptions) -> SettingsC
         organizer = None if raw in (None, "") else email(raw, "organizerUpn")
     options = None
     if body.get("meetingOptions") is not None:
-        options = _options(body["meetingOptions"], current)
+        options = _options(body["meetingOptions"])
     return SettingsChange(
         organizer_upn=organizer,
         meeting_options=options,
@@ -154,7 +152,7 @@ def settings_change(req: func.HttpRequest, current: MeetingOptions) -> SettingsC
     )
 
 
-def _options(raw: Any, current: MeetingOptions) -> MeetingOptions:
+def _options(raw: Any) -> OptionsChange:
     if not isinstance(raw, dict):
         raise ValidationError("meetingOptions must be an object", "invalid_type")
     known = {
@@ -170,38 +168,18 @@ def _options(raw: Any, current: MeetingOptions) -> MeetingOptions:
         raise ValidationError(
             f"meetingOptions: unknown field(s) {', '.join(unknown)}", "unknown_field"
         )
-    options = current
-    if "lobbyBypassScope" in raw:
-        options = replace(
-            options,
-            lobby_bypass_scope=choice(
-                raw["lobbyBypassScope"], "meetingOptions.lobbyBypassScope", LobbyBypassScope
-            ),
-        )
-    if "allowedPresenters" in raw:
-        options = replace(
-            options,
-            allowed_presenters=choice(
-                raw["allowedPresenters"], "meetingOptions.allowedPresenters", AllowedPresenters
-            ),
-        )
-    if "allowMeetingChat" in raw:
-        options = replace(
-            options,
-            allow_meeting_chat=choice(
-                raw["allowMeetingChat"], "meetingOptions.allowMeetingChat", MeetingChatMode
-            ),
-        )
-    dial_in = boolean(raw, "dialInBypass")
-    if dial_in is not None:
-        options = replace(options, dial_in_bypass=dial_in)
-    announced = boolean(raw, "entryExitAnnounced")
-    if announced is not None:
-        options = replace(options, entry_exit_announced=announced)
-    template = text(raw, "subjectTemplate", max_length=200)
-    if template is not None:
-        options = replace(options, subject_template=template)
-    return options
+
+    def pick(name: str, kind: Any) -> Any:
+        return choice(raw[name], f"meetingOptions.{name}", kind) if name in raw else None
+
+    return OptionsChange(
+        lobby_bypass_scope=pick("lobbyBypassScope", LobbyBypassScope),
+        dial_in_bypass=boolean(raw, "dialInBypass"),
+        allowed_presenters=pick("allowedPresenters", AllowedPresenters),
+        allow_meeting_chat=pick("allowMeetingChat", MeetingChatMode),
+        entry_exit_announced=boolean(raw, "entryExitAnnounced"),
+        subject_template=text(raw, "subjectTemplate", max_length=200),
+    )
 
 
 def verification(req: func.HttpRequest) -> tuple[str | None, bool]:

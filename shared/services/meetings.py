@@ -31,6 +31,7 @@ from shared.graph.errors import (
 from shared.observability import log_event
 from shared.services.tenants import TenantDirectory
 from shared.storage.audit import AuditRepository
+from shared.storage.errors import StorageError
 
 logger = logging.getLogger("meetings.effects")
 RUNBOOK = "docs/integrations/teams-meetings-setup.md"
@@ -194,8 +195,6 @@ class MeetingEffects:
         user = self._graph.get_user(tenant.microsoft, tenant.organizer_upn, ctx)
         if tenant.etag is not None:
             # Keep it for next time; losing this race only costs a lookup later.
-            from shared.storage.errors import StorageError
-
             try:
                 self._tenants.save(replace(tenant, organizer_object_id=user.id))
             except StorageError:
@@ -265,8 +264,6 @@ class MeetingEffects:
         actor: str | None,
         error: GraphError | None,
     ) -> None:
-        from shared.storage.errors import StorageError
-
         record = AuditRecord(
             tenant_id=booking.tenant_id,
             booking_id=booking.booking_id,

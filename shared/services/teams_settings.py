@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.auth.principal import Principal, Role
-from shared.domain.tenant import Capability, MeetingOptions, Tenant
+from shared.domain.tenant import (
+    AllowedPresenters,
+    Capability,
+    LobbyBypassScope,
+    MeetingChatMode,
+    MeetingOptions,
+    Tenant,
+)
 from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
@@ -21,6 +28,7 @@ from shared.graph.errors import (
 )
 from shared.services.access import require_role
 from shared.services.tenants import TenantDirectory
+from shared.storage.errors import StorageError
 
 logger = logging.getLogger("meetings.settings")
 
@@ -28,11 +36,27 @@ UNSET = object()
 
 
 @dataclass(frozen=True)
+class OptionsChange:
+    """The meeting options a caller sent; None keeps the tenant's current value."""
+
+    lobby_bypass_scope: LobbyBypassScope | None = None
+    dial_in_bypass: bool | None = None
+    allowed_presenters: AllowedPresenters | None = None
+    allow_meeting_chat: MeetingChatMode | None = None
+    entry_exit_announced: bool | None = None
+    subject_template: str | None = None
+
+    def applied_to(self, options: MeetingOptions) -> MeetingOptions:
+        given = {name: value for name, value in vars(self).items() if value is not None}
+        return replace(options, **given)
+
+
+@dataclass(frozen=True)
 class SettingsChange:
-    """Fields of a settings update; a field left as `UNSET` keeps its value."""
+    """Fields of a settings update; a field left as `UNSET`/None keeps its value."""
 
     organizer_upn: object = UNSET  # str, or None to switch meeting creation off
-    meeting_options: MeetingOptions | None = None
+    meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
 
 
@@ -68,7 +92,9 @@ def update_settings(
         if upn != tenant.organizer_upn:
             updated = replace(updated, organizer_upn=upn, organizer_object_id=None)
     if change.meeting_options is not None:
-        updated = replace(updated, meeting_options=change.meeting_options)
+        updated = replace(
+            updated, meeting_options=change.meeting_options.applied_to(tenant.meeting_options)
+        )
     if change.participants_can_reschedule is not None:
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
     return tenants.save(updated)
@@ -124,8 +150,6 @@ def verify_organizer(
 
 
 def _remember_organizer(tenants: TenantDirectory, tenant: Tenant, object_id: str) -> None:
-    from shared.storage.errors import StorageError
-
     try:
         tenants.save(replace(tenant, organizer_object_id=object_id))
     except StorageError:

@@ -216,6 +216,8 @@ def test_meeting_options_saved_by_an_admin_reach_the_next_meeting(stack, admin, 
         (meeting,) = stack.emulator.live_meetings()
         assert meeting.lobby_scope == "organization"
         assert meeting.allow_meeting_chat == "disabled"
+        assert meeting.dial_in_bypass is True  # options not sent keep their values
+        assert saved.json()["meetingOptions"]["allowedPresenters"] == "everyone"
         assert meeting.subject == "Tutoring: Computer Science"
     finally:
         admin.call(
