@@ -236,8 +236,11 @@ class QueueListener:
     thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        # The queues exist before start() returns, as they do once the host reports it is
+        # listening: a message sent right after start-up must not meet "queue does not exist".
+        clients = self._clients()
         self.thread = threading.Thread(
-            target=self._run, name=f"queue:{self.queue_name}", daemon=True
+            target=self._run, args=clients, name=f"queue:{self.queue_name}", daemon=True
         )
         self.thread.start()
 
@@ -253,8 +256,7 @@ class QueueListener:
                 client.create_queue()
         return queue, poison
 
-    def _run(self) -> None:
-        queue, poison = self._clients()
+    def _run(self, queue: Any, poison: Any) -> None:
         delay = 0.0
         while not self.stop_event.is_set():
             try:
