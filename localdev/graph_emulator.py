@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import secrets
 import ssl
@@ -75,6 +76,8 @@ class Fault:
     `share` is the fraction of matching calls affected, applied deterministically (0.5 hits
     every second call); `count` caps how many calls are affected (None: no cap).
     `hang_seconds` holds the call that long and then drops the connection (a timeout).
+    `lost_reply`: the operation is carried out first and only its answer fails, as when
+    Graph made the meeting but the response never arrived.
     """
 
     operation: str = "*"
@@ -86,6 +89,7 @@ class Fault:
     count: int | None = None
     latency_ms: int = 0
     hang_seconds: float = 0.0
+    lost_reply: bool = False
     seen: int = 0
     applied: int = 0
 
@@ -322,6 +326,9 @@ class GraphEmulator:
         with self._lock:
             self.calls[operation] += 1
             fault = next((f for f in self.faults if f.take(operation)), None)
+        if fault is not None and fault.lost_reply:
+            with contextlib.suppress(_Reply):
+                route(headers, body, query)
         if fault is not None:
             if fault.hang_seconds:
                 time.sleep(fault.hang_seconds)

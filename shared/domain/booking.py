@@ -72,6 +72,10 @@ class MeetingState:
     attempts: int = 0
     last_error_code: str | None = None
     changed_at: datetime | None = None
+    # A create attempt ended without an answer (timeout, 5xx): Teams may hold a meeting under
+    # this generation's externalId that we have no id for. Closing the booking must then still
+    # remove it (createOrGet finds it by externalId), rather than forget it.
+    create_in_doubt: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,12 @@ def cancel(booking: Booking, *, now: datetime, reason: str | None = None) -> Boo
 def _closed(booking: Booking, status: BookingStatus, now: datetime, reason: str | None) -> Booking:
     meeting = replace(booking.meeting, wanted=False)
     if meeting.status in (MeetingStatus.PENDING, MeetingStatus.FAILED) and not meeting.meeting_id:
-        # Nothing was made in Teams that we know of: there is nothing left to do.
-        meeting = replace(meeting, status=MeetingStatus.NONE, changed_at=now)
+        if meeting.create_in_doubt:
+            # Teams may have made it: removing it is now the outstanding operation.
+            meeting = replace(meeting, status=MeetingStatus.PENDING, changed_at=now)
+        else:
+            # Nothing was made in Teams: there is nothing left to do.
+            meeting = replace(meeting, status=MeetingStatus.NONE, changed_at=now)
     return replace(booking, status=status, status_reason=reason, meeting=meeting, updated_at=now)
 
 
@@ -242,6 +250,7 @@ def meeting_created(
             attempts=booking.meeting.attempts + 1,
             last_error_code=None,
             changed_at=now,
+            create_in_doubt=False,
         ),
     )
 
@@ -271,18 +280,29 @@ def meeting_deleted(booking: Booking, *, now: datetime) -> Booking:
             attempts=booking.meeting.attempts + 1,
             last_error_code=None,
             changed_at=now,
+            create_in_doubt=False,
         ),
     )
 
 
 def meeting_attempt_failed(
-    booking: Booking, *, error_code: str, retryable: bool, now: datetime
+    booking: Booking,
+    *,
+    error_code: str,
+    retryable: bool,
+    now: datetime,
+    unanswered: bool = False,
 ) -> Booking:
     """Record a failed attempt. A create that may succeed later stays pending; a permanent
     failure of a create is `failed`. A failed update or delete leaves the status as it was
-    (the meeting still exists), so the drift stays visible to reconciliation."""
+    (the meeting still exists), so the drift stays visible to reconciliation.
+
+    `unanswered`: the request may have been carried out (timeout, 5xx). For a create that
+    leaves the meeting in doubt until an attempt succeeds or removes it.
+    """
     meeting = booking.meeting
     status = meeting.status
+    creating = status is MeetingStatus.PENDING and meeting.wanted and not meeting.meeting_id
     if status is MeetingStatus.PENDING and not retryable:
         status = MeetingStatus.FAILED
     return replace(
@@ -293,5 +313,6 @@ def meeting_attempt_failed(
             attempts=meeting.attempts + 1,
             last_error_code=error_code,
             changed_at=now,
+            create_in_doubt=meeting.create_in_doubt or (creating and unanswered),
         ),
     )

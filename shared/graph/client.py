@@ -110,14 +110,15 @@ class GraphMeetingsClient:
         profile: MicrosoftProfile,
         organizer_id: str,
         request: MeetingRequest,
-        options: MeetingOptions,
+        options: MeetingOptions | None,
         ctx: CallContext,
     ) -> OnlineMeeting:
         """One meeting per externalId, however often called; then make its options right.
 
         createOrGet cannot carry options, and returns an existing meeting unchanged, so the
         options go in a PATCH whenever the meeting does not have them yet (after a create, or
-        when an earlier PATCH was interrupted).
+        when an earlier PATCH was interrupted). `options=None` skips that PATCH (the caller
+        only wants the meeting's id, e.g. to delete it).
         """
         status, body = self._call(
             "POST",
@@ -128,7 +129,7 @@ class GraphMeetingsClient:
             options=options,
         )
         created = status == 201
-        if not options_match(body, options):
+        if options is not None and not options_match(body, options):
             _, body = self._call(
                 "PATCH",
                 _meeting_path(organizer_id, str(body["id"])),

@@ -190,7 +190,8 @@ def _close(
 ) -> ActionResult:
     had_meeting = booking.meeting.status is MeetingStatus.CREATED
     saved = deps.bookings.update(transition(booking, now=deps.clock(), reason=reason))
-    if not had_meeting:
+    # PENDING after closing: a create went unanswered, so Teams may hold the meeting.
+    if not had_meeting and saved.meeting.status is not MeetingStatus.PENDING:
         return ActionResult(saved)
     tenant = deps.tenants.get(caller.tenant_id)
     outcome = deps.meetings.delete(saved, tenant, actor=caller.user_id)

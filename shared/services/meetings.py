@@ -27,6 +27,7 @@ from shared.graph.errors import (
     GraphForbiddenError,
     GraphNotFoundError,
     GraphPolicyMissingError,
+    GraphTransientError,
 )
 from shared.observability import log_event
 from shared.services.tenants import TenantDirectory
@@ -118,15 +119,7 @@ class MeetingEffects:
             meeting = self._graph.create_or_get_meeting(
                 tenant.microsoft,
                 organizer_id,
-                MeetingRequest(
-                    external_id=booking.external_id,
-                    subject=subject_for(booking, tenant),
-                    start=booking.start,
-                    end=booking.end,
-                    attendees=tuple(
-                        Attendee(p.email, p.display_name) for p in booking.participants
-                    ),
-                ),
+                self._request(booking, tenant),
                 tenant.meeting_options,
                 ctx,
             )
@@ -172,16 +165,26 @@ class MeetingEffects:
         return self._run(booking, ctx, call, AuditEvent.MEETING_UPDATED, actor)
 
     def delete(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> Outcome:
-        """DELETE the meeting; one that is already gone counts as deleted."""
+        """DELETE the meeting; one that is already gone counts as deleted.
+
+        When a create went unanswered we have no meeting id, but Teams may hold the meeting:
+        createOrGet with the same externalId hands it over (or makes one), and it is deleted.
+        """
         ctx = self._ctx(booking, "delete")
         meeting = booking.meeting
 
         def call() -> Booking:
             profile = tenant.microsoft
-            if profile is not None and meeting.meeting_id and meeting.organizer_id:
-                self._graph.delete_meeting(profile, meeting.organizer_id, meeting.meeting_id, ctx)
-            elif meeting.meeting_id:
+            meeting_id, organizer_id = meeting.meeting_id, meeting.organizer_id
+            if (meeting_id or meeting.create_in_doubt) and profile is None:
                 raise GraphAuthError("the tenant has no Microsoft profile any more")
+            if profile is not None and not meeting_id and meeting.create_in_doubt:
+                organizer_id = organizer_id or self.organizer_id(tenant, ctx)
+                meeting_id = self._graph.create_or_get_meeting(
+                    profile, organizer_id, self._request(booking, tenant), None, ctx
+                ).id
+            if profile is not None and meeting_id and organizer_id:
+                self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
             return lifecycle.meeting_deleted(booking, now=self._clock())
 
         return self._run(booking, ctx, call, AuditEvent.MEETING_DELETED, actor)
@@ -200,6 +203,16 @@ class MeetingEffects:
             except StorageError:
                 logger.info("organizer id not stored for tenant %s", tenant.tenant_id)
         return user.id
+
+    @staticmethod
+    def _request(booking: Booking, tenant: Tenant) -> MeetingRequest:
+        return MeetingRequest(
+            external_id=booking.external_id,
+            subject=subject_for(booking, tenant),
+            start=booking.start,
+            end=booking.end,
+            attendees=tuple(Attendee(p.email, p.display_name) for p in booking.participants),
+        )
 
     def _ctx(self, booking: Booking, operation: str) -> CallContext:
         return CallContext(
@@ -223,7 +236,11 @@ class MeetingEffects:
         except GraphError as error:
             latency = round((time.perf_counter() - started) * 1000)
             failed = lifecycle.meeting_attempt_failed(
-                booking, error_code=error.code, retryable=error.retryable, now=self._clock()
+                booking,
+                error_code=error.code,
+                retryable=error.retryable,
+                unanswered=isinstance(error, GraphTransientError),
+                now=self._clock(),
             )
             self._record(failed, AuditEvent.MEETING_FAILED, ctx, latency, actor, error)
             log_event(

@@ -310,6 +310,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "MeetingAttempts": meeting.attempts,
         "MeetingLastErrorCode": meeting.last_error_code,
         "MeetingChangedAt": meeting.changed_at and to_utc(meeting.changed_at, "changed"),
+        "MeetingCreateInDoubt": meeting.create_in_doubt,
     }
 
 
@@ -359,6 +360,7 @@ def entity_to_booking(entity: Any) -> Booking:
             attempts=r.number("MeetingAttempts", default=0),
             last_error_code=r.opt_text("MeetingLastErrorCode"),
             changed_at=r.opt_moment("MeetingChangedAt"),
+            create_in_doubt=r.flag("MeetingCreateInDoubt"),
         ),
         version=r.number("Version", default=1),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,

@@ -227,6 +227,38 @@ def test_reschedule_and_cancel_succeed_when_graph_fails(deps, emulator):
     assert len(emulator.live_meetings()) == 1
 
 
+def test_cancel_after_an_unanswered_create_removes_the_meeting_teams_made(svc, deps, emulator):
+    # GIVEN Graph made the meeting but its answer was lost (504 after the work was done)
+    emulator.add_fault(Fault(operation="createOrGet", status=504, lost_reply=True, count=1))
+    booking = pending(deps)
+    approved = use_cases.approve_booking(STAFF, booking.booking_id, Approval(), deps)
+    assert approved.booking.meeting.meeting_id is None
+    assert len(emulator.live_meetings()) == 1
+
+    # WHEN the booking is cancelled
+    result = use_cases.cancel_booking(STUDENT, booking.booking_id, None, deps)
+
+    # THEN the meeting is found by its externalId and deleted: nothing is left in Teams
+    assert result.warning is None
+    assert emulator.live_meetings() == []
+    assert emulator.calls["deleteMeeting"] == 1
+    assert result.booking.meeting.status is MeetingStatus.DELETED
+    assert deps.bookings.list_needing_reconciliation(TENANT) == []
+    assert audit_events(svc, booking.booking_id)[-1] is AuditEvent.MEETING_DELETED
+
+
+def test_cancel_after_a_refused_create_calls_graph_no_more(deps, emulator):
+    emulator.add_fault(Fault(operation="createOrGet", status=429, retry_after="1", count=1))
+    booking = pending(deps)
+    use_cases.approve_booking(STAFF, booking.booking_id, Approval(), deps)
+
+    result = use_cases.cancel_booking(STUDENT, booking.booking_id, None, deps)
+
+    assert result.booking.meeting.status is MeetingStatus.NONE
+    assert (emulator.calls["createOrGet"], emulator.calls["deleteMeeting"]) == (1, 0)
+    assert deps.bookings.list_needing_reconciliation(TENANT) == []
+
+
 def test_clearing_the_organizer_turns_creation_off(svc, deps, emulator):
     # GIVEN the admin clears the organizer (the back-out switch)
     teams_settings.update_settings(

@@ -99,6 +99,35 @@ def test_cancelling_before_any_meeting_exists_drops_the_pending_creation():
     assert not cancelled.needs_reconciliation
 
 
+def test_cancelling_after_an_unanswered_create_leaves_its_removal_outstanding():
+    approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
+    timed_out = lifecycle.meeting_attempt_failed(
+        approved, error_code="graph_timeout", retryable=True, unanswered=True, now=NOW
+    )
+
+    cancelled = lifecycle.cancel(timed_out, now=NOW)
+
+    assert cancelled.meeting.create_in_doubt
+    assert (cancelled.meeting.status, cancelled.meeting.wanted) == (MeetingStatus.PENDING, False)
+    assert cancelled.needs_reconciliation
+    removed = lifecycle.meeting_deleted(cancelled, now=NOW)
+    assert not removed.meeting.create_in_doubt
+    assert not removed.needs_reconciliation
+
+
+def test_a_refused_create_leaves_no_doubt_and_a_success_ends_it():
+    approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
+    throttled = lifecycle.meeting_attempt_failed(
+        approved, error_code="graph_throttled", retryable=True, now=NOW
+    )
+    unanswered = lifecycle.meeting_attempt_failed(
+        approved, error_code="graph_unavailable", retryable=True, unanswered=True, now=NOW
+    )
+
+    assert lifecycle.cancel(throttled, now=NOW).meeting.status is MeetingStatus.NONE
+    assert not created_meeting(unanswered).meeting.create_in_doubt
+
+
 def test_a_failed_create_stays_pending_when_retryable_and_fails_when_not():
     approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
 
