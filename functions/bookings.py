@@ -18,8 +18,11 @@ bp = func.Blueprint()
 @bp.route(route="v1/bookings", methods=["POST"])
 @authenticated
 def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    booking = use_cases.create_booking(caller, parse.new_booking(req), services().booking_deps)
-    return json_response(booking_json(booking, caller), status=201)
+    created = use_cases.create_booking(
+        caller, parse.new_booking(req), services().booking_deps, parse.idempotency_key(req)
+    )
+    replayed = {"Idempotent-Replayed": "true"} if created.replayed else {}
+    return json_response(booking_json(created.booking, caller), status=201, headers=replayed)
 
 
 @bp.function_name("bookings_list")

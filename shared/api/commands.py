@@ -38,6 +38,19 @@ def booking_id(req: func.HttpRequest) -> str:
     return identifier(req.route_params.get("id"), "booking id")
 
 
+def idempotency_key(req: func.HttpRequest) -> str | None:
+    """The optional Idempotency-Key header: 1-255 visible ASCII characters."""
+    value: str | None = req.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 0 < len(value) <= 255 or not all(" " < c <= "~" for c in value):
+        raise ValidationError(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is typical)",
+            "invalid_idempotency_key",
+        )
+    return value
+
+
 def no_body(req: func.HttpRequest) -> None:
     read_json(req, allowed=())
 

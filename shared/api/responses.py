@@ -43,7 +43,7 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     from shared.domain.booking import IllegalTransitionError
     from shared.graph.errors import GraphError, GraphThrottledError, GraphTransientError
     from shared.services.access import ForbiddenError
-    from shared.services.bookings import MeetingGenerationError
+    from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
     from shared.services.meetings import TeamsUnavailableError
     from shared.storage.errors import (
         ConcurrencyError,
@@ -66,6 +66,8 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
         return 409, exc.message, exc.code, {}
     if isinstance(exc, ConcurrencyError):
         return 409, "The booking was changed by someone else; reload and try again", "conflict", {}
+    if isinstance(exc, IdempotencyKeyReusedError):
+        return 422, exc.message, "idempotency_key_reused", {}
     if isinstance(exc, TeamsUnavailableError):
         return 409, str(exc), "teams_unavailable", {}
     if isinstance(exc, MeetingGenerationError):

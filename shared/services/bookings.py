@@ -8,6 +8,7 @@ meeting by hand is the exception: there the meeting *is* the action, so its erro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -34,8 +35,8 @@ from shared.services.access import (
 )
 from shared.services.meetings import MeetingEffects, Outcome, describe_failure
 from shared.services.tenants import TenantDirectory
-from shared.storage.bookings import BookingQuery, BookingRepository
-from shared.storage.errors import ConcurrencyError
+from shared.storage.bookings import BookingQuery, BookingRepository, RequestKey
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError
 
 logger = logging.getLogger("meetings.bookings")
 
@@ -62,6 +63,21 @@ class NewBooking:
 
 
 @dataclass(frozen=True)
+class Created:
+    booking: Booking
+    replayed: bool = False  # an earlier request with the same Idempotency-Key made it
+
+
+class IdempotencyKeyReusedError(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+    message = (
+        "This Idempotency-Key was already used for a different booking request; "
+        "use a new key for a new booking"
+    )
+
+
+@dataclass(frozen=True)
 class Approval:
     generate_teams_meeting: bool | None = None
     assignee_id: str | None = None
@@ -83,8 +99,14 @@ class MeetingGenerationError(Exception):
         self.message = str(self)
 
 
-def create_booking(caller: Principal, new: NewBooking, deps: BookingDeps) -> Booking:
-    """A pending booking. Students and clients book for themselves; staff and admins for anyone."""
+def create_booking(
+    caller: Principal, new: NewBooking, deps: BookingDeps, idempotency_key: str | None = None
+) -> Created:
+    """A pending booking. Students and clients book for themselves; staff and admins for anyone.
+
+    With an `idempotency_key`, repeating the request (a retry after a lost response, a double
+    click) returns the booking the first request made instead of making another.
+    """
     require_role(caller, Role.STUDENT, Role.CLIENT, Role.STAFF, Role.ADMIN)
     if not caller.is_tenant_wide:
         own = [p for p in new.participants if p.user_id == caller.user_id]
@@ -110,7 +132,24 @@ def create_booking(caller: Principal, new: NewBooking, deps: BookingDeps) -> Boo
         updated_at=now,
         internal_notes=new.internal_notes if caller.is_tenant_wide else None,
     )
-    return deps.bookings.add(booking)
+    if idempotency_key is None:
+        return Created(deps.bookings.add(booking))
+    request = RequestKey(caller.user_id, idempotency_key, _fingerprint(new))
+    try:
+        return Created(deps.bookings.add(booking, request))
+    except AlreadyExistsError:
+        earlier = deps.bookings.find_request(caller.tenant_id, request)
+        if earlier is None:
+            raise
+    if earlier.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReusedError()
+    return Created(deps.bookings.get(caller.tenant_id, earlier.booking_id), replayed=True)
+
+
+def _fingerprint(new: NewBooking) -> str:
+    # The parsed command, not the raw bytes: whitespace and key order do not make it another
+    # request. Frozen dataclasses of str, datetime and enums have a stable repr.
+    return hashlib.sha256(repr(new).encode()).hexdigest()
 
 
 def list_bookings(

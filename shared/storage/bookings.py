@@ -6,16 +6,20 @@ Partition design (one table, `bookings`; see docs/architecture.md):
     RowKey  b|{bookingId}                 the booking itself
             p|{participantId}|{bookingId} "bookings of this participant" index row
             r|{bookingId}                 marker: this booking needs reconciliation
+            k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
 
 Because the three kinds share the tenant's partition, a booking and its index rows are written
 in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
 range scan over `b|`; a participant's a range scan over `p|{id}|` followed by point reads; the
 reconciler reads only `r|` rows, so its cost grows with the bookings that need work, not with all.
+A create that carries an Idempotency-Key inserts its `k|` row in the same transaction, so a
+repeated request can never make a second booking.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -46,7 +50,30 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 TABLE = "bookings"
-_BOOKING, _PARTICIPANT, _RECONCILE = "b", "p", "r"
+_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST = "b", "p", "r", "k"
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A client's Idempotency-Key for a create: scoped to the caller, with the request's
+    fingerprint so that the same key sent with a different request can be told apart."""
+
+    caller_id: str
+    key: str
+    fingerprint: str
+
+    @property
+    def digest(self) -> str:
+        # Hashed: keys and caller ids may hold characters a RowKey may not.
+        return hashlib.sha256(f"{self.caller_id}\n{self.key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What an earlier request with the same key did."""
+
+    booking_id: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -60,8 +87,13 @@ class BookingQuery:
 
 
 class BookingRepository(Protocol):
-    def add(self, booking: Booking) -> Booking:
-        """Insert a new booking, or `AlreadyExistsError`. Returns it with its ETag."""
+    def add(self, booking: Booking, request: RequestKey | None = None) -> Booking:
+        """Insert a new booking, or `AlreadyExistsError` (also when `request` was used
+        before). Returns it with its ETag."""
+        ...
+
+    def find_request(self, tenant_id: str, request: RequestKey) -> RequestRecord | None:
+        """What an earlier create with this request key made, if any."""
         ...
 
     def get(self, tenant_id: str, booking_id: str) -> Booking:
@@ -104,17 +136,29 @@ class TableBookingRepository:
     def _table(self) -> TableClient:
         return self._tables.table(TABLE)
 
-    def add(self, booking: Booking) -> Booking:
+    def add(self, booking: Booking, request: RequestKey | None = None) -> Booking:
         booking = replace(booking, version=1, etag=None)
         entity = booking_to_entity(booking)
         operations: list[Any] = [("create", entity)]
         operations += [("upsert", e) for e in _participant_rows(booking)]
         if booking.needs_reconciliation:
             operations.append(("upsert", _marker_row(booking)))
+        if request is not None:
+            operations.append(("create", _request_row(booking, request)))
         what = f"booking {booking.booking_id}"
         with translated_errors(what):
             results = self._table.submit_transaction(operations)
         return replace(booking, etag=results[0]["etag"])
+
+    def find_request(self, tenant_id: str, request: RequestKey) -> RequestRecord | None:
+        pk = validate_key(tenant_id, "tenant id")
+        try:
+            with translated_errors("request key"):
+                entity = self._table.get_entity(pk, row_key(_REQUEST, request.digest))
+        except NotFoundError:
+            return None
+        reader = EntityReader(entity, "request key")
+        return RequestRecord(reader.text("BookingId"), reader.text("Fingerprint"))
 
     def get(self, tenant_id: str, booking_id: str) -> Booking:
         keys = _booking_keys(tenant_id, booking_id)
@@ -248,6 +292,17 @@ def _participant_rows(booking: Booking) -> list[dict[str, Any]]:
         }
         for pid in sorted(booking.participant_ids)
     ]
+
+
+def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
+    return {
+        "PartitionKey": booking.tenant_id,
+        "RowKey": row_key(_REQUEST, request.digest),
+        "Kind": "request",
+        "BookingId": booking.booking_id,
+        "Fingerprint": request.fingerprint,
+        "CallerId": request.caller_id,
+    }
 
 
 def _marker_row(booking: Booking) -> dict[str, Any]:

@@ -25,8 +25,17 @@ class Caller:
     stack: LocalStack
     token: str | None
 
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None):
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if raw is not None:
             headers["Content-Type"] = "application/json"
             return requests.request(

@@ -244,3 +244,65 @@ def test_list_filters(stack, staff, student):
     assert all(b["status"] == "confirmed" for b in confirmed["bookings"])
     assert all("student-1" in {p["userId"] for p in b["participants"]} for b in mine)
     assert all("internalNotes" not in b for b in mine)
+
+
+# -- Idempotency-Key on create -------------------------------------------------------------------
+
+
+def bookings_of(who):
+    return {b["id"] for b in who.call("GET", "/v1/bookings?limit=200").json()["bookings"]}
+
+
+def test_a_repeated_create_with_the_same_key_returns_the_first_booking(student):
+    body = booking_body(subject="Retried after a lost response")
+    key = {"Idempotency-Key": "0b4f6c1e-create-1"}
+
+    first = student.call("POST", "/v1/bookings", body, headers=key)
+    again = student.call("POST", "/v1/bookings", body, headers=key)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    subjects = [
+        b["subject"] for b in student.call("GET", "/v1/bookings?limit=200").json()["bookings"]
+    ]
+    assert subjects.count("Retried after a lost response") == 1
+
+
+def test_the_same_key_with_another_request_is_refused_and_writes_nothing(student):
+    key = {"Idempotency-Key": "0b4f6c1e-create-2"}
+    first = student.call("POST", "/v1/bookings", booking_body(subject="First"), headers=key)
+    before = bookings_of(student)
+
+    other = student.call("POST", "/v1/bookings", booking_body(subject="Second"), headers=key)
+
+    assert first.status_code == 201
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert bookings_of(student) == before
+
+
+def test_keys_belong_to_their_caller(stack):
+    key = {"Idempotency-Key": "shared-looking-key"}
+    one = caller(stack, "student-7", "student")
+    two = caller(stack, "student-8", "student")
+
+    mine = one.call("POST", "/v1/bookings", booking_body(student="student-7"), headers=key)
+    theirs = two.call("POST", "/v1/bookings", booking_body(student="student-8"), headers=key)
+
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 256, "has space", "tab\tkey", "caf\u00e9"])
+def test_a_malformed_key_is_a_400_and_writes_nothing(student, bad):
+    before = bookings_of(student)
+
+    response = student.call(
+        "POST", "/v1/bookings", booking_body(), headers={"Idempotency-Key": bad}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_idempotency_key"
+    assert bookings_of(student) == before

@@ -345,7 +345,7 @@ def test_students_book_only_for_themselves(deps):
         participants=a_booking().participants,
     )
 
-    created = use_cases.create_booking(STUDENT, mine, deps)
+    created = use_cases.create_booking(STUDENT, mine, deps).booking
     with pytest.raises(ForbiddenError):
         use_cases.create_booking(OTHER_STUDENT, mine, deps)
     with pytest.raises(ForbiddenError):

@@ -13,7 +13,7 @@ from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
 from shared.domain.tenant import InstallStatus
 from shared.storage.audit import TableAuditRepository
-from shared.storage.bookings import BookingQuery, TableBookingRepository
+from shared.storage.bookings import BookingQuery, RequestKey, TableBookingRepository
 from shared.storage.errors import (
     AlreadyExistsError,
     ConcurrencyError,
@@ -128,6 +128,37 @@ def test_concurrent_updates_one_wins_the_other_sees_a_conflict(bookings):
     assert len(winners) == 1
     assert outcomes.count("conflict") == 7
     assert bookings.get(booking.tenant_id, booking.booking_id).subject == f"writer {winners[0][4:]}"
+
+
+def test_racing_creates_with_one_request_key_make_one_booking(bookings):
+    # GIVEN eight copies of one create request carrying the same Idempotency-Key
+    request = RequestKey("student-1", "key|with/odd#chars?", "fingerprint-1")
+    barrier = threading.Barrier(8)
+    made: list[str] = []
+    refused: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            made.append(bookings.add(a_booking(booking_id=uuid.uuid4().hex), request).booking_id)
+        except AlreadyExistsError:
+            refused.append("refused")
+
+    # WHEN they are saved at once
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # THEN one booking exists, and the key leads to it
+    (winner,) = made
+    assert len(refused) == 7
+    record = bookings.find_request("tenant-a", request)
+    assert (record.booking_id, record.fingerprint) == (winner, "fingerprint-1")
+    assert [b.booking_id for b in bookings.list_for_tenant("tenant-a", BookingQuery())] == [winner]
+    assert bookings.find_request("tenant-a", replace(request, caller_id="student-2")) is None
+    assert bookings.find_request("tenant-b", request) is None
 
 
 def test_a_booking_that_does_not_fit_is_refused_and_nothing_is_written(bookings):
