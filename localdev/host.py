@@ -11,16 +11,22 @@ It serves `function_app.app` from the azure-functions library's own function ind
   each invocation gets a `QueueMessage` with its dequeue count, a failure makes the message
   visible again after `visibilityTimeout`, and after `maxDequeueCount` failures it moves to
   `<queue>-poison`. Empty queues are polled with an exponential back-off up to
-  `maxPollingInterval`.
+  `maxPollingInterval`. Messages are processed concurrently: each received batch (up to
+  `batchSize`, default 16) runs in parallel on a thread pool of the queue function's own, and
+  the next batch is fetched once the messages in flight drop to `newBatchThreshold` (default
+  `batchSize / 2`), so at most `batchSize + newBatchThreshold` run at once, as on the real host.
+  `batchSize: 1` processes one message at a time. A received message is held invisible for
+  10 minutes while it is processed; the real host renews that hold for longer runs, this one
+  does not.
 - Timer triggers: six-field NCRONTAB schedules in UTC, `runOnStartup`, and `%SETTING%` names.
 - `%SETTING%` in queue names and schedules resolves from app settings; `local.settings.json`
   `Values` are loaded into the environment first (variables already set win).
 - `POST /admin/functions/{name}` runs a queue or timer function at once, as the real host's
   admin API does (body `{"input": "..."}` is the queue message text).
+- Stopping stops polling, then waits (up to a grace period) for the messages in flight to finish.
 
 Not supported (refused at start with a message): other trigger types, input/output bindings
-other than the HTTP `$return`, TimeSpan timer schedules, and concurrency within one queue (one
-message at a time per queue function).
+other than the HTTP `$return`, and TimeSpan timer schedules.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +68,14 @@ _CONSTRAINTS = {
     "alpha": r"[A-Za-z]+",
     "bool": r"(?i:true|false)",
 }
+# A queue receive returns at most 32 messages; the host refuses a larger batchSize.
+_MAX_BATCH_SIZE = 32
+# How long a received message stays invisible while its function runs. The real host takes
+# 10 minutes too and renews the hold while the function is still running; this host does not
+# renew, so a run longer than this would see its message delivered again.
+_PROCESSING_HOLD_SECONDS = 600
+# How long stop() waits for the messages in flight to finish.
+_DRAIN_SECONDS = 30.0
 
 
 class HostError(RuntimeError):
@@ -89,7 +104,20 @@ class HostConfig:
     visibility_timeout: float = 0.0
     max_polling_interval: float = 60.0
     batch_size: int = 16
+    new_batch_threshold: int | None = None
     message_encoding: str = "base64"
+
+    @property
+    def batch_threshold(self) -> int:
+        """Messages in flight at or below which the next batch is fetched (`batchSize / 2`)."""
+        if self.new_batch_threshold is not None:
+            return self.new_batch_threshold
+        return self.batch_size // 2
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most messages one queue function processes at once."""
+        return self.batch_size + self.batch_threshold
 
     @classmethod
     def load(cls, path: Path) -> HostConfig:
@@ -100,12 +128,21 @@ class HostConfig:
         encoding = str(queues.get("messageEncoding", "base64")).lower()
         if encoding not in ("base64", "none"):
             raise HostError(f"host.json: messageEncoding must be base64 or none, got {encoding}")
+        batch_size = int(queues.get("batchSize", 16))
+        if not 1 <= batch_size <= _MAX_BATCH_SIZE:
+            raise HostError(
+                f"host.json: batchSize must be 1 to {_MAX_BATCH_SIZE}, got {batch_size}"
+            )
+        threshold = queues.get("newBatchThreshold")
+        if threshold is not None and int(threshold) < 0:
+            raise HostError(f"host.json: newBatchThreshold must not be negative, got {threshold}")
         return cls(
             route_prefix=str(http.get("routePrefix", "api")).strip("/"),
             max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
             visibility_timeout=_timespan_seconds(queues.get("visibilityTimeout"), 0.0),
             max_polling_interval=_timespan_seconds(queues.get("maxPollingInterval"), 60.0),
-            batch_size=int(queues.get("batchSize", 16)),
+            batch_size=batch_size,
+            new_batch_threshold=None if threshold is None else int(threshold),
             message_encoding=encoding,
         )
 
@@ -227,44 +264,105 @@ def _route_regex(template: str) -> tuple[str, int]:
 
 @dataclass
 class QueueListener:
+    """Polls one queue for one function and runs its messages on a pool of the function's own.
+
+    One thread receives batches; a pool of `batchSize + newBatchThreshold` threads runs them.
+    The next batch is received once the messages in flight drop to `newBatchThreshold`.
+    """
+
     function: LocalFunction
     queue_name: str
     connection_string: str
     config: HostConfig
     stop_event: threading.Event
     invocations: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
     thread: threading.Thread | None = field(default=None, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _worker: threading.local = field(default_factory=threading.local, repr=False)
+    _clients_made: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
 
     def start(self) -> None:
         # The queues exist before start() returns, as they do once the host reports it is
         # listening: a message sent right after start-up must not meet "queue does not exist".
-        clients = self._clients()
+        clients = self._clients(create=True)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.config.max_in_flight,
+            thread_name_prefix=f"queue:{self.queue_name}:worker",
+            initializer=self._init_worker,
+        )
         self.thread = threading.Thread(
             target=self._run, args=clients, name=f"queue:{self.queue_name}", daemon=True
         )
         self.thread.start()
 
-    def _clients(self) -> tuple[Any, Any]:
-        from azure.core.exceptions import ResourceExistsError
-        from azure.storage.queue import QueueServiceClient
+    def stop(self, timeout: float = _DRAIN_SECONDS) -> bool:
+        """Stop polling, let the messages in flight finish (up to `timeout` seconds), and shut
+        the pool down. Returns False when some were still running when the time was up (their
+        messages reappear once the processing hold ends)."""
+        self.stop_event.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self.thread is not None:
+            self.thread.join()
+        if self._pool is None:
+            return True
+        # Nothing waits in the pool's queue (it has a thread for every message in flight), so
+        # cancelling only matters in a race; a cancelled message is released at once.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._changed:
+            drained = self._changed.wait_for(lambda: self.in_flight == 0, timeout)
+        if drained:
+            self._pool.shutdown(wait=True)
+            for queue, poison in self._clients_made:
+                queue.close()
+                poison.close()
+            self._clients_made.clear()
+        else:
+            log.warning(
+                "%s message(s) of %s still running at stop", self.in_flight, self.function.name
+            )
+        self._pool = None
+        return drained
 
-        service = QueueServiceClient.from_connection_string(self.connection_string)
-        queue = service.get_queue_client(self.queue_name)
-        poison = service.get_queue_client(f"{self.queue_name}-poison")
-        for client in (queue, poison):
-            with contextlib.suppress(ResourceExistsError):
-                client.create_queue()
+    def _clients(self, *, create: bool = False) -> tuple[Any, Any]:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import QueueClient
+
+        queue = QueueClient.from_connection_string(self.connection_string, self.queue_name)
+        poison = QueueClient.from_connection_string(
+            self.connection_string, f"{self.queue_name}-poison"
+        )
+        if create:
+            for client in (queue, poison):
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_queue()
+        with self._changed:
+            self._clients_made.append((queue, poison))
         return queue, poison
+
+    def _init_worker(self) -> None:
+        # Each pool thread has its own clients (and HTTP session) rather than sharing one.
+        self._worker.clients = self._clients()
 
     def _run(self, queue: Any, poison: Any) -> None:
         delay = 0.0
+        threshold = self.config.batch_threshold
         while not self.stop_event.is_set():
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self.in_flight <= threshold or self.stop_event.is_set()
+                )
+            if self.stop_event.is_set():
+                return
             try:
                 messages = list(
                     queue.receive_messages(
                         max_messages=self.config.batch_size,
                         messages_per_page=self.config.batch_size,
-                        visibility_timeout=600,
+                        visibility_timeout=_PROCESSING_HOLD_SECONDS,
                     )
                 )
             except Exception:
@@ -276,15 +374,50 @@ class QueueListener:
                 self.stop_event.wait(delay)
                 continue
             delay = 0.0
+            with self._changed:
+                self.in_flight += len(messages)
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             for message in messages:
-                self.process(queue, poison, message)
+                self._submit(queue, message)
+
+    def _submit(self, queue: Any, message: Any) -> None:
+        assert self._pool is not None
+        try:
+            future = self._pool.submit(self._process_here, message)
+        except RuntimeError:  # the pool was shut down: stop() is under way
+            self._finished(queue, message, None)
+            return
+        future.add_done_callback(lambda done: self._finished(queue, message, done))
+
+    def _process_here(self, message: Any) -> None:
+        queue, poison = self._worker.clients
+        self.process(queue, poison, message)
+
+    def _finished(self, queue: Any, message: Any, future: Future[None] | None) -> None:
+        try:
+            if future is None or future.cancelled():
+                # Never started (the host is stopping): make it visible again for the next run.
+                with contextlib.suppress(Exception):
+                    queue.update_message(message, visibility_timeout=0)
+            elif (error := future.exception()) is not None:
+                log.error(
+                    "Completing message %s of '%s' failed: %r",
+                    message.id,
+                    self.function.name,
+                    error,
+                )
+        finally:
+            with self._changed:
+                self.in_flight -= 1
+                self._changed.notify_all()
 
     def process(self, queue: Any, poison: Any, message: Any) -> None:
         from azure.functions.queue import QueueMessage
 
         try:
             body = self._decode(message.content)
-            self.invocations += 1
+            with self._changed:
+                self.invocations += 1
             self.function.invoke(
                 QueueMessage(
                     id=message.id,
@@ -415,6 +548,8 @@ class LocalHost:
         self.routes.sort(key=lambda r: (-r.literal_segments, r.template))
         self._server = ThreadingHTTPServer((host, port), _http_handler(self))
         self._server.daemon_threads = True
+        self._serving = False
+        self._stopped = False
 
     @property
     def base_url(self) -> str:
@@ -481,6 +616,7 @@ class LocalHost:
         return "\n".join(lines)
 
     def start(self) -> LocalHost:
+        self._serving = True
         threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -493,10 +629,19 @@ class LocalHost:
             timer.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_seconds: float = _DRAIN_SECONDS) -> None:
+        """Stop serving and polling; let queue messages in flight finish (up to
+        `drain_seconds`) and shut the queue functions' pools down. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.stop_event.set()
-        self._server.shutdown()
+        if self._serving:
+            self._server.shutdown()
         self._server.server_close()
+        deadline = time.monotonic() + drain_seconds
+        for listener in self.queues:
+            listener.stop(max(0.0, deadline - time.monotonic()))
 
     # HTTP dispatch
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import azure.functions as func
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 seen: list[dict[str, Any]] = []
+# What `slow_message` observed: invocations running now, the most at once, and those finished.
+slow = {"running": 0, "peak": 0, "done": 0}
+_slow_lock = threading.Lock()
+
+
+def reset() -> None:
+    seen.clear()
+    with _slow_lock:
+        slow.update(running=0, peak=0, done=0)
 
 
 @app.route(route="items/{id:int}", methods=["GET"])
@@ -51,6 +62,22 @@ def on_message(msg: func.QueueMessage, context: func.Context) -> None:
     )
     if body == b"fail":
         raise RuntimeError("this message always fails")
+
+
+@app.queue_trigger(
+    arg_name="msg", queue_name="%SAMPLE_SLOW_QUEUE%", connection="AzureWebJobsStorage"
+)
+def slow_message(msg: func.QueueMessage) -> None:
+    """Takes the message's body in seconds (0.5 when empty), counting how many run at once."""
+    with _slow_lock:
+        slow["running"] += 1
+        slow["peak"] = max(slow["peak"], slow["running"])
+    try:
+        time.sleep(float(msg.get_body() or 0.5))
+    finally:
+        with _slow_lock:
+            slow["running"] -= 1
+            slow["done"] += 1
 
 
 @app.timer_trigger(schedule="%SAMPLE_SCHEDULE%", arg_name="timer", run_on_startup=False)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import os
+import threading
 import time
 import uuid
 
@@ -11,7 +14,14 @@ import pytest
 import requests
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from localdev.host import HostError, LocalHost, _route_regex, resolve_setting_refs
+from localdev.host import (
+    HostConfig,
+    HostError,
+    LocalHost,
+    QueueListener,
+    _route_regex,
+    resolve_setting_refs,
+)
 from tests.apps import sample_app
 
 pytestmark = pytest.mark.integration
@@ -31,16 +41,31 @@ HOST_JSON = {
 
 
 @pytest.fixture
-def host(tmp_path, azurite, monkeypatch):
-    queue = f"sample-{uuid.uuid4().hex[:8]}"
+def make_host(tmp_path, azurite, monkeypatch):
+    """Start a host for the sample app, with `queues` settings added to host.json."""
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
-    monkeypatch.setenv("SAMPLE_QUEUE", queue)
+    monkeypatch.setenv("SAMPLE_QUEUE", f"sample-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("SAMPLE_SLOW_QUEUE", f"slow-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("SAMPLE_SCHEDULE", "* * * * * *")
-    (tmp_path / "host.json").write_text(json.dumps(HOST_JSON))
-    sample_app.seen.clear()
-    instance = LocalHost(script_root=tmp_path, app_module="tests.apps.sample_app", port=0).start()
-    yield instance
-    instance.stop()
+    sample_app.reset()
+    started: list[LocalHost] = []
+
+    def make(**queues):
+        host_json = copy.deepcopy(HOST_JSON)
+        host_json["extensions"]["queues"].update(queues)
+        (tmp_path / "host.json").write_text(json.dumps(host_json))
+        instance = LocalHost(script_root=tmp_path, app_module="tests.apps.sample_app", port=0)
+        started.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+@pytest.fixture
+def host(make_host):
+    return make_host()
 
 
 def wait_for(predicate, timeout=15.0):
@@ -58,6 +83,20 @@ def queue_client(azurite, name, encoded=True):
         name,
         message_encode_policy=TextBase64EncodePolicy() if encoded else None,
     )
+
+
+def listener(host: LocalHost, function_name: str) -> QueueListener:
+    return next(q for q in host.queues if q.function.name == function_name)
+
+
+def fill_slow_queue(azurite, bodies: list[str]) -> QueueClient:
+    """Put messages on the slow queue before a host starts, so its first receive sees them all.
+    A body is how many seconds `slow_message` takes over it."""
+    queue = queue_client(azurite, os.environ["SAMPLE_SLOW_QUEUE"])
+    queue.create_queue()
+    for body in bodies:
+        queue.send_message(body)
+    return queue
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -119,7 +158,7 @@ def test_unknown_paths_are_404(host):
 
 
 def test_a_base64_message_is_decoded_and_deleted_after_success(host, azurite):
-    queue = queue_client(azurite, host.queues[0].queue_name)
+    queue = queue_client(azurite, listener(host, "on_message").queue_name)
 
     queue.send_message("hello queue")
 
@@ -135,7 +174,7 @@ def test_a_base64_message_is_decoded_and_deleted_after_success(host, azurite):
 
 
 def test_a_failing_message_is_retried_then_moved_to_the_poison_queue(host, azurite):
-    name = host.queues[0].queue_name
+    name = listener(host, "on_message").queue_name
     queue_client(azurite, name).send_message("fail")
     poison = queue_client(azurite, f"{name}-poison", encoded=False)
 
@@ -148,7 +187,7 @@ def test_a_failing_message_is_retried_then_moved_to_the_poison_queue(host, azuri
 
 
 def test_a_message_that_is_not_base64_never_reaches_the_function(host, azurite):
-    name = host.queues[0].queue_name
+    name = listener(host, "on_message").queue_name
     queue_client(azurite, name, encoded=False).send_message("not base64!")
     poison = queue_client(azurite, f"{name}-poison", encoded=False)
 
@@ -157,7 +196,87 @@ def test_a_message_that_is_not_base64_never_reaches_the_function(host, azurite):
 
 
 def test_the_queue_name_comes_from_the_app_setting(host, monkeypatch):
-    assert host.queues[0].queue_name.startswith("sample-")
+    assert listener(host, "on_message").queue_name.startswith("sample-")
+
+
+# -- queue concurrency ------------------------------------------------------------------------
+
+
+def test_a_batch_of_messages_is_processed_concurrently(make_host, azurite):
+    queue = fill_slow_queue(azurite, ["0.5"] * 16)
+
+    host = make_host()
+
+    assert wait_for(lambda: sample_app.slow["done"] == 16)
+    assert sample_app.slow["peak"] > 1
+    assert listener(host, "slow_message").peak_in_flight <= 16 + 8  # batchSize + threshold
+    assert wait_for(lambda: queue.get_queue_properties().approximate_message_count == 0)
+
+
+def test_the_next_batch_waits_until_in_flight_drops_to_new_batch_threshold(make_host, azurite):
+    fill_slow_queue(azurite, ["0.2"] * 12)
+
+    host = make_host(batchSize=4, newBatchThreshold=1)
+
+    assert wait_for(lambda: sample_app.slow["done"] == 12)
+    slow = listener(host, "slow_message")
+    assert 2 <= sample_app.slow["peak"] <= 5
+    assert slow.peak_in_flight <= 5
+    assert slow.invocations == 12
+
+
+def test_batch_size_one_processes_one_message_at_a_time(make_host, azurite):
+    fill_slow_queue(azurite, ["0.1"] * 4)
+
+    host = make_host(batchSize=1)
+
+    assert wait_for(lambda: sample_app.slow["done"] == 4)
+    assert sample_app.slow["peak"] == 1
+    assert listener(host, "slow_message").peak_in_flight == 1
+
+
+def test_failures_in_a_concurrent_batch_are_retried_each_on_its_own(host, azurite):
+    name = listener(host, "on_message").queue_name
+    queue = queue_client(azurite, name)
+    for body in ["ok-1", "fail", "ok-2"]:
+        queue.send_message(body)
+    poison = queue_client(azurite, f"{name}-poison", encoded=False)
+
+    assert wait_for(lambda: poison.get_queue_properties().approximate_message_count == 1)
+    bodies = [s["body"] for s in sample_app.seen if s["kind"] == "queue"]
+    assert sorted(bodies) == [b"fail", b"fail", b"fail", b"ok-1", b"ok-2"]
+    assert wait_for(lambda: queue.get_queue_properties().approximate_message_count == 0)
+
+
+def test_stop_lets_messages_in_flight_finish_and_ends_the_pools(make_host, azurite):
+    fill_slow_queue(azurite, ["0.5"] * 3)
+    host = make_host()
+    assert wait_for(lambda: sample_app.slow["running"] == 3)
+
+    host.stop()
+
+    assert sample_app.slow == {"running": 0, "peak": 3, "done": 3}
+    prefixes = tuple(f"queue:{q.queue_name}" for q in host.queues)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
+    queue = queue_client(azurite, listener(host, "slow_message").queue_name)
+    assert queue.get_queue_properties().approximate_message_count == 0
+
+
+def test_new_batch_threshold_defaults_to_half_the_batch_size(tmp_path):
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": {"batchSize": 5}}}))
+
+    config = HostConfig.load(tmp_path / "host.json")
+
+    assert (config.batch_size, config.batch_threshold, config.max_in_flight) == (5, 2, 7)
+    assert HostConfig().batch_threshold == 8
+
+
+@pytest.mark.parametrize("queues", [{"batchSize": 0}, {"batchSize": 33}, {"newBatchThreshold": -1}])
+def test_batch_settings_out_of_range_are_refused(tmp_path, queues):
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": queues}}))
+
+    with pytest.raises(HostError):
+        HostConfig.load(tmp_path / "host.json")
 
 
 # -- timers -------------------------------------------------------------------------------------
