@@ -12,7 +12,11 @@ It serves, over TLS, what this service uses of the real ones:
 Meetings live in memory. Every call is counted, and faults can be injected for a share of the
 calls or for a named operation: an HTTP status (429 with Retry-After, 503, 403 "No application
 access policy found", 404, ...), added latency, or a hang that outlasts the client's timeout.
+Meetings can also be changed "by hand", as a user would in Teams, without counting as a call.
 Control it in-process (`GraphEmulator`) or over HTTP under `/_emulator/` (see docs/local.md).
+
+`GraphEmulator(tls=None)` has no server: `install_responses(rsps)` answers requests made through
+`requests` to a base URL with the same semantics, faked at the wire by the `responses` library.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import base64
 import contextlib
 import json
+import re
 import secrets
 import ssl
 import threading
@@ -31,10 +36,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from localdev.tls import LocalTls, make_local_tls
+
+if TYPE_CHECKING:
+    import requests
+    import responses
 
 OPERATIONS = (
     "discovery",
@@ -176,6 +185,22 @@ class _Reply(Exception):
     def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
         self.status, self.body, self.headers = status, body, headers or {}
 
+    def wire(self) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body as the server sends them."""
+        payload = b"" if self.body is None else json.dumps(self.body).encode()
+        headers = {"Content-Type": "application/json"} if payload else {}
+        headers["request-id"] = str(uuid.uuid4())
+        headers.update(self.headers)
+        return self.status, headers, payload
+
+
+class _Hang(ConnectionAbortedError):
+    """A hang fault: the call is held `seconds` and then the connection is dropped."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"fault: hang {seconds} s")
+        self.seconds = seconds
+
 
 def _graph_error(status: int, code: str, message: str) -> _Reply:
     return _Reply(
@@ -211,9 +236,13 @@ def _graph_time(moment: datetime) -> str:
 
 
 class GraphEmulator:
-    """The emulator's state and its HTTPS server."""
+    """The emulator's state and its HTTPS server.
 
-    def __init__(self, tls: LocalTls, host: str = "127.0.0.1", port: int = 0) -> None:
+    With `tls=None` there is no server (no socket is opened): `start()` refuses, `stop()` does
+    nothing, and `install_responses()` serves the emulator to `requests` in-process.
+    """
+
+    def __init__(self, tls: LocalTls | None, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.RLock()
         self.calls: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
@@ -223,23 +252,38 @@ class GraphEmulator:
         self.meetings: dict[str, Meeting] = {}
         self.mail: list[dict[str, Any]] = []
         self._tokens: dict[str, tuple[str, str, float]] = {}
+        self._wire_base_url: str | None = None
+        self._thread: threading.Thread | None = None
+        self._server: ThreadingHTTPServer | None = None
+        if tls is None:
+            return
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"https://{host!s}:{port}"
+        """The server's https URL; without a server, the URL given to `install_responses`."""
+        if self._server is not None:
+            host, port = self._server.server_address[:2]
+            return f"https://{host!s}:{port}"
+        if self._wire_base_url is None:
+            raise RuntimeError(
+                "this GraphEmulator has no server (tls=None) and no URL until install_responses()"
+            )
+        return self._wire_base_url
 
     @property
     def graph_url(self) -> str:
         return f"{self.base_url}/v1.0"
 
     def start(self) -> GraphEmulator:
+        if self._server is None:
+            raise RuntimeError(
+                "this GraphEmulator has no server (tls=None): use install_responses() instead"
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -247,8 +291,72 @@ class GraphEmulator:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop the server; nothing to do without one (tls=None)."""
+        if self._server is None:
+            return
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
+
+    def install_responses(
+        self, rsps: responses.RequestsMock, base_url: str = "https://graph.test"
+    ) -> None:
+        """Answer every request to `base_url` made through `requests` while `rsps` is active:
+        Graph at `{base_url}/v1.0/...`, the login endpoints at `{base_url}/{directory}/...` and
+        the control calls at `{base_url}/_emulator/...`, with the server's semantics.
+
+        A hang fault raises at once instead of holding the call: `ReadTimeout` when the
+        client's read timeout is shorter than the hang (as it would time out), otherwise the
+        `ConnectionError` of a dropped connection. Latency faults do sleep.
+        """
+        base = base_url.rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError(f"base_url must be an https URL (msal requires it), got {base_url!r}")
+        if self._server is None:
+            self._wire_base_url = base
+        pattern = re.compile(re.escape(base) + r"(?:[/?].*)?$", re.IGNORECASE)
+
+        def callback(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+            return self._answer_request(request, base)
+
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            rsps.add_callback(method, pattern, callback=callback, content_type=None)
+
+    def _answer_request(
+        self, request: requests.PreparedRequest, base: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        import requests
+
+        url = urlsplit(str(request.url))
+        prefix = urlsplit(base).path
+        path = url.path[len(prefix) :] if url.path.startswith(prefix) else url.path
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        try:
+            reply = self.handle(
+                str(request.method),
+                path,
+                parse_qs(url.query),
+                request.headers,
+                bytes(body),
+                base_url=base,
+                sleep_on_hang=False,
+            )
+        except _Hang as hang:
+            timeout = getattr(request, "req_kwargs", {}).get("timeout")
+            read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+            if read_timeout is not None and read_timeout < hang.seconds:
+                raise requests.exceptions.ReadTimeout(
+                    f"emulated: no answer within the read timeout ({read_timeout} s)",
+                    request=request,
+                ) from None
+            raise requests.exceptions.ConnectionError(
+                f"emulated: connection dropped after a hang of {hang.seconds} s", request=request
+            ) from None
+        return reply.wire()
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -300,6 +408,37 @@ class GraphEmulator:
         with self._lock:
             return [m for m in self.meetings.values() if not m.deleted]
 
+    # -- changes made in Teams, not through the API (not counted as calls) -------------------
+
+    def delete_meeting_by_hand(self, meeting_id: str) -> Meeting:
+        """Delete a meeting as its organizer would in Teams. KeyError if there is no such live
+        meeting. Graph then answers 404 for it; createOrGet still returns it (as Graph does)."""
+        with self._lock:
+            meeting = self._live(meeting_id)
+            meeting.deleted = True
+            return meeting
+
+    def edit_meeting_by_hand(
+        self, meeting_id: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> Meeting:
+        """Move a meeting (its start, its end or both) as its organizer would in Teams.
+        KeyError if there is no such live meeting; ValueError for a time without a time zone
+        or an end not after the start."""
+        with self._lock:
+            meeting = self._live(meeting_id)
+            new_start = _parse_time(meeting.start, "start") if start is None else _aware(start)
+            new_end = _parse_time(meeting.end, "end") if end is None else _aware(end)
+            if new_end <= new_start:
+                raise ValueError("the end must be after the start")
+            meeting.start, meeting.end = _graph_time(new_start), _graph_time(new_end)
+            return meeting
+
+    def _live(self, meeting_id: str) -> Meeting:
+        meeting = self.meetings.get(meeting_id)
+        if meeting is None or meeting.deleted:
+            raise KeyError(meeting_id)
+        return meeting
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -317,12 +456,23 @@ class GraphEmulator:
     # -- request handling -----------------------------------------------------------------------
 
     def handle(
-        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: Any,
+        body: bytes,
+        *,
+        base_url: str | None = None,
+        sleep_on_hang: bool = True,
     ) -> _Reply:
+        """Answer one request. `base_url` is where it was sent (the login metadata names
+        endpoints under it; default `self.base_url`). A hang fault raises `_Hang` (a
+        `ConnectionAbortedError`), after holding the call unless `sleep_on_hang` is False."""
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts[:1] == ["_emulator"]:
             return self._control(method, parts[1:], body)
-        operation, route = self._route(method, parts)
+        operation, route = self._route(method, parts, base_url)
         with self._lock:
             self.calls[operation] += 1
             fault = next((f for f in self.faults if f.take(operation)), None)
@@ -331,8 +481,9 @@ class GraphEmulator:
                 route(headers, body, query)
         if fault is not None:
             if fault.hang_seconds:
-                time.sleep(fault.hang_seconds)
-                raise ConnectionAbortedError("fault: hang")
+                if sleep_on_hang:
+                    time.sleep(fault.hang_seconds)
+                raise _Hang(fault.hang_seconds)
             if fault.latency_ms:
                 time.sleep(fault.latency_ms / 1000)
             if fault.status is not None:
@@ -375,14 +526,14 @@ class GraphEmulator:
             reply.headers["Retry-After"] = fault.retry_after
         return reply
 
-    def _route(self, method: str, parts: list[str]) -> tuple[str, Any]:
+    def _route(self, method: str, parts: list[str], base_url: str | None) -> tuple[str, Any]:
         def unknown(*_: Any) -> _Reply:
             raise _graph_error(
                 400, "BadRequest", f"Unsupported request {method} /{'/'.join(parts)}"
             )
 
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-            return "discovery", lambda *_: self._discovery(parts[0])
+            return "discovery", lambda *_: self._discovery(parts[0], base_url or self.base_url)
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
             return "token", lambda h, b, q: self._token(parts[0], b)
         if parts[:2] != ["v1.0", "users"] or len(parts) < 3:
@@ -406,7 +557,7 @@ class GraphEmulator:
 
     # login
 
-    def _discovery(self, directory: str) -> _Reply:
+    def _discovery(self, directory: str, base_url: str) -> _Reply:
         with self._lock:
             known = any(app.directory == directory for app in self.apps.values())
         if not known:
@@ -417,7 +568,7 @@ class GraphEmulator:
                     "error_description": f"AADSTS90002: Tenant '{directory}' not found.",
                 },
             )
-        base = f"{self.base_url}/{directory}"
+        base = f"{base_url}/{directory}"
         return _Reply(
             200,
             {
@@ -628,7 +779,12 @@ class GraphEmulator:
     # control
 
     def _control(self, method: str, parts: list[str], body: bytes) -> _Reply:
-        data = json.loads(body or b"{}") if body else {}
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return _Reply(400, {"error": "the body is not valid JSON"})
+        if not isinstance(data, dict):
+            return _Reply(400, {"error": "the body must be a JSON object"})
         if parts == ["state"] and method == "GET":
             return _Reply(200, self.snapshot())
         if parts == ["reset"] and method == "POST":
@@ -654,7 +810,38 @@ class GraphEmulator:
                 policy_granted=data.get("policyGranted", True),
             )
             return _Reply(201, asdict(user))
+        if len(parts) == 2 and parts[0] == "meetings" and method in ("DELETE", "PATCH"):
+            return self._control_meeting(method, parts[1], data)
         return _Reply(404, {"error": "unknown control call"})
+
+    def _control_meeting(self, method: str, meeting_id: str, data: dict[str, Any]) -> _Reply:
+        try:
+            if method == "DELETE":
+                self.delete_meeting_by_hand(meeting_id)
+                return _Reply(204)
+            unknown = set(data) - {"startDateTime", "endDateTime"}
+            if unknown or not data:
+                return _Reply(400, {"error": "give startDateTime and/or endDateTime only"})
+            times = {
+                name: _parse_time(data[key], key)
+                for name, key in (("start", "startDateTime"), ("end", "endDateTime"))
+                if key in data
+            }
+            meeting = self.edit_meeting_by_hand(meeting_id, **times)
+        except KeyError:
+            return _Reply(404, {"error": f"no live meeting {meeting_id!r}"})
+        except _Reply as bad_time:
+            return _Reply(400, {"error": bad_time.body["error"]["message"]})
+        except ValueError as exc:
+            return _Reply(400, {"error": str(exc)})
+        with self._lock:
+            return _Reply(200, meeting.resource(True))
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC)
 
 
 def _snake(name: str) -> str:
@@ -677,13 +864,10 @@ def _handler_for(emulator: GraphEmulator) -> type[BaseHTTPRequestHandler]:
             except ConnectionAbortedError:
                 self.close_connection = True
                 return
-            payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            if payload:
-                self.send_header("Content-Type", "application/json")
+            status, headers, payload = reply.wire()
+            self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
-            self.send_header("request-id", str(uuid.uuid4()))
-            for name, value in reply.headers.items():
+            for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
+import requests
+import responses
 
 from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault, GraphEmulator
 from shared.domain.tenant import MeetingOptions, MicrosoftProfile
@@ -236,3 +240,215 @@ def test_a_fault_with_a_count_stops_after_it(emulator, organizer, client):
     assert meeting.created is True
     assert emulator.statuses["createOrGet:503"] == 1
     assert emulator.statuses["createOrGet:201"] == 1
+
+
+# -- without a server: the same emulator faked at the wire (responses) ---------------------------
+
+
+@pytest.fixture
+def wire():
+    """An emulator without a server, answering requests to https://graph.test via responses."""
+    instance = GraphEmulator(tls=None)
+    instance.register_app(DIRECTORY, CLIENT_ID, SECRET)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        instance.install_responses(rsps)
+        yield instance, rsps
+
+
+def test_without_tls_there_is_no_server_to_start():
+    emulator = GraphEmulator(tls=None)
+
+    with pytest.raises(RuntimeError, match="no server"):
+        emulator.start()
+    with pytest.raises(RuntimeError, match="install_responses"):
+        _ = emulator.base_url
+    emulator.stop()  # nothing to stop
+    with pytest.raises(ValueError, match="https"):
+        emulator.install_responses(responses.RequestsMock(), base_url="http://graph.test")
+
+
+def test_msal_and_the_client_create_a_meeting_through_responses(wire):
+    emulator, rsps = wire
+    organizer = emulator.add_user(DIRECTORY, "organizer@a.example", "Organizer")
+    client = make_client(emulator)
+
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    again = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+
+    assert emulator.base_url == "https://graph.test"
+    assert meeting.created is True
+    assert again.created is False
+    assert again.id == meeting.id
+    assert meeting.join_url.startswith("https://teams.microsoft.com/l/meetup-join/")
+    assert [m.id for m in emulator.live_meetings()] == [meeting.id]
+    assert emulator.calls["discovery"] == 1
+    assert emulator.calls["token"] == 1
+    assert emulator.statuses["createOrGet:201"] == 1
+    assert emulator.statuses["createOrGet:200"] == 1
+    urls = [c.request.url for c in rsps.calls]
+    assert urls[0] == f"https://graph.test/{DIRECTORY}/v2.0/.well-known/openid-configuration"
+    assert urls[1] == f"https://graph.test/{DIRECTORY}/oauth2/v2.0/token"
+    assert urls[2] == f"https://graph.test/v1.0/users/{organizer.id}/onlineMeetings/createOrGet"
+    created = rsps.calls[2].response
+    assert created.status_code == 201
+    assert created.headers["Content-Type"] == "application/json"
+    assert created.headers["request-id"]
+
+
+def test_faults_at_the_wire_become_the_same_errors(wire):
+    emulator, _ = wire
+    organizer = emulator.add_user(DIRECTORY, "organizer@a.example", "Organizer")
+    client = make_client(emulator)
+    emulator.add_fault(Fault(operation="createOrGet", status=429, retry_after="0.75", count=1))
+    emulator.add_fault(Fault(operation="getUser", status=403, message=POLICY_MISSING_MESSAGE))
+
+    with pytest.raises(GraphThrottledError) as throttled:
+        client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    with pytest.raises(GraphPolicyMissingError):
+        client.get_user(PROFILE, organizer.id, CTX)
+    with pytest.raises(GraphAuthError, match="AADSTS7000215"):
+        make_client(emulator, secret="wrong").get_user(PROFILE, organizer.id, CTX)
+
+    assert throttled.value.retry_after == pytest.approx(0.75)
+    assert emulator.live_meetings() == []
+
+
+def test_a_hang_at_the_wire_is_a_read_timeout_at_once(wire):
+    emulator, _ = wire
+    organizer = emulator.add_user(DIRECTORY, "organizer@a.example", "Organizer")
+    client = make_client(emulator, timeout=5.0)
+    emulator.add_fault(Fault(operation="getMeeting", hang_seconds=30.0))
+    started = time.monotonic()
+
+    with pytest.raises(GraphTimeoutError):
+        client.get_meeting(PROFILE, organizer.id, "any", CTX)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"{emulator.graph_url}/users/{organizer.id}/onlineMeetings/x", timeout=2)
+
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_hang_shorter_than_the_timeout_drops_the_connection(wire):
+    emulator, _ = wire
+    emulator.add_fault(Fault(operation="getUser", hang_seconds=1.0))
+
+    with pytest.raises(requests.exceptions.ConnectionError) as dropped:
+        requests.get(f"{emulator.graph_url}/users/someone", timeout=5)
+
+    assert not isinstance(dropped.value, requests.exceptions.Timeout)
+
+
+def test_control_calls_work_at_the_wire(wire):
+    emulator, _ = wire
+
+    added = requests.post(
+        f"{emulator.base_url}/_emulator/faults",
+        json={"operation": "getUser", "status": 503},
+        timeout=5,
+    )
+    state = requests.get(f"{emulator.base_url}/_emulator/state", timeout=5).json()
+
+    assert added.status_code == 201
+    assert state["faults"][0]["status"] == 503
+    assert "getUser" not in state["calls"]  # control calls are not counted
+
+
+def test_sent_mail_is_kept_with_its_attachments(wire):
+    emulator, _ = wire
+    sender = emulator.add_user(DIRECTORY, "organizer@a.example", "Organizer")
+    attachment = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": "lesson.ics",
+        "contentType": "text/calendar",
+        "contentBytes": "QkVHSU46VkNBTEVOREFS",
+    }
+    message = {"subject": "Your lesson", "attachments": [attachment]}
+
+    make_client(emulator).send_mail(PROFILE, sender.user_principal_name, message, CTX)
+
+    (sent,) = emulator.mail
+    assert sent["from"] == "organizer@a.example"
+    assert sent["message"]["attachments"] == [attachment]
+
+
+# -- meetings changed by hand in Teams ------------------------------------------------------------
+
+
+@pytest.fixture
+def wire_meeting(wire):
+    emulator, _ = wire
+    organizer = emulator.add_user(DIRECTORY, "organizer@a.example", "Organizer")
+    client = make_client(emulator)
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    return emulator, client, organizer, meeting
+
+
+def test_a_meeting_deleted_by_hand_is_gone_for_graph_without_a_call(wire_meeting):
+    emulator, client, organizer, meeting = wire_meeting
+    calls = dict(emulator.calls)
+
+    emulator.delete_meeting_by_hand(meeting.id)
+
+    assert emulator.calls == calls
+    assert emulator.live_meetings() == []
+    with pytest.raises(GraphNotFoundError):
+        client.get_meeting(PROFILE, organizer.id, meeting.id, CTX)
+    with pytest.raises(KeyError):
+        emulator.delete_meeting_by_hand(meeting.id)
+    with pytest.raises(KeyError):
+        emulator.edit_meeting_by_hand(meeting.id, start=START)
+
+
+def test_a_meeting_moved_by_hand_shows_the_new_times_without_a_call(wire_meeting):
+    emulator, client, organizer, meeting = wire_meeting
+    calls = dict(emulator.calls)
+    patches = emulator.meetings[meeting.id].patches
+    new_start = START + timedelta(days=2, hours=3)
+
+    emulator.edit_meeting_by_hand(meeting.id, start=new_start, end=new_start + timedelta(hours=2))
+    emulator.edit_meeting_by_hand(meeting.id, end=new_start + timedelta(minutes=30))
+
+    assert emulator.calls == calls
+    assert emulator.meetings[meeting.id].patches == patches
+    seen = client.get_meeting(PROFILE, organizer.id, meeting.id, CTX)
+    assert seen.start == new_start
+    assert seen.end == new_start + timedelta(minutes=30)
+    assert seen.join_url == meeting.join_url
+
+
+def test_a_move_by_hand_must_be_a_valid_span_in_a_time_zone(wire_meeting):
+    emulator, _, _, meeting = wire_meeting
+
+    with pytest.raises(ValueError, match="after"):
+        emulator.edit_meeting_by_hand(meeting.id, end=START)
+    with pytest.raises(ValueError, match="time zone"):
+        emulator.edit_meeting_by_hand(meeting.id, start=datetime(2026, 12, 24, 12, 0))
+    with pytest.raises(KeyError):
+        emulator.edit_meeting_by_hand("no-such-meeting", start=START)
+
+
+def test_meetings_are_changed_by_hand_over_http(emulator, organizer, client):
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    url = f"{emulator.base_url}/_emulator/meetings/{quote(meeting.id, safe='')}"
+    calls = dict(emulator.calls)
+
+    moved = requests.patch(
+        url,
+        json={"startDateTime": "2026-12-26T09:00:00Z", "endDateTime": "2026-12-26T10:00:00Z"},
+        timeout=5,
+    )
+    bad = requests.patch(url, json={"startDateTime": "2026-12-26T11:00:00Z"}, timeout=5)
+    unknown_field = requests.patch(url, json={"subject": "x"}, timeout=5)
+    deleted = requests.delete(url, timeout=5)
+    again = requests.delete(url, timeout=5)
+
+    assert moved.status_code == 200
+    assert moved.json()["startDateTime"] == "2026-12-26T09:00:00.0000000Z"
+    assert moved.json()["endDateTime"] == "2026-12-26T10:00:00.0000000Z"
+    assert bad.status_code == 400
+    assert unknown_field.status_code == 400
+    assert deleted.status_code == 204
+    assert again.status_code == 404
+    assert emulator.calls == calls
+    with pytest.raises(GraphNotFoundError):
+        client.get_meeting(PROFILE, organizer.id, meeting.id, CTX)
