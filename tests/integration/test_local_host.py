@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import requests
@@ -26,7 +27,7 @@ from tests.apps import sample_app
 
 pytestmark = pytest.mark.integration
 
-HOST_JSON = {
+HOST_JSON: dict[str, Any] = {
     "version": "2.0",
     "extensions": {
         "http": {"routePrefix": "api"},
@@ -77,7 +78,7 @@ def wait_for(predicate, timeout=15.0):
     return False
 
 
-def queue_client(azurite, name, encoded=True):
+def queue_client(azurite, name, encoded=True) -> QueueClient:
     return QueueClient.from_connection_string(
         azurite.connection_string,
         name,
