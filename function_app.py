@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import bookings, health, teams_meetings
+from functions import bookings, health, meeting_ops, reconcile, teams_meetings
 from shared.settings import get_settings
 
 # Fail start-up, naming every missing or bad setting, before any function is served.
@@ -13,3 +13,5 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
 app.register_functions(bookings.bp)
 app.register_functions(teams_meetings.bp)
+app.register_functions(meeting_ops.bp)
+app.register_functions(reconcile.bp)

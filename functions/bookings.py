@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api import commands as parse
-from shared.api.representations import action_json, booking_json
+from shared.api.representations import action_json, booking_json, generation_json
 from shared.api.responses import authenticated, json_response
 from shared.auth.principal import Principal
 from shared.bootstrap import services
@@ -90,11 +90,4 @@ def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpRespo
     booking_id = parse.booking_id(req)
     parse.no_body(req)
     result = use_cases.generate_meeting(caller, booking_id, services().booking_deps)
-    meeting = result.booking.meeting
-    return json_response(
-        {
-            "message": "Teams meeting generated successfully",
-            "meetingLink": meeting.join_url,
-            "meetingId": meeting.meeting_id,
-        }
-    )
+    return json_response(*generation_json(result.booking))

@@ -34,6 +34,15 @@ param graphTimeoutSeconds string = '10'
 @description('NCRONTAB schedule of the reconciliation timer.')
 param reconcileSchedule string = '0 */5 * * * *'
 
+@description('Hours ahead in which meetings are verified against Teams before they start.')
+param verifyWindowHours string = '24'
+
+@description('Seconds between the delayed retries of failed meeting work.')
+param meetingRetrySchedule string = '30,120,600,3600,21600'
+
+@description('Seconds a request may spend on its meeting before the queue takes over.')
+param meetingInlineBudgetSeconds string = '5'
+
 @description('Trusted OIDC issuer of frontend tokens, e.g. https://securetoken.google.com/<project>.')
 param authIssuer string
 
@@ -94,6 +103,9 @@ module api 'app/function.bicep' = {
       MICROSOFT_AUTHORITY_HOST: microsoftAuthorityHost
       GRAPH_TIMEOUT_SECONDS: graphTimeoutSeconds
       RECONCILE_SCHEDULE: reconcileSchedule
+      VERIFY_WINDOW_HOURS: verifyWindowHours
+      MEETING_RETRY_SCHEDULE: meetingRetrySchedule
+      MEETING_INLINE_BUDGET_SECONDS: meetingInlineBudgetSeconds
       MAIL_TRANSPORT: mailTransport
       AUTH_ISSUER: authIssuer
       AUTH_AUDIENCE: authAudience

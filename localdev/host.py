@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -779,10 +780,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from exc
     print(host.describe(), flush=True)
     print(f"Host started on {host.base_url}", flush=True)
-    try:
+    # SIGTERM (how `make run` and the tests stop the host) drains like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
+    with contextlib.suppress(KeyboardInterrupt):
         host.stop_event.wait()
-    except KeyboardInterrupt:
-        host.stop()
+    host.stop(drain_seconds=8.0)
 
 
 if __name__ == "__main__":

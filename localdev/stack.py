@@ -105,6 +105,8 @@ def stack_settings(
         "GRAPH_BASE_URL": emulator.graph_url,
         "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
         "MAIL_TRANSPORT": "folder",
+        # Timer schedules are %SETTING% references: the host refuses to start without them.
+        "RECONCILE_SCHEDULE": "0 */5 * * * *",
         "AUTH_DEV_JWKS_FILE": str(issuer.jwks_file),
         "REQUESTS_CA_BUNDLE": str(tls.bundle_file),
         "PYTHONUNBUFFERED": "1",

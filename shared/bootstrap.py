@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
@@ -23,10 +23,14 @@ if TYPE_CHECKING:
     from shared.auth.tokens import TokenValidator
     from shared.graph.client import GraphMeetingsClient
     from shared.services.bookings import BookingDeps
-    from shared.services.meetings import MeetingEffects
+    from shared.services.convergence import Converger
+    from shared.services.meeting_work import MeetingSync, MeetingWorker
+    from shared.services.meetings import MeetingSteps
+    from shared.services.reconciliation import Reconciler
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
+    from shared.storage.queues import MeetingWorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenants import TenantRepository
 
@@ -42,7 +46,12 @@ class Services:
     audit: AuditRepository
     graph: GraphMeetingsClient
     directory: TenantDirectory
-    meetings: MeetingEffects
+    queue: MeetingWorkQueue
+    steps: MeetingSteps
+    converger: Converger
+    sync: MeetingSync
+    worker: MeetingWorker
+    reconciler: Reconciler
     tokens: TokenValidator
 
     def clock(self) -> datetime:
@@ -52,7 +61,7 @@ class Services:
     def booking_deps(self) -> BookingDeps:
         from shared.services.bookings import BookingDeps
 
-        return BookingDeps(self.bookings, self.directory, self.meetings, self.clock)
+        return BookingDeps(self.bookings, self.directory, self.sync, self.clock)
 
 
 def resolve_secret_setting(name: str) -> str:
@@ -88,16 +97,26 @@ def default_tenant(settings: Settings) -> Tenant | None:
 
 
 def build_services(
-    settings: Settings, *, http: requests.Session | None = None, table_prefix: str = ""
+    settings: Settings,
+    *,
+    http: requests.Session | None = None,
+    table_prefix: str = "",
+    queue_prefix: str = "",
 ) -> Services:
+    """Every client and service of the app. Tests give their own table and queue prefixes, so
+    that they share one Azurite without sharing data."""
     from shared.auth.tokens import JwksCache, TokenValidator
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import MsalTokenSource
-    from shared.services.meetings import MeetingEffects
+    from shared.services.convergence import Converger
+    from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
+    from shared.services.meetings import MeetingSteps
+    from shared.services.reconciliation import Reconciler
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
+    from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
 
@@ -119,19 +138,48 @@ def build_services(
         http=session,
         timeout=settings.graph_timeout_seconds,
     )
+    bookings = TableBookingRepository(tables)
+    queue = StorageMeetingWorkQueue(settings.storage, prefix=queue_prefix)
+    steps = MeetingSteps(graph, directory, audit, _utc_now)
+    policy = RetryPolicy(
+        rounds=settings.retry_schedule, inline_budget=settings.inline_budget_seconds
+    )
+    # A claim outlives the longest step: createOrGet, the options PATCH and a token request.
+    converger = Converger(
+        bookings, directory, steps, _utc_now, claim_seconds=4 * settings.graph_timeout_seconds
+    )
+    worker = MeetingWorker(bookings, converger, queue, policy, _utc_now)
     return Services(
         settings=settings,
         tables=tables,
-        bookings=TableBookingRepository(tables),
+        bookings=bookings,
         tenants=tenants,
         audit=audit,
         graph=graph,
         directory=directory,
-        meetings=MeetingEffects(graph, directory, audit, lambda: datetime.now(UTC)),
+        queue=queue,
+        steps=steps,
+        converger=converger,
+        sync=MeetingSync(converger, queue, policy, _utc_now),
+        worker=worker,
+        reconciler=Reconciler(
+            bookings,
+            directory,
+            converger,
+            worker,
+            queue,
+            _utc_now,
+            verify_window=timedelta(hours=settings.verify_window_hours),
+            entities_read=lambda: tables.reads,
+        ),
         tokens=TokenValidator(
             settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
         ),
     )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @functools.cache

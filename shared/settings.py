@@ -57,6 +57,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "NCRONTAB schedule of the reconciliation timer.",
         default="0 */5 * * * *",
     ),
+    SettingSpec(
+        "VERIFY_WINDOW_HOURS",
+        "How far ahead meetings are verified against Teams before they start, in hours.",
+        default="24",
+    ),
+    SettingSpec(
+        "MEETING_RETRY_SCHEDULE",
+        "Seconds between the delayed retries of failed meeting work (comma-separated).",
+        default="30,120,600,3600,21600",
+    ),
+    SettingSpec(
+        "MEETING_INLINE_BUDGET_SECONDS",
+        "How long a request may spend on its meeting before the queue takes over.",
+        default="5",
+    ),
     SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
     SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
     SettingSpec("AUTH_AUDIENCE", "Audience (aud) those tokens must carry."),
@@ -130,6 +145,9 @@ class Settings:
     authority_host: str
     graph_timeout_seconds: float
     reconcile_schedule: str
+    verify_window_hours: float
+    retry_schedule: tuple[float, ...]
+    inline_budget_seconds: float
     mail_transport: str
     running_in_azure: bool
     auth: AuthSettings
@@ -195,6 +213,23 @@ class Settings:
                 f"(second minute hour day month weekday), got {schedule!r}"
             )
 
+        verify_window = _number(
+            "VERIFY_WINDOW_HOURS", value("VERIFY_WINDOW_HOURS"), 0, 24 * 14, problems
+        )
+        inline_budget = _number(
+            "MEETING_INLINE_BUDGET_SECONDS", value("MEETING_INLINE_BUDGET_SECONDS"), 0, 60, problems
+        )
+        retry_schedule: tuple[float, ...] = ()
+        try:
+            retry_schedule = tuple(float(p) for p in value("MEETING_RETRY_SCHEDULE").split(","))
+            if not retry_schedule or not all(1 <= d <= 7 * 24 * 3600 for d in retry_schedule):
+                raise ValueError
+        except ValueError:
+            problems.append(
+                "MEETING_RETRY_SCHEDULE must be comma-separated seconds, each from 1 to 604800 "
+                f"(7 days), got {value('MEETING_RETRY_SCHEDULE')!r}"
+            )
+
         mail_transport = value("MAIL_TRANSPORT").lower()
         if mail_transport not in _MAIL_TRANSPORTS:
             problems.append(
@@ -216,6 +251,9 @@ class Settings:
             authority_host=authority_host,
             graph_timeout_seconds=timeout,
             reconcile_schedule=schedule,
+            verify_window_hours=verify_window,
+            retry_schedule=retry_schedule,
+            inline_budget_seconds=inline_budget,
             mail_transport=mail_transport,
             running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
             auth=AuthSettings(
@@ -224,6 +262,20 @@ class Settings:
                 roles_claim=value("AUTH_ROLES_CLAIM"),
             ),
         )
+
+
+def _number(name: str, raw: str, low: float, high: float, problems: list[str]) -> float:
+    """A number in (low, high], or a problem naming the setting."""
+    try:
+        number = float(raw)
+        if not low < number <= high:
+            raise ValueError
+    except ValueError:
+        problems.append(
+            f"{name} must be a number greater than {low:g} and at most {high:g}, got {raw!r}"
+        )
+        return 0.0
+    return number
 
 
 def _trusted_issuers(

@@ -17,7 +17,9 @@ def _time(moment: datetime | None) -> str | None:
 
 def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
     meeting = booking.meeting
-    join_url = meeting.join_url if meeting.status is MeetingStatus.CREATED else None
+    # The link is shown while Teams holds the meeting, even when its times are still being
+    # brought in step (status `pending`): the link itself stays the same.
+    join_url = meeting.join_url if meeting.in_teams else None
     body: dict[str, Any] = {
         "id": booking.booking_id,
         "tenantId": booking.tenant_id,
@@ -50,6 +52,7 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
             "meetingId": meeting.meeting_id if join_url else None,
             "attempts": meeting.attempts,
             "lastErrorCode": meeting.last_error_code,
+            "nextAttemptAt": _time(meeting.next_attempt_at),
             "changedAt": _time(meeting.changed_at),
         },
     }
@@ -63,6 +66,23 @@ def action_json(booking: Booking, caller: Principal, warning: str | None) -> dic
     if warning:
         body["teamsMeetingWarning"] = warning
     return body
+
+
+def generation_json(booking: Booking) -> tuple[dict[str, Any], int]:
+    """Seed 000's answer to "generate meeting link": 200 with the link, or 202 while the
+    meeting is still being made (another request or the queue holds the work)."""
+    meeting = booking.meeting
+    if meeting.status is MeetingStatus.CREATED:
+        return {
+            "message": "Teams meeting generated successfully",
+            "meetingLink": meeting.join_url,
+            "meetingId": meeting.meeting_id,
+        }, 200
+    return {
+        "message": "The Teams meeting is being generated; the link will be on the booking shortly",
+        "meetingLink": None,
+        "meetingId": None,
+    }, 202
 
 
 def capability_json(capability: Capability) -> dict[str, Any]:

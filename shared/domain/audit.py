@@ -8,10 +8,19 @@ from enum import StrEnum
 
 
 class AuditEvent(StrEnum):
+    """One record per Graph attempt at a meeting step, and one per final outcome.
+
+    ATTACHED / UPDATED / DELETED: an attempt succeeded. ATTEMPT_FAILED: an attempt failed
+    (it may be retried). FAILED: retries stopped (permanent error or schedule exhausted).
+    MISSING: pre-start verification found the meeting gone from Teams (it is made anew).
+    """
+
     MEETING_ATTACHED = "APPOINTMENT_ONLINE_MEETING_ATTACHED"
     MEETING_UPDATED = "APPOINTMENT_ONLINE_MEETING_UPDATED"
     MEETING_DELETED = "APPOINTMENT_ONLINE_MEETING_DELETED"
+    MEETING_ATTEMPT_FAILED = "APPOINTMENT_ONLINE_MEETING_ATTEMPT_FAILED"
     MEETING_FAILED = "APPOINTMENT_ONLINE_MEETING_FAILED"
+    MEETING_MISSING = "APPOINTMENT_ONLINE_MEETING_MISSING"
 
 
 @dataclass(frozen=True)
@@ -28,3 +37,6 @@ class AuditRecord:
     error_code: str | None = None
     meeting_id: str | None = None
     actor: str | None = None
+    # When the work this attempt served was asked for (approval, payment, reschedule...):
+    # occurred_at - requested_at of an ATTACHED record is the request → link latency.
+    requested_at: datetime | None = None

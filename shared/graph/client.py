@@ -49,6 +49,8 @@ class CallContext:
     operation: str
     booking_id: str | None = None
     attempt: int = 1
+    # A shorter timeout for this call than the client's, e.g. while a user waits.
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ class GraphMeetingsClient:
 
         started = time.perf_counter()
         status: int | None = None
+        timeout = min(self._timeout, ctx.timeout) if ctx.timeout else self._timeout
         try:
             headers = {"Authorization": f"Bearer {self._tokens.token(profile)}"}
             if options is not None and options.lobby_bypass_scope in EVOLVED_LOBBY_SCOPES:
@@ -220,10 +223,10 @@ class GraphMeetingsClient:
                     json=json,
                     params=params,
                     headers=headers,
-                    timeout=self._timeout,
+                    timeout=timeout,
                 )
             except requests.Timeout as exc:
-                raise GraphTimeoutError(f"{method} timed out after {self._timeout}s") from exc
+                raise GraphTimeoutError(f"{method} timed out after {timeout:g}s") from exc
             except requests.RequestException as exc:
                 raise GraphTransientError(f"{method} could not reach Graph") from exc
             status = response.status_code

@@ -1,9 +1,10 @@
 """Booking use cases: create, list, read, approve, decline, reschedule, cancel, generate a meeting.
 
-User actions never fail because Graph failed (SPEC §2): the booking change is saved first, with
-the meeting operation recorded as outstanding; the Graph call follows, and its failure becomes a
-`warning` while the meeting state keeps what happened for the durable retry. Generating a
-meeting by hand is the exception: there the meeting *is* the action, so its error is returned.
+Each action saves the booking's new state, with what it now wants of its meeting, and hands the
+booking to `MeetingSync`, the path every trigger shares: the outbox message, then one inline
+attempt to converge the meeting. User actions never fail because Graph failed (SPEC §2): a
+failure becomes a `warning`, and the meeting state says what happened. Generating a meeting by
+hand is the exception: there the meeting *is* the action, so its error is returned.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.domain.booking import (
     MeetingStatus,
     Participant,
     ParticipantRole,
+    Step,
 )
 from shared.graph.errors import GraphError
 from shared.services.access import (
@@ -33,7 +35,8 @@ from shared.services.access import (
     may_generate_meeting,
     require_role,
 )
-from shared.services.meetings import MeetingEffects, Outcome, describe_failure
+from shared.services.meeting_work import MeetingSync
+from shared.services.meetings import TeamsUnavailableError, describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.storage.bookings import BookingQuery, BookingRepository, RequestKey
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError
@@ -47,7 +50,7 @@ NOT_CONFIRMED = "Booking must be confirmed (paid) before generating meeting link
 class BookingDeps:
     bookings: BookingRepository
     tenants: TenantDirectory
-    meetings: MeetingEffects
+    sync: MeetingSync
     clock: Callable[[], datetime]
 
 
@@ -94,7 +97,11 @@ class MeetingGenerationError(Exception):
     """Manual generation failed in Graph; carries the Graph error for the response."""
 
     def __init__(self, error: GraphError) -> None:
-        super().__init__(describe_failure("The Teams meeting could not be generated", error))
+        super().__init__(
+            describe_failure(
+                "The Teams meeting could not be generated", error, retry_scheduled=error.retryable
+            )
+        )
         self.error = error
         self.message = str(self)
 
@@ -173,35 +180,33 @@ def approve_booking(
     caller: Principal, booking_id: str, approval: Approval, deps: BookingDeps
 ) -> ActionResult:
     require_role(caller, Role.STAFF, Role.ADMIN)
-    booking = deps.bookings.get(caller.tenant_id, booking_id)
     tenant = deps.tenants.get(caller.tenant_id)
     capability = tenant.meeting_capability()
     wanted = (
         capability.available
         if approval.generate_teams_meeting is None
-        else (approval.generate_teams_meeting)
+        else approval.generate_teams_meeting
     )
-    warning = None
+    notice = None
     if wanted and not capability.available:
         wanted = False
-        warning = (
+        notice = (
             "Booking approved, but no Teams meeting was created: Teams meetings are not "
             f"available for this tenant ({capability.reason})."
         )
-    approved = lifecycle.approve(
-        booking,
-        now=deps.clock(),
-        with_meeting=wanted,
-        assignee_id=approval.assignee_id,
-        internal_notes=approval.internal_notes,
-    )
-    saved = deps.bookings.update(approved)
-    if wanted and saved.meeting.status is MeetingStatus.PENDING:
-        outcome = deps.meetings.create(saved, tenant, actor=caller.user_id)
-        saved = _save_outcome(deps, outcome)
-        if outcome.error:
-            warning = describe_failure("Booking approved", outcome.error)
-    return ActionResult(saved, warning)
+
+    def approve(booking: Booking) -> Booking:
+        return lifecycle.approve(
+            booking,
+            now=deps.clock(),
+            with_meeting=wanted,
+            assignee_id=approval.assignee_id,
+            internal_notes=approval.internal_notes,
+        )
+
+    saved = _change(deps, deps.bookings.get(caller.tenant_id, booking_id), approve)
+    result = _sync(caller, saved, "Booking approved", deps)
+    return replace(result, warning=result.warning or notice)
 
 
 def decline_booking(
@@ -209,38 +214,16 @@ def decline_booking(
 ) -> ActionResult:
     require_role(caller, Role.STAFF, Role.ADMIN)
     booking = deps.bookings.get(caller.tenant_id, booking_id)
-    return _close(caller, booking, lifecycle.decline, reason, "Booking declined", deps)
+    saved = _change(deps, booking, lambda b: lifecycle.decline(b, now=deps.clock(), reason=reason))
+    return _sync(caller, saved, "Booking declined", deps)
 
 
 def cancel_booking(
     caller: Principal, booking_id: str, reason: str | None, deps: BookingDeps
 ) -> ActionResult:
     booking = load_visible(caller, deps.bookings, booking_id)
-    return _close(caller, booking, lifecycle.cancel, reason, "Booking cancelled", deps)
-
-
-def _close(
-    caller: Principal,
-    booking: Booking,
-    transition: Callable[..., Booking],
-    reason: str | None,
-    action: str,
-    deps: BookingDeps,
-) -> ActionResult:
-    had_meeting = booking.meeting.status is MeetingStatus.CREATED
-    saved = deps.bookings.update(transition(booking, now=deps.clock(), reason=reason))
-    # PENDING after closing: a create went unanswered, so Teams may hold the meeting.
-    if not had_meeting and saved.meeting.status is not MeetingStatus.PENDING:
-        return ActionResult(saved)
-    tenant = deps.tenants.get(caller.tenant_id)
-    outcome = deps.meetings.delete(saved, tenant, actor=caller.user_id)
-    saved = _save_outcome(deps, outcome)
-    warning = None
-    if outcome.error:
-        warning = describe_failure(action, outcome.error)
-        if not outcome.error.retryable:
-            warning += " Please remove the meeting in Teams if it is still there."
-    return ActionResult(saved, warning)
+    saved = _change(deps, booking, lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason))
+    return _sync(caller, saved, "Booking cancelled", deps)
 
 
 def reschedule_booking(
@@ -252,19 +235,17 @@ def reschedule_booking(
         tenant.participants_can_reschedule and is_participant(caller, booking)
     ):
         raise ForbiddenError()
-    moved = deps.bookings.update(
-        lifecycle.reschedule(booking, start=start, end=end, now=deps.clock())
+    saved = _change(
+        deps,
+        booking,
+        lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
     )
-    if moved.meeting.status is not MeetingStatus.CREATED:
-        return ActionResult(moved)
-    outcome = deps.meetings.update(moved, tenant, actor=caller.user_id)
-    saved = _save_outcome(deps, outcome)
-    warning = describe_failure("Booking rescheduled", outcome.error) if outcome.error else None
-    return ActionResult(saved, warning)
+    return _sync(caller, saved, "Booking rescheduled", deps)
 
 
 def generate_meeting(caller: Principal, booking_id: str, deps: BookingDeps) -> ActionResult:
-    """Seed 000's manual generation: the existing meeting, or a new one now."""
+    """Seed 000's manual generation: the existing meeting, or a new one now. Here the meeting
+    *is* the action, so a Graph failure is the caller's error (and is retried as well)."""
     booking = load_visible(caller, deps.bookings, booking_id)
     if not may_generate_meeting(caller, booking):
         raise ForbiddenError()
@@ -272,28 +253,42 @@ def generate_meeting(caller: Principal, booking_id: str, deps: BookingDeps) -> A
         raise IllegalTransitionError(NOT_CONFIRMED, "booking_not_confirmed")
     if booking.meeting.status is MeetingStatus.CREATED:
         return ActionResult(booking)
-    tenant = deps.tenants.get(caller.tenant_id)
-    requested = deps.bookings.update(lifecycle.meeting_requested(booking, now=deps.clock()))
-    outcome = deps.meetings.create(requested, tenant, actor=caller.user_id)
-    saved = _save_outcome(deps, outcome)
-    if outcome.error:
-        raise MeetingGenerationError(outcome.error)
-    return ActionResult(saved)
+    capability = deps.tenants.get(caller.tenant_id).meeting_capability()
+    if not capability.available:
+        raise TeamsUnavailableError(capability.reason or "not_configured")
+    requested = _change(deps, booking, lambda b: lifecycle.meeting_requested(b, now=deps.clock()))
+    synced = deps.sync.after_change(requested, actor=caller.user_id)
+    if synced.error is not None:
+        raise MeetingGenerationError(synced.error)
+    return ActionResult(synced.booking)
 
 
-def _save_outcome(deps: BookingDeps, outcome: Outcome) -> Booking:
-    """Save a meeting outcome; if the booking changed meanwhile, put the outcome on the new
-    version (the meeting exists in Teams whatever else changed)."""
-    booking = outcome.booking
-    for _ in range(3):
+# Re-applying a transition to a newer version: background writers (a worker recording what
+# Teams answered) change the ETag often, and must not turn a user's action into a conflict.
+_CHANGE_TRIES = 5
+
+
+def _change(
+    deps: BookingDeps, booking: Booking, transition: Callable[[Booking], Booking]
+) -> Booking:
+    """Save `transition(booking)`; on a lost ETag race, apply it again to the newer version
+    (which may now refuse it: an illegal transition is a 409 with nothing saved)."""
+    for _ in range(_CHANGE_TRIES - 1):
         try:
-            return deps.bookings.update(booking)
+            return deps.bookings.update(transition(booking))
         except ConcurrencyError:
-            fresh = deps.bookings.get(booking.tenant_id, booking.booking_id)
-            if fresh.meeting.generation != booking.meeting.generation:
-                return fresh
-            booking = replace(fresh, meeting=booking.meeting)
-    logger.error(
-        "meeting outcome for booking %s not saved after repeated conflicts", booking.booking_id
-    )
-    return deps.bookings.get(booking.tenant_id, booking.booking_id)
+            booking = deps.bookings.get(booking.tenant_id, booking.booking_id)
+    return deps.bookings.update(transition(booking))
+
+
+def _sync(caller: Principal, saved: Booking, action: str, deps: BookingDeps) -> ActionResult:
+    """The meeting follows the saved change; a Graph failure becomes a warning, never an error
+    (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
+    saved with the change), so the warning says so."""
+    synced = deps.sync.after_change(saved, actor=caller.user_id)
+    if synced.error is None:
+        return ActionResult(synced.booking)
+    warning = describe_failure(action, synced.error, retry_scheduled=synced.error.retryable)
+    if not synced.error.retryable and synced.booking.next_step is Step.DELETE:
+        warning += " Please remove the meeting in Teams if it is still there."
+    return ActionResult(synced.booking, warning)

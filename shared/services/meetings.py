@@ -1,8 +1,8 @@
-"""Meeting effects: make, move and remove a booking's Teams meeting through Graph.
+"""Meeting steps: the one place that makes, moves, checks and removes Teams meetings in Graph.
 
-Each effect is one attempt. It returns the booking with the outcome recorded in its meeting
-state (not yet saved), the Graph error if there was one, and a sentence for the user; it writes
-the audit record. Whether a failure fails the user's action is the caller's decision (SPEC §2).
+`MeetingSteps.take` carries out one step for a booking and says what Teams now holds (a
+`Sighting`, or that the meeting is gone) or how it failed. It writes the audit record and the
+log line of the attempt; it saves nothing (the converger records the answer on the booking).
 """
 
 from __future__ import annotations
@@ -15,18 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.domain import booking as lifecycle
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
-from shared.domain.tenant import Tenant
+from shared.domain.convergence import Sighting
+from shared.domain.meeting import Step
+from shared.domain.tenant import MicrosoftProfile, Tenant
 from shared.graph.bodies import Attendee, MeetingRequest
-from shared.graph.client import CallContext, GraphMeetingsClient
+from shared.graph.client import CallContext, GraphMeetingsClient, OnlineMeeting
 from shared.graph.errors import (
     GraphAuthError,
     GraphError,
     GraphForbiddenError,
+    GraphInvalidRequestError,
     GraphNotFoundError,
     GraphPolicyMissingError,
+    GraphThrottledError,
+    GraphTimeoutError,
     GraphTransientError,
 )
 from shared.observability import log_event
@@ -34,7 +38,7 @@ from shared.services.tenants import TenantDirectory
 from shared.storage.audit import AuditRepository
 from shared.storage.errors import StorageError
 
-logger = logging.getLogger("meetings.effects")
+logger = logging.getLogger("meetings.steps")
 RUNBOOK = "docs/integrations/teams-meetings-setup.md"
 
 
@@ -46,14 +50,23 @@ class TeamsUnavailableError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Outcome:
-    booking: Booking
-    error: GraphError | None = None
+class TeamsNotConfiguredError(GraphInvalidRequestError):
+    """A step needs the tenant's Microsoft profile or organizer, and it has none (any more)."""
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    code = "teams_unavailable"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step found: Teams holds `sighting`, or the meeting is `gone` (`gone_id`, if
+    known), or the step failed with `error`."""
+
+    step: Step
+    generation: int
+    sighting: Sighting | None = None
+    gone: bool = False
+    gone_id: str | None = None
+    error: GraphError | None = None
 
 
 def subject_for(booking: Booking, tenant: Tenant) -> str:
@@ -72,28 +85,47 @@ class _Blank(dict[str, str]):
         return ""
 
 
-def describe_failure(action: str, error: GraphError) -> str:
-    """The human sentence for a warning or an error response."""
+def describe_failure(action: str, error: GraphError, *, retry_scheduled: bool) -> str:
+    """The sentence for a warning or an error response: the real cause, and whether a retry
+    is scheduled (said only when one is)."""
     if isinstance(error, GraphPolicyMissingError):
-        return (
-            f"{action}, but Microsoft Teams refused to act for the organizer: no Teams "
-            f"Application Access Policy grants this app that user (see {RUNBOOK})."
+        cause = (
+            "Microsoft Teams refused to act for the organizer: no Teams Application Access "
+            f"Policy grants this app that user (see {RUNBOOK})"
         )
-    if isinstance(error, GraphAuthError):
-        return (
-            f"{action}, but the app could not sign in to Microsoft Graph (check the client "
-            f"id, secret and admin consent; see {RUNBOOK})."
+    elif isinstance(error, TeamsNotConfiguredError):
+        cause = "Teams meetings are not configured for this tenant any more"
+    elif isinstance(error, GraphAuthError):
+        cause = (
+            "the app could not sign in to Microsoft Graph (check the client id, secret and "
+            f"admin consent; see {RUNBOOK})"
         )
-    if isinstance(error, GraphForbiddenError):
-        return f"{action}, but Microsoft Graph denied the permission it needs (see {RUNBOOK})."
-    if isinstance(error, GraphNotFoundError):
-        return f"{action}, but Microsoft Graph did not find the organizer or the meeting."
-    if error.retryable:
-        return f"{action}, but Microsoft Teams did not answer in time; it will be retried."
-    return f"{action}, but Microsoft Graph refused the request ({error.code})."
+    elif isinstance(error, GraphForbiddenError):
+        cause = f"Microsoft Graph denied the permission it needs (see {RUNBOOK})"
+    elif isinstance(error, GraphNotFoundError):
+        cause = "Microsoft Graph did not find the meeting organizer"
+    elif isinstance(error, GraphThrottledError):
+        cause = "Microsoft Teams is throttling requests (HTTP 429)"
+    elif isinstance(error, GraphTimeoutError):
+        cause = "Microsoft Teams did not answer in time"
+    elif isinstance(error, GraphTransientError):
+        status = f" (HTTP {error.status})" if error.status else ""
+        cause = f"Microsoft Teams was unavailable{status}"
+    else:
+        cause = f"Microsoft Graph refused the request ({error.code})"
+    if retry_scheduled:
+        return f"{action}, but {cause}. It will be retried automatically."
+    return f"{action}, but {cause}. It will not be retried automatically."
 
 
-class MeetingEffects:
+_SUCCESS_EVENTS = {
+    Step.CREATE: AuditEvent.MEETING_ATTACHED,
+    Step.UPDATE: AuditEvent.MEETING_UPDATED,
+    Step.DELETE: AuditEvent.MEETING_DELETED,
+}
+
+
+class MeetingSteps:
     def __init__(
         self,
         graph: GraphMeetingsClient,
@@ -105,182 +137,164 @@ class MeetingEffects:
         self._tenants = tenants
         self._audit = audit
         self._clock = clock
+        # Organizer object ids resolved in this process, so that even a tenant whose row
+        # cannot be written resolves its organizer once.
+        self._organizers: dict[tuple[str, str], str] = {}
 
-    def create(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> Outcome:
-        """createOrGet the booking's meeting (same externalId: never two meetings)."""
+    def take(
+        self,
+        step: Step,
+        booking: Booking,
+        tenant: Tenant,
+        *,
+        actor: str | None,
+        timeout: float | None = None,
+    ) -> StepResult:
+        """Carry out `step` (CREATE, UPDATE or DELETE) once for `booking`."""
+        ctx = CallContext(
+            tenant_id=booking.tenant_id,
+            operation=step.value,
+            booking_id=booking.booking_id,
+            attempt=booking.meeting.attempts,
+            timeout=timeout,
+        )
+        calls = {Step.CREATE: self._create, Step.UPDATE: self._update, Step.DELETE: self._delete}
+        started = time.perf_counter()
+        try:
+            result = calls[step](booking, tenant, ctx)
+        except GraphError as error:
+            self._report(booking, ctx, started, actor, AuditEvent.MEETING_ATTEMPT_FAILED, error)
+            return StepResult(step, booking.meeting.generation, error=error)
+        self._report(booking, ctx, started, actor, _SUCCESS_EVENTS[step], None, result)
+        return result
+
+    def check(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> StepResult:
+        """GET the booking's meeting: is it still in Teams, at which times?"""
+        ctx = CallContext(booking.tenant_id, "verify", booking.booking_id)
+        generation = booking.meeting.generation
+        started = time.perf_counter()
+        try:
+            profile, organizer_id, meeting_id = self._address(booking, tenant)
+            try:
+                found = self._graph.get_meeting(profile, organizer_id, meeting_id, ctx)
+            except GraphNotFoundError:
+                result = StepResult(Step.NONE, generation, gone=True, gone_id=meeting_id)
+                self._report(booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result)
+                return result
+        except GraphError as error:
+            self._log(booking, ctx, started, error, None)
+            return StepResult(Step.NONE, generation, error=error)
+        result = StepResult(Step.NONE, generation, sighting=_sighting(found, organizer_id, booking))
+        self._log(booking, ctx, started, None, result)
+        return result
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def _create(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
+        """createOrGet with this generation's externalId: never two meetings for one booking."""
         capability = tenant.meeting_capability()
         if not capability.available or tenant.microsoft is None:
-            raise TeamsUnavailableError(capability.reason or "not_configured")
-        ctx = self._ctx(booking, "create")
-
-        def call() -> Booking:
-            assert tenant.microsoft is not None
-            organizer_id = self.organizer_id(tenant, ctx)
-            meeting = self._graph.create_or_get_meeting(
-                tenant.microsoft,
-                organizer_id,
-                self._request(booking, tenant),
-                tenant.meeting_options,
-                ctx,
+            raise TeamsNotConfiguredError(
+                f"Teams meetings are not available for this tenant ({capability.reason})"
             )
-            created = lifecycle.meeting_created(
-                booking,
-                meeting_id=meeting.id,
-                join_url=meeting.join_url,
-                organizer_id=organizer_id,
-                now=self._clock(),
-            )
-            if meeting.start != booking.start or meeting.end != booking.end:
-                # An earlier attempt made it before a reschedule: Graph still has old times.
-                created = replace(
-                    created,
-                    meeting=replace(
-                        created.meeting, synced_start=meeting.start, synced_end=meeting.end
-                    ),
-                )
-            return created
+        organizer_id = self.organizer_id(tenant, ctx)
+        meeting = self._graph.create_or_get_meeting(
+            tenant.microsoft, organizer_id, _request(booking, tenant), tenant.meeting_options, ctx
+        )
+        return StepResult(
+            Step.CREATE,
+            booking.meeting.generation,
+            sighting=_sighting(meeting, organizer_id, booking),
+        )
 
-        return self._run(booking, ctx, call, AuditEvent.MEETING_ATTACHED, actor)
-
-    def update(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> Outcome:
-        """PATCH the meeting's times (and subject): same meeting, same join URL."""
-        ctx = self._ctx(booking, "update")
-        meeting = booking.meeting
-
-        def call() -> Booking:
-            profile = tenant.microsoft
-            if profile is None or not meeting.meeting_id or not meeting.organizer_id:
-                raise GraphNotFoundError("the booking has no meeting to update")
-            self._graph.update_meeting(
+    def _update(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
+        """PATCH start/end (and subject): same meeting, same join URL. A meeting that is gone
+        from Teams is reported gone, so that it is made anew."""
+        profile, organizer_id, meeting_id = self._address(booking, tenant)
+        try:
+            meeting = self._graph.update_meeting(
                 profile,
-                meeting.organizer_id,
-                meeting.meeting_id,
+                organizer_id,
+                meeting_id,
                 start=booking.start,
                 end=booking.end,
                 subject=subject_for(booking, tenant),
                 ctx=ctx,
             )
-            return lifecycle.meeting_synced(booking, now=self._clock())
+        except GraphNotFoundError:
+            return StepResult(
+                Step.UPDATE, booking.meeting.generation, gone=True, gone_id=meeting_id
+            )
+        return StepResult(
+            Step.UPDATE,
+            booking.meeting.generation,
+            sighting=_sighting(meeting, organizer_id, booking),
+        )
 
-        return self._run(booking, ctx, call, AuditEvent.MEETING_UPDATED, actor)
-
-    def delete(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> Outcome:
-        """DELETE the meeting; one that is already gone counts as deleted.
-
-        When a create went unanswered we have no meeting id, but Teams may hold the meeting:
-        createOrGet with the same externalId hands it over (or makes one), and it is deleted.
-        """
-        ctx = self._ctx(booking, "delete")
+    def _delete(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
+        """DELETE the meeting (404 counts as done). After a create that went unanswered there is
+        no meeting id, but Teams may hold the meeting: createOrGet with the same externalId hands
+        it over, and it is deleted."""
         meeting = booking.meeting
-
-        def call() -> Booking:
-            profile = tenant.microsoft
-            meeting_id, organizer_id = meeting.meeting_id, meeting.organizer_id
-            if (meeting_id or meeting.create_in_doubt) and profile is None:
-                raise GraphAuthError("the tenant has no Microsoft profile any more")
-            if profile is not None and not meeting_id and meeting.create_in_doubt:
-                organizer_id = organizer_id or self.organizer_id(tenant, ctx)
-                meeting_id = self._graph.create_or_get_meeting(
-                    profile, organizer_id, self._request(booking, tenant), None, ctx
-                ).id
-            if profile is not None and meeting_id and organizer_id:
-                self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
-            return lifecycle.meeting_deleted(booking, now=self._clock())
-
-        return self._run(booking, ctx, call, AuditEvent.MEETING_DELETED, actor)
+        profile = tenant.microsoft
+        if profile is None:
+            raise TeamsNotConfiguredError("the tenant has no Microsoft profile any more")
+        meeting_id, organizer_id = meeting.meeting_id, meeting.organizer_id
+        if meeting_id is None:
+            organizer_id = organizer_id or self.organizer_id(tenant, ctx)
+            meeting_id = self._graph.create_or_get_meeting(
+                profile, organizer_id, _request(booking, tenant), None, ctx
+            ).id
+        if organizer_id is None:
+            raise TeamsNotConfiguredError("the meeting's organizer is not known")
+        self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
+        return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
 
     def organizer_id(self, tenant: Tenant, ctx: CallContext) -> str:
-        """The organizer's object id: stored, or resolved from the UPN once and kept."""
+        """The organizer's object id: stored, or resolved from the UPN once and kept, for every
+        tenant (the one described by the environment alone gets a row for it)."""
         if tenant.organizer_object_id:
             return tenant.organizer_object_id
         assert tenant.microsoft is not None
         assert tenant.organizer_upn
-        user = self._graph.get_user(tenant.microsoft, tenant.organizer_upn, ctx)
-        if tenant.etag is not None:
-            # Keep it for next time; losing this race only costs a lookup later.
-            try:
-                self._tenants.save(replace(tenant, organizer_object_id=user.id))
-            except StorageError:
-                logger.info("organizer id not stored for tenant %s", tenant.tenant_id)
-        return user.id
-
-    @staticmethod
-    def _request(booking: Booking, tenant: Tenant) -> MeetingRequest:
-        return MeetingRequest(
-            external_id=booking.external_id,
-            subject=subject_for(booking, tenant),
-            start=booking.start,
-            end=booking.end,
-            attendees=tuple(Attendee(p.email, p.display_name) for p in booking.participants),
-        )
-
-    def _ctx(self, booking: Booking, operation: str) -> CallContext:
-        return CallContext(
-            tenant_id=booking.tenant_id,
-            operation=operation,
-            booking_id=booking.booking_id,
-            attempt=booking.meeting.attempts + 1,
-        )
-
-    def _run(
-        self,
-        booking: Booking,
-        ctx: CallContext,
-        call: Callable[[], Booking],
-        success: AuditEvent,
-        actor: str | None,
-    ) -> Outcome:
-        started = time.perf_counter()
+        key = (tenant.tenant_id, tenant.organizer_upn.lower())
+        known = self._organizers.get(key)
+        if known is None:
+            known = self._graph.get_user(tenant.microsoft, tenant.organizer_upn, ctx).id
+            self._organizers[key] = known
         try:
-            result = call()
-        except GraphError as error:
-            latency = round((time.perf_counter() - started) * 1000)
-            failed = lifecycle.meeting_attempt_failed(
-                booking,
-                error_code=error.code,
-                retryable=error.retryable,
-                unanswered=isinstance(error, GraphTransientError),
-                now=self._clock(),
-            )
-            self._record(failed, AuditEvent.MEETING_FAILED, ctx, latency, actor, error)
-            log_event(
-                logger,
-                logging.WARNING,
-                "meeting_effect_failed",
-                tenant=booking.tenant_id,
-                bookingId=booking.booking_id,
-                operation=ctx.operation,
-                attempt=ctx.attempt,
-                latencyMs=latency,
-                graphStatus=error.status,
-                errorCode=error.code,
-                retryable=error.retryable,
-            )
-            return Outcome(failed, error)
-        latency = round((time.perf_counter() - started) * 1000)
-        self._record(result, success, ctx, latency, actor, None)
-        log_event(
-            logger,
-            logging.INFO,
-            "meeting_effect",
-            tenant=booking.tenant_id,
-            bookingId=booking.booking_id,
-            operation=ctx.operation,
-            attempt=ctx.attempt,
-            latencyMs=latency,
-            meetingId=result.meeting.meeting_id,
-        )
-        return Outcome(result)
+            self._tenants.save(replace(tenant, organizer_object_id=known))
+        except StorageError:
+            # Losing this race, or a storage hiccup, costs at most a lookup in another process.
+            logger.info("organizer id not stored for tenant %s", tenant.tenant_id)
+        return known
 
-    def _record(
+    def _address(self, booking: Booking, tenant: Tenant) -> tuple[MicrosoftProfile, str, str]:
+        meeting = booking.meeting
+        if tenant.microsoft is None:
+            raise TeamsNotConfiguredError("the tenant has no Microsoft profile any more")
+        if not meeting.meeting_id or not meeting.organizer_id:
+            raise GraphNotFoundError("the booking has no meeting in Teams")
+        return tenant.microsoft, meeting.organizer_id, meeting.meeting_id
+
+    # -- audit and logs -------------------------------------------------------------------------
+
+    def _report(
         self,
         booking: Booking,
-        event: AuditEvent,
         ctx: CallContext,
-        latency_ms: int,
+        started: float,
         actor: str | None,
+        event: AuditEvent,
         error: GraphError | None,
+        result: StepResult | None = None,
     ) -> None:
+        latency = self._log(booking, ctx, started, error, result)
+        meeting_id = booking.meeting.meeting_id
+        if result is not None and result.sighting is not None:
+            meeting_id = result.sighting.meeting_id
+        elif result is not None and result.gone_id:
+            meeting_id = result.gone_id
         record = AuditRecord(
             tenant_id=booking.tenant_id,
             booking_id=booking.booking_id,
@@ -289,14 +303,68 @@ class MeetingEffects:
             record_id=uuid.uuid4().hex,
             operation=ctx.operation,
             attempt=ctx.attempt,
-            latency_ms=latency_ms,
+            latency_ms=latency,
             graph_status=error.status if error else None,
             error_code=error.code if error else None,
-            meeting_id=booking.meeting.meeting_id,
+            meeting_id=meeting_id,
             actor=actor,
+            requested_at=booking.meeting.requested_at,
         )
         try:
             self._audit.add(record)
         except StorageError:
             # The audit trail must not undo a meeting that exists; the log line still tells.
             logger.exception("audit record not stored for booking %s", booking.booking_id)
+
+    @staticmethod
+    def _log(
+        booking: Booking,
+        ctx: CallContext,
+        started: float,
+        error: GraphError | None,
+        result: StepResult | None,
+    ) -> int:
+        latency = round((time.perf_counter() - started) * 1000)
+        fields: dict[str, object] = {
+            "tenant": booking.tenant_id,
+            "bookingId": booking.booking_id,
+            "operation": ctx.operation,
+            "attempt": ctx.attempt,
+            "latencyMs": latency,
+        }
+        if error is None:
+            gone = result is not None and result.gone
+            log_event(logger, logging.INFO, "meeting_step", **fields, gone=gone)
+        else:
+            log_event(
+                logger,
+                logging.WARNING,
+                "meeting_step_failed",
+                **fields,
+                graphStatus=error.status,
+                errorCode=error.code,
+                retryable=error.retryable,
+            )
+        return latency
+
+
+def _request(booking: Booking, tenant: Tenant) -> MeetingRequest:
+    return MeetingRequest(
+        external_id=booking.external_id,
+        subject=subject_for(booking, tenant),
+        start=booking.start,
+        end=booking.end,
+        attendees=tuple(Attendee(p.email, p.display_name) for p in booking.participants),
+    )
+
+
+def _sighting(meeting: OnlineMeeting, organizer_id: str, booking: Booking) -> Sighting:
+    # createOrGet returns an existing meeting unchanged, so its times are what Teams holds;
+    # Graph always answers with them, the booking's are only a fallback.
+    return Sighting(
+        meeting_id=meeting.id,
+        join_url=meeting.join_url,
+        organizer_id=organizer_id,
+        start=meeting.start or booking.start,
+        end=meeting.end or booking.end,
+    )

@@ -34,6 +34,13 @@ class TenantDirectory:
             tenant = replace(tenant, microsoft=self._default.microsoft)
         return tenant
 
+    def tenant_ids(self) -> list[str]:
+        """Every tenant that may have meetings: the stored ones and the default tenant."""
+        ids = {tenant.tenant_id for tenant in self._repository.list_all()}
+        if self._default is not None:
+            ids.add(self._default.tenant_id)
+        return sorted(ids)
+
     def save(self, tenant: Tenant) -> Tenant:
         """Insert a tenant seen for the first time, or update one read earlier (ETag)."""
         if tenant.etag is None:

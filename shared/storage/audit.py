@@ -109,6 +109,7 @@ def audit_to_entity(record: AuditRecord) -> dict[str, Any]:
         "ErrorCode": record.error_code,
         "MeetingId": record.meeting_id,
         "Actor": record.actor,
+        "RequestedAt": None if record.requested_at is None else to_utc(record.requested_at, "at"),
     }
 
 
@@ -127,4 +128,5 @@ def entity_to_audit(entity: Any) -> AuditRecord:
         error_code=r.opt_text("ErrorCode"),
         meeting_id=r.opt_text("MeetingId"),
         actor=r.opt_text("Actor"),
+        requested_at=r.opt_moment("RequestedAt"),
     )

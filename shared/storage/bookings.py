@@ -5,13 +5,16 @@ Partition design (one table, `bookings`; see docs/architecture.md):
     PartitionKey = tenant id              every query is inside one tenant
     RowKey  b|{bookingId}                 the booking itself
             p|{participantId}|{bookingId} "bookings of this participant" index row
-            r|{bookingId}                 marker: this booking needs reconciliation
+            r|{bookingId}                 marker: this booking's meeting needs work (the outbox)
+            s|{startUtc}|{bookingId}      start-time index of bookings whose meeting is wanted
             k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
 
 Because the three kinds share the tenant's partition, a booking and its index rows are written
 in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
 range scan over `b|`; a participant's a range scan over `p|{id}|` followed by point reads; the
-reconciler reads only `r|` rows, so its cost grows with the bookings that need work, not with all.
+reconciler reads only `r|` rows, so its cost grows with the bookings that need work, not with all;
+pre-start verification reads only the `s|` rows of its window. Index rows left behind by a
+reschedule or a cancellation are filtered out by the point read and then deleted.
 A create that carries an Idempotency-Key inserts its `k|` row in the same transaction, so a
 repeated request can never make a second booking.
 """
@@ -30,9 +33,9 @@ from shared.domain.booking import (
     Booking,
     BookingStatus,
     MeetingState,
-    MeetingStatus,
     Participant,
     ParticipantRole,
+    settled,
 )
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 TABLE = "bookings"
-_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST = "b", "p", "r", "k"
+_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "p", "r", "k", "s"
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,18 @@ class BookingRepository(Protocol):
         self, tenant_id: str, participant_id: str, query: BookingQuery
     ) -> list[Booking]: ...
 
-    def list_needing_reconciliation(self, tenant_id: str, limit: int = 100) -> list[Booking]: ...
+    def list_needing_reconciliation(
+        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    ) -> list[Booking]:
+        """Bookings carrying the "needs work" marker, read through the marker index only.
+        With `due_by`, those whose scheduled retry is later are left to it."""
+        ...
+
+    def list_starting_between(
+        self, tenant_id: str, start_from: datetime, start_to: datetime
+    ) -> list[Booking]:
+        """Bookings whose meeting is wanted and that start in [start_from, start_to)."""
+        ...
 
 
 def matches(booking: Booking, query: BookingQuery) -> bool:
@@ -140,9 +154,7 @@ class TableBookingRepository:
         booking = replace(booking, version=1, etag=None)
         entity = booking_to_entity(booking)
         operations: list[Any] = [("create", entity)]
-        operations += [("upsert", e) for e in _participant_rows(booking)]
-        if booking.needs_reconciliation:
-            operations.append(("upsert", _marker_row(booking)))
+        operations += [("upsert", e) for e in _index_rows(booking)]
         if request is not None:
             operations.append(("create", _request_row(booking, request)))
         what = f"booking {booking.booking_id}"
@@ -164,6 +176,7 @@ class TableBookingRepository:
         keys = _booking_keys(tenant_id, booking_id)
         with translated_errors(f"booking {booking_id}"):
             entity = self._table.get_entity(*keys)
+        self._tables.reads += 1
         return entity_to_booking(entity)
 
     def update(self, booking: Booking) -> Booking:
@@ -185,9 +198,7 @@ class TableBookingRepository:
                 },
             )
         ]
-        operations += [("upsert", e) for e in _participant_rows(saved)]
-        if saved.needs_reconciliation:
-            operations.append(("upsert", _marker_row(saved)))
+        operations += [("upsert", e) for e in _index_rows(saved)]
         with translated_errors(f"booking {booking.booking_id}"):
             results = self._table.submit_transaction(operations)
         if not saved.needs_reconciliation:
@@ -220,11 +231,16 @@ class TableBookingRepository:
             query,
         )
 
-    def list_needing_reconciliation(self, tenant_id: str, limit: int = 100) -> list[Booking]:
+    def list_needing_reconciliation(
+        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    ) -> list[Booking]:
         pk = validate_key(tenant_id, "tenant id")
         flt = f"{_pk_filter(pk)} and {prefix_range(_RECONCILE + '|')}"
         result: list[Booking] = []
         for marker in self._query(flt):
+            not_before = marker.get("NotBefore")
+            if due_by is not None and not_before is not None and not_before > due_by:
+                continue
             booking = self._get_or_none(pk, marker["BookingId"])
             if booking is None or not booking.needs_reconciliation:
                 # A marker outlived its reason (its clean-up was interrupted): heal it.
@@ -236,9 +252,29 @@ class TableBookingRepository:
                 break
         return result
 
+    def list_starting_between(
+        self, tenant_id: str, start_from: datetime, start_to: datetime
+    ) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        low = row_key(_START, _stamp(to_utc(start_from, "from")))
+        high = row_key(_START, _stamp(to_utc(start_to, "to")))
+        flt = f"{_pk_filter(pk)} and RowKey ge '{low}' and RowKey lt '{high}'"
+        found: list[Booking] = []
+        for row in list(self._query(flt)):
+            booking = self._get_or_none(pk, row["BookingId"])
+            if booking is not None and _start_row_key(booking) == row["RowKey"]:
+                found.append(booking)
+                continue
+            # Left behind by a reschedule or a cancellation: the point read is the truth.
+            with contextlib.suppress(NotFoundError), translated_errors("start index row"):
+                self._table.delete_entity(pk, row["RowKey"])
+        return sorted(found, key=lambda b: (b.start, b.booking_id))
+
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):
-            yield from self._table.query_entities(flt)
+            for entity in self._table.query_entities(flt):
+                self._tables.reads += 1
+                yield entity
 
     def _get_or_none(self, tenant_id: str, booking_id: str) -> Booking | None:
         try:
@@ -305,6 +341,36 @@ def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
     }
 
 
+def _index_rows(booking: Booking) -> list[dict[str, Any]]:
+    """The rows written with the booking in its transaction: participants, the "needs work"
+    marker while a meeting step is outstanding, and the start index while a meeting is wanted."""
+    rows = _participant_rows(booking)
+    if booking.needs_reconciliation:
+        rows.append(_marker_row(booking))
+    start_key = _start_row_key(booking)
+    if start_key is not None:
+        rows.append(
+            {
+                "PartitionKey": booking.tenant_id,
+                "RowKey": start_key,
+                "Kind": "start",
+                "BookingId": booking.booking_id,
+            }
+        )
+    return rows
+
+
+def _start_row_key(booking: Booking) -> str | None:
+    if not (booking.live and booking.meeting.wanted):
+        return None
+    return row_key(_START, _stamp(to_utc(booking.start, "start")), booking.booking_id)
+
+
+def _stamp(moment: datetime) -> str:
+    # Fixed width, so row keys sort by time.
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _marker_row(booking: Booking) -> dict[str, Any]:
     return {
         "PartitionKey": booking.tenant_id,
@@ -312,6 +378,8 @@ def _marker_row(booking: Booking) -> dict[str, Any]:
         "Kind": "reconcile",
         "BookingId": booking.booking_id,
         "BookingVersion": booking.version,
+        # A retry is already scheduled for then: the reconciler leaves it to the queue.
+        "NotBefore": _opt_utc(booking.meeting.next_attempt_at, "next attempt"),
     }
 
 
@@ -354,23 +422,35 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "InternalNotes": check_string(booking.internal_notes, "internal notes"),
         "StatusReason": check_string(booking.status_reason, "reason"),
         "MeetingWanted": meeting.wanted,
+        "MeetingGeneration": meeting.generation,
+        "MeetingRequestedAt": _opt_utc(meeting.requested_at, "requested"),
         "MeetingStatus": meeting.status.value,
         "MeetingProvider": meeting.provider,
         "MeetingJoinUrl": check_string(meeting.join_url, "join URL"),
         "MeetingId": check_string(meeting.meeting_id, "meeting id"),
         "MeetingOrganizerId": meeting.organizer_id,
-        "MeetingGeneration": meeting.generation,
-        "MeetingSyncedStart": meeting.synced_start and to_utc(meeting.synced_start, "synced"),
-        "MeetingSyncedEnd": meeting.synced_end and to_utc(meeting.synced_end, "synced"),
+        "MeetingSyncedStart": _opt_utc(meeting.synced_start, "synced"),
+        "MeetingSyncedEnd": _opt_utc(meeting.synced_end, "synced"),
+        "MeetingRemoved": meeting.removed,
+        "MeetingCreateInDoubt": meeting.create_in_doubt,
+        "MeetingVerifiedAt": _opt_utc(meeting.verified_at, "verified"),
         "MeetingAttempts": meeting.attempts,
         "MeetingLastErrorCode": meeting.last_error_code,
-        "MeetingChangedAt": meeting.changed_at and to_utc(meeting.changed_at, "changed"),
-        "MeetingCreateInDoubt": meeting.create_in_doubt,
+        "MeetingFailed": meeting.failed,
+        "MeetingNextAttemptAt": _opt_utc(meeting.next_attempt_at, "next attempt"),
+        "MeetingClaimToken": meeting.claim_token,
+        "MeetingClaimUntil": _opt_utc(meeting.claim_until, "claim"),
+        "MeetingChangedAt": _opt_utc(meeting.changed_at, "changed"),
     }
 
 
+def _opt_utc(value: datetime | None, what: str) -> datetime | None:
+    return None if value is None else to_utc(value, what)
+
+
 def entity_to_booking(entity: Any) -> Booking:
-    """Read a stored booking; a row that does not fit the schema raises `SchemaError`."""
+    """Read a stored booking; a row that does not fit the schema raises `SchemaError`.
+    The meeting status is derived again from the stored state, never trusted on its own."""
     r = EntityReader(entity, "booking")
     try:
         participants = tuple(
@@ -386,37 +466,45 @@ def entity_to_booking(entity: Any) -> Booking:
         if isinstance(exc, SchemaError):
             raise
         raise r.fail(f"Participants do not fit the schema ({exc})") from exc
-    return Booking(
-        tenant_id=r.text("PartitionKey"),
-        booking_id=r.text("BookingId"),
-        status=r.enum("Status", BookingStatus),
-        subject=r.text("Subject"),
-        level=r.opt_text("Level"),
-        start=r.moment("Start"),
-        end=r.moment("End"),
-        time_zone=r.text("TimeZone"),
-        participants=participants,
-        created_by=r.text("CreatedBy"),
-        created_at=r.moment("CreatedAt"),
-        updated_at=r.moment("UpdatedAt"),
-        assignee_id=r.opt_text("AssigneeId"),
-        internal_notes=r.opt_text("InternalNotes"),
-        status_reason=r.opt_text("StatusReason"),
-        meeting=MeetingState(
-            wanted=r.flag("MeetingWanted"),
-            status=r.enum("MeetingStatus", MeetingStatus),
-            provider=r.opt_text("MeetingProvider"),
-            join_url=r.opt_text("MeetingJoinUrl"),
-            meeting_id=r.opt_text("MeetingId"),
-            organizer_id=r.opt_text("MeetingOrganizerId"),
-            generation=r.number("MeetingGeneration", default=1),
-            synced_start=r.opt_moment("MeetingSyncedStart"),
-            synced_end=r.opt_moment("MeetingSyncedEnd"),
-            attempts=r.number("MeetingAttempts", default=0),
-            last_error_code=r.opt_text("MeetingLastErrorCode"),
-            changed_at=r.opt_moment("MeetingChangedAt"),
-            create_in_doubt=r.flag("MeetingCreateInDoubt"),
-        ),
-        version=r.number("Version", default=1),
-        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    return settled(
+        Booking(
+            tenant_id=r.text("PartitionKey"),
+            booking_id=r.text("BookingId"),
+            status=r.enum("Status", BookingStatus),
+            subject=r.text("Subject"),
+            level=r.opt_text("Level"),
+            start=r.moment("Start"),
+            end=r.moment("End"),
+            time_zone=r.text("TimeZone"),
+            participants=participants,
+            created_by=r.text("CreatedBy"),
+            created_at=r.moment("CreatedAt"),
+            updated_at=r.moment("UpdatedAt"),
+            assignee_id=r.opt_text("AssigneeId"),
+            internal_notes=r.opt_text("InternalNotes"),
+            status_reason=r.opt_text("StatusReason"),
+            meeting=MeetingState(
+                wanted=r.flag("MeetingWanted"),
+                generation=r.number("MeetingGeneration", default=1),
+                requested_at=r.opt_moment("MeetingRequestedAt"),
+                provider=r.opt_text("MeetingProvider"),
+                meeting_id=r.opt_text("MeetingId"),
+                join_url=r.opt_text("MeetingJoinUrl"),
+                organizer_id=r.opt_text("MeetingOrganizerId"),
+                synced_start=r.opt_moment("MeetingSyncedStart"),
+                synced_end=r.opt_moment("MeetingSyncedEnd"),
+                removed=r.flag("MeetingRemoved"),
+                create_in_doubt=r.flag("MeetingCreateInDoubt"),
+                verified_at=r.opt_moment("MeetingVerifiedAt"),
+                attempts=r.number("MeetingAttempts", default=0),
+                last_error_code=r.opt_text("MeetingLastErrorCode"),
+                failed=r.flag("MeetingFailed"),
+                next_attempt_at=r.opt_moment("MeetingNextAttemptAt"),
+                claim_token=r.opt_text("MeetingClaimToken"),
+                claim_until=r.opt_moment("MeetingClaimUntil"),
+                changed_at=r.opt_moment("MeetingChangedAt"),
+            ),
+            version=r.number("Version", default=1),
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )
     )

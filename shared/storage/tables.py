@@ -215,6 +215,9 @@ class Tables:
         self._service = service
         self._prefix = prefix
         self._ready: dict[str, TableClient] = {}
+        # Entities read by repositories through these tables (point reads and query results),
+        # so that a job can report what it cost. Approximate under threads; a figure, not a lock.
+        self.reads = 0
 
     def table(self, name: str) -> TableClient:
         full_name = f"{self._prefix}{name}"

@@ -91,6 +91,7 @@ class TableTenantRepository:
     def list_all(self) -> list[Tenant]:
         with translated_errors("tenants query"):
             entities = list(self._table.query_entities(f"PartitionKey eq '{_PARTITION}'"))
+        self._tables.reads += len(entities)
         return sorted((entity_to_tenant(e) for e in entities), key=lambda t: t.tenant_id)
 
 

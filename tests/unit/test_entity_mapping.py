@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.domain.booking import MeetingState, MeetingStatus
+from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
 from shared.storage.bookings import booking_to_entity, entity_to_booking
 from shared.storage.errors import InvalidKeyError, SchemaError
 from shared.storage.tables import MAX_STRING_PROPERTY_CHARS, validate_key
@@ -25,18 +25,23 @@ class StoredEntity(dict):
 
 def test_a_booking_survives_the_round_trip():
     booking = a_booking(
+        status=BookingStatus.CONFIRMED,
         meeting=MeetingState(
             wanted=True,
-            status=MeetingStatus.CREATED,
+            generation=2,
+            requested_at=T0 - timedelta(days=2),
             provider="teams",
             join_url="https://teams.microsoft.com/l/meetup-join/x",
             meeting_id="m1",
             organizer_id="org-1",
-            generation=2,
-            synced_start=T0,
-            synced_end=T0 + timedelta(hours=1),
+            synced_start=T0 - timedelta(hours=1),
+            synced_end=T0,
+            verified_at=T0 - timedelta(hours=5),
             attempts=3,
             last_error_code="graph_throttled",
+            next_attempt_at=T0 - timedelta(days=1),
+            claim_token="c1",
+            claim_until=T0 - timedelta(days=1, seconds=-40),
             changed_at=T0,
         ),
         assignee_id="tutor-1",
@@ -46,7 +51,8 @@ def test_a_booking_survives_the_round_trip():
 
     back = entity_to_booking(StoredEntity(booking_to_entity(booking)))
 
-    assert back == booking
+    # the status is derived on the way in: Teams holds other times, so the update is pending
+    assert back == replace(booking, meeting=replace(booking.meeting, status=MeetingStatus.PENDING))
     assert back.version == 4
     assert back.etag == 'W/"1"'
 

@@ -18,6 +18,9 @@ EXPECTED = {
     "teams_settings_get": ("httpTrigger", "v1/teams-meetings/settings", {"GET"}),
     "teams_settings_put": ("httpTrigger", "v1/teams-meetings/settings", {"PUT"}),
     "teams_verify_organizer": ("httpTrigger", "v1/teams-meetings/verify-organizer", {"POST"}),
+    "meeting_ops": ("queueTrigger", None, set()),
+    "meeting_ops_poison": ("queueTrigger", None, set()),
+    "reconcile": ("timerTrigger", None, set()),
 }
 
 
@@ -51,3 +54,11 @@ def test_http_routes_have_no_api_prefix_of_their_own():
     for fn in index():
         route = fn.get_trigger().get_dict_repr().get("route") or ""
         assert not route.startswith("api/")
+
+
+def test_queues_and_timer_are_bound_to_their_names_and_setting():
+    triggers = {fn.get_function_name(): fn.get_trigger().get_dict_repr() for fn in index()}
+
+    assert triggers["meeting_ops"]["queueName"] == "meeting-ops"
+    assert triggers["meeting_ops_poison"]["queueName"] == "meeting-ops-poison"
+    assert triggers["reconcile"]["schedule"] == "%RECONCILE_SCHEDULE%"

@@ -8,12 +8,15 @@ from datetime import timedelta
 import pytest
 
 from shared.domain import booking as lifecycle
+from shared.domain import convergence as facts
 from shared.domain.booking import (
     BookingStatus,
     IllegalTransitionError,
     MeetingState,
     MeetingStatus,
+    Step,
 )
+from shared.domain.convergence import Sighting
 from tests.builders import T0, a_booking
 
 NOW = T0 - timedelta(days=1)
@@ -21,8 +24,23 @@ S = BookingStatus
 
 
 def created_meeting(booking):
-    return lifecycle.meeting_created(
-        booking, meeting_id="m1", join_url="https://teams/x", organizer_id="o1", now=NOW
+    """The booking once Teams made its meeting at the booking's times."""
+    held = facts.claimed(booking, "w1", NOW + timedelta(minutes=1))
+    sighting = Sighting("m1", "https://teams/x", "o1", booking.start, booking.end)
+    return facts.seen(held, held.meeting.generation, sighting, "w1", NOW)
+
+
+def failed_create(booking, code, *, retryable, unanswered=False):
+    held = facts.claimed(booking, "w1", NOW + timedelta(minutes=1))
+    return facts.attempt_failed(
+        held,
+        step=Step.CREATE,
+        error_code=code,
+        retryable=retryable,
+        unanswered=unanswered,
+        doubt_before=booking.meeting.create_in_doubt,
+        token="w1",
+        now=NOW,
     )
 
 
@@ -69,14 +87,18 @@ def test_approval_without_a_meeting_leaves_nothing_to_do():
 
 def test_a_created_meeting_in_step_needs_nothing_and_a_reschedule_makes_drift():
     booking = created_meeting(lifecycle.approve(a_booking(), now=NOW, with_meeting=True))
+    assert booking.meeting.status is MeetingStatus.CREATED
     assert not booking.needs_reconciliation
 
     moved = lifecycle.reschedule(
         booking, start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1), now=NOW
     )
 
+    assert moved.next_step is Step.UPDATE
+    assert moved.meeting.status is MeetingStatus.PENDING  # never `created` while Teams differs
     assert moved.needs_reconciliation
-    assert not lifecycle.meeting_synced(moved, now=NOW).needs_reconciliation
+    patched = Sighting("m1", "https://teams/x", "o1", moved.start, moved.end)
+    assert not facts.seen(moved, 1, patched, "w1", NOW).needs_reconciliation
 
 
 def test_cancelling_with_a_meeting_leaves_its_deletion_outstanding():
@@ -85,9 +107,11 @@ def test_cancelling_with_a_meeting_leaves_its_deletion_outstanding():
     cancelled = lifecycle.cancel(booking, now=NOW, reason="ill")
 
     assert cancelled.status_reason == "ill"
-    assert cancelled.meeting.status is MeetingStatus.CREATED
-    assert cancelled.needs_reconciliation
-    assert not lifecycle.meeting_deleted(cancelled, now=NOW).needs_reconciliation
+    assert cancelled.next_step is Step.DELETE
+    assert cancelled.meeting.status is MeetingStatus.PENDING
+    removed = facts.gone(cancelled, 1, "m1", "w1", NOW)
+    assert removed.meeting.status is MeetingStatus.DELETED
+    assert not removed.needs_reconciliation
 
 
 def test_cancelling_before_any_meeting_exists_drops_the_pending_creation():
@@ -101,54 +125,79 @@ def test_cancelling_before_any_meeting_exists_drops_the_pending_creation():
 
 def test_cancelling_after_an_unanswered_create_leaves_its_removal_outstanding():
     approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
-    timed_out = lifecycle.meeting_attempt_failed(
-        approved, error_code="graph_timeout", retryable=True, unanswered=True, now=NOW
-    )
+    timed_out = failed_create(approved, "graph_timeout", retryable=True, unanswered=True)
 
     cancelled = lifecycle.cancel(timed_out, now=NOW)
 
     assert cancelled.meeting.create_in_doubt
+    assert cancelled.next_step is Step.DELETE
     assert (cancelled.meeting.status, cancelled.meeting.wanted) == (MeetingStatus.PENDING, False)
-    assert cancelled.needs_reconciliation
-    removed = lifecycle.meeting_deleted(cancelled, now=NOW)
+    removed = facts.gone(cancelled, 1, "found-by-external-id", "w1", NOW)
     assert not removed.meeting.create_in_doubt
+    assert removed.meeting.status is MeetingStatus.DELETED
     assert not removed.needs_reconciliation
+
+
+def test_a_create_in_flight_is_in_doubt_until_answered():
+    # The claim is the write-ahead record: a worker that dies mid-create leaves a doubt, which
+    # a cancellation resolves by finding the meeting rather than forgetting it.
+    approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
+
+    held = facts.claimed(approved, "w1", NOW + timedelta(minutes=1))
+
+    assert held.meeting.create_in_doubt
+    assert lifecycle.cancel(held, now=NOW).next_step is Step.DELETE
 
 
 def test_a_refused_create_leaves_no_doubt_and_a_success_ends_it():
     approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
-    throttled = lifecycle.meeting_attempt_failed(
-        approved, error_code="graph_throttled", retryable=True, now=NOW
-    )
-    unanswered = lifecycle.meeting_attempt_failed(
-        approved, error_code="graph_unavailable", retryable=True, unanswered=True, now=NOW
-    )
+    throttled = failed_create(approved, "graph_throttled", retryable=True)
+    unanswered = failed_create(approved, "graph_unavailable", retryable=True, unanswered=True)
 
+    assert not throttled.meeting.create_in_doubt
     assert lifecycle.cancel(throttled, now=NOW).meeting.status is MeetingStatus.NONE
+    assert unanswered.meeting.create_in_doubt
     assert not created_meeting(unanswered).meeting.create_in_doubt
+    # a clear refusal after an unanswered attempt does not clear the earlier doubt
+    assert failed_create(unanswered, "graph_throttled", retryable=True).meeting.create_in_doubt
 
 
 def test_a_failed_create_stays_pending_when_retryable_and_fails_when_not():
     approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
 
-    retry = lifecycle.meeting_attempt_failed(
-        approved, error_code="graph_throttled", retryable=True, now=NOW
-    )
-    final = lifecycle.meeting_attempt_failed(
-        approved, error_code="graph_policy_missing", retryable=False, now=NOW
-    )
+    retry = failed_create(approved, "graph_throttled", retryable=True)
+    final = failed_create(approved, "graph_policy_missing", retryable=False)
 
     assert (retry.meeting.status, retry.meeting.attempts) == (MeetingStatus.PENDING, 1)
+    assert retry.needs_reconciliation
     assert (final.meeting.status, final.meeting.last_error_code) == (
         MeetingStatus.FAILED,
         "graph_policy_missing",
     )
+    assert not final.needs_reconciliation
+
+
+def test_asking_again_after_a_failure_starts_the_work_afresh():
+    final = failed_create(
+        lifecycle.approve(a_booking(), now=NOW, with_meeting=True),
+        "graph_policy_missing",
+        retryable=False,
+    )
+
+    again = lifecycle.meeting_requested(final, now=NOW)
+
+    assert (again.meeting.status, again.meeting.attempts, again.meeting.failed) == (
+        MeetingStatus.PENDING,
+        0,
+        False,
+    )
+    assert again.needs_reconciliation
 
 
 def test_a_new_meeting_after_a_deleted_one_uses_a_new_external_id():
     booking = replace(
         a_booking(status=BookingStatus.CONFIRMED, booking_id="b1", tenant_id="t"),
-        meeting=MeetingState(wanted=True, status=MeetingStatus.DELETED, meeting_id="old"),
+        meeting=MeetingState(wanted=False, meeting_id="old", removed=True),
     )
 
     requested = lifecycle.meeting_requested(booking, now=NOW)
@@ -156,6 +205,28 @@ def test_a_new_meeting_after_a_deleted_one_uses_a_new_external_id():
     assert requested.external_id == "t:b1:2"
     assert requested.meeting.meeting_id is None
     assert requested.meeting.status is MeetingStatus.PENDING
+    assert requested.next_step is Step.CREATE
+
+
+def test_a_meeting_gone_from_teams_while_wanted_is_made_anew():
+    booking = created_meeting(
+        lifecycle.approve(a_booking(booking_id="b1", tenant_id="t"), now=NOW, with_meeting=True)
+    )
+
+    found_gone = facts.gone(booking, 1, "m1", "w1", NOW)
+
+    assert found_gone.external_id == "t:b1:2"
+    assert found_gone.next_step is Step.CREATE
+    assert found_gone.meeting.join_url is None
+
+
+def test_a_sighting_of_an_older_generation_changes_nothing():
+    booking = created_meeting(lifecycle.approve(a_booking(), now=NOW, with_meeting=True))
+    anew = facts.gone(booking, 1, "m1", "w1", NOW)
+
+    late = facts.seen(anew, 1, Sighting("m1", "u", "o1", booking.start, booking.end), "w", NOW)
+
+    assert late == anew
 
 
 def test_rescheduling_to_an_end_before_the_start_is_refused():

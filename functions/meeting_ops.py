@@ -1,0 +1,47 @@
+"""The `meeting-ops` queue (SPEC §7): converge the meeting of the booking a message names; and
+its poison queue, whose consumer records work that stopped for good."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.services.meeting_work import record_poisoned
+from shared.storage.queues import (
+    MEETING_OPS_POISON_QUEUE,
+    MEETING_OPS_QUEUE,
+    BadMessageError,
+    MeetingWork,
+    PoisonedWork,
+)
+
+bp = func.Blueprint()
+logger = logging.getLogger("meetings.queue")
+
+
+@bp.function_name("meeting_ops")
+@bp.queue_trigger(arg_name="msg", queue_name=MEETING_OPS_QUEUE, connection="AzureWebJobsStorage")
+def meeting_ops(msg: func.QueueMessage) -> None:
+    try:
+        work = MeetingWork.from_text(msg.get_body())
+    except BadMessageError as exc:
+        # Retrying cannot make it readable: drop it, loudly.
+        logger.error("meeting-ops message %s dropped: %s", msg.id, exc)
+        return
+    services().worker.handle(work)
+
+
+@bp.function_name("meeting_ops_poison")
+@bp.queue_trigger(
+    arg_name="msg", queue_name=MEETING_OPS_POISON_QUEUE, connection="AzureWebJobsStorage"
+)
+def meeting_ops_poison(msg: func.QueueMessage) -> None:
+    try:
+        poisoned = PoisonedWork.from_text(msg.get_body())
+    except BadMessageError as exc:
+        logger.error("meeting-ops-poison message %s is not meeting work: %s", msg.id, exc)
+        return
+    svc = services()
+    record_poisoned(poisoned, svc.audit, svc.clock())

@@ -1,0 +1,16 @@
+"""The reconciliation timer (SPEC §7): converge every booking marked "needs work", across all
+tenants, and verify the meetings of bookings that start soon against Teams."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.bootstrap import services
+
+bp = func.Blueprint()
+
+
+@bp.function_name("reconcile")
+@bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def reconcile(timer: func.TimerRequest) -> None:
+    services().reconciler.run()

@@ -1,0 +1,176 @@
+"""Converge one booking's meeting: read the latest version, take the next step, record what
+Teams answered, and repeat until nothing differs or a call fails (SPEC §7).
+
+Why this is race-safe:
+- The step is computed from the latest stored booking, never carried in a message or a request.
+- Before a Graph call the worker writes a short claim with the booking's ETag, so only one worker
+  calls Graph for a booking at a time; a trigger that finds the claim taken leaves the work to
+  its holder, who reads the booking again after every step and so sees what changed meanwhile.
+- A create's claim is also its write-ahead record (`create_in_doubt`): if the answer is lost, or
+  the worker dies, the next step finds the meeting by its externalId instead of forgetting it.
+- What Teams answered is recorded on the *latest* version (a lost ETag race re-reads and records
+  again), so a cancel or a second reschedule saved meanwhile is kept, and the next step is
+  computed from both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.domain import convergence as facts
+from shared.domain.booking import Booking
+from shared.domain.meeting import Step
+from shared.graph.errors import GraphError, GraphTransientError
+from shared.services.meetings import MeetingSteps, StepResult
+from shared.services.tenants import TenantDirectory
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import ConcurrencyError, StorageError
+
+logger = logging.getLogger("meetings.converge")
+
+# Steps one converge call may take: a create, the update a race calls for, and a delete.
+MAX_STEPS = 6
+# Re-reads to record one answer when other writers keep winning the ETag race.
+MAX_RECORD_TRIES = 8
+# Below this many seconds of budget no Graph call is started.
+MIN_CALL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ConvergeResult:
+    """Where a booking stands after a converge call.
+
+    `error`: the Graph failure that stopped it (recorded on the booking). `busy`: another
+    worker holds the booking's claim and will carry on. `out_of_time`: the budget ran out
+    before the next step.
+    """
+
+    booking: Booking
+    error: GraphError | None = None
+    busy: bool = False
+    out_of_time: bool = False
+
+    @property
+    def converged(self) -> bool:
+        return self.booking.next_step is Step.NONE
+
+
+Fact = Callable[[Booking], Booking]
+
+
+class Converger:
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        tenants: TenantDirectory,
+        steps: MeetingSteps,
+        clock: Callable[[], datetime],
+        *,
+        claim_seconds: float,
+    ) -> None:
+        self._bookings = bookings
+        self._tenants = tenants
+        self._steps = steps
+        self._clock = clock
+        # Longer than the longest step (three Graph calls at their timeout), so that a live
+        # holder has finished or abandoned its call before anyone else may start one.
+        self._claim = timedelta(seconds=claim_seconds)
+
+    def converge(
+        self,
+        tenant_id: str,
+        booking_id: str,
+        *,
+        actor: str | None = None,
+        latest: Booking | None = None,
+        budget: float | None = None,
+    ) -> ConvergeResult:
+        """Take steps until the meeting is as the booking says, a call fails, another worker
+        holds the booking, or `budget` seconds are spent. `latest`: a version just read or
+        saved, to save a read. Storage errors propagate (the caller's retry covers them)."""
+        deadline = None if budget is None else time.monotonic() + budget
+        token = uuid.uuid4().hex
+        booking = latest or self._bookings.get(tenant_id, booking_id)
+        for _ in range(MAX_STEPS):
+            step = booking.next_step
+            if step is Step.NONE or booking.meeting.failed:
+                return ConvergeResult(booking)
+            if booking.meeting.claimed_by_other(token, self._clock()):
+                return ConvergeResult(booking, busy=True)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining < MIN_CALL_SECONDS:
+                return ConvergeResult(booking, out_of_time=True)
+            try:
+                held = self._bookings.update(
+                    facts.claimed(booking, token, self._clock() + self._claim)
+                )
+            except ConcurrencyError:
+                booking = self._bookings.get(tenant_id, booking_id)
+                continue
+            tenant = self._tenants.get(tenant_id)
+            result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
+            booking = self.record(held, self._fact(result, booking, token))
+            if result.error is not None:
+                return ConvergeResult(booking, error=result.error)
+        return ConvergeResult(booking)
+
+    def check(self, booking: Booking, *, actor: str | None = None) -> ConvergeResult | None:
+        """Read the booking's meeting in Teams (pre-start verification) and record what is
+        there: times edited in Teams become drift, a meeting gone is made anew under the next
+        generation. None when another worker holds the booking."""
+        token = uuid.uuid4().hex
+        if booking.meeting.claimed_by_other(token, self._clock()):
+            return None
+        try:
+            held = self._bookings.update(
+                facts.claimed(booking, token, self._clock() + self._claim, check=True)
+            )
+        except ConcurrencyError:
+            return None  # it changed just now: whoever changed it converges it
+        result = self._steps.check(held, self._tenants.get(booking.tenant_id), actor=actor)
+        now = self._clock()
+        fact: Fact
+        if result.error is not None:
+            fact = lambda b: facts.released(b, token)  # noqa: E731
+        elif result.sighting is not None:
+            sighting = result.sighting
+            fact = lambda b: facts.verified(b, result.generation, sighting, token, now)  # noqa: E731
+        else:
+            fact = lambda b: facts.gone(b, result.generation, result.gone_id, token, now)  # noqa: E731
+        return ConvergeResult(self.record(held, fact), error=result.error)
+
+    def record(self, booking: Booking, fact: Fact) -> Booking:
+        """Save `fact` on `booking`; if the booking changed meanwhile, on its newer version."""
+        for _ in range(MAX_RECORD_TRIES):
+            try:
+                return self._bookings.update(fact(booking))
+            except ConcurrencyError:
+                booking = self._bookings.get(booking.tenant_id, booking.booking_id)
+        raise StorageError(
+            f"booking {booking.booking_id}: could not record a meeting answer after "
+            f"{MAX_RECORD_TRIES} conflicting writes"
+        )
+
+    def _fact(self, result: StepResult, before: Booking, token: str) -> Fact:
+        now = self._clock()
+        if result.error is not None:
+            error = result.error
+            return lambda b: facts.attempt_failed(
+                b,
+                step=result.step,
+                error_code=error.code,
+                retryable=error.retryable,
+                unanswered=isinstance(error, GraphTransientError),
+                doubt_before=before.meeting.create_in_doubt,
+                token=token,
+                now=now,
+            )
+        if result.sighting is not None:
+            sighting = result.sighting
+            return lambda b: facts.seen(b, result.generation, sighting, token, now)
+        return lambda b: facts.gone(b, result.generation, result.gone_id, token, now)

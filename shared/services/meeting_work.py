@@ -1,0 +1,265 @@
+"""How meeting work gets done, from every trigger, through the one converger.
+
+- `MeetingSync.after_change`: a user action or a payment saved the booking's new desired state
+  (with its "needs work" marker, in the same transaction). The booking id goes to the
+  `meeting-ops` queue (the outbox message), then one inline attempt runs under a short budget.
+- `MeetingWorker.handle`: the queue worker. In-process retries 1 s / 2 s / 4 s (seed 000), then
+  a delayed re-enqueue per `RetryPolicy.rounds` (about 30 s, 2 min, 10 min, 1 h, 6 h, with
+  jitter, never sooner than Retry-After). A permanent error stops at once.
+- When work stops for good, the meeting is `failed` and the message goes to
+  `meeting-ops-poison`; `record_poisoned` (its trigger) writes the one ERROR log and the audit
+  record.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.domain import convergence as facts
+from shared.domain.audit import AuditEvent, AuditRecord
+from shared.domain.booking import Booking
+from shared.graph.errors import GraphError
+from shared.observability import log_event
+from shared.services.convergence import Converger, ConvergeResult
+from shared.storage.audit import AuditRepository
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import NotFoundError, StorageError
+from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+
+logger = logging.getLogger("meetings.work")
+
+# A scheduled time this close counts as due (queue visibility has whole-second precision).
+_DUE_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When meeting work is tried again."""
+
+    in_process: tuple[float, ...] = (1.0, 2.0, 4.0)
+    rounds: tuple[float, ...] = (30.0, 120.0, 600.0, 3600.0, 21600.0)
+    jitter: float = 0.2
+    # The outbox message of a user action becomes visible this long after it, when the inline
+    # attempt has normally finished; if it succeeded, the message finds nothing to do.
+    outbox_delay: float = 5.0
+    inline_budget: float = 5.0
+    # A Retry-After longer than this is waited for in the queue, not in a worker thread.
+    max_in_process_wait: float = 10.0
+
+    def round_delay(self, round_: int, retry_after: float | None, rnd: float) -> float:
+        """Seconds before delayed round `round_` (1-based); `rnd` in [0, 1) spreads them."""
+        base = self.rounds[min(round_, len(self.rounds)) - 1]
+        spread = base * self.jitter * (2 * rnd - 1)
+        return max(base + spread, retry_after or 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    booking: Booking
+    error: GraphError | None = None
+    # The change is saved; the meeting follows through the queue or the timer.
+    deferred: bool = False
+
+
+def _retry_after(error: GraphError | None) -> float | None:
+    return None if error is None else error.retry_after
+
+
+class MeetingSync:
+    """The path of a trigger that changed a booking (user action, payment)."""
+
+    def __init__(
+        self,
+        converger: Converger,
+        queue: MeetingWorkQueue,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._converger = converger
+        self._queue = queue
+        self._policy = policy
+        self._clock = clock
+
+    def after_change(self, saved: Booking, *, actor: str | None) -> SyncResult:
+        """Send the outbox message, then one inline attempt within the budget."""
+        if not saved.needs_reconciliation:
+            return SyncResult(saved)
+        work = MeetingWork(saved.tenant_id, saved.booking_id)
+        try:
+            self._queue.send(work, self._policy.outbox_delay)
+        except StorageError:
+            # The marker was saved with the booking: the reconciliation timer finds it.
+            logger.warning("meeting work for booking %s not enqueued", saved.booking_id)
+        try:
+            result = self._converger.converge(
+                saved.tenant_id,
+                saved.booking_id,
+                actor=actor,
+                latest=saved,
+                budget=self._policy.inline_budget,
+            )
+        except StorageError:
+            logger.warning("inline meeting attempt for %s stopped by storage", saved.booking_id)
+            return SyncResult(saved, deferred=True)
+        error = result.error
+        if error is not None and not error.retryable:
+            stop(self._queue, result.booking, error, "permanent", work.round)
+        elif error is not None and (error.retry_after or 0) > self._policy.outbox_delay:
+            # The queued message would come too early: it will wait until then.
+            at = self._clock() + timedelta(seconds=error.retry_after or 0)
+            booking = self._converger.record(result.booking, _scheduled_at(at))
+            return SyncResult(booking, error)
+        return SyncResult(result.booking, error, deferred=error is None and not result.converged)
+
+
+class MeetingWorker:
+    """The `meeting-ops` queue worker."""
+
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        converger: Converger,
+        queue: MeetingWorkQueue,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rnd: Callable[[], float] = random.random,
+    ) -> None:
+        self._bookings = bookings
+        self._converger = converger
+        self._queue = queue
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._rnd = rnd
+
+    def handle(self, work: MeetingWork) -> ConvergeResult | None:
+        """Converge the booking the message names. Storage errors propagate, so the host
+        delivers the message again (and poisons it after maxDequeueCount)."""
+        try:
+            booking = self._bookings.get(work.tenant_id, work.booking_id)
+        except NotFoundError:
+            logger.warning("meeting work for unknown booking %s dropped", work.booking_id)
+            return None
+        due = booking.meeting.next_attempt_at
+        if due is not None and due - self._clock() > _DUE_SLACK and booking.needs_reconciliation:
+            self._queue.send(work, (due - self._clock()).total_seconds())
+            return ConvergeResult(booking)
+        result = self._attempts(work, booking)
+        error = result.error
+        if result.busy:
+            self._defer_to_holder(work, result.booking)
+        elif error is not None and not error.retryable:
+            stop(self._queue, result.booking, error, "permanent", work.round)
+        elif error is not None:
+            self.schedule(result.booking, error, work.round + 1)
+        elif not result.converged and not result.booking.meeting.failed:
+            self._queue.send(work)  # more steps than one call takes: carry on at once
+        return result
+
+    def schedule(self, booking: Booking, error: GraphError, round_: int) -> Booking:
+        """Schedule delayed round `round_`, or stop when the rounds are spent."""
+        if round_ > len(self._policy.rounds):
+            stopped = self._converger.record(
+                booking, lambda b: facts.gave_up(b, error.code, self._clock())
+            )
+            stop(self._queue, stopped, error, "retries_exhausted", round_ - 1)
+            return stopped
+        delay = self._policy.round_delay(round_, error.retry_after, self._rnd())
+        at = self._clock() + timedelta(seconds=delay)
+        scheduled = self._converger.record(booking, _scheduled_at(at))
+        self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id, round_), delay)
+        log_event(
+            logger,
+            logging.INFO,
+            "meeting_retry_scheduled",
+            tenant=booking.tenant_id,
+            bookingId=booking.booking_id,
+            round=round_,
+            delaySeconds=round(delay, 1),
+            errorCode=error.code,
+        )
+        return scheduled
+
+    def _attempts(self, work: MeetingWork, booking: Booking) -> ConvergeResult:
+        result = self._converger.converge(work.tenant_id, work.booking_id, latest=booking)
+        for pause in self._policy.in_process:
+            if result.error is None or not result.error.retryable or result.busy:
+                break
+            wait = max(pause, _retry_after(result.error) or 0.0)
+            if wait > self._policy.max_in_process_wait:
+                break
+            self._sleep(wait)
+            result = self._converger.converge(work.tenant_id, work.booking_id)
+        return result
+
+    def _defer_to_holder(self, work: MeetingWork, booking: Booking) -> None:
+        # The holder re-reads after each step and carries on; if it died, its claim lapses.
+        until = booking.meeting.claim_until or self._clock()
+        self._queue.send(work, (until - self._clock()).total_seconds() + 1)
+
+
+def _scheduled_at(at: datetime) -> Callable[[Booking], Booking]:
+    return lambda b: facts.retry_scheduled(b, at)
+
+
+def stop(
+    queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str, round_: int
+) -> None:
+    """Work stopped for good: the message goes to the poison queue, whose trigger records it."""
+    poisoned = PoisonedWork(
+        booking.tenant_id,
+        booking.booking_id,
+        round_,
+        reason=reason,
+        step=booking.next_step.value,
+        graph_status=error.status,
+        error_code=error.code,
+    )
+    try:
+        queue.send_poison(poisoned)
+    except StorageError:
+        # The booking already says `failed`; without the poison consumer, log it here.
+        record_poisoned(poisoned, None, datetime.now().astimezone())
+
+
+def record_poisoned(poisoned: PoisonedWork, audit: AuditRepository | None, now: datetime) -> None:
+    """The poison queue's consumer: one ERROR log and an audit record. Never raises, so that a
+    poison message cannot itself be poisoned; a message the host poisoned after crashes keeps
+    its booking's marker, and the reconciliation timer converges it once storage answers."""
+    log_event(
+        logger,
+        logging.ERROR,
+        "meeting_work_failed",
+        tenant=poisoned.tenant_id,
+        bookingId=poisoned.booking_id,
+        operation=poisoned.step,
+        graphStatus=poisoned.graph_status,
+        errorCode=poisoned.error_code,
+        reason=poisoned.reason or "host_poisoned",
+        round=poisoned.round,
+    )
+    if audit is None:
+        return
+    record = AuditRecord(
+        tenant_id=poisoned.tenant_id,
+        booking_id=poisoned.booking_id,
+        event=AuditEvent.MEETING_FAILED,
+        occurred_at=now,
+        record_id=uuid.uuid4().hex,
+        operation=poisoned.step or "unknown",
+        attempt=poisoned.round,
+        graph_status=poisoned.graph_status,
+        error_code=poisoned.error_code or poisoned.reason or "host_poisoned",
+    )
+    try:
+        audit.add(record)
+    except StorageError:
+        logger.exception("audit record of failed work not stored for %s", poisoned.booking_id)

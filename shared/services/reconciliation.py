@@ -1,0 +1,162 @@
+"""The reconciliation timer: converge every booking marked "needs work", then verify the meetings
+of bookings that start soon against Teams (SPEC §7).
+
+Its cost grows with the work, not with all bookings: it reads the tenants, the marker rows of
+each tenant (and the bookings they name), and the start-index rows of the verification window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from shared.domain.booking import Booking
+from shared.domain.meeting import Step
+from shared.observability import log_event
+from shared.services.convergence import Converger
+from shared.services.meeting_work import MeetingWorker, stop
+from shared.services.tenants import TenantDirectory
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import StorageError
+from shared.storage.queues import MeetingWorkQueue
+
+logger = logging.getLogger("meetings.reconcile")
+
+# "Checked again about an hour before" the start.
+FINAL_CHECK = timedelta(hours=1)
+MARKERS_PER_TENANT = 500
+
+
+@dataclass
+class ReconcileReport:
+    tenants: int = 0
+    marked: int = 0
+    converged: int = 0
+    scheduled: int = 0
+    stopped: int = 0
+    busy: int = 0
+    in_window: int = 0
+    verified: int = 0
+    repaired: int = 0
+    remade: int = 0
+    errors: int = 0
+    entities_read: int = 0
+    out_of_time: bool = False
+    failed_tenants: list[str] = field(default_factory=list)
+
+
+def due_for_check(booking: Booking, now: datetime) -> bool:
+    """Verified once when it enters the window, and again within the last hour before start."""
+    verified_at = booking.meeting.verified_at
+    if verified_at is None:
+        return True
+    final_from = booking.start - FINAL_CHECK
+    return now >= final_from and verified_at < final_from
+
+
+class Reconciler:
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        tenants: TenantDirectory,
+        converger: Converger,
+        worker: MeetingWorker,
+        queue: MeetingWorkQueue,
+        clock: Callable[[], datetime],
+        *,
+        verify_window: timedelta,
+        entities_read: Callable[[], int],
+        budget_seconds: float = 240.0,
+    ) -> None:
+        self._bookings = bookings
+        self._tenants = tenants
+        self._converger = converger
+        self._worker = worker
+        self._queue = queue
+        self._clock = clock
+        self._window = verify_window
+        self._entities_read = entities_read
+        self._budget = budget_seconds
+
+    def run(self) -> ReconcileReport:
+        report = ReconcileReport()
+        reads_before = self._entities_read()
+        deadline = time.monotonic() + self._budget
+        tenant_ids = self._tenants.tenant_ids()
+        report.tenants = len(tenant_ids)
+        for tenant_id in tenant_ids:
+            try:
+                self._converge_marked(tenant_id, report, deadline)
+                self._verify_window(tenant_id, report, deadline)
+            except StorageError:
+                logger.exception("reconciliation of tenant %s stopped by storage", tenant_id)
+                report.failed_tenants.append(tenant_id)
+            if time.monotonic() > deadline:
+                report.out_of_time = True
+                break
+        report.entities_read = self._entities_read() - reads_before
+        log_event(logger, logging.INFO, "reconcile_run", **asdict(report))
+        return report
+
+    def _converge_marked(self, tenant_id: str, report: ReconcileReport, deadline: float) -> None:
+        now = self._clock()
+        marked = self._bookings.list_needing_reconciliation(
+            tenant_id, MARKERS_PER_TENANT, due_by=now
+        )
+        report.marked += len(marked)
+        for booking in marked:
+            if time.monotonic() > deadline:
+                report.out_of_time = True
+                return
+            self._converge(booking, report)
+
+    def _converge(self, booking: Booking, report: ReconcileReport) -> None:
+        result = self._converger.converge(
+            booking.tenant_id, booking.booking_id, actor="reconciler", latest=booking
+        )
+        error = result.error
+        if result.busy:
+            report.busy += 1
+        elif error is not None and not error.retryable:
+            stop(self._queue, result.booking, error, "permanent", 0)
+            report.stopped += 1
+        elif error is not None:
+            # The queue takes it from here, on the delayed schedule.
+            self._worker.schedule(result.booking, error, 1)
+            report.scheduled += 1
+        elif result.converged:
+            report.converged += 1
+
+    def _verify_window(self, tenant_id: str, report: ReconcileReport, deadline: float) -> None:
+        now = self._clock()
+        starting = self._bookings.list_starting_between(tenant_id, now, now + self._window)
+        report.in_window += len(starting)
+        for booking in starting:
+            if time.monotonic() > deadline:
+                report.out_of_time = True
+                return
+            if not due_for_check(booking, now) or booking.next_step is not Step.NONE:
+                continue  # checked recently, or work is outstanding and converging already
+            if not booking.meeting.in_teams or booking.meeting.failed:
+                continue
+            self._verify(booking, report)
+
+    def _verify(self, booking: Booking, report: ReconcileReport) -> None:
+        checked = self._converger.check(booking, actor="reconciler")
+        if checked is None:
+            report.busy += 1
+            return
+        if checked.error is not None:
+            report.errors += 1
+            return
+        report.verified += 1
+        after = checked.booking
+        if after.meeting.generation != booking.meeting.generation:
+            report.remade += 1
+        elif after.next_step is Step.UPDATE:
+            report.repaired += 1
+        if after.next_step is not Step.NONE:
+            self._converge(after, report)

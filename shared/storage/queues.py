@@ -1,0 +1,209 @@
+"""The `meeting-ops` queue: booking ids whose meeting needs work, and its poison queue.
+
+A message names a tenant and a booking, never an operation: the worker reads the booking and
+computes the step from it, so a message that arrives late or twice can do no harm. Messages are
+base64 text, as the queue trigger expects (host.json `messageEncoding`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.storage.errors import StorageError
+from shared.storage.tables import translated_errors, validate_key
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+    from shared.settings import StorageSettings
+
+MEETING_OPS_QUEUE = "meeting-ops"
+MEETING_OPS_POISON_QUEUE = "meeting-ops-poison"
+MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest visibility timeout Storage accepts
+
+
+class BadMessageError(StorageError, ValueError):
+    """A queue message that is not a meeting work item (it cannot ever succeed)."""
+
+
+@dataclass(frozen=True)
+class MeetingWork:
+    """Converge this booking's meeting. `round` counts the delayed re-enqueues so far."""
+
+    tenant_id: str
+    booking_id: str
+    round: int = 0
+
+    def to_text(self) -> str:
+        return json.dumps(
+            {"tenantId": self.tenant_id, "bookingId": self.booking_id, "round": self.round},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> MeetingWork:
+        data = _json_object(text)
+        round_ = data.get("round", 0)
+        if not isinstance(round_, int) or isinstance(round_, bool) or not 0 <= round_ < 100:
+            raise BadMessageError("round must be a small whole number")
+        return cls(_key(data, "tenantId"), _key(data, "bookingId"), round_)
+
+
+@dataclass(frozen=True)
+class PoisonedWork:
+    """Work that stopped for good, with why: `permanent` (Graph refused for a reason retrying
+    will not change) or `retries_exhausted`. Messages the host itself moved to the poison queue
+    after repeated crashes carry only the work (reason None)."""
+
+    tenant_id: str
+    booking_id: str
+    round: int = 0
+    reason: str | None = None
+    step: str | None = None
+    graph_status: int | None = None
+    error_code: str | None = None
+
+    def to_text(self) -> str:
+        body = {
+            "tenantId": self.tenant_id,
+            "bookingId": self.booking_id,
+            "round": self.round,
+            "reason": self.reason,
+            "step": self.step,
+            "graphStatus": self.graph_status,
+            "errorCode": self.error_code,
+        }
+        return json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> PoisonedWork:
+        work = MeetingWork.from_text(text)
+        data = _json_object(text)
+
+        def opt(name: str, kind: type) -> Any:
+            value = data.get(name)
+            return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+        return cls(
+            work.tenant_id,
+            work.booking_id,
+            work.round,
+            reason=opt("reason", str),
+            step=opt("step", str),
+            graph_status=opt("graphStatus", int),
+            error_code=opt("errorCode", str),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _json_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadMessageError("the message is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadMessageError("the message is not a JSON object")
+    return data
+
+
+def _key(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise BadMessageError(f"{name} is missing")
+    try:
+        return validate_key(value, name)
+    except ValueError as exc:
+        raise BadMessageError(str(exc)) from exc
+
+
+class MeetingWorkQueue(Protocol):
+    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+        """Enqueue `work`, invisible for `delay_seconds`; `StorageError` if it could not."""
+        ...
+
+    def send_poison(self, poisoned: PoisonedWork) -> None: ...
+
+
+class StorageMeetingWorkQueue:
+    """`MeetingWorkQueue` on Azure Storage queues (base64 text, like the trigger)."""
+
+    def __init__(self, storage: StorageSettings, prefix: str = "") -> None:
+        self._storage = storage
+        self._prefix = prefix
+        self._clients: dict[str, QueueClient] = {}
+
+    @property
+    def name(self) -> str:
+        return f"{self._prefix}{MEETING_OPS_QUEUE}"
+
+    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+        delay = min(MAX_DELAY_SECONDS, max(0, round(delay_seconds)))
+        self._send(self.name, work.to_text(), delay)
+
+    def send_poison(self, poisoned: PoisonedWork) -> None:
+        self._send(f"{self._prefix}{MEETING_OPS_POISON_QUEUE}", poisoned.to_text(), 0)
+
+    def _send(self, queue: str, text: str, delay: int) -> None:
+        with translated_errors(f"queue {queue}"):
+            self._client(queue).send_message(text, visibility_timeout=delay or None)
+
+    def _client(self, queue: str) -> QueueClient:
+        client = self._clients.get(queue)
+        if client is None:
+            from azure.core.exceptions import ResourceExistsError
+
+            client = make_queue_client(self._storage, queue)
+            with translated_errors(f"queue {queue}"), contextlib.suppress(ResourceExistsError):
+                client.create_queue()
+            self._clients[queue] = client
+        return client
+
+
+def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
+    from azure.storage.queue import (
+        BinaryBase64DecodePolicy,
+        QueueClient,
+        TextBase64EncodePolicy,
+    )
+
+    policies: dict[str, Any] = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    if storage.connection_string:
+        return QueueClient.from_connection_string(
+            storage.connection_string, queue, connection_timeout=5, read_timeout=20, **policies
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return QueueClient(
+        f"https://{storage.account_name}.queue.core.windows.net",
+        queue,
+        credential=DefaultAzureCredential(),
+        **policies,
+    )
+
+
+class InMemoryMeetingWorkQueue:
+    """`MeetingWorkQueue` in memory, for unit and property tests: messages with the time
+    (in the caller's clock units) they become visible."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, MeetingWork]] = []
+        self.poisoned: list[PoisonedWork] = []
+
+    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+        self.messages.append((delay_seconds, work))
+
+    def send_poison(self, poisoned: PoisonedWork) -> None:
+        self.poisoned.append(poisoned)
+
+    def take_all(self) -> list[MeetingWork]:
+        taken = [work for _, work in self.messages]
+        self.messages.clear()
+        return taken
