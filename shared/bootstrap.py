@@ -142,7 +142,9 @@ def build_services(
     queue = StorageMeetingWorkQueue(settings.storage, prefix=queue_prefix)
     steps = MeetingSteps(graph, directory, audit, _utc_now)
     policy = RetryPolicy(
-        rounds=settings.retry_schedule, inline_budget=settings.inline_budget_seconds
+        rounds=settings.retry_schedule,
+        inline_budget=settings.inline_budget_seconds,
+        outbox_delay=settings.inline_budget_seconds,
     )
     # A claim outlives the longest step: createOrGet, the options PATCH and a token request.
     converger = Converger(

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
@@ -222,6 +222,7 @@ def stop(
         step=booking.next_step.value,
         graph_status=error.status,
         error_code=error.code,
+        requested_at=_iso(booking.meeting.requested_at),
     )
     try:
         queue.send_poison(poisoned)
@@ -258,8 +259,23 @@ def record_poisoned(poisoned: PoisonedWork, audit: AuditRepository | None, now: 
         attempt=poisoned.round,
         graph_status=poisoned.graph_status,
         error_code=poisoned.error_code or poisoned.reason or "host_poisoned",
+        requested_at=_parse_iso(poisoned.requested_at),
     )
     try:
         audit.add(record)
     except StorageError:
         logger.exception("audit record of failed work not stored for %s", poisoned.booking_id)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -65,6 +65,7 @@ class PoisonedWork:
     step: str | None = None
     graph_status: int | None = None
     error_code: str | None = None
+    requested_at: str | None = None  # ISO 8601: when the work that stopped was asked for
 
     def to_text(self) -> str:
         body = {
@@ -75,6 +76,7 @@ class PoisonedWork:
             "step": self.step,
             "graphStatus": self.graph_status,
             "errorCode": self.error_code,
+            "requestedAt": self.requested_at,
         }
         return json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"))
 
@@ -95,6 +97,7 @@ class PoisonedWork:
             step=opt("step", str),
             graph_status=opt("graphStatus", int),
             error_code=opt("errorCode", str),
+            requested_at=opt("requestedAt", str),
         )
 
     def as_dict(self) -> dict[str, Any]:

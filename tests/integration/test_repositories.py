@@ -1,4 +1,7 @@
-"""Every repository against Azurite: keys, queries, ETag concurrency, the reconciliation index."""
+"""Every repository's contract: keys, queries, ETag concurrency, the reconciliation index.
+
+Each test runs against the Table Storage implementation on Azurite and against the in-memory
+one, so the fakes that unit and property tests use behave as the real thing does."""
 
 from __future__ import annotations
 
@@ -21,25 +24,41 @@ from shared.storage.errors import (
     NotFoundError,
     SchemaError,
 )
+from shared.storage.memory import (
+    InMemoryAuditRepository,
+    InMemoryBookingRepository,
+    InMemoryTenantRepository,
+)
 from shared.storage.tenants import TableTenantRepository
 from tests.builders import T0, a_booking, a_tenant
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def bookings(tables):
-    return TableBookingRepository(tables)
+@pytest.fixture(params=["table", "memory"])
+def store(request):
+    return request.param
 
 
 @pytest.fixture
-def tenants(tables):
-    return TableTenantRepository(tables)
+def bookings(store, request):
+    if store == "memory":
+        return InMemoryBookingRepository()
+    return TableBookingRepository(request.getfixturevalue("tables"))
 
 
 @pytest.fixture
-def audit(tables):
-    return TableAuditRepository(tables)
+def tenants(store, request):
+    if store == "memory":
+        return InMemoryTenantRepository()
+    return TableTenantRepository(request.getfixturevalue("tables"))
+
+
+@pytest.fixture
+def audit(store, request):
+    if store == "memory":
+        return InMemoryAuditRepository()
+    return TableAuditRepository(request.getfixturevalue("tables"))
 
 
 # -- bookings -----------------------------------------------------------------------------------
@@ -253,7 +272,8 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
     }
 
 
-def test_a_leftover_marker_heals_itself(bookings, tables):
+def test_a_leftover_marker_heals_itself(tables):
+    bookings = TableBookingRepository(tables)
     # GIVEN a marker whose clean-up never ran (the process died after the transaction)
     booking = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
     tables.table("bookings").upsert_entity(
@@ -356,3 +376,56 @@ def test_writing_the_same_audit_record_twice_keeps_one(audit):
     audit.add(once)
 
     assert audit.list_for_booking("tenant-a", "b1") == [once]
+
+
+def test_a_marker_whose_retry_is_scheduled_later_is_left_to_it(bookings):
+    # GIVEN two bookings needing work, one with a retry scheduled for later
+    wanting = MeetingState(wanted=True)
+    due = bookings.add(a_booking(status=BookingStatus.CONFIRMED, meeting=wanting))
+    later = bookings.add(
+        a_booking(
+            status=BookingStatus.CONFIRMED,
+            meeting=replace(wanting, next_attempt_at=T0 + timedelta(hours=1)),
+        )
+    )
+
+    # WHEN the reconciler asks for what is due now, THEN only the first is returned
+    now = [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a", due_by=T0)]
+    after = bookings.list_needing_reconciliation("tenant-a", due_by=T0 + timedelta(hours=2))
+    assert now == [due.booking_id]
+    assert {b.booking_id for b in after} == {due.booking_id, later.booking_id}
+
+
+def test_the_start_index_finds_wanted_meetings_in_a_window_and_follows_changes(bookings):
+    # GIVEN confirmed bookings that want meetings, at T0 and a day later, and one that does not
+    wanting = MeetingState(wanted=True)
+    soon = bookings.add(a_booking(status=BookingStatus.CONFIRMED, meeting=wanting))
+    later = bookings.add(
+        a_booking(
+            status=BookingStatus.CONFIRMED,
+            meeting=wanting,
+            start=T0 + timedelta(days=1),
+            end=T0 + timedelta(days=1, hours=1),
+        )
+    )
+    bookings.add(a_booking(status=BookingStatus.CONFIRMED))
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=2))
+
+    assert [b.booking_id for b in bookings.list_starting_between("tenant-a", *window)] == [
+        soon.booking_id
+    ]
+
+    # WHEN one moves out of the window and the other into it, THEN the index follows
+    bookings.update(
+        replace(soon, start=T0 + timedelta(days=3), end=T0 + timedelta(days=3, hours=1))
+    )
+    bookings.update(replace(later, start=T0 + timedelta(minutes=30), end=T0 + timedelta(hours=1)))
+    assert [b.booking_id for b in bookings.list_starting_between("tenant-a", *window)] == [
+        later.booking_id
+    ]
+
+    # AND a cancelled booking leaves it
+    fresh = bookings.get("tenant-a", later.booking_id)
+    bookings.update(replace(fresh, status=BookingStatus.CANCELLED))
+    assert bookings.list_starting_between("tenant-a", *window) == []
+    assert bookings.list_starting_between("tenant-b", *window) == []
