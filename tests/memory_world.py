@@ -79,8 +79,7 @@ class MemoryWorld:
     def drain(self, rounds: int = 50) -> int:
         """Deliver queued messages (jumping the clock to when each becomes visible) until the
         queue is empty; return how many were handled."""
-        handled = 0
-        for _ in range(rounds):
+        for handled in range(rounds):
             if not self.queue.messages:
                 return handled
             self.queue.messages.sort(key=lambda m: m[0])
@@ -89,7 +88,6 @@ class MemoryWorld:
             # Later messages were sent relative to an earlier "now": keep their order.
             self.queue.messages = [(max(0.0, d - delay), w) for d, w in self.queue.messages]
             self.worker.handle(work)
-            handled += 1
         raise AssertionError(f"the queue did not drain in {rounds} messages")
 
     def redeliver(self, work: MeetingWork) -> None:
