@@ -96,9 +96,12 @@ class MemoryWorld:
 
 @contextmanager
 def memory_world(
-    *, policy: RetryPolicy | None = None, claim_seconds: float = 40.0
+    *,
+    policy: RetryPolicy | None = None,
+    claim_seconds: float = 40.0,
+    emulator_class: type[GraphEmulator] = GraphEmulator,
 ) -> Iterator[MemoryWorld]:
-    emulator = GraphEmulator(tls=None)
+    emulator = emulator_class(tls=None)
     emulator.register_app(DIRECTORY, CLIENT_ID, SECRET)
     emulator.add_user(DIRECTORY, ORGANIZER, "Organizer")
     clock = Clock()

@@ -106,11 +106,14 @@ class Booking:
 
 
 def settled(booking: Booking) -> Booking:
-    """The booking with its meeting status derived from the rest of its state."""
-    status = status_of(booking.meeting, booking.next_step)
-    if status is booking.meeting.status:
+    """The booking with its meeting status derived from the rest of its state. Once nothing
+    is outstanding, an error code of an earlier attempt no longer describes it."""
+    step = booking.next_step
+    status = status_of(booking.meeting, step)
+    error = booking.meeting.last_error_code if step is not Step.NONE else None
+    if (status, error) == (booking.meeting.status, booking.meeting.last_error_code):
         return booking
-    return replace(booking, meeting=replace(booking.meeting, status=status))
+    return replace(booking, meeting=replace(booking.meeting, status=status, last_error_code=error))
 
 
 # -- lifecycle (SPEC §2) ---------------------------------------------------------------------------
