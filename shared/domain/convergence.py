@@ -69,6 +69,8 @@ def seen(
         synced_end=sighting.end,
         removed=False,
         create_in_doubt=False,
+        # An answer from Teams is as good as a check of it.
+        verified_at=now,
         last_error_code=None,
         changed_at=now,
     )
@@ -161,13 +163,3 @@ def gave_up(booking: Booking, error_code: str | None, now: datetime) -> Booking:
         changed_at=now,
     )
     return settled(replace(booking, meeting=meeting))
-
-
-def verified(
-    booking: Booking, generation: int, sighting: Sighting, token: str, now: datetime
-) -> Booking:
-    """Pre-start verification saw the meeting in Teams; times edited there become drift."""
-    booking = seen(booking, generation, sighting, token, now)
-    if generation != booking.meeting.generation:
-        return booking
-    return replace(booking, meeting=replace(booking.meeting, verified_at=now))

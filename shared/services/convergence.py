@@ -139,7 +139,7 @@ class Converger:
             fact = lambda b: facts.released(b, token)  # noqa: E731
         elif result.sighting is not None:
             sighting = result.sighting
-            fact = lambda b: facts.verified(b, result.generation, sighting, token, now)  # noqa: E731
+            fact = lambda b: facts.seen(b, result.generation, sighting, token, now)  # noqa: E731
         else:
             fact = lambda b: facts.gone(b, result.generation, result.gone_id, token, now)  # noqa: E731
         return ConvergeResult(self.record(held, fact), error=result.error)

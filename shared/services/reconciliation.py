@@ -48,10 +48,11 @@ class ReconcileReport:
     failed_tenants: list[str] = field(default_factory=list)
 
 
-def due_for_check(booking: Booking, now: datetime) -> bool:
-    """Verified once when it enters the window, and again within the last hour before start."""
+def due_for_check(booking: Booking, now: datetime, window: timedelta) -> bool:
+    """Checked once in the window (an answer from Teams inside it counts), and again within
+    the last hour before the start."""
     verified_at = booking.meeting.verified_at
-    if verified_at is None:
+    if verified_at is None or verified_at < booking.start - window:
         return True
     final_from = booking.start - FINAL_CHECK
     return now >= final_from and verified_at < final_from
@@ -138,7 +139,7 @@ class Reconciler:
             if time.monotonic() > deadline:
                 report.out_of_time = True
                 return
-            if not due_for_check(booking, now) or booking.next_step is not Step.NONE:
+            if not due_for_check(booking, now, self._window) or booking.next_step is not Step.NONE:
                 continue  # checked recently, or work is outstanding and converging already
             if not booking.meeting.in_teams or booking.meeting.failed:
                 continue

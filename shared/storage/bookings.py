@@ -341,6 +341,11 @@ def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
     }
 
 
+def rows_for(booking: Booking) -> list[dict[str, Any]]:
+    """Every row a booking is stored as (the booking and its index rows), for bulk loads."""
+    return [booking_to_entity(booking), *_index_rows(booking)]
+
+
 def _index_rows(booking: Booking) -> list[dict[str, Any]]:
     """The rows written with the booking in its transaction: participants, the "needs work"
     marker while a meeting step is outstanding, and the start index while a meeting is wanted."""

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault, GraphEmulator
+from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
 from shared.auth.principal import Principal, Role
-from shared.bootstrap import build_services
 from shared.domain.audit import AuditEvent
 from shared.domain.booking import BookingStatus, IllegalTransitionError, MeetingStatus
-from shared.domain.tenant import CapabilityReason, MicrosoftProfile, Tenant
+from shared.domain.tenant import CapabilityReason
 from shared.graph.errors import GraphPolicyMissingError
 from shared.services import bookings as use_cases
 from shared.services import teams_settings
 from shared.services.access import ForbiddenError
 from shared.services.bookings import Approval, MeetingGenerationError, NewBooking
-from shared.settings import Settings
 from shared.storage.bookings import BookingQuery
 from shared.storage.errors import NotFoundError
 from tests.builders import a_booking
+from tests.integration.conftest import DIRECTORY, TENANT
 
 pytestmark = pytest.mark.integration
 
-DIRECTORY = "0a0b0c0d-0000-4000-8000-0000000000aa"
-CLIENT_ID = "client-services"
-TENANT = "tenant-a"
 START = (datetime.now(UTC) + timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
 
 ADMIN = Principal("admin-1", TENANT, frozenset({Role.ADMIN}))
@@ -37,39 +32,6 @@ STUDENT = Principal("student-1", TENANT, frozenset({Role.STUDENT}))
 TUTOR = Principal("tutor-1", TENANT, frozenset({Role.TUTOR}))
 OTHER_STUDENT = Principal("student-2", TENANT, frozenset({Role.STUDENT}))
 OTHER_TENANT_ADMIN = Principal("admin-9", "tenant-b", frozenset({Role.ADMIN}))
-
-
-@pytest.fixture
-def emulator(local_tls, trust_local_tls):
-    instance = GraphEmulator(local_tls).start()
-    instance.register_app(DIRECTORY, CLIENT_ID, "services-secret")
-    instance.add_user(DIRECTORY, "organizer@a.example", "Organizer")
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def svc(azurite, emulator, dev_issuer, monkeypatch):
-    monkeypatch.setenv("TENANT_A_SECRET", "services-secret")
-    settings = Settings.from_env(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "GRAPH_BASE_URL": emulator.graph_url,
-            "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
-            "AUTH_DEV_JWKS_FILE": str(dev_issuer.jwks_file),
-        }
-    )
-    prefix = f"s{uuid.uuid4().hex[:10]}"
-    services = build_services(settings, table_prefix=prefix, queue_prefix=f"{prefix}-")
-    services.tenants.add(
-        Tenant(
-            tenant_id=TENANT,
-            display_name="Tenant A",
-            microsoft=MicrosoftProfile(DIRECTORY, CLIENT_ID, "TENANT_A_SECRET"),
-            organizer_upn="organizer@a.example",
-        )
-    )
-    return services
 
 
 @pytest.fixture

@@ -1,0 +1,159 @@
+"""The reconciliation timer on Azurite with the Graph emulator: it converges marked bookings at a
+cost that grows with the work, and verifies soon-starting meetings against Teams itself."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.auth.principal import Principal, Role
+from shared.domain.audit import AuditEvent
+from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.services import bookings as use_cases
+from shared.services.bookings import Approval
+from shared.storage.bookings import rows_for
+from tests.builders import a_booking
+from tests.integration.conftest import TENANT
+
+pytestmark = pytest.mark.integration
+
+STAFF = Principal("staff-1", TENANT, frozenset({Role.STAFF}))
+
+
+def approved(svc, start, last_seen=None):
+    """A booking approved with its meeting; `last_seen`: when Teams was last asked about it
+    (approvals made days earlier were last seen then)."""
+    booking = svc.bookings.add(
+        a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
+    )
+    use_cases.approve_booking(STAFF, booking.booking_id, Approval(), svc.booking_deps)
+    stored = svc.bookings.get(TENANT, booking.booking_id)
+    assert stored.meeting.status is MeetingStatus.CREATED
+    if last_seen is not None:
+        stored = svc.bookings.update(
+            replace(stored, meeting=replace(stored.meeting, verified_at=last_seen))
+        )
+    return stored
+
+
+def load_healthy(svc, count, start):
+    """`count` confirmed bookings whose meetings are in step, written in bulk transactions."""
+    table = svc.tables.table("bookings")
+    batch: list[dict] = []
+    for i in range(count):
+        booking = a_booking(
+            tenant_id=TENANT,
+            booking_id=f"healthy{i:05d}",
+            status=BookingStatus.CONFIRMED,
+            start=start,
+            end=start + timedelta(hours=1),
+            meeting=MeetingState(
+                wanted=True,
+                provider="teams",
+                meeting_id=f"m{i}",
+                join_url=f"https://teams.microsoft.com/l/meetup-join/{i}",
+                organizer_id="o1",
+                synced_start=start,
+                synced_end=start + timedelta(hours=1),
+            ),
+            version=1,
+        )
+        rows = rows_for(booking)
+        if len(batch) + len(rows) > 100:
+            table.submit_transaction([("upsert", row) for row in batch])
+            batch = []
+        batch += rows
+    if batch:
+        table.submit_transaction([("upsert", row) for row in batch])
+
+
+def drifted(svc, count, start):
+    """`count` confirmed bookings that want a meeting Teams does not have yet."""
+    return [
+        svc.bookings.add(
+            a_booking(
+                tenant_id=TENANT,
+                status=BookingStatus.CONFIRMED,
+                start=start,
+                end=start + timedelta(hours=1),
+                meeting=MeetingState(wanted=True),
+            )
+        ).booking_id
+        for _ in range(count)
+    ]
+
+
+def test_reconciliation_reads_grow_with_the_work_not_with_all_bookings(make_services, capsys):
+    start = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
+    read = {}
+    for healthy in (0, 5000):
+        # GIVEN `healthy` bookings in step and 10 whose meetings are missing
+        svc = make_services()
+        load_healthy(svc, healthy, start)
+        ids = drifted(svc, 10, start)
+
+        # WHEN the timer runs
+        report = svc.reconciler.run()
+
+        # THEN the ten converge, and what it read is counted
+        assert report.converged == 10
+        assert all(svc.bookings.get(TENANT, i).meeting.status is MeetingStatus.CREATED for i in ids)
+        read[healthy] = report.entities_read
+
+    with capsys.disabled():
+        print(
+            f"\nreconciliation entities read: 0 healthy + 10 drifted = {read[0]}, "
+            f"5,000 healthy + 10 drifted = {read[5000]} (ratio {read[5000] / read[0]:.2f})"
+        )
+    assert read[5000] <= 1.5 * read[0]
+
+
+def test_pre_start_verification_remakes_deleted_meetings_and_moves_edited_ones_back(svc, emulator):
+    now = datetime.now(UTC).replace(microsecond=0)
+    # GIVEN three meetings: one deleted in Teams, one moved in Teams, one days away
+    days_ago = now - timedelta(days=3)
+    gone = approved(svc, now + timedelta(hours=2), days_ago)
+    moved = approved(svc, now + timedelta(hours=5), days_ago)
+    approved(svc, now + timedelta(days=3), days_ago)
+    emulator.delete_meeting_by_hand(gone.meeting.meeting_id)
+    emulator.edit_meeting_by_hand(
+        moved.meeting.meeting_id, start=now + timedelta(hours=7), end=now + timedelta(hours=8)
+    )
+    gets = emulator.calls["getMeeting"]
+
+    # WHEN the timer runs
+    report = svc.reconciler.run()
+
+    # THEN only the two in the window were read from Teams, and both were repaired
+    assert emulator.calls["getMeeting"] - gets == 2
+    assert (report.in_window, report.verified, report.remade, report.repaired) == (2, 2, 1, 1)
+    remade = svc.bookings.get(TENANT, gone.booking_id)
+    assert remade.meeting.status is MeetingStatus.CREATED
+    assert remade.meeting.meeting_id != gone.meeting.meeting_id
+    assert remade.meeting.join_url != gone.meeting.join_url
+    assert remade.external_id == f"{TENANT}:{gone.booking_id}:2"
+    live = {m.external_id: m for m in emulator.live_meetings()}
+    assert live[remade.external_id].id == remade.meeting.meeting_id
+    events = [r.event for r in svc.audit.list_for_booking(TENANT, gone.booking_id)]
+    assert events[-2:] == [AuditEvent.MEETING_MISSING, AuditEvent.MEETING_ATTACHED]
+    back = live[moved.external_id]
+    assert back.start.startswith(moved.start.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert back.end.startswith(moved.end.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    # AND a second run soon after checks nothing again (each is checked on entering the
+    # window and once more in the last hour)
+    gets = emulator.calls["getMeeting"]
+    assert svc.reconciler.run().verified == 0
+    assert emulator.calls["getMeeting"] == gets
+
+
+def test_a_meeting_is_checked_again_in_the_hour_before_it_starts(svc, emulator):
+    now = datetime.now(UTC).replace(microsecond=0)
+    # GIVEN a meeting last seen in Teams three hours ago, starting in 50 minutes
+    approved(svc, now + timedelta(minutes=50), now - timedelta(hours=3))
+    gets = emulator.calls["getMeeting"]
+
+    assert svc.reconciler.run().verified == 1
+    assert emulator.calls["getMeeting"] == gets + 1
