@@ -78,6 +78,12 @@ _PATCH_FIELDS = {
 _EVOLVED_SCOPES = {"invited", "organizationExcludingGuests"}
 
 
+class _HttpsServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of clients beyond it meets
+    # connection resets, which a real host (and Graph) would not give.
+    request_queue_size = 128
+
+
 @dataclass
 class Fault:
     """Make calls to `operation` ("*" for all) fail or slow down.
@@ -254,10 +260,10 @@ class GraphEmulator:
         self._tokens: dict[str, tuple[str, str, float]] = {}
         self._wire_base_url: str | None = None
         self._thread: threading.Thread | None = None
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _HttpsServer | None = None
         if tls is None:
             return
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _HttpsServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))

@@ -79,6 +79,12 @@ _PROCESSING_HOLD_SECONDS = 600
 _DRAIN_SECONDS = 30.0
 
 
+class _HttpServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of clients beyond it meets
+    # connection resets, which a real host (and Graph) would not give.
+    request_queue_size = 128
+
+
 class HostError(RuntimeError):
     """The app cannot be served as the real host would serve it."""
 
@@ -547,7 +553,7 @@ class LocalHost:
         for fn in _function_index(app):
             self._add(fn)
         self.routes.sort(key=lambda r: (-r.literal_segments, r.template))
-        self._server = ThreadingHTTPServer((host, port), _http_handler(self))
+        self._server = _HttpServer((host, port), _http_handler(self))
         self._server.daemon_threads = True
         self._serving = False
         self._stopped = False
@@ -784,7 +790,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
     with contextlib.suppress(KeyboardInterrupt):
         host.stop_event.wait()
-    host.stop(drain_seconds=8.0)
+    host.stop(drain_seconds=3.0)
 
 
 if __name__ == "__main__":

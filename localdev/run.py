@@ -45,7 +45,14 @@ def main() -> None:
     ) as stack:
         admin = stack.issuer.mint(user="admin-1", roles=["admin"], tenant=DEMO_TENANT_ID)
         print(
-            _banner(stack.host_url, stack.emulator.base_url, stack.tls.bundle_file, admin),
+            _banner(
+                stack.host_url,
+                stack.emulator.base_url,
+                stack.tls.bundle_file,
+                admin,
+                stack.env["RECONCILE_SCHEDULE"],
+                stack.azurite.connection_string,
+            ),
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
@@ -53,7 +60,14 @@ def main() -> None:
         print("\nStopping...", flush=True)
 
 
-def _banner(host_url: str, emulator_url: str, bundle: Path, admin_token: str) -> str:
+def _banner(
+    host_url: str,
+    emulator_url: str,
+    bundle: Path,
+    admin_token: str,
+    schedule: str,
+    storage: str,
+) -> str:
     return f"""
 ================================================================================
  Meetings service running at {host_url}/api   (tenant "{DEMO_TENANT_ID}")
@@ -66,12 +80,21 @@ def _banner(host_url: str, emulator_url: str, bundle: Path, admin_token: str) ->
    curl -H "Authorization: Bearer $ADMIN" {host_url}/api/v1/teams-meetings/capability
  A whole booking, approved, moved and cancelled: docs/local.md ("A curl session").
 
+ Background functions (served by the same host):
+   meeting_ops         queue meeting-ops: converges each booking whose meeting needs work
+   meeting_ops_poison  queue meeting-ops-poison: records work that stopped for good
+   reconcile           timer "{schedule}": marked bookings, then pre-start checks
+   run the timer now:  curl -X POST {host_url}/admin/functions/reconcile
+ Meetings that repair themselves under faults: docs/local.md ("When Graph fails").
+
  Microsoft Graph emulator: {emulator_url}  (organizer {ORGANIZER_UPN})
    curl --cacert {bundle} {emulator_url}/_emulator/state
    inject a fault:  curl --cacert {bundle} -X POST {emulator_url}/_emulator/faults \\
                       -d '{{"operation": "createOrGet", "status": 503, "count": 1}}'
 
  Data: {REPO_ROOT / ".local"} (make run ARGS=--fresh to start empty). Ctrl-C stops everything.
+ Metrics: AzureWebJobsStorage="{storage}" \\
+            .venv/bin/python scripts/meeting_metrics.py --tenant {DEMO_TENANT_ID} --hours 24
 ================================================================================
 """
 

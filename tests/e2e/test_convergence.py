@@ -22,15 +22,14 @@ from shared.domain.audit import AuditEvent
 from shared.settings import StorageSettings
 from shared.storage.audit import TableAuditRepository
 from shared.storage.tables import Tables, make_table_service
-from tests.e2e.conftest import booking_body, caller, future_slot
+from tests.e2e.conftest import QUIET_TIMER, booking_body, caller, future_slot
 
 pytestmark = pytest.mark.e2e
 
 FAST = {
     "MEETING_RETRY_SCHEDULE": "1,1,2",
     "MEETING_INLINE_BUDGET_SECONDS": "2",
-    # The timer is run by hand through the admin API; its schedule only has to be valid.
-    "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
+    **QUIET_TIMER,
 }
 
 

@@ -34,19 +34,27 @@ def test_every_booking_converges_after_storage_restarts(tmp_path):
         old.stop()
         time.sleep(3)
         stack.emulator.clear_faults()
-        stack.azurite = start_azurite(
+        again = start_azurite(
             location=tmp_path / "azurite",
             ports=(old.blob_port, old.queue_port, old.table_port),
             log_file=tmp_path / "azurite-again.log",
         )
+        stack.azurite = again
+        try:
+            check_every_booking_converges(stack, staff, ids)
+        finally:
+            again.stop()
 
-        # THEN every booking ends with exactly one meeting, linked (the timer picks up what
-        # the queue lost while storage was away)
-        def converged() -> bool:
-            requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=10)
-            return all(get(staff, i)["meeting"]["status"] == "created" for i in ids)
 
-        assert settle(converged, timeout=90, every=2), [get(staff, i)["meeting"] for i in ids]
-        per_booking = live_by_booking(stack)
-        assert set(per_booking) == set(ids)
-        assert max(per_booking.values()) == 1
+def check_every_booking_converges(stack, staff, ids):
+    """THEN every booking ends with exactly one meeting, linked (the timer picks up what the
+    queue lost while storage was away)."""
+
+    def converged() -> bool:
+        requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=10)
+        return all(get(staff, i)["meeting"]["status"] == "created" for i in ids)
+
+    assert settle(converged, timeout=90, every=2), [get(staff, i)["meeting"] for i in ids]
+    per_booking = live_by_booking(stack)
+    assert set(per_booking) == set(ids)
+    assert max(per_booking.values()) == 1
