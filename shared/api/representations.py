@@ -17,9 +17,11 @@ def _time(moment: datetime | None) -> str | None:
 
 def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
     meeting = booking.meeting
-    # The link is shown while Teams holds the meeting, even when its times are still being
-    # brought in step (status `pending`): the link itself stays the same.
-    join_url = meeting.join_url if meeting.in_teams else None
+    # The link is shown while Teams holds the meeting the booking wants, even when its times
+    # are still being brought in step (status `pending`): the link itself stays the same. A
+    # meeting on its way out (the booking was cancelled) is not offered to anyone.
+    shown = meeting.in_teams and meeting.wanted and booking.live
+    join_url = meeting.join_url if shown else None
     body: dict[str, Any] = {
         "id": booking.booking_id,
         "tenantId": booking.tenant_id,

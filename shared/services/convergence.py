@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from shared.domain import convergence as facts
 from shared.domain.booking import Booking
 from shared.domain.meeting import Step
+from shared.domain.tenant import Tenant
 from shared.graph.errors import GraphError, GraphTransientError
 from shared.services.meetings import MeetingSteps, StepResult
 from shared.services.tenants import TenantDirectory
@@ -96,6 +97,7 @@ class Converger:
         deadline = None if budget is None else time.monotonic() + budget
         token = uuid.uuid4().hex
         booking = latest or self._bookings.get(tenant_id, booking_id)
+        tenant: Tenant | None = None  # read once, when a step needs it
         for _ in range(MAX_STEPS):
             step = booking.next_step
             if step is Step.NONE or booking.meeting.failed:
@@ -112,7 +114,7 @@ class Converger:
             except ConcurrencyError:
                 booking = self._bookings.get(tenant_id, booking_id)
                 continue
-            tenant = self._tenants.get(tenant_id)
+            tenant = tenant or self._tenants.get(tenant_id)
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
             booking = self.record(held, self._fact(result, booking, token))
             if result.error is not None:

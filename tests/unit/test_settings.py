@@ -33,6 +33,9 @@ def test_defaults_apply_when_only_storage_is_set():
     assert settings.mail_transport == "folder"
     assert settings.graph_timeout_seconds == 10.0
     assert settings.running_in_azure is False
+    assert settings.verify_window_hours == 24.0
+    assert settings.retry_schedule == (30.0, 120.0, 600.0, 3600.0, 21600.0)
+    assert settings.inline_budget_seconds == 5.0
 
 
 def test_missing_storage_names_the_setting():
@@ -78,6 +81,12 @@ def test_a_partial_profile_names_each_missing_variable():
         ("GRAPH_TIMEOUT_SECONDS", "0"),
         ("RECONCILE_SCHEDULE", "*/5 * * * *"),
         ("MAIL_TRANSPORT", "pigeon"),
+        ("VERIFY_WINDOW_HOURS", "0"),
+        ("VERIFY_WINDOW_HOURS", "a day"),
+        ("MEETING_RETRY_SCHEDULE", "30,soon"),
+        ("MEETING_RETRY_SCHEDULE", "0.5,30"),
+        ("MEETING_INLINE_BUDGET_SECONDS", "-1"),
+        ("MEETING_INLINE_BUDGET_SECONDS", "nan"),
     ],
 )
 def test_bad_values_are_refused_by_name(name, value):
