@@ -352,3 +352,31 @@ def test_verify_organizer_reports_each_reason(svc, emulator):
     assert verify(caller=unconfigured).reason == "not_configured"
     with pytest.raises(ForbiddenError):
         verify(caller=STAFF)
+
+
+def test_the_default_tenant_from_the_environment_keeps_its_organizer_id(
+    make_services, emulator, monkeypatch
+):
+    # GIVEN a tenant described only by the seed's four variables (no row of its own)
+    monkeypatch.setenv("MICROSOFT_CLIENT_SECRET", "services-secret")
+    svc = make_services(
+        DEFAULT_TENANT_ID="tenant-env",
+        MICROSOFT_TENANT_ID=DIRECTORY,
+        MICROSOFT_CLIENT_ID="client-services",
+        MICROSOFT_CLIENT_SECRET="services-secret",
+        TEAMS_ORGANIZER_EMAIL="organizer@a.example",
+    )
+    staff = Principal("staff-1", "tenant-env", frozenset({Role.STAFF}))
+    start = START + timedelta(days=1)
+
+    # WHEN three bookings are approved
+    for _ in range(3):
+        booking = svc.bookings.add(
+            a_booking(tenant_id="tenant-env", start=start, end=start + timedelta(hours=1))
+        )
+        use_cases.approve_booking(staff, booking.booking_id, Approval(), svc.booking_deps)
+
+    # THEN the organizer was looked up once, and each create was createOrGet + the options PATCH
+    assert emulator.calls["getUser"] == 1
+    assert (emulator.calls["createOrGet"], emulator.calls["patchMeeting"]) == (3, 3)
+    assert svc.directory.get("tenant-env").organizer_object_id is not None
