@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ ALLOWED_ALGORITHMS = frozenset(
 )
 _LEEWAY_SECONDS = 60
 _MIN_REFRESH_SECONDS = 60.0
+# Real ID tokens are 1-2 KiB; anything far larger is refused before it is parsed.
+MAX_TOKEN_CHARS = 8192
+# The key type (and curve) each algorithm family needs: a token may not pick an algorithm that
+# does not fit the key its kid names.
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
 class AuthError(Exception):
@@ -44,17 +51,33 @@ class InvalidTokenError(AuthError):
     code = "invalid_token"
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """A published key and the algorithm its JWK declares, if any."""
+
+    jwk: jwt.PyJWK
+    alg: str | None
+
+    def fits(self, algorithm: str) -> bool:
+        if self.alg is not None and self.alg != algorithm:
+            return False
+        if self.jwk.key_type != _KEY_TYPES.get(algorithm[:2]):
+            return False
+        curve = getattr(getattr(self.jwk.key, "curve", None), "name", None)
+        return algorithm not in _CURVES or curve == _CURVES[algorithm]
+
+
 class JwksCache:
     """Signing keys per issuer, fetched on first use and again when a new `kid` appears."""
 
     def __init__(self, http: requests.Session, timeout: float = 5.0) -> None:
         self._http = http
         self._timeout = timeout
-        self._keys: dict[str, dict[str, jwt.PyJWK]] = {}
+        self._keys: dict[str, dict[str, SigningKey]] = {}
         self._fetched_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def key(self, issuer: TrustedIssuer, kid: str | None) -> jwt.PyJWK:
+    def key(self, issuer: TrustedIssuer, kid: str | None) -> SigningKey:
         source = issuer.jwks_url or issuer.jwks_file or ""
         with self._lock:
             keys = self._keys.get(source)
@@ -69,7 +92,7 @@ class JwksCache:
             raise InvalidTokenError("the token was signed with a key the issuer does not publish")
         return keys[kid]
 
-    def _fetch(self, issuer: TrustedIssuer) -> dict[str, jwt.PyJWK]:
+    def _fetch(self, issuer: TrustedIssuer) -> dict[str, SigningKey]:
         try:
             if issuer.jwks_file:
                 document = json.loads(Path(issuer.jwks_file).read_text())
@@ -79,12 +102,18 @@ class JwksCache:
                 document = response.json()
         except (OSError, ValueError, requests.RequestException) as exc:
             raise AuthError(f"the signing keys of {issuer.issuer} could not be read") from exc
-        keys: dict[str, jwt.PyJWK] = {}
-        for index, item in enumerate(document.get("keys", [])):
+        keys: dict[str, SigningKey] = {}
+        listed = document.get("keys", []) if isinstance(document, dict) else []
+        for index, item in enumerate(listed if isinstance(listed, list) else []):
+            if not isinstance(item, dict) or item.get("use", "sig") != "sig":
+                continue
             try:
-                keys[str(item.get("kid", index))] = jwt.PyJWK(item)
-            except jwt.PyJWTError:
-                continue  # a key type we do not use (e.g. an encryption key)
+                alg = item.get("alg")
+                keys[str(item.get("kid", index))] = SigningKey(
+                    jwt.PyJWK(item), alg if isinstance(alg, str) else None
+                )
+            except (jwt.PyJWTError, ValueError, TypeError):
+                continue  # a key type we do not use, or a malformed entry
         return keys
 
 
@@ -103,26 +132,37 @@ class TokenValidator:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("Authentication required: send Authorization: Bearer <token>")
-        claims = self._verified_claims(token.strip())
+        token = token.strip()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidTokenError("the bearer token is too large")
+        claims = self._verified_claims(token)
         return self._principal(claims)
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidTokenError("the bearer token is not a well-formed JWT") from exc
         algorithm = header.get("alg")
-        if algorithm not in ALLOWED_ALGORITHMS:
-            raise InvalidTokenError(f"token algorithm {algorithm!r} is not accepted")
-        issuer = self._issuers.get(str(unverified.get("iss")))
+        if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
+            raise InvalidTokenError(f"token algorithm {str(algorithm)[:20]!r} is not accepted")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidTokenError("the token's key id (kid) is not a string")
+        claimed_issuer = _text(unverified, "iss")
+        issuer = self._issuers.get(claimed_issuer) if claimed_issuer else None
         if issuer is None:
             raise InvalidTokenError("the token's issuer is not trusted")
-        key = self._jwks.key(issuer, header.get("kid"))
+        key = self._jwks.key(issuer, kid)
+        if not key.fits(algorithm):
+            raise InvalidTokenError(
+                f"the token's algorithm {algorithm} does not fit the issuer's key {kid!r}"
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.key,
+                key.jwk.key,
                 algorithms=[algorithm],
                 audience=issuer.audience,
                 issuer=issuer.issuer,
@@ -137,25 +177,50 @@ class TokenValidator:
             raise InvalidTokenError("the token is meant for another audience") from exc
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(f"the token was refused: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            # The crypto library's own refusals (a key that cannot verify this algorithm).
+            raise InvalidTokenError("the token's signature could not be checked") from exc
         return claims
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
-        tenant = claims.get(self._tenant_claim) or self._default_tenant_id
-        raw_roles = claims.get(self._roles_claim) or []
-        if isinstance(raw_roles, str):
+        tenant = claims.get(self._tenant_claim)
+        if tenant in (None, ""):
+            tenant = self._default_tenant_id
+        if not isinstance(tenant, str):
+            raise InvalidTokenError(
+                f"the token's tenant claim ({self._tenant_claim}) is not a string"
+            )
+        raw_roles = claims.get(self._roles_claim)
+        if raw_roles is None:
+            raw_roles = []
+        elif isinstance(raw_roles, str):
             raw_roles = [raw_roles]
+        if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+            raise InvalidTokenError(
+                f"the token's roles claim ({self._roles_claim}) must be a string or a list "
+                "of strings"
+            )
         roles = frozenset(Role(r) for r in raw_roles if r in Role._value2member_map_)
-        email = claims.get("email") or claims.get("preferred_username") or claims.get("upn")
+        if not isinstance(claims.get("sub"), str):
+            raise InvalidTokenError("the token's subject (sub) is not a string")
+        email = (
+            _text(claims, "email") or _text(claims, "preferred_username") or _text(claims, "upn")
+        )
         try:
             # Both become parts of storage keys; an issuer that sends odd ones is refused here.
-            user_id = validate_key(str(claims["sub"]), "subject (sub)")
-            tenant_id = validate_key(str(tenant), f"tenant claim ({self._tenant_claim})")
+            user_id = validate_key(claims["sub"], "subject (sub)")
+            tenant_id = validate_key(tenant, f"tenant claim ({self._tenant_claim})")
         except InvalidKeyError as exc:
             raise InvalidTokenError(f"the token's {exc}") from exc
         return Principal(
             user_id=user_id,
             tenant_id=tenant_id,
             roles=roles,
-            email=str(email) if email else None,
-            name=str(claims["name"]) if claims.get("name") else None,
+            email=email,
+            name=_text(claims, "name"),
         )
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None

@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shared.auth.principal import Role
 from shared.auth.tokens import AuthError, InvalidTokenError, JwksCache, TokenValidator
@@ -227,3 +227,81 @@ def test_the_dev_issuer_reads_its_keys_from_a_file(dev_issuer):
 
     assert (caller.user_id, caller.tenant_id) == ("admin-1", "demo")
     assert caller.roles == {Role.ADMIN}
+
+
+# -- hostile tokens: every shape is a 401 (InvalidTokenError), never an exception -----------------
+
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+EC_P384 = ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture
+def ec_validator():
+    """An issuer whose only key (kid "k") is ES256."""
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key()))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(FIREBASE.jwks_url, json={"keys": [{**jwk, "kid": "k", "use": "sig"}]})
+        yield TokenValidator(AuthSettings(issuers=(FIREBASE,)), JwksCache(requests.Session()), "d")
+
+
+def test_an_attackers_rs256_token_naming_an_ec_kid_is_refused(ec_validator):
+    # GIVEN the issuer's kid "k" is an EC key, and an attacker signs RS256 with their own key
+    forged = token(STRANGER, "k", alg="RS256", roles=["admin"])
+
+    with pytest.raises(InvalidTokenError, match="does not fit"):
+        ec_validator.authenticate(bearer(forged))
+
+
+def test_an_es384_token_for_a_p256_key_is_refused(ec_validator):
+    with pytest.raises(InvalidTokenError, match="does not fit"):
+        ec_validator.authenticate(bearer(token(EC_P384, "k", alg="ES384")))
+
+
+def test_a_genuine_es256_token_is_accepted(ec_validator):
+    assert ec_validator.authenticate(bearer(token(EC_KEY, "k", alg="ES256"))).user_id == "user-1"
+
+
+def test_a_token_whose_alg_differs_from_the_keys_declared_alg_is_refused(validator):
+    # The JWKS declares "alg": "RS256" for kid "a": a PS256 signature with that key is refused.
+    with pytest.raises(InvalidTokenError, match="does not fit"):
+        validator.authenticate(bearer(token(KEY_A, "a", alg="PS256")))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"roles": {"admin": True}},
+        {"roles": 7},
+        {"roles": ["admin", 7]},
+        {"roles": [["admin"]]},
+        {"tenant": ["tenant-a"]},
+        {"tenant": {"id": "tenant-a"}},
+        {"tenant": 42},
+        {"sub": 12345},
+        {"sub": ["user-1"]},
+    ],
+)
+def test_claims_of_the_wrong_type_are_refused(validator, claims):
+    with pytest.raises(InvalidTokenError, match=r"not a string|must be a string"):
+        validator.authenticate(bearer(token(**claims)))
+
+
+def test_an_oversized_token_is_refused_before_it_is_parsed(validator):
+    with pytest.raises(InvalidTokenError, match="too large"):
+        validator.authenticate(bearer(token(padding="x" * 20_000)))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "RS256", "kid": 5},
+        {"alg": ["RS256"], "kid": "a"},
+        {"alg": None},
+    ],
+)
+def test_malformed_headers_are_refused(validator, header):
+    head = jwt.utils.base64url_encode(json.dumps(header).encode()).decode()
+    _, payload, signature = token().split(".")
+
+    with pytest.raises(InvalidTokenError):
+        validator.authenticate(bearer(f"{head}.{payload}.{signature}"))
