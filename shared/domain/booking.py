@@ -133,11 +133,13 @@ def _asked(meeting: MeetingState, now: datetime) -> MeetingState:
     """A new desired state: progress towards the old one no longer counts."""
     return replace(
         meeting,
+        revision=meeting.revision + 1,
         requested_at=now,
         attempts=0,
         last_error_code=None,
         failed=False,
         next_attempt_at=None,
+        rounds=0,
         changed_at=now,
     )
 
@@ -218,6 +220,7 @@ def meeting_requested(booking: Booking, *, now: datetime) -> Booking:
             join_url=None,
             synced_start=None,
             synced_end=None,
+            options_applied=False,
             removed=False,
             create_in_doubt=False,
         )

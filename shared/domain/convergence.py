@@ -4,6 +4,11 @@ Each function takes the *latest* stored version of the booking and returns it wi
 added: a claim taken, what Teams answered, a failure, a retry scheduled. Because facts are
 recorded on the latest version, whatever the triggers changed meanwhile (a cancel, a second
 reschedule) stays, and the next `Booking.next_step` sees both: the difference is the work.
+
+What Teams answered is always recorded (it is what Teams holds). A *failure* is recorded only
+while it still describes the work: an answer that arrives after the booking asked for something
+else, or after the worker's claim lapsed and someone else took over, proves only that a create
+may have happened — it never marks newer work failed, and never clears a doubt.
 """
 
 from __future__ import annotations
@@ -24,28 +29,56 @@ class Sighting:
     organizer_id: str
     start: datetime
     end: datetime
+    # The tenant's meeting options are on it. A meeting createOrGet handed back (200) counts as
+    # not yet: it may have been deleted in Teams, and only a PATCH or a GET can tell.
+    options_applied: bool = False
 
 
-def claimed(booking: Booking, token: str, until: datetime, *, check: bool = False) -> Booking:
+@dataclass(frozen=True)
+class Work:
+    """Which work an attempt served: the desired state's revision and generation at the claim."""
+
+    revision: int
+    generation: int
+
+    @classmethod
+    def of(cls, booking: Booking) -> Work:
+        return cls(booking.meeting.revision, booking.meeting.generation)
+
+    def still(self, booking: Booking) -> bool:
+        return Work.of(booking) == self
+
+
+def claimed(
+    booking: Booking,
+    token: str,
+    until: datetime,
+    *,
+    organizer_id: str | None = None,
+    check: bool = False,
+) -> Booking:
     """Take the booking's claim for its next step (or, with `check`, for a read of the
     meeting). Written with the ETag before the Graph call, so one worker at a time acts.
 
-    For a create, the claim is also the write-ahead record that a create is being sent: if the
-    worker dies before it records the answer, the meeting is in doubt, not forgotten.
+    For a create, the claim is also the write-ahead record that a create is being sent, and for
+    which organizer: if the worker dies before it records the answer, the meeting is in doubt,
+    not forgotten, and the retry or the removal asks the same organizer.
     """
     meeting = replace(booking.meeting, claim_token=token, claim_until=until)
     if not check:
+        creating = booking.next_step is Step.CREATE
         meeting = replace(
             meeting,
             attempts=meeting.attempts + 1,
             next_attempt_at=None,
-            create_in_doubt=meeting.create_in_doubt or booking.next_step is Step.CREATE,
+            create_in_doubt=meeting.create_in_doubt or creating,
+            organizer_id=organizer_id if creating and organizer_id else meeting.organizer_id,
         )
     return settled(replace(booking, meeting=meeting))
 
 
-def released(booking: Booking, token: str) -> Booking:
-    if booking.meeting.claim_token != token:
+def released(booking: Booking, token: str | None) -> Booking:
+    if token is None or booking.meeting.claim_token != token:
         return booking
     return replace(booking, meeting=replace(booking.meeting, claim_token=None, claim_until=None))
 
@@ -67,14 +100,23 @@ def seen(
         organizer_id=sighting.organizer_id,
         synced_start=sighting.start,
         synced_end=sighting.end,
+        options_applied=sighting.options_applied,
         removed=False,
         create_in_doubt=False,
-        # An answer from Teams is as good as a check of it.
-        verified_at=now,
         last_error_code=None,
         changed_at=now,
     )
     return settled(replace(booking, meeting=meeting))
+
+
+def checked(
+    booking: Booking, generation: int, sighting: Sighting, token: str, now: datetime
+) -> Booking:
+    """Pre-start verification read the meeting in Teams: times edited there become drift."""
+    booking = seen(booking, generation, sighting, token, now)
+    if generation != booking.meeting.generation:
+        return booking
+    return replace(booking, meeting=replace(booking.meeting, verified_at=now))
 
 
 def gone(
@@ -112,6 +154,7 @@ def _anew(meeting: MeetingState) -> MeetingState:
         join_url=None,
         synced_start=None,
         synced_end=None,
+        options_applied=False,
         removed=False,
         create_in_doubt=False,
         verified_at=None,
@@ -122,20 +165,32 @@ def attempt_failed(
     booking: Booking,
     *,
     step: Step,
+    work: Work,
     error_code: str,
     retryable: bool,
     unanswered: bool,
     doubt_before: bool,
-    token: str,
+    token: str | None,
     now: datetime,
 ) -> Booking:
-    """An attempt at `step` failed. A permanent error stops retries at once (`failed`).
+    """An attempt at `step` for `work` failed. `token`: the claim it held (None: it failed
+    before taking one). A permanent error stops retries at once (`failed`).
 
-    `unanswered`: Graph may have carried it out (timeout, 5xx). A create refused with a clear
-    answer (429, 4xx) made nothing, so it leaves the doubt as it was before the claim.
+    `unanswered`: Graph may have carried it out (a timeout or 5xx after the request went out).
+    A create refused with a clear answer (429, 4xx) or never sent made nothing, so it leaves
+    the doubt as it was before the claim.
     """
+    # Our claim is still ours (not lapsed and taken, nor released by whoever took it over).
+    current = token is None or booking.meeting.claim_token == token
     booking = released(booking, token)
     meeting = booking.meeting
+    maybe_created = step is Step.CREATE and unanswered and work.generation == meeting.generation
+    if not (current and work.still(booking)) or booking.next_step is not step:
+        # Stale: only what the attempt may have done in Teams is kept.
+        if maybe_created and not meeting.create_in_doubt and not meeting.in_teams:
+            meeting = replace(meeting, create_in_doubt=True, changed_at=now)
+            return settled(replace(booking, meeting=meeting))
+        return booking
     in_doubt = meeting.create_in_doubt
     if step is Step.CREATE and not unanswered:
         in_doubt = doubt_before
@@ -150,7 +205,9 @@ def attempt_failed(
 
 
 def retry_scheduled(booking: Booking, at: datetime) -> Booking:
-    return replace(booking, meeting=replace(booking.meeting, next_attempt_at=at))
+    """The next delayed round of the current work is due `at`."""
+    meeting = booking.meeting
+    return replace(booking, meeting=replace(meeting, next_attempt_at=at, rounds=meeting.rounds + 1))
 
 
 def gave_up(booking: Booking, error_code: str | None, now: datetime) -> Booking:

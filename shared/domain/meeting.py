@@ -43,24 +43,29 @@ class Step(StrEnum):
 class MeetingState:
     """Desired, observed and progress of one booking's meeting.
 
-    Desired: `wanted` (with a live booking status and the booking's times) and `generation`,
-    which counts meetings made anew: the Graph externalId of generation 1 is `tenant:booking`,
-    later ones `tenant:booking:N`, because createOrGet hands back a meeting that was deleted
-    rather than make a new one.
+    Desired: `wanted` (with a live booking status and the booking's times), `revision` (bumped
+    by every new request, so an answer can tell whether it still serves the current work), and
+    `generation`, which counts meetings made anew: the Graph externalId of generation 1 is
+    `tenant:booking`, later ones `tenant:booking:N`, because createOrGet hands back a meeting
+    that was deleted rather than make a new one.
 
     Observed: `meeting_id`/`join_url`/`organizer_id` of the meeting Teams made for this
-    generation, `synced_start`/`synced_end` (the times Teams was last known to hold), `removed`
-    (Teams no longer has it), and `create_in_doubt` (a create for this generation was sent and
-    its answer never seen, so Teams may hold a meeting we have no id for).
+    generation (`organizer_id` is also the organizer a create was sent for), `synced_start`/
+    `synced_end` (the times Teams was last known to hold), `options_applied` (the tenant's lobby,
+    presenter and chat options are known to be on it), `removed` (Teams no longer has it), and
+    `create_in_doubt` (a create for this generation was sent and its answer never seen, so Teams
+    may hold a meeting we have no id for).
 
     Progress: `attempts` at the current work, the last error code, `failed` when retries
-    stopped, `next_attempt_at` when a retry is scheduled, and a short claim (`claim_token`,
-    `claim_until`) that lets only one worker call Graph for the booking at a time.
+    stopped, `next_attempt_at` and `rounds` (delayed retries scheduled for the current work),
+    and a short claim (`claim_token`, `claim_until`) that lets only one worker call Graph for
+    the booking at a time.
     """
 
     # desired
     wanted: bool = False
     generation: int = 1
+    revision: int = 0
     requested_at: datetime | None = None
     # observed
     provider: str | None = None
@@ -69,6 +74,7 @@ class MeetingState:
     organizer_id: str | None = None
     synced_start: datetime | None = None
     synced_end: datetime | None = None
+    options_applied: bool = False
     removed: bool = False
     create_in_doubt: bool = False
     verified_at: datetime | None = None
@@ -78,6 +84,7 @@ class MeetingState:
     last_error_code: str | None = None
     failed: bool = False
     next_attempt_at: datetime | None = None
+    rounds: int = 0
     claim_token: str | None = None
     claim_until: datetime | None = None
     changed_at: datetime | None = None
@@ -106,6 +113,8 @@ def plan(meeting: MeetingState, *, live: bool, start: datetime, end: datetime) -
             return Step.CREATE
         if (meeting.synced_start, meeting.synced_end) != (start, end):
             return Step.UPDATE
+        if not meeting.options_applied:
+            return Step.UPDATE  # the same PATCH carries the options (and proves it still exists)
         return Step.NONE
     if meeting.in_teams or meeting.create_in_doubt:
         return Step.DELETE

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from shared.graph.errors import (
     GraphTransientError,
     classify_response,
 )
+from shared.graph.session import deadline
 from shared.observability import log_event
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ class OnlineMeeting:
     external_id: str | None
     created: bool = False
     """True when this call made the meeting (createOrGet answered 201)."""
+    options_applied: bool = False
+    """The meeting carries the options the caller asked about."""
 
 
 class GraphMeetingsClient:
@@ -114,13 +118,16 @@ class GraphMeetingsClient:
         request: MeetingRequest,
         options: MeetingOptions | None,
         ctx: CallContext,
+        *,
+        apply_options: bool = True,
     ) -> OnlineMeeting:
         """One meeting per externalId, however often called; then make its options right.
 
         createOrGet cannot carry options, and returns an existing meeting unchanged, so the
         options go in a PATCH whenever the meeting does not have them yet (after a create, or
-        when an earlier PATCH was interrupted). `options=None` skips that PATCH (the caller
-        only wants the meeting's id, e.g. to delete it).
+        when an earlier PATCH was interrupted). `apply_options=False` leaves that PATCH to the
+        caller (the answer says whether the options are on it); `options=None` only wants the
+        meeting's id, e.g. to delete it.
         """
         status, body = self._call(
             "POST",
@@ -131,7 +138,7 @@ class GraphMeetingsClient:
             options=options,
         )
         created = status == 201
-        if options is not None and not options_match(body, options):
+        if apply_options and options is not None and not options_match(body, options):
             _, body = self._call(
                 "PATCH",
                 _meeting_path(organizer_id, str(body["id"])),
@@ -140,13 +147,21 @@ class GraphMeetingsClient:
                 json=options_body(options),
                 options=options,
             )
-        return _meeting(body, created=created)
+        return _meeting(body, created=created, options=options)
 
     def get_meeting(
-        self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        meeting_id: str,
+        ctx: CallContext,
+        options: MeetingOptions | None = None,
     ) -> OnlineMeeting:
-        _, body = self._call("GET", _meeting_path(organizer_id, meeting_id), profile, ctx)
-        return _meeting(body)
+        """The meeting as Teams holds it; with `options`, whether it carries them."""
+        _, body = self._call(
+            "GET", _meeting_path(organizer_id, meeting_id), profile, ctx, options=options
+        )
+        return _meeting(body, options=options)
 
     def update_meeting(
         self,
@@ -158,16 +173,23 @@ class GraphMeetingsClient:
         end: datetime,
         subject: str | None,
         ctx: CallContext,
+        options: MeetingOptions | None = None,
     ) -> OnlineMeeting:
-        """PATCH the times (and subject): same meeting, same join URL."""
-        _, body = self._call(
+        """PATCH the times (and subject, and with `options` the meeting options): same
+        meeting, same join URL."""
+        body = reschedule_body(start, end, subject)
+        if options is not None:
+            body.update(options_body(options))
+        _, answer = self._call(
             "PATCH",
             _meeting_path(organizer_id, meeting_id),
             profile,
             ctx,
-            json=reschedule_body(start, end, subject),
+            json=body,
+            options=options,
         )
-        return _meeting(body)
+        # Graph accepted the options with the PATCH; its answer need not echo every one.
+        return replace(_meeting(answer), options_applied=options is not None)
 
     def delete_meeting(
         self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext
@@ -192,6 +214,10 @@ class GraphMeetingsClient:
             ctx,
             json={"message": message, "saveToSentItems": True},
         )
+
+    def deadline(self, seconds: float | None) -> AbstractContextManager[None]:
+        """Every call (sign-in included) the current thread makes ends within `seconds`."""
+        return deadline(seconds)
 
     # -- the wire ------------------------------------------------------------------------------
 
@@ -225,8 +251,13 @@ class GraphMeetingsClient:
                     headers=headers,
                     timeout=timeout,
                 )
+            except requests.ConnectTimeout as exc:
+                raise GraphTimeoutError(f"{method} could not connect in time", sent=False) from exc
             except requests.Timeout as exc:
                 raise GraphTimeoutError(f"{method} timed out after {timeout:g}s") from exc
+            except requests.ConnectionError as exc:
+                # A refused or reset connection; whether the request got through is unknown.
+                raise GraphTransientError(f"{method} could not reach Graph") from exc
             except requests.RequestException as exc:
                 raise GraphTransientError(f"{method} could not reach Graph") from exc
             status = response.status_code
@@ -305,7 +336,9 @@ def _parse_time(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _meeting(body: dict[str, Any], *, created: bool = False) -> OnlineMeeting:
+def _meeting(
+    body: dict[str, Any], *, created: bool = False, options: MeetingOptions | None = None
+) -> OnlineMeeting:
     meeting_id = body.get("id")
     join_url = body.get("joinWebUrl") or body.get("joinUrl")
     if not meeting_id or not join_url:
@@ -318,4 +351,5 @@ def _meeting(body: dict[str, Any], *, created: bool = False) -> OnlineMeeting:
         subject=body.get("subject"),
         external_id=body.get("externalId"),
         created=created,
+        options_applied=options is not None and options_match(body, options),
     )

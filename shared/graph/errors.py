@@ -25,6 +25,7 @@ class GraphError(Exception):
         graph_code: str | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -32,6 +33,9 @@ class GraphError(Exception):
         self.graph_code = graph_code
         self.retry_after = retry_after
         self.request_id = request_id
+        # False when the failure came before the Graph request could reach Graph (sign-in,
+        # connecting): nothing can have been carried out.
+        self.sent = sent
 
     def __str__(self) -> str:
         status = f"{self.status} " if self.status is not None else ""

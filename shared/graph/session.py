@@ -1,17 +1,25 @@
-"""The HTTP session Graph and msal share: pooled connections, and never a call without a timeout."""
+"""The HTTP session Graph and msal share: pooled connections, never a call without a timeout,
+and an optional deadline for every call a thread makes (a request's time budget)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
 
+_local = threading.local()
+
 
 class TimeoutSession(requests.Session):
-    """A `requests.Session` that adds `timeout` to any request made without one.
+    """A `requests.Session` that adds `timeout` to any request made without one, shortens it
+    to the thread's deadline (see `deadline`), and remembers the thread's last HTTP status.
 
-    msal sends its metadata and token requests through the session it is given without a
-    timeout of its own, so the default has to live here.
+    msal sends its metadata and token requests through the session it is given, without a
+    timeout of its own and without telling why it failed, so both have to live here.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -19,6 +27,42 @@ class TimeoutSession(requests.Session):
         self.default_timeout = timeout
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)
+        timeout = kwargs.get("timeout")
+        timeout = self.default_timeout if timeout is None else timeout
+        until: float | None = getattr(_local, "deadline", None)
+        if until is not None:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                raise requests.ConnectTimeout("the time budget for this work is spent")
+            timeout = min(float(timeout), remaining)
+        kwargs["timeout"] = timeout
+        _local.last_status = None
+        response = super().request(method, url, *args, **kwargs)
+        _local.last_status = response.status_code
+        return response
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Every call this thread makes through a `TimeoutSession` ends within `seconds`."""
+    if seconds is None:
+        yield
+        return
+    outer = getattr(_local, "deadline", None)
+    mine = time.monotonic() + seconds
+    _local.deadline = mine if outer is None else min(outer, mine)
+    try:
+        yield
+    finally:
+        _local.deadline = outer
+
+
+def last_status() -> int | None:
+    """The HTTP status of this thread's last response through a `TimeoutSession` since
+    `forget_last_status()` (None: no response, e.g. msal answered from its own cache)."""
+    status: int | None = getattr(_local, "last_status", None)
+    return status
+
+
+def forget_last_status() -> None:
+    _local.last_status = None

@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 import requests
 
 from shared.domain.tenant import MicrosoftProfile
-from shared.graph.errors import GraphAuthError, GraphError, GraphTimeoutError, GraphTransientError
+from shared.graph.errors import (
+    GraphAuthError,
+    GraphError,
+    GraphThrottledError,
+    GraphTimeoutError,
+    GraphTransientError,
+)
+from shared.graph.session import forget_last_status, last_status
 
 if TYPE_CHECKING:
     import msal
@@ -57,17 +64,23 @@ class MsalTokenSource:
         self._lock = threading.Lock()
 
     def token(self, profile: MicrosoftProfile) -> str:
-        app = self._app(profile)
+        """A token, or a `GraphError` (never sent: no Graph request went out)."""
+        import msal
+
+        forget_last_status()
         try:
+            app = self._app(profile)
             result: dict[str, Any] = app.acquire_token_for_client(scopes=self._scopes)
         except requests.Timeout as exc:
-            raise GraphTimeoutError("login timed out") from exc
+            raise GraphTimeoutError("login timed out", sent=False) from exc
         except requests.RequestException as exc:
-            raise GraphTransientError("login endpoint unreachable") from exc
+            raise GraphTransientError("login endpoint unreachable", sent=False) from exc
+        except msal.exceptions.MsalServiceError as exc:
+            raise _login_http_error(last_status(), "the login endpoint failed") from exc
         token = result.get("access_token")
         if token:
             return str(token)
-        raise _token_error(result)
+        raise _token_error(result, last_status())
 
     def _app(self, profile: MicrosoftProfile) -> msal.ConfidentialClientApplication:
         key = (profile.directory_tenant_id, profile.client_id, profile.secret_setting)
@@ -95,15 +108,20 @@ class MsalTokenSource:
                 instance_discovery=None if known_host else False,
             )
         except requests.Timeout as exc:
-            raise GraphTimeoutError("login metadata request timed out") from exc
+            raise GraphTimeoutError("login metadata request timed out", sent=False) from exc
         except requests.RequestException as exc:
-            raise GraphTransientError("login endpoint unreachable") from exc
+            raise GraphTransientError("login endpoint unreachable", sent=False) from exc
         except ValueError as exc:
-            # msal says the tenant's OIDC metadata could not be read: a wrong directory id.
+            # msal could not read the tenant's OIDC metadata: throttled or down (retry), or a
+            # directory id the login endpoint does not know (permanent).
+            status = last_status()
+            if status is not None and (status == 429 or status >= 500):
+                raise _login_http_error(status, "the login metadata request failed") from exc
             raise GraphAuthError(
                 f"the directory (tenant) id {profile.directory_tenant_id!r} was not recognised "
                 "by the login endpoint",
                 graph_code="invalid_tenant",
+                sent=False,
             ) from exc
 
 
@@ -117,11 +135,22 @@ _KNOWN_AUTHORITY_HOSTS = frozenset(
 )
 
 
-def _token_error(result: dict[str, Any]) -> GraphError:
+def _login_http_error(status: int | None, what: str) -> GraphError:
+    """A login request answered with an HTTP error msal does not explain."""
+    if status == 429:
+        return GraphThrottledError(f"{what}: throttled", status=429, sent=False)
+    if status is None or status >= 500 or status == 408:
+        return GraphTransientError(f"{what} ({status or 'no answer'})", status=status, sent=False)
+    return GraphAuthError(f"{what} ({status})", status=status, sent=False)
+
+
+def _token_error(result: dict[str, Any], status: int | None) -> GraphError:
     code = str(result.get("error") or "token_error")
     # The description names the failing part (AADSTS number) and never holds the secret.
     description = str(result.get("error_description") or "").splitlines()[0:1]
     text = description[0] if description else code
-    if code in ("temporarily_unavailable", "server_error"):
-        return GraphTransientError(f"login failed: {text}", graph_code=code)
-    return GraphAuthError(f"login failed: {text}", graph_code=code, status=401)
+    if status == 429:
+        return GraphThrottledError(f"login throttled: {text}", graph_code=code, sent=False)
+    if code in ("temporarily_unavailable", "server_error") or (status or 0) >= 500:
+        return GraphTransientError(f"login failed: {text}", graph_code=code, sent=False)
+    return GraphAuthError(f"login failed: {text}", graph_code=code, status=401, sent=False)

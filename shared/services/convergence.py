@@ -27,7 +27,7 @@ from shared.domain.booking import Booking
 from shared.domain.meeting import Step
 from shared.domain.tenant import Tenant
 from shared.graph.errors import GraphError, GraphTransientError
-from shared.services.meetings import MeetingSteps, StepResult
+from shared.services.meetings import MeetingSteps, StepResult, TeamsNotConfiguredError
 from shared.services.tenants import TenantDirectory
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, StorageError
@@ -107,19 +107,47 @@ class Converger:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
+            tenant = tenant or self._tenants.get(tenant_id)
+            organizer = None
+            if step is Step.CREATE:
+                try:
+                    organizer = self._organizer(booking, tenant, remaining)
+                except GraphError as error:
+                    fact = self._failure(step, error, booking, booking, None)
+                    return ConvergeResult(self.record(booking, fact), error=error)
             try:
                 held = self._bookings.update(
-                    facts.claimed(booking, token, self._clock() + self._claim)
+                    facts.claimed(
+                        booking, token, self._clock() + self._claim, organizer_id=organizer
+                    )
                 )
             except ConcurrencyError:
                 booking = self._bookings.get(tenant_id, booking_id)
                 continue
-            tenant = tenant or self._tenants.get(tenant_id)
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
-            booking = self.record(held, self._fact(result, booking, token))
             if result.error is not None:
+                fact = self._failure(step, result.error, held, booking, token, sent_step=True)
+            else:
+                fact = self._answer(result, token)
+            booking = self.record(held, fact)
+            if result.error is not None and facts.Work.of(held).still(booking):
                 return ConvergeResult(booking, error=result.error)
+            # Succeeded, or failed at work the booking no longer asks for: carry on.
         return ConvergeResult(booking)
+
+    def _organizer(self, booking: Booking, tenant: Tenant, remaining: float | None) -> str:
+        """Whom a create is sent for. A create in doubt is retried for the organizer it was
+        sent for, so that changing the organizer can never make a second meeting."""
+        meeting = booking.meeting
+        if meeting.create_in_doubt and meeting.organizer_id:
+            return meeting.organizer_id
+        capability = tenant.meeting_capability()
+        if not capability.available:
+            raise TeamsNotConfiguredError(
+                f"Teams meetings are not available for this tenant ({capability.reason})"
+            )
+        with self._steps.deadline(remaining):
+            return self._steps.organizer_for(tenant, booking_id=booking.booking_id)
 
     def check(self, booking: Booking, *, actor: str | None = None) -> ConvergeResult | None:
         """Read the booking's meeting in Teams (pre-start verification) and record what is
@@ -141,7 +169,7 @@ class Converger:
             fact = lambda b: facts.released(b, token)  # noqa: E731
         elif result.sighting is not None:
             sighting = result.sighting
-            fact = lambda b: facts.seen(b, result.generation, sighting, token, now)  # noqa: E731
+            fact = lambda b: facts.checked(b, result.generation, sighting, token, now)  # noqa: E731
         else:
             fact = lambda b: facts.gone(b, result.generation, result.gone_id, token, now)  # noqa: E731
         return ConvergeResult(self.record(held, fact), error=result.error)
@@ -158,20 +186,35 @@ class Converger:
             f"{MAX_RECORD_TRIES} conflicting writes"
         )
 
-    def _fact(self, result: StepResult, before: Booking, token: str) -> Fact:
+    def _failure(
+        self,
+        step: Step,
+        error: GraphError,
+        held: Booking,
+        before_claim: Booking,
+        token: str | None,
+        *,
+        sent_step: bool = False,
+    ) -> Fact:
         now = self._clock()
-        if result.error is not None:
-            error = result.error
-            return lambda b: facts.attempt_failed(
-                b,
-                step=result.step,
-                error_code=error.code,
-                retryable=error.retryable,
-                unanswered=isinstance(error, GraphTransientError),
-                doubt_before=before.meeting.create_in_doubt,
-                token=token,
-                now=now,
-            )
+        work = facts.Work.of(held)
+        doubt_before = before_claim.meeting.create_in_doubt
+        # Only the step's own request, sent and unanswered, may have made something.
+        unanswered = sent_step and isinstance(error, GraphTransientError) and error.sent
+        return lambda b: facts.attempt_failed(
+            b,
+            step=step,
+            work=work,
+            error_code=error.code,
+            retryable=error.retryable,
+            unanswered=unanswered,
+            doubt_before=doubt_before,
+            token=token,
+            now=now,
+        )
+
+    def _answer(self, result: StepResult, token: str) -> Fact:
+        now = self._clock()
         if result.sighting is not None:
             sighting = result.sighting
             return lambda b: facts.seen(b, result.generation, sighting, token, now)

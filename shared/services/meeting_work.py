@@ -107,9 +107,14 @@ class MeetingSync:
         except StorageError:
             logger.warning("inline meeting attempt for %s stopped by storage", saved.booking_id)
             return SyncResult(saved, deferred=True)
+        except Exception:
+            # The user's change is saved, with its marker and queued message: the worker and
+            # the timer take the meeting from here. The action itself must not look failed.
+            logger.exception("inline meeting attempt for %s failed", saved.booking_id)
+            return SyncResult(saved, deferred=True)
         error = result.error
         if error is not None and not error.retryable:
-            stop(self._queue, result.booking, error, "permanent", work.round)
+            stop(self._queue, result.booking, error, "permanent")
         elif error is not None and (error.retry_after or 0) > self._policy.outbox_delay:
             # The queued message would come too early: it will wait until then.
             at = self._clock() + timedelta(seconds=error.retry_after or 0)
@@ -157,25 +162,28 @@ class MeetingWorker:
         if result.busy:
             self._defer_to_holder(work, result.booking)
         elif error is not None and not error.retryable:
-            stop(self._queue, result.booking, error, "permanent", work.round)
+            stop(self._queue, result.booking, error, "permanent")
         elif error is not None:
-            self.schedule(result.booking, error, work.round + 1)
+            self.schedule(result.booking, error)
         elif not result.converged and not result.booking.meeting.failed:
             self._queue.send(work)  # more steps than one call takes: carry on at once
         return result
 
-    def schedule(self, booking: Booking, error: GraphError, round_: int) -> Booking:
-        """Schedule delayed round `round_`, or stop when the rounds are spent."""
+    def schedule(self, booking: Booking, error: GraphError) -> Booking:
+        """Schedule the next delayed round of the booking's current work, or stop when its
+        rounds are spent. The count lives on the booking: new work starts again at round 1,
+        whatever messages of older work are still on their way."""
+        round_ = booking.meeting.rounds + 1
         if round_ > len(self._policy.rounds):
             stopped = self._converger.record(
                 booking, lambda b: facts.gave_up(b, error.code, self._clock())
             )
-            stop(self._queue, stopped, error, "retries_exhausted", round_ - 1)
+            stop(self._queue, stopped, error, "retries_exhausted")
             return stopped
         delay = self._policy.round_delay(round_, error.retry_after, self._rnd())
         at = self._clock() + timedelta(seconds=delay)
         scheduled = self._converger.record(booking, _scheduled_at(at))
-        self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id, round_), delay)
+        self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id), delay)
         log_event(
             logger,
             logging.INFO,
@@ -210,14 +218,12 @@ def _scheduled_at(at: datetime) -> Callable[[Booking], Booking]:
     return lambda b: facts.retry_scheduled(b, at)
 
 
-def stop(
-    queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str, round_: int
-) -> None:
+def stop(queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str) -> None:
     """Work stopped for good: the message goes to the poison queue, whose trigger records it."""
     poisoned = PoisonedWork(
         booking.tenant_id,
         booking.booking_id,
-        round_,
+        booking.meeting.rounds,
         reason=reason,
         step=booking.next_step.value,
         graph_status=error.status,

@@ -12,6 +12,7 @@ import string
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -141,6 +142,10 @@ class MeetingSteps:
         # cannot be written resolves its organizer once.
         self._organizers: dict[tuple[str, str], str] = {}
 
+    def deadline(self, seconds: float | None) -> AbstractContextManager[None]:
+        """Every Graph call (sign-in included) this thread makes ends within `seconds`."""
+        return self._graph.deadline(seconds)
+
     def take(
         self,
         step: Step,
@@ -161,7 +166,8 @@ class MeetingSteps:
         calls = {Step.CREATE: self._create, Step.UPDATE: self._update, Step.DELETE: self._delete}
         started = time.perf_counter()
         try:
-            result = calls[step](booking, tenant, ctx)
+            with self._graph.deadline(timeout):
+                result = calls[step](booking, tenant, ctx)
         except GraphError as error:
             self._report(booking, ctx, started, actor, AuditEvent.MEETING_ATTEMPT_FAILED, error)
             return StepResult(step, booking.meeting.generation, error=error)
@@ -176,7 +182,9 @@ class MeetingSteps:
         try:
             profile, organizer_id, meeting_id = self._address(booking, tenant)
             try:
-                found = self._graph.get_meeting(profile, organizer_id, meeting_id, ctx)
+                found = self._graph.get_meeting(
+                    profile, organizer_id, meeting_id, ctx, tenant.meeting_options
+                )
             except GraphNotFoundError:
                 result = StepResult(Step.NONE, generation, gone=True, gone_id=meeting_id)
                 self._report(booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result)
@@ -191,25 +199,29 @@ class MeetingSteps:
     # -- the steps ------------------------------------------------------------------------------
 
     def _create(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
-        """createOrGet with this generation's externalId: never two meetings for one booking."""
-        capability = tenant.meeting_capability()
-        if not capability.available or tenant.microsoft is None:
-            raise TeamsNotConfiguredError(
-                f"Teams meetings are not available for this tenant ({capability.reason})"
-            )
-        organizer_id = self.organizer_id(tenant, ctx)
+        """createOrGet with this generation's externalId, for the organizer the claim recorded:
+        never two meetings for one booking. The options follow as an update step (the PATCH also
+        proves the meeting still exists: createOrGet hands back a meeting deleted in Teams)."""
+        profile = tenant.microsoft
+        organizer_id = booking.meeting.organizer_id
+        if profile is None or organizer_id is None:
+            raise TeamsNotConfiguredError("Teams meetings are not configured for this tenant")
         meeting = self._graph.create_or_get_meeting(
-            tenant.microsoft, organizer_id, _request(booking, tenant), tenant.meeting_options, ctx
+            profile,
+            organizer_id,
+            _request(booking, tenant),
+            tenant.meeting_options,
+            ctx,
+            apply_options=False,
         )
-        return StepResult(
-            Step.CREATE,
-            booking.meeting.generation,
-            sighting=_sighting(meeting, organizer_id, booking),
-        )
+        sighting = _sighting(meeting, organizer_id, booking)
+        if not meeting.created:
+            sighting = replace(sighting, options_applied=False)
+        return StepResult(Step.CREATE, booking.meeting.generation, sighting=sighting)
 
     def _update(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
-        """PATCH start/end (and subject): same meeting, same join URL. A meeting that is gone
-        from Teams is reported gone, so that it is made anew."""
+        """PATCH start/end, subject and options: same meeting, same join URL. A meeting that is
+        gone from Teams is reported gone, so that it is made anew."""
         profile, organizer_id, meeting_id = self._address(booking, tenant)
         try:
             meeting = self._graph.update_meeting(
@@ -220,6 +232,7 @@ class MeetingSteps:
                 end=booking.end,
                 subject=subject_for(booking, tenant),
                 ctx=ctx,
+                options=tenant.meeting_options,
             )
         except GraphNotFoundError:
             return StepResult(
@@ -233,33 +246,33 @@ class MeetingSteps:
 
     def _delete(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> StepResult:
         """DELETE the meeting (404 counts as done). After a create that went unanswered there is
-        no meeting id, but Teams may hold the meeting: createOrGet with the same externalId hands
-        it over, and it is deleted."""
+        no meeting id, but Teams may hold the meeting: createOrGet with the same externalId, for
+        the organizer the create was sent for, hands it over, and it is deleted."""
         meeting = booking.meeting
         profile = tenant.microsoft
         if profile is None:
             raise TeamsNotConfiguredError("the tenant has no Microsoft profile any more")
         meeting_id, organizer_id = meeting.meeting_id, meeting.organizer_id
+        if organizer_id is None:
+            raise TeamsNotConfiguredError("the meeting's organizer is not known")
         if meeting_id is None:
-            organizer_id = organizer_id or self.organizer_id(tenant, ctx)
             meeting_id = self._graph.create_or_get_meeting(
                 profile, organizer_id, _request(booking, tenant), None, ctx
             ).id
-        if organizer_id is None:
-            raise TeamsNotConfiguredError("the meeting's organizer is not known")
         self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
         return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
 
-    def organizer_id(self, tenant: Tenant, ctx: CallContext) -> str:
+    def organizer_for(self, tenant: Tenant, *, booking_id: str | None = None) -> str:
         """The organizer's object id: stored, or resolved from the UPN once and kept, for every
         tenant (the one described by the environment alone gets a row for it)."""
         if tenant.organizer_object_id:
             return tenant.organizer_object_id
-        assert tenant.microsoft is not None
-        assert tenant.organizer_upn
+        if tenant.microsoft is None or not tenant.organizer_upn:
+            raise TeamsNotConfiguredError("Teams meetings are not configured for this tenant")
         key = (tenant.tenant_id, tenant.organizer_upn.lower())
         known = self._organizers.get(key)
         if known is None:
+            ctx = CallContext(tenant.tenant_id, "create", booking_id)
             known = self._graph.get_user(tenant.microsoft, tenant.organizer_upn, ctx).id
             self._organizers[key] = known
         try:
@@ -367,4 +380,5 @@ def _sighting(meeting: OnlineMeeting, organizer_id: str, booking: Booking) -> Si
         organizer_id=organizer_id,
         start=meeting.start or booking.start,
         end=meeting.end or booking.end,
+        options_applied=meeting.options_applied,
     )

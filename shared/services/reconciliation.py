@@ -112,7 +112,7 @@ class Reconciler:
             if time.monotonic() > deadline:
                 report.out_of_time = True
                 return
-            self._converge(booking, report)
+            self._guarded(self._converge, booking, report)
 
     def _converge(self, booking: Booking, report: ReconcileReport) -> None:
         result = self._converger.converge(
@@ -122,11 +122,11 @@ class Reconciler:
         if result.busy:
             report.busy += 1
         elif error is not None and not error.retryable:
-            stop(self._queue, result.booking, error, "permanent", 0)
+            stop(self._queue, result.booking, error, "permanent")
             report.stopped += 1
         elif error is not None:
             # The queue takes it from here, on the delayed schedule.
-            self._worker.schedule(result.booking, error, 1)
+            self._worker.schedule(result.booking, error)
             report.scheduled += 1
         elif result.converged:
             report.converged += 1
@@ -143,7 +143,24 @@ class Reconciler:
                 continue  # checked recently, or work is outstanding and converging already
             if not booking.meeting.in_teams or booking.meeting.failed:
                 continue
-            self._verify(booking, report)
+            self._guarded(self._verify, booking, report)
+
+    @staticmethod
+    def _guarded(
+        work: Callable[[Booking, ReconcileReport], None], booking: Booking, report: ReconcileReport
+    ) -> None:
+        """One booking's trouble must not stop the sweep for every other booking."""
+        try:
+            work(booking, report)
+        except StorageError:
+            raise  # storage is down: the whole tenant waits for the next run
+        except Exception:
+            report.errors += 1
+            logger.exception(
+                "reconciliation of booking %s in tenant %s failed",
+                booking.booking_id,
+                booking.tenant_id,
+            )
 
     def _verify(self, booking: Booking, report: ReconcileReport) -> None:
         checked = self._converger.check(booking, actor="reconciler")

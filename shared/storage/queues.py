@@ -31,32 +31,28 @@ class BadMessageError(StorageError, ValueError):
 
 @dataclass(frozen=True)
 class MeetingWork:
-    """Converge this booking's meeting. `round` counts the delayed re-enqueues so far."""
+    """Converge this booking's meeting. (How often it was retried is on the booking, so that a
+    late message of older work cannot speak for newer work.)"""
 
     tenant_id: str
     booking_id: str
-    round: int = 0
 
     def to_text(self) -> str:
         return json.dumps(
-            {"tenantId": self.tenant_id, "bookingId": self.booking_id, "round": self.round},
-            separators=(",", ":"),
+            {"tenantId": self.tenant_id, "bookingId": self.booking_id}, separators=(",", ":")
         )
 
     @classmethod
     def from_text(cls, text: str | bytes) -> MeetingWork:
         data = _json_object(text)
-        round_ = data.get("round", 0)
-        if not isinstance(round_, int) or isinstance(round_, bool) or not 0 <= round_ < 100:
-            raise BadMessageError("round must be a small whole number")
-        return cls(_key(data, "tenantId"), _key(data, "bookingId"), round_)
+        return cls(_key(data, "tenantId"), _key(data, "bookingId"))
 
 
 @dataclass(frozen=True)
 class PoisonedWork:
     """Work that stopped for good, with why: `permanent` (Graph refused for a reason retrying
-    will not change) or `retries_exhausted`. Messages the host itself moved to the poison queue
-    after repeated crashes carry only the work (reason None)."""
+    will not change) or `retries_exhausted`, after `round` delayed rounds. Messages the host
+    itself moved to the poison queue after repeated crashes carry only the work (reason None)."""
 
     tenant_id: str
     booking_id: str
@@ -85,29 +81,40 @@ class PoisonedWork:
         work = MeetingWork.from_text(text)
         data = _json_object(text)
 
-        def opt(name: str, kind: type) -> Any:
+        def opt_text(name: str) -> str | None:
             value = data.get(name)
-            return value if isinstance(value, kind) and not isinstance(value, bool) else None
+            return value[:100] if isinstance(value, str) else None
+
+        def opt_int(name: str, low: int, high: int) -> int | None:
+            value = data.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                return value
+            return None
 
         return cls(
             work.tenant_id,
             work.booking_id,
-            work.round,
-            reason=opt("reason", str),
-            step=opt("step", str),
-            graph_status=opt("graphStatus", int),
-            error_code=opt("errorCode", str),
-            requested_at=opt("requestedAt", str),
+            opt_int("round", 0, 1000) or 0,
+            reason=opt_text("reason"),
+            step=opt_text("step"),
+            graph_status=opt_int("graphStatus", 100, 599),
+            error_code=opt_text("errorCode"),
+            requested_at=opt_text("requestedAt"),
         )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+MAX_MESSAGE_CHARS = 4096  # what we send is far smaller; anything else is not ours
+
+
 def _json_object(text: str | bytes) -> dict[str, Any]:
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise BadMessageError("the message is larger than a meeting work item can be")
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadMessageError("the message is not JSON") from exc
     if not isinstance(data, dict):
         raise BadMessageError("the message is not a JSON object")

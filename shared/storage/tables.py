@@ -47,7 +47,18 @@ def validate_key(value: str, what: str) -> str:
             f"{what} {value!r} contains {bad.group()!r}; keys may not contain "
             "'/', '\\', '#', '?', '|' or control characters"
         )
+    if not _is_utf8(value):
+        raise InvalidKeyError(f"{what} is not valid text (it holds a lone surrogate)")
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    # A lone surrogate cannot be stored (nor sent as JSON to Storage): refuse it before any call.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def row_key(*parts: str) -> str:
@@ -67,6 +78,8 @@ def _quote(value: str) -> str:
 def check_string(value: str | None, what: str) -> str | None:
     if value is not None and len(value) > MAX_STRING_PROPERTY_CHARS:
         raise SchemaError(f"{what} is longer than {MAX_STRING_PROPERTY_CHARS} characters")
+    if value is not None and not _is_utf8(value):
+        raise SchemaError(f"{what} is not valid text (it holds a lone surrogate)")
     return value
 
 

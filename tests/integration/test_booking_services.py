@@ -67,7 +67,11 @@ def test_approve_makes_exactly_one_meeting_and_stores_its_link(svc, deps, emulat
     assert meeting.subject == "Computer Science A-Level Lesson"
     assert {a["upn"] for a in meeting.participants} == {"student@example.com", "tutor@example.com"}
     assert deps.bookings.list_needing_reconciliation(TENANT) == []
-    assert audit_events(svc, booking.booking_id) == [AuditEvent.MEETING_ATTACHED]
+    # the create, then the PATCH that puts the tenant's options on it
+    assert audit_events(svc, booking.booking_id) == [
+        AuditEvent.MEETING_ATTACHED,
+        AuditEvent.MEETING_UPDATED,
+    ]
 
 
 def test_the_organizer_object_id_is_resolved_once_and_kept(svc, deps, emulator):

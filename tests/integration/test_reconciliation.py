@@ -57,6 +57,7 @@ def load_healthy(svc, count, start):
                 organizer_id="o1",
                 synced_start=start,
                 synced_end=start + timedelta(hours=1),
+                options_applied=True,
             ),
             version=1,
         )
@@ -137,16 +138,21 @@ def test_pre_start_verification_remakes_deleted_meetings_and_moves_edited_ones_b
     live = {m.external_id: m for m in emulator.live_meetings()}
     assert live[remade.external_id].id == remade.meeting.meeting_id
     events = [r.event for r in svc.audit.list_for_booking(TENANT, gone.booking_id)]
-    assert events[-2:] == [AuditEvent.MEETING_MISSING, AuditEvent.MEETING_ATTACHED]
+    assert events[-3:] == [
+        AuditEvent.MEETING_MISSING,
+        AuditEvent.MEETING_ATTACHED,
+        AuditEvent.MEETING_UPDATED,  # its options
+    ]
     back = live[moved.external_id]
     assert back.start.startswith(moved.start.strftime("%Y-%m-%dT%H:%M:%S"))
     assert back.end.startswith(moved.end.strftime("%Y-%m-%dT%H:%M:%S"))
 
-    # AND a second run soon after checks nothing again (each is checked on entering the
-    # window and once more in the last hour)
+    # AND the next runs check only the new meeting, once; then nothing (each meeting is checked
+    # once in the window and once more in the last hour)
     gets = emulator.calls["getMeeting"]
+    assert svc.reconciler.run().verified == 1
     assert svc.reconciler.run().verified == 0
-    assert emulator.calls["getMeeting"] == gets
+    assert emulator.calls["getMeeting"] == gets + 1
 
 
 def test_a_meeting_is_checked_again_in_the_hour_before_it_starts(svc, emulator):

@@ -253,6 +253,7 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
                 meeting_id="m1",
                 synced_start=booking.start,
                 synced_end=booking.end,
+                options_applied=True,
             ),
         )
     )

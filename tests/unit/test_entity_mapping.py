@@ -29,6 +29,7 @@ def test_a_booking_survives_the_round_trip():
         meeting=MeetingState(
             wanted=True,
             generation=2,
+            revision=7,
             requested_at=T0 - timedelta(days=2),
             provider="teams",
             join_url="https://teams.microsoft.com/l/meetup-join/x",
@@ -36,10 +37,12 @@ def test_a_booking_survives_the_round_trip():
             organizer_id="org-1",
             synced_start=T0 - timedelta(hours=1),
             synced_end=T0,
+            options_applied=True,
             verified_at=T0 - timedelta(hours=5),
             attempts=3,
             last_error_code="graph_throttled",
             next_attempt_at=T0 - timedelta(days=1),
+            rounds=2,
             claim_token="c1",
             claim_until=T0 - timedelta(days=1, seconds=-40),
             changed_at=T0,
@@ -75,12 +78,20 @@ def test_naive_times_do_not_fit_the_schema():
         booking_to_entity(a_booking(start=datetime(2026, 12, 24, 13, 0)))
 
 
-@pytest.mark.parametrize("bad", ["a/b", "a\\b", "a#b", "what?", "a|b", "tab\there", "", "x" * 600])
+@pytest.mark.parametrize(
+    "bad", ["a/b", "a\\b", "a#b", "what?", "a|b", "tab\there", "", "x" * 600, "lone\ud800"]
+)
 def test_keys_with_forbidden_characters_are_refused(bad):
     with pytest.raises(InvalidKeyError):
         validate_key(bad, "booking id")
     with pytest.raises(InvalidKeyError):
         booking_to_entity(a_booking(booking_id=bad))
+
+
+def test_text_with_a_lone_surrogate_does_not_fit_the_schema():
+    # Storage cannot hold it; one such write once left the local emulator failing every batch.
+    with pytest.raises(SchemaError, match="surrogate"):
+        booking_to_entity(a_booking(subject="Maths \udc00"))
 
 
 def test_participant_ids_are_keys_too():

@@ -26,7 +26,7 @@ S = BookingStatus
 def created_meeting(booking):
     """The booking once Teams made its meeting at the booking's times."""
     held = facts.claimed(booking, "w1", NOW + timedelta(minutes=1))
-    sighting = Sighting("m1", "https://teams/x", "o1", booking.start, booking.end)
+    sighting = Sighting("m1", "https://teams/x", "o1", booking.start, booking.end, True)
     return facts.seen(held, held.meeting.generation, sighting, "w1", NOW)
 
 
@@ -35,6 +35,7 @@ def failed_create(booking, code, *, retryable, unanswered=False):
     return facts.attempt_failed(
         held,
         step=Step.CREATE,
+        work=facts.Work.of(held),
         error_code=code,
         retryable=retryable,
         unanswered=unanswered,
@@ -97,7 +98,7 @@ def test_a_created_meeting_in_step_needs_nothing_and_a_reschedule_makes_drift():
     assert moved.next_step is Step.UPDATE
     assert moved.meeting.status is MeetingStatus.PENDING  # never `created` while Teams differs
     assert moved.needs_reconciliation
-    patched = Sighting("m1", "https://teams/x", "o1", moved.start, moved.end)
+    patched = Sighting("m1", "https://teams/x", "o1", moved.start, moved.end, True)
     assert not facts.seen(moved, 1, patched, "w1", NOW).needs_reconciliation
 
 
@@ -224,7 +225,9 @@ def test_a_sighting_of_an_older_generation_changes_nothing():
     booking = created_meeting(lifecycle.approve(a_booking(), now=NOW, with_meeting=True))
     anew = facts.gone(booking, 1, "m1", "w1", NOW)
 
-    late = facts.seen(anew, 1, Sighting("m1", "u", "o1", booking.start, booking.end), "w", NOW)
+    late = facts.seen(
+        anew, 1, Sighting("m1", "u", "o1", booking.start, booking.end, True), "w", NOW
+    )
 
     assert late == anew
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from shared.services.bookings import Approval
 from shared.services.meeting_work import RetryPolicy, record_poisoned
 from shared.storage.queues import MeetingWork, PoisonedWork
 from tests.builders import a_booking
-from tests.memory_world import TENANT, memory_world
+from tests.memory_world import DIRECTORY, TENANT, memory_world
 
 STAFF = Principal("staff-1", TENANT, frozenset({Role.STAFF}))
 
@@ -50,7 +51,7 @@ def test_a_failing_create_is_retried_1_2_4_seconds_then_requeued_on_the_schedule
         assert world.sleeps == [1.0, 2.0, 4.0]
         assert world.emulator.calls["createOrGet"] == 1 + 4
         ((delay, again),) = world.queue.messages
-        assert (delay, again) == (30.0, MeetingWork(TENANT, booking_id, round=1))
+        assert (delay, again) == (30.0, MeetingWork(TENANT, booking_id))
         stored = world.booking(booking_id)
         assert stored.meeting.status is MeetingStatus.PENDING
         assert stored.meeting.next_attempt_at == world.clock.now + timedelta(seconds=30)
@@ -179,3 +180,95 @@ def test_a_booking_claimed_by_another_worker_is_left_to_it_until_its_claim_lapse
 )
 def test_round_delays_follow_the_schedule_with_jitter(round_, retry_after, rnd, expected):
     assert RetryPolicy().round_delay(round_, retry_after, rnd) == pytest.approx(expected, rel=1e-4)
+
+
+def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
+    with memory_world(policy=RetryPolicy(rounds=(30.0, 120.0))) as world:
+        # GIVEN a create that failed through both delayed rounds' worth of scheduling
+        booking_id = approved(world, status=503)
+        world.queue.messages.clear()
+        world.worker.handle(MeetingWork(TENANT, booking_id))
+        world.clock.sleep(40)  # past round 1's time
+        world.worker.handle(MeetingWork(TENANT, booking_id))
+        assert world.booking(booking_id).meeting.rounds == 2
+        world.queue.messages.clear()
+
+        # WHEN the booking is rescheduled (new work) and an old message arrives while Graph
+        # still fails once more
+        start = world.clock.now + timedelta(days=4)
+        use_cases.reschedule_booking(
+            STAFF, booking_id, start, start + timedelta(hours=1), world.deps
+        )
+        world.queue.messages.clear()
+        world.worker.handle(MeetingWork(TENANT, booking_id))
+
+        # THEN the new work is on its first round, not given up
+        stored = world.booking(booking_id)
+        assert (stored.meeting.status, stored.meeting.rounds) == (MeetingStatus.PENDING, 1)
+        assert world.queue.poisoned == []
+        world.emulator.clear_faults()
+        world.drain()
+        assert world.booking(booking_id).meeting.status is MeetingStatus.CREATED
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(operation="discovery", status=503, count=1),
+        Fault(operation="discovery", status=429, retry_after="1", count=1),
+        Fault(operation="token", status=503, count=1),
+        Fault(operation="token", status=429, retry_after="1", count=1),
+        Fault(operation="token", hang_seconds=30, count=1),
+    ],
+    ids=["discovery-503", "discovery-429", "token-503", "token-429", "token-hang"],
+)
+def test_sign_in_trouble_is_retried_and_leaves_no_doubt(fault):
+    with memory_world() as world:
+        # GIVEN the login endpoint is throttled, down or slow once
+        world.emulator.add_fault(fault)
+
+        booking_id = approved(world)
+
+        # THEN the approval stands with a retry scheduled (the marker and the queued message);
+        # nothing was sent to Teams, so a cancellation needs no Graph call at all
+        stored = world.booking(booking_id)
+        assert stored.meeting.status is MeetingStatus.PENDING
+        assert stored.needs_reconciliation
+        assert not stored.meeting.create_in_doubt
+        assert world.queue.messages
+        cancelled = use_cases.cancel_booking(STAFF, booking_id, None, world.deps)
+        assert cancelled.booking.meeting.status is MeetingStatus.NONE
+        assert world.emulator.calls["createOrGet"] == 0
+
+
+def test_an_in_doubt_create_is_finished_for_the_organizer_it_was_sent_for():
+    with memory_world() as world:
+        # GIVEN a create whose answer was lost (Teams made the meeting)
+        booking_id = approved(world, status=504, lost_reply=True, count=1)
+        assert world.booking(booking_id).meeting.create_in_doubt
+
+        # WHEN the admin switches the organizer to someone else before the retry
+        world.emulator.add_user(DIRECTORY, "other@a.example", "Other Organizer")
+        tenant = world.tenants.get(TENANT)
+        world.tenants.update(
+            replace(tenant, organizer_upn="other@a.example", organizer_object_id=None)
+        )
+        world.drain()
+
+        # THEN the retry found the first meeting: one meeting, linked, not two
+        (meeting,) = world.emulator.live_meetings()
+        assert world.booking(booking_id).meeting.meeting_id == meeting.id
+
+
+def test_clearing_the_organizer_then_cancelling_removes_an_in_doubt_meeting():
+    with memory_world() as world:
+        booking_id = approved(world, status=504, lost_reply=True, count=1)
+        # GIVEN the admin clears the organizer (the back-out switch)
+        tenant = world.tenants.get(TENANT)
+        world.tenants.update(replace(tenant, organizer_upn=None, organizer_object_id=None))
+
+        # WHEN the booking is cancelled, THEN the meeting Teams made is found and removed
+        result = use_cases.cancel_booking(STAFF, booking_id, None, world.deps)
+        assert result.warning is None
+        assert world.emulator.live_meetings() == []
+        assert result.booking.meeting.status is MeetingStatus.DELETED
