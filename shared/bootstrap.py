@@ -146,9 +146,10 @@ def build_services(
         inline_budget=settings.inline_budget_seconds,
         outbox_delay=settings.inline_budget_seconds,
     )
-    # A claim outlives the longest step: createOrGet, the options PATCH and a token request.
+    # A claim outlives the longest step: sign-in (metadata + token), the organizer lookup and
+    # the step's own request, each bounded by the Graph timeout, and two table writes.
     converger = Converger(
-        bookings, directory, steps, _utc_now, claim_seconds=4 * settings.graph_timeout_seconds
+        bookings, directory, steps, _utc_now, claim_seconds=6 * settings.graph_timeout_seconds
     )
     worker = MeetingWorker(bookings, converger, queue, policy, _utc_now)
     return Services(
