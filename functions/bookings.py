@@ -18,8 +18,12 @@ bp = func.Blueprint()
 @bp.route(route="v1/bookings", methods=["POST"])
 @authenticated
 def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    svc = services()
     created = use_cases.create_booking(
-        caller, parse.new_booking(req), services().booking_deps, parse.idempotency_key(req)
+        caller,
+        lambda: parse.new_booking(req, svc.clock(), svc.settings.booking_horizon),
+        svc.booking_deps,
+        lambda: parse.idempotency_key(req),
     )
     replayed = {"Idempotent-Replayed": "true"} if created.replayed else {}
     return json_response(booking_json(created.booking, caller), status=201, headers=replayed)
@@ -47,7 +51,7 @@ def get(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     result = use_cases.approve_booking(
-        caller, parse.booking_id(req), parse.approval(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.approval(req), services().booking_deps
     )
     return json_response(action_json(result.booking, caller, result.warning))
 
@@ -57,7 +61,7 @@ def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     result = use_cases.decline_booking(
-        caller, parse.booking_id(req), parse.reason(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
     )
     return json_response(action_json(result.booking, caller, result.warning))
 
@@ -67,7 +71,7 @@ def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     result = use_cases.cancel_booking(
-        caller, parse.booking_id(req), parse.reason(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
     )
     return json_response(action_json(result.booking, caller, result.warning))
 
@@ -76,9 +80,12 @@ def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/reschedule", methods=["POST"])
 @authenticated
 def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    start, end = parse.new_times(req)
+    svc = services()
     result = use_cases.reschedule_booking(
-        caller, parse.booking_id(req), start, end, services().booking_deps
+        caller,
+        parse.booking_id(req),
+        lambda: parse.new_times(req, svc.clock(), svc.settings.booking_horizon),
+        svc.booking_deps,
     )
     return json_response(action_json(result.booking, caller, result.warning))
 
@@ -87,7 +94,7 @@ def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/generate-meeting", methods=["POST"])
 @authenticated
 def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    booking_id = parse.booking_id(req)
-    parse.no_body(req)
-    result = use_cases.generate_meeting(caller, booking_id, services().booking_deps)
+    result = use_cases.generate_meeting(
+        caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
+    )
     return json_response(*generation_json(result.booking))

@@ -33,8 +33,9 @@ def get_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     svc = services()
-    change = parse.settings_change(req)
-    saved = teams_settings.update_settings(caller, change, svc.directory, svc.clock())
+    saved = teams_settings.update_settings(
+        caller, lambda: parse.settings_change(req), svc.directory, svc.clock()
+    )
     return json_response(settings_json(saved))
 
 
@@ -42,9 +43,8 @@ def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/teams-meetings/verify-organizer", methods=["POST"])
 @authenticated
 def verify_organizer(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    upn, dry_run = parse.verification(req)
     svc = services()
     result = teams_settings.verify_organizer(
-        caller, upn, dry_run, svc.directory, svc.graph, svc.clock
+        caller, lambda: parse.verification(req), svc.directory, svc.graph, svc.clock
     )
     return json_response(verification_json(result))

@@ -43,6 +43,9 @@ param meetingRetrySchedule string = '30,120,600,3600,21600'
 @description('Seconds a request may spend on its meeting before the queue takes over.')
 param meetingInlineBudgetSeconds string = '5'
 
+@description('How far ahead a booking may start, in days.')
+param bookingHorizonDays string = '730'
+
 @description('Trusted OIDC issuer of frontend tokens, e.g. https://securetoken.google.com/<project>.')
 param authIssuer string
 
@@ -106,6 +109,7 @@ module api 'app/function.bicep' = {
       VERIFY_WINDOW_HOURS: verifyWindowHours
       MEETING_RETRY_SCHEDULE: meetingRetrySchedule
       MEETING_INLINE_BUDGET_SECONDS: meetingInlineBudgetSeconds
+      BOOKING_HORIZON_DAYS: bookingHorizonDays
       MAIL_TRANSPORT: mailTransport
       AUTH_ISSUER: authIssuer
       AUTH_AUDIENCE: authAudience

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 
@@ -71,6 +72,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MEETING_INLINE_BUDGET_SECONDS",
         "How long a request may spend on its meeting before the queue takes over.",
         default="5",
+    ),
+    SettingSpec(
+        "BOOKING_HORIZON_DAYS",
+        "How far ahead a booking may start, in days (requests beyond it are refused).",
+        default="730",
     ),
     SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
     SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
@@ -148,9 +154,14 @@ class Settings:
     verify_window_hours: float
     retry_schedule: tuple[float, ...]
     inline_budget_seconds: float
+    booking_horizon_days: float
     mail_transport: str
     running_in_azure: bool
     auth: AuthSettings
+
+    @property
+    def booking_horizon(self) -> timedelta:
+        return timedelta(days=self.booking_horizon_days)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -219,6 +230,9 @@ class Settings:
         inline_budget = _number(
             "MEETING_INLINE_BUDGET_SECONDS", value("MEETING_INLINE_BUDGET_SECONDS"), 0, 60, problems
         )
+        horizon = _number(
+            "BOOKING_HORIZON_DAYS", value("BOOKING_HORIZON_DAYS"), 0, 365 * 10, problems
+        )
         retry_schedule: tuple[float, ...] = ()
         try:
             retry_schedule = tuple(float(p) for p in value("MEETING_RETRY_SCHEDULE").split(","))
@@ -254,6 +268,7 @@ class Settings:
             verify_window_hours=verify_window,
             retry_schedule=retry_schedule,
             inline_budget_seconds=inline_budget,
+            booking_horizon_days=horizon,
             mail_transport=mail_transport,
             running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
             auth=AuthSettings(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -32,10 +33,13 @@ from shared.storage.bookings import BookingQuery
 
 MAX_PARTICIPANTS = 20
 MAX_LIST = 200
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")  # ASCII digits only ("²" is a digit to str.isdigit)
 
 
 def booking_id(req: func.HttpRequest) -> str:
-    return identifier(req.route_params.get("id"), "booking id")
+    """The route's booking id, as sent: the repository refuses one that cannot be a key (400),
+    after the caller's role was checked."""
+    return str(req.route_params.get("id") or "")
 
 
 def idempotency_key(req: func.HttpRequest) -> str | None:
@@ -55,7 +59,7 @@ def no_body(req: func.HttpRequest) -> None:
     read_json(req, allowed=())
 
 
-def new_booking(req: func.HttpRequest) -> NewBooking:
+def new_booking(req: func.HttpRequest, now: datetime, horizon: timedelta) -> NewBooking:
     body = read_json(
         req,
         allowed=(
@@ -69,7 +73,7 @@ def new_booking(req: func.HttpRequest) -> NewBooking:
         ),
         required=("subject", "startDateTime", "endDateTime", "timeZone", "participants"),
     )
-    start, end = span(body)
+    start, end = span(body, now=now, horizon=horizon)
     return NewBooking(
         subject=required_text(body, "subject", max_length=200),
         level=text(body, "level", max_length=100),
@@ -77,7 +81,7 @@ def new_booking(req: func.HttpRequest) -> NewBooking:
         end=end,
         time_zone=time_zone(body["timeZone"], "timeZone"),
         participants=_participants(body["participants"]),
-        internal_notes=text(body, "internalNotes", max_length=4000),
+        internal_notes=text(body, "internalNotes", max_length=4000, multiline=True),
     )
 
 
@@ -116,7 +120,7 @@ def booking_query(req: func.HttpRequest) -> tuple[BookingQuery, str | None]:
         raise ValidationError(f"Unknown query parameter(s): {', '.join(unknown)}", "unknown_field")
     status = params.get("status")
     limit_text = params.get("limit") or "100"
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST:
+    if not _WHOLE_NUMBER.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_value")
     participant = params.get("participant")
     query = BookingQuery(
@@ -134,19 +138,21 @@ def approval(req: func.HttpRequest) -> Approval:
     return Approval(
         generate_teams_meeting=boolean(body, "generateTeamsMeeting"),
         assignee_id=identifier(assignee, "assigneeId") if assignee is not None else None,
-        internal_notes=text(body, "internalNotes", max_length=4000),
+        internal_notes=text(body, "internalNotes", max_length=4000, multiline=True),
     )
 
 
 def reason(req: func.HttpRequest) -> str | None:
-    return text(read_json(req, allowed=("reason",)), "reason", max_length=1000)
+    return text(read_json(req, allowed=("reason",)), "reason", max_length=1000, multiline=True)
 
 
-def new_times(req: func.HttpRequest) -> tuple[datetime, datetime]:
+def new_times(
+    req: func.HttpRequest, now: datetime, horizon: timedelta
+) -> tuple[datetime, datetime]:
     body = read_json(
         req, allowed=("startDateTime", "endDateTime"), required=("startDateTime", "endDateTime")
     )
-    return span(body)
+    return span(body, now=now, horizon=horizon)
 
 
 def settings_change(req: func.HttpRequest) -> SettingsChange:

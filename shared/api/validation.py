@@ -15,9 +15,20 @@ from shared.storage.errors import InvalidKeyError
 from shared.storage.tables import validate_key
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 8  # our bodies nest three levels at most
 MIN_DURATION = timedelta(minutes=5)
 MAX_DURATION = timedelta(hours=12)
+# A booking or a move may start a little in the past (clocks differ; a form took a minute).
+PAST_GRACE = timedelta(minutes=5)
+# Query filters may name any moment in these years; outside them a date is surely a mistake.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ASCII_NUMBER = re.compile(r"^[0-9]{1,6}$")
+# C0/C1 control characters (tab and newline only where text may span lines) and lone
+# surrogates: they corrupt mail headers, calendar files and storage, and no person types them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_JSON_TYPES = ("application/json",)
 E = TypeVar("E")
 
 
@@ -34,7 +45,8 @@ def read_json(
 ) -> dict[str, Any]:
     """The body as a JSON object with only `allowed` fields and all `required` ones.
 
-    An empty body is an empty object (for actions whose fields are all optional).
+    An empty body is an empty object (for actions whose fields are all optional). A body must be
+    sent as `application/json` (415 otherwise), within the size and nesting limits.
     """
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
@@ -44,9 +56,14 @@ def read_json(
     if not raw.strip():
         body: Any = {}
     else:
+        _require_json_type(req.headers.get("Content-Type"))
+        if _nesting(raw) > MAX_JSON_DEPTH:
+            raise ValidationError(
+                f"Request body nests deeper than {MAX_JSON_DEPTH} levels", "invalid_json"
+            )
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ValidationError("Request body is not valid JSON", "invalid_json") from None
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object", "invalid_json")
@@ -59,8 +76,48 @@ def read_json(
     return body
 
 
+def _require_json_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in _JSON_TYPES and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ValidationError(
+            "Send the request body as JSON with Content-Type: application/json",
+            "unsupported_media_type",
+            415,
+        )
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped), found
+    without parsing, so that a hostile body cannot exhaust the parser."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def text(
-    body: Mapping[str, Any], name: str, *, max_length: int, required: bool = False
+    body: Mapping[str, Any],
+    name: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    multiline: bool = False,
 ) -> str | None:
     value = body.get(name)
     if value is None:
@@ -69,6 +126,10 @@ def text(
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string", "invalid_type")
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
+        raise ValidationError(
+            f"{name} contains control characters or invalid text", "invalid_characters"
+        )
     value = value.strip()
     if required and not value:
         raise ValidationError(f"{name} must not be empty", "invalid_value")
@@ -95,6 +156,8 @@ def boolean(body: Mapping[str, Any], name: str) -> bool | None:
 def identifier(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string", "invalid_type")
+    if _CONTROL.search(value):
+        raise ValidationError(f"{name} contains control characters or invalid text", "invalid_id")
     try:
         return validate_key(value, name)
     except InvalidKeyError as exc:
@@ -102,7 +165,12 @@ def identifier(value: Any, name: str) -> str:
 
 
 def email(value: Any, name: str) -> str:
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value.strip()):
+    if (
+        not isinstance(value, str)
+        or len(value) > 254
+        or _CONTROL.search(value)
+        or not _EMAIL.match(value.strip())
+    ):
         raise ValidationError(f"{name} must be an e-mail address", "invalid_value")
     return value.strip()
 
@@ -117,9 +185,11 @@ def choice(value: Any, name: str, kind: Callable[[str], E]) -> E:
 
 
 def instant(raw: Any, name: str) -> datetime:
-    """An ISO 8601 date-time with an offset, returned in UTC."""
+    """An ISO 8601 date-time with an offset, between 1970 and 2200, returned in UTC."""
     if not isinstance(raw, str):
         raise ValidationError(f"{name} must be an ISO 8601 date-time string", "invalid_type")
+    if len(raw) > 40 or not raw.isascii():
+        raise ValidationError(f"{name} is not an ISO 8601 date-time", "invalid_datetime")
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -128,17 +198,32 @@ def instant(raw: Any, name: str) -> datetime:
         raise ValidationError(
             f"{name} must include a UTC offset (e.g. 2025-12-24T13:00:00Z)", "missing_offset"
         )
-    return moment.astimezone(UTC).replace(microsecond=0)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = EARLIEST - timedelta(days=1)  # at the edge of the calendar: out of range below
+    if not EARLIEST <= moment < LATEST:
+        raise ValidationError(f"{name} must lie between 1970 and 2200", "invalid_datetime")
+    return moment.replace(microsecond=0)
 
 
-def span(body: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    """startDateTime/endDateTime: end after start, and a duration a meeting can have."""
+def span(
+    body: Mapping[str, Any], *, now: datetime, horizon: timedelta
+) -> tuple[datetime, datetime]:
+    """startDateTime/endDateTime of a booking or a move: end after start, a duration a meeting
+    can have, not in the past and not further ahead than `horizon`."""
     start = instant(body.get("startDateTime"), "startDateTime")
     end = instant(body.get("endDateTime"), "endDateTime")
     if end <= start:
         raise ValidationError("endDateTime must be after startDateTime", "invalid_time_range")
     if not MIN_DURATION <= end - start <= MAX_DURATION:
         raise ValidationError("A booking lasts between 5 minutes and 12 hours", "invalid_duration")
+    if start < now - PAST_GRACE:
+        raise ValidationError("startDateTime is in the past", "time_in_past")
+    if start > now + horizon:
+        raise ValidationError(
+            f"startDateTime is more than {horizon.days} days ahead", "time_too_far_ahead"
+        )
     return start, end
 
 

@@ -3,9 +3,21 @@ by the caller's own tenant, so another tenant's id is simply not found (404, not
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeAlias, TypeVar
+
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import Booking, ParticipantRole
 from shared.storage.bookings import BookingRepository
+
+T = TypeVar("T")
+Command: TypeAlias = T | Callable[[], T]
+"""A use case's input: parsed already, or a reader the use case calls once the caller may act,
+so that a caller who may not act learns nothing about what it sent (SPEC §4)."""
+
+
+def read_command(command: Command[T]) -> T:
+    return command() if callable(command) else command
 
 
 class ForbiddenError(Exception):
@@ -17,9 +29,10 @@ class ForbiddenError(Exception):
         self.code = code
 
 
-def require_role(caller: Principal, *roles: Role) -> None:
+def require_role(caller: Principal, *roles: Role, message: str = "Unauthorized") -> None:
+    """403 with `message` (what is missing) unless the caller has one of `roles`."""
     if not caller.has(*roles):
-        raise ForbiddenError()
+        raise ForbiddenError(message)
 
 
 def is_participant(caller: Principal, booking: Booking) -> bool:
@@ -35,12 +48,17 @@ def participant_role(caller: Principal, booking: Booking) -> ParticipantRole | N
     return None
 
 
-def load_visible(caller: Principal, bookings: BookingRepository, booking_id: str) -> Booking:
+def load_visible(
+    caller: Principal,
+    bookings: BookingRepository,
+    booking_id: str,
+    message: str = "Only the booking's participants, staff and admins can see it",
+) -> Booking:
     """The booking if the caller may see it: staff and admins of its tenant, or a participant."""
     booking = bookings.get(caller.tenant_id, booking_id)
     if caller.is_tenant_wide or is_participant(caller, booking):
         return booking
-    raise ForbiddenError()
+    raise ForbiddenError(message)
 
 
 def may_generate_meeting(caller: Principal, booking: Booking) -> bool:

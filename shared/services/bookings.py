@@ -29,10 +29,12 @@ from shared.domain.booking import (
 )
 from shared.graph.errors import GraphError
 from shared.services.access import (
+    Command,
     ForbiddenError,
     is_participant,
     load_visible,
     may_generate_meeting,
+    read_command,
     require_role,
 )
 from shared.services.meeting_work import MeetingSync
@@ -107,14 +109,26 @@ class MeetingGenerationError(Exception):
 
 
 def create_booking(
-    caller: Principal, new: NewBooking, deps: BookingDeps, idempotency_key: str | None = None
+    caller: Principal,
+    command: Command[NewBooking],
+    deps: BookingDeps,
+    idempotency_key: Command[str | None] = None,
 ) -> Created:
     """A pending booking. Students and clients book for themselves; staff and admins for anyone.
 
     With an `idempotency_key`, repeating the request (a retry after a lost response, a double
     click) returns the booking the first request made instead of making another.
     """
-    require_role(caller, Role.STUDENT, Role.CLIENT, Role.STAFF, Role.ADMIN)
+    require_role(
+        caller,
+        Role.STUDENT,
+        Role.CLIENT,
+        Role.STAFF,
+        Role.ADMIN,
+        message="Only students, clients, staff and admins can request bookings",
+    )
+    new = read_command(command)
+    key = read_command(idempotency_key)
     if not caller.is_tenant_wide:
         own = [p for p in new.participants if p.user_id == caller.user_id]
         if not any(p.role in (ParticipantRole.STUDENT, ParticipantRole.CLIENT) for p in own):
@@ -139,9 +153,9 @@ def create_booking(
         updated_at=now,
         internal_notes=new.internal_notes if caller.is_tenant_wide else None,
     )
-    if idempotency_key is None:
+    if key is None:
         return Created(deps.bookings.add(booking))
-    request = RequestKey(caller.user_id, idempotency_key, _fingerprint(new))
+    request = RequestKey(caller.user_id, key, _fingerprint(new))
     try:
         return Created(deps.bookings.add(booking, request))
     except AlreadyExistsError:
@@ -177,9 +191,13 @@ def get_booking(caller: Principal, booking_id: str, deps: BookingDeps) -> Bookin
 
 
 def approve_booking(
-    caller: Principal, booking_id: str, approval: Approval, deps: BookingDeps
+    caller: Principal, booking_id: str, command: Command[Approval], deps: BookingDeps
 ) -> ActionResult:
-    require_role(caller, Role.STAFF, Role.ADMIN)
+    require_role(
+        caller, Role.STAFF, Role.ADMIN, message="Only staff and admins can approve bookings"
+    )
+    booking = deps.bookings.get(caller.tenant_id, booking_id)
+    approval = read_command(command)
     tenant = deps.tenants.get(caller.tenant_id)
     capability = tenant.meeting_capability()
     wanted = (
@@ -204,37 +222,53 @@ def approve_booking(
             internal_notes=approval.internal_notes,
         )
 
-    saved = _change(deps, deps.bookings.get(caller.tenant_id, booking_id), approve)
+    saved = _change(deps, booking, approve)
     result = _sync(caller, saved, "Booking approved", deps)
     return replace(result, warning=result.warning or notice)
 
 
 def decline_booking(
-    caller: Principal, booking_id: str, reason: str | None, deps: BookingDeps
+    caller: Principal, booking_id: str, command: Command[str | None], deps: BookingDeps
 ) -> ActionResult:
-    require_role(caller, Role.STAFF, Role.ADMIN)
+    require_role(
+        caller, Role.STAFF, Role.ADMIN, message="Only staff and admins can decline bookings"
+    )
     booking = deps.bookings.get(caller.tenant_id, booking_id)
+    reason = read_command(command)
     saved = _change(deps, booking, lambda b: lifecycle.decline(b, now=deps.clock(), reason=reason))
     return _sync(caller, saved, "Booking declined", deps)
 
 
 def cancel_booking(
-    caller: Principal, booking_id: str, reason: str | None, deps: BookingDeps
+    caller: Principal, booking_id: str, command: Command[str | None], deps: BookingDeps
 ) -> ActionResult:
-    booking = load_visible(caller, deps.bookings, booking_id)
+    booking = load_visible(
+        caller,
+        deps.bookings,
+        booking_id,
+        "Only the booking's participants, staff and admins can cancel it",
+    )
+    reason = read_command(command)
     saved = _change(deps, booking, lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason))
     return _sync(caller, saved, "Booking cancelled", deps)
 
 
 def reschedule_booking(
-    caller: Principal, booking_id: str, start: datetime, end: datetime, deps: BookingDeps
+    caller: Principal,
+    booking_id: str,
+    command: Command[tuple[datetime, datetime]],
+    deps: BookingDeps,
 ) -> ActionResult:
     booking = load_visible(caller, deps.bookings, booking_id)
     tenant = deps.tenants.get(caller.tenant_id)
     if not caller.is_tenant_wide and not (
         tenant.participants_can_reschedule and is_participant(caller, booking)
     ):
-        raise ForbiddenError()
+        raise ForbiddenError(
+            "Only staff and admins can reschedule bookings"
+            + ("" if tenant.participants_can_reschedule else " in this tenant")
+        )
+    start, end = read_command(command)
     saved = _change(
         deps,
         booking,
@@ -243,12 +277,16 @@ def reschedule_booking(
     return _sync(caller, saved, "Booking rescheduled", deps)
 
 
-def generate_meeting(caller: Principal, booking_id: str, deps: BookingDeps) -> ActionResult:
+def generate_meeting(
+    caller: Principal, booking_id: str, deps: BookingDeps, command: Command[None] = None
+) -> ActionResult:
     """Seed 000's manual generation: the existing meeting, or a new one now. Here the meeting
     *is* the action, so a Graph failure is the caller's error (and is retried as well)."""
-    booking = load_visible(caller, deps.bookings, booking_id)
+    # Seed 000's exact answer to a caller who may not: {"error": "Unauthorized"}.
+    booking = load_visible(caller, deps.bookings, booking_id, "Unauthorized")
     if not may_generate_meeting(caller, booking):
-        raise ForbiddenError()
+        raise ForbiddenError("Unauthorized")
+    read_command(command)
     if booking.status is not BookingStatus.CONFIRMED:
         raise IllegalTransitionError(NOT_CONFIRMED, "booking_not_confirmed")
     if booking.meeting.status is MeetingStatus.CREATED:

@@ -26,7 +26,7 @@ from shared.graph.errors import (
     GraphNotFoundError,
     GraphPolicyMissingError,
 )
-from shared.services.access import require_role
+from shared.services.access import Command, read_command, require_role
 from shared.services.tenants import TenantDirectory
 from shared.storage.errors import StorageError
 
@@ -74,17 +74,21 @@ def capability(caller: Principal, tenants: TenantDirectory) -> Capability:
     return tenants.get(caller.tenant_id).meeting_capability()
 
 
+ADMINS_ONLY = "Only admins can see or change the tenant's Teams settings"
+
+
 def get_settings(caller: Principal, tenants: TenantDirectory) -> Tenant:
-    require_role(caller, Role.ADMIN)
+    require_role(caller, Role.ADMIN, message=ADMINS_ONLY)
     return tenants.get(caller.tenant_id)
 
 
 def update_settings(
-    caller: Principal, change: SettingsChange, tenants: TenantDirectory, now: datetime
+    caller: Principal, command: Command[SettingsChange], tenants: TenantDirectory, now: datetime
 ) -> Tenant:
     """Save the organizer and options. Clearing the organizer stops new meetings at once
     (the PRD's back-out switch); links already stored keep working."""
-    require_role(caller, Role.ADMIN)
+    require_role(caller, Role.ADMIN, message=ADMINS_ONLY)
+    change = read_command(command)
     tenant = tenants.get(caller.tenant_id)
     updated = replace(tenant, updated_at=now)
     if change.organizer_upn is not UNSET:
@@ -102,15 +106,15 @@ def update_settings(
 
 def verify_organizer(
     caller: Principal,
-    upn: str | None,
-    dry_run: bool,
+    command: Command[tuple[str | None, bool]],
     tenants: TenantDirectory,
     graph: GraphMeetingsClient,
     clock: Callable[[], datetime],
 ) -> Verification:
-    """Look the organizer up in Graph; with `dry_run`, also create and delete a throw-away
-    meeting, the only true test of the Teams Application Access Policy."""
-    require_role(caller, Role.ADMIN)
+    """Look the organizer (`upn`, or the tenant's) up in Graph; with `dry_run`, also create and
+    delete a throw-away meeting, the only true test of the Teams Application Access Policy."""
+    require_role(caller, Role.ADMIN, message="Only admins can verify the meeting organizer")
+    upn, dry_run = read_command(command)
     tenant = tenants.get(caller.tenant_id)
     profile = tenant.microsoft
     target = upn or tenant.organizer_upn

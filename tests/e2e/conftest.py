@@ -62,7 +62,7 @@ class Caller:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if raw is not None:
-            headers["Content-Type"] = "application/json"
+            headers.setdefault("Content-Type", "application/json")
             return requests.request(
                 method, f"{self.stack.api}{path}", data=raw, headers=headers, timeout=30
             )

@@ -262,3 +262,54 @@ def test_the_generate_meeting_refusal_keeps_seed_000s_text(callers):
 
 def test_health_is_open_to_anyone(callers):
     assert callers["anonymous"].call("GET", "/v1/health").status_code == 200
+
+
+REFUSED = [
+    (route, who)
+    for route, who in CELLS
+    if (UNAUTHENTICATED.get(who) or MATRIX[route][1][who]) in (401, 403, 404)
+    and route.split(" ")[0] in ("POST", "PUT")
+    # A student may book, but only for themselves: that refusal depends on the body.
+    and not (route == "POST /v1/bookings" and who in ("student", "other_student"))
+]
+
+
+@pytest.mark.parametrize(("route", "who"), REFUSED, ids=[f"{r} as {w}" for r, w in REFUSED])
+def test_a_caller_who_may_not_act_learns_nothing_from_a_bad_body(callers, route, who):
+    # Authorization before validation: garbage gets the same refusal as a good request would.
+    state, expected_by_caller = MATRIX[route]
+    expected = UNAUTHENTICATED.get(who) or expected_by_caller[who]
+    method, path = route.split(" ")
+    if state:
+        path = path.replace("{id}", booking_in(state, callers))
+
+    response = callers[who].call(method, path, raw=b'{"unknownField": [[[ not json')
+
+    assert response.status_code == expected, response.text
+    assert set(response.json()) == {"error", "code"}
+
+
+@pytest.mark.parametrize(
+    ("route", "who", "words"),
+    [
+        ("approve", "student", "Only staff and admins can approve bookings"),
+        ("decline", "tutor", "Only staff and admins can decline bookings"),
+        ("reschedule", "student", "Only staff and admins can reschedule bookings"),
+        ("cancel", "other_student", "Only the booking's participants, staff and admins"),
+    ],
+)
+def test_refusals_say_what_is_missing(callers, route, who, words):
+    booking_id = booking_in("pending", callers)
+
+    refused = callers[who].call("POST", f"/v1/bookings/{booking_id}/{route}", body_for(route))
+
+    assert refused.status_code == 403
+    assert words in refused.json()["error"]
+    assert refused.json()["code"] == "forbidden"
+
+
+def test_settings_refusals_name_the_admin_role(callers):
+    refused = callers["staff"].call("PUT", "/v1/teams-meetings/settings", {"nonsense": 1})
+
+    assert refused.status_code == 403
+    assert "Only admins" in refused.json()["error"]

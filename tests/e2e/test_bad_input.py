@@ -54,6 +54,46 @@ BAD_CREATES = [
     ("participant twice", booking_body(participants=participants() * 2), "duplicate_participant"),
     ("participant extra field", booking_body(participants=participants(age=12)), "unknown_field"),
     ("too large", booking_body(internalNotes="x" * 20_000), "body_too_large"),
+    ("NUL in the subject", booking_body(subject="Maths\x00"), "invalid_characters"),
+    ("ESC in the subject", booking_body(subject="\x1b[31mMaths"), "invalid_characters"),
+    ("CR LF in the level", booking_body(level="A\r\nBcc: x@example.com"), "invalid_characters"),
+    (
+        "a lone surrogate in a name",
+        b'{"subject": "M", "startDateTime": "'
+        + START.encode()
+        + b'", "endDateTime": "'
+        + END.encode()
+        + b'", "timeZone": "Europe/London", "participants": [{"userId": "s",'
+        b' "role": "student", "email": "s@example.com", "displayName": "\\ud800x"}]}',
+        "invalid_characters",
+    ),
+    ("nested five thousand levels", b"[" * 5000 + b"]" * 5000, "invalid_json"),
+    (
+        "nested under a field",
+        b'{"subject": ' + b"[" * 40 + b"]" * 40 + b"}",
+        "invalid_json",
+    ),
+    ("in the year 1", booking_body(startDateTime="0001-01-01T00:00:00+01:00"), "invalid_datetime"),
+    (
+        "in the year 9999",
+        booking_body(startDateTime="9999-12-31T23:59:59-01:00"),
+        "invalid_datetime",
+    ),
+    (
+        "in the year 2000",
+        booking_body(startDateTime="2000-01-01T10:00:00Z", endDateTime="2000-01-01T11:00:00Z"),
+        "time_in_past",
+    ),
+    (
+        "five years ahead",
+        booking_body(startDateTime="2031-11-01T10:00:00Z", endDateTime="2031-11-01T11:00:00Z"),
+        "time_too_far_ahead",
+    ),
+    (
+        "non-ASCII digits in a time",
+        booking_body(startDateTime="\uff12\uff10\uff12\uff17-01-01T10:00:00Z"),
+        "invalid_datetime",
+    ),
 ]
 
 
@@ -98,6 +138,21 @@ BAD_ACTIONS = [
     ("cancel reason not text", "POST", "/cancel", {"reason": ["x"]}, "invalid_type"),
     ("decline reason too long", "POST", "/decline", {"reason": "x" * 1001}, "too_long"),
     ("generate with a body", "POST", "/generate-meeting", {"force": True}, "unknown_field"),
+    (
+        "reschedule into the past",
+        "POST",
+        "/reschedule",
+        {"startDateTime": "2020-01-01T10:00:00Z", "endDateTime": "2020-01-01T11:00:00Z"},
+        "time_in_past",
+    ),
+    (
+        "reschedule to the year 9999",
+        "POST",
+        "/reschedule",
+        {"startDateTime": "9999-12-31T10:00:00Z", "endDateTime": "9999-12-31T11:00:00Z"},
+        "invalid_datetime",
+    ),
+    ("cancel reason with NUL", "POST", "/cancel", {"reason": "ill\x00"}, "invalid_characters"),
 ]
 
 
@@ -117,6 +172,27 @@ def test_bad_action_bodies_change_nothing(admin, pending_id, name, method, suffi
 BAD_OTHERS = [
     ("list bad status", "GET", "/v1/bookings?status=lost", None, "invalid_value"),
     ("list bad limit", "GET", "/v1/bookings?limit=0", None, "invalid_value"),
+    (
+        "list limit of a superscript digit",
+        "GET",
+        "/v1/bookings?limit=%C2%B2",
+        None,
+        "invalid_value",
+    ),
+    (
+        "list from the year 1",
+        "GET",
+        "/v1/bookings?from=0001-01-01T00:00:00%2B01:00",
+        None,
+        "invalid_datetime",
+    ),
+    (
+        "list to the year 9999",
+        "GET",
+        "/v1/bookings?to=9999-12-31T23:59:59-01:00",
+        None,
+        "invalid_datetime",
+    ),
     ("list bad from", "GET", "/v1/bookings?from=yesterday", None, "invalid_datetime"),
     ("list unknown parameter", "GET", "/v1/bookings?sort=asc", None, "unknown_field"),
     ("booking id with a backslash", "GET", "/v1/bookings/a%5Cb", None, "invalid_id"),
@@ -163,3 +239,27 @@ def test_an_unknown_booking_is_404(admin):
 
     assert response.status_code == 404
     assert json.loads(response.text) == {"error": "Booking not found", "code": "not_found"}
+
+
+def test_a_body_that_is_not_json_by_its_type_is_415(admin):
+    before = count_bookings(admin)
+
+    response = admin.call(
+        "POST",
+        "/v1/bookings",
+        raw=json.dumps(booking_body()).encode(),
+        headers={"Content-Type": "text/plain"},
+    )
+
+    assert response.status_code == 415, response.text
+    assert response.json()["code"] == "unsupported_media_type"
+    assert count_bookings(admin) == before
+
+
+def test_multi_line_text_keeps_its_lines(admin):
+    response = admin.call(
+        "POST", "/v1/bookings", booking_body(internalNotes="line one\nline two\tend")
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["internalNotes"] == "line one\nline two\tend"

@@ -98,7 +98,7 @@ def test_reschedule_moves_the_same_meeting(svc, deps, emulator):
     new_start = START + timedelta(days=1)
 
     result = use_cases.reschedule_booking(
-        STAFF, booking.booking_id, new_start, new_start + timedelta(hours=2), deps
+        STAFF, booking.booking_id, (new_start, new_start + timedelta(hours=2)), deps
     )
 
     (meeting,) = emulator.live_meetings()
@@ -182,7 +182,7 @@ def test_reschedule_and_cancel_succeed_when_graph_fails(deps, emulator):
     new_start = START + timedelta(days=2)
 
     moved = use_cases.reschedule_booking(
-        STAFF, booking.booking_id, new_start, new_start + timedelta(hours=1), deps
+        STAFF, booking.booking_id, (new_start, new_start + timedelta(hours=1)), deps
     )
     cancelled = use_cases.cancel_booking(STAFF, booking.booking_id, None, deps)
 
@@ -340,7 +340,7 @@ def test_lists_show_participants_their_own_and_staff_the_tenants(deps):
 def test_verify_organizer_reports_each_reason(svc, emulator):
     def verify(upn=None, dry_run=False, caller=ADMIN):
         return teams_settings.verify_organizer(
-            caller, upn, dry_run, svc.directory, svc.graph, lambda: datetime.now(UTC)
+            caller, (upn, dry_run), svc.directory, svc.graph, lambda: datetime.now(UTC)
         )
 
     ok = verify(dry_run=True)

@@ -123,7 +123,7 @@ def apply(world: Any, booking_id: str, event: tuple[str, int], log: list[str]) -
         elif kind == "reschedule":
             start = world.clock.now + timedelta(days=2 + n)
             use_cases.reschedule_booking(
-                STAFF, booking_id, start, start + timedelta(minutes=30 * n), deps
+                STAFF, booking_id, (start, start + timedelta(minutes=30 * n)), deps
             )
         elif kind == "cancel":
             use_cases.cancel_booking(STAFF, booking_id, None, deps)

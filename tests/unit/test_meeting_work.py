@@ -197,7 +197,7 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
         # still fails once more
         start = world.clock.now + timedelta(days=4)
         use_cases.reschedule_booking(
-            STAFF, booking_id, start, start + timedelta(hours=1), world.deps
+            STAFF, booking_id, (start, start + timedelta(hours=1)), world.deps
         )
         world.queue.messages.clear()
         world.worker.handle(MeetingWork(TENANT, booking_id))
