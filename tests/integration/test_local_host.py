@@ -158,6 +158,31 @@ def test_unknown_paths_are_404(host):
 # -- queues -------------------------------------------------------------------------------------
 
 
+def test_a_burst_of_64_concurrent_clients_meets_no_connection_reset(host):
+    # GIVEN 64 clients that connect at the same moment (the default listen backlog is 5)
+    start = threading.Barrier(64)
+    failures: list[str] = []
+    statuses: list[int] = []
+
+    def client(n: int) -> None:
+        start.wait(timeout=10)
+        try:
+            response = requests.post(f"{host.base_url}/api/items/n{n}/notes", data=b"x", timeout=30)
+            statuses.append(response.status_code)
+        except requests.RequestException as exc:
+            failures.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # THEN every one of them was answered
+    assert failures == []
+    assert statuses == [201] * 64
+
+
 def test_a_base64_message_is_decoded_and_deleted_after_success(host, azurite):
     queue = queue_client(azurite, listener(host, "on_message").queue_name)
 
