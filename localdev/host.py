@@ -747,7 +747,9 @@ def _http_handler(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = (
+            do_QUERY
+        ) = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -119,17 +119,17 @@ def booking_query(req: func.HttpRequest) -> tuple[BookingQuery, str | None]:
     if unknown:
         raise ValidationError(f"Unknown query parameter(s): {', '.join(unknown)}", "unknown_field")
     status = params.get("status")
-    limit_text = params.get("limit") or "100"
+    limit_text = params.get("limit", "100")
     if not _WHOLE_NUMBER.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_value")
     participant = params.get("participant")
     query = BookingQuery(
-        status=choice(status, "status", BookingStatus) if status else None,
+        status=None if status is None else choice(status, "status", BookingStatus),
         start_from=query_instant(params, "from"),
         start_to=query_instant(params, "to"),
         limit=int(limit_text),
     )
-    return query, identifier(participant, "participant") if participant else None
+    return query, None if participant is None else identifier(participant, "participant")
 
 
 def approval(req: func.HttpRequest) -> Approval:
@@ -156,7 +156,11 @@ def new_times(
 
 
 def settings_change(req: func.HttpRequest) -> SettingsChange:
-    body = read_json(req, allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"))
+    body = read_json(
+        req,
+        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"),
+        body_required=True,
+    )
     organizer: object = UNSET
     if "organizerUpn" in body:
         raw = body["organizerUpn"]
@@ -189,7 +193,8 @@ def _options(raw: Any) -> OptionsChange:
         )
 
     def pick(name: str, kind: Any) -> Any:
-        return choice(raw[name], f"meetingOptions.{name}", kind) if name in raw else None
+        value = raw.get(name)
+        return None if value is None else choice(value, f"meetingOptions.{name}", kind)
 
     return OptionsChange(
         lobby_bypass_scope=pick("lobbyBypassScope", LobbyBypassScope),

@@ -22,8 +22,18 @@ MAX_DURATION = timedelta(hours=12)
 PAST_GRACE = timedelta(minutes=5)
 # Query filters may name any moment in these years; outside them a date is surely a mistake.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ASCII_NUMBER = re.compile(r"^[0-9]{1,6}$")
+# The same patterns are in docs/openapi.yaml, so that the contract and the checks agree.
+_EMAIL = re.compile(
+    r"[^@\s\ufeff\x00-\x1f\x7f-\x9f]+@[^@\s\ufeff\x00-\x1f\x7f-\x9f]+"
+    r"\.[^@\s\ufeff\x00-\x1f\x7f-\x9f]+"
+)
+# A character that is neither white space nor a control character (a required text has one).
+_VISIBLE = re.compile(r"[^\s\ufeff\x00-\x1f\x7f-\x9f]")
+# RFC 3339 date-time with an offset (what OpenAPI's `date-time` means), years 1970-2199.
+_DATE_TIME = re.compile(
+    r"(19[7-9][0-9]|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
 # C0/C1 control characters (tab and newline only where text may span lines) and lone
 # surrogates: they corrupt mail headers, calendar files and storage, and no person types them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -41,7 +51,11 @@ class ValidationError(Exception):
 
 
 def read_json(
-    req: func.HttpRequest, *, allowed: Iterable[str], required: Iterable[str] = ()
+    req: func.HttpRequest,
+    *,
+    allowed: Iterable[str],
+    required: Iterable[str] = (),
+    body_required: bool = False,
 ) -> dict[str, Any]:
     """The body as a JSON object with only `allowed` fields and all `required` ones.
 
@@ -54,6 +68,8 @@ def read_json(
             f"Request body is larger than {MAX_BODY_BYTES} bytes", "body_too_large", 413
         )
     if not raw.strip():
+        if body_required:
+            raise ValidationError("A JSON body is required", "missing_body")
         body: Any = {}
     else:
         _require_json_type(req.headers.get("Content-Type"))
@@ -130,12 +146,11 @@ def text(
         raise ValidationError(
             f"{name} contains control characters or invalid text", "invalid_characters"
         )
-    value = value.strip()
-    if required and not value:
-        raise ValidationError(f"{name} must not be empty", "invalid_value")
     if len(value) > max_length:
         raise ValidationError(f"{name} is longer than {max_length} characters", "too_long")
-    return value or None
+    if required and not _VISIBLE.search(value):
+        raise ValidationError(f"{name} must not be empty", "invalid_value")
+    return value.strip() or None
 
 
 def required_text(body: Mapping[str, Any], name: str, *, max_length: int) -> str:
@@ -165,14 +180,9 @@ def identifier(value: Any, name: str) -> str:
 
 
 def email(value: Any, name: str) -> str:
-    if (
-        not isinstance(value, str)
-        or len(value) > 254
-        or _CONTROL.search(value)
-        or not _EMAIL.match(value.strip())
-    ):
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
         raise ValidationError(f"{name} must be an e-mail address", "invalid_value")
-    return value.strip()
+    return value
 
 
 def choice(value: Any, name: str, kind: Callable[[str], E]) -> E:
@@ -185,23 +195,28 @@ def choice(value: Any, name: str, kind: Callable[[str], E]) -> E:
 
 
 def instant(raw: Any, name: str) -> datetime:
-    """An ISO 8601 date-time with an offset, between 1970 and 2200, returned in UTC."""
+    """An RFC 3339 date-time with an offset, between 1970 and 2200, returned in UTC."""
     if not isinstance(raw, str):
         raise ValidationError(f"{name} must be an ISO 8601 date-time string", "invalid_type")
-    if len(raw) > 40 or not raw.isascii():
-        raise ValidationError(f"{name} is not an ISO 8601 date-time", "invalid_datetime")
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(f"{name} is not an ISO 8601 date-time", "invalid_datetime") from None
-    if moment.tzinfo is None:
+    if not _DATE_TIME.fullmatch(raw):
+        if _DATE_TIME.fullmatch(raw + "Z"):
+            raise ValidationError(
+                f"{name} must include a UTC offset (e.g. 2025-12-24T13:00:00Z)", "missing_offset"
+            )
         raise ValidationError(
-            f"{name} must include a UTC offset (e.g. 2025-12-24T13:00:00Z)", "missing_offset"
+            f"{name} is not an RFC 3339 date-time between 1970 and 2199 "
+            "(e.g. 2025-12-24T13:00:00Z)",
+            "invalid_datetime",
         )
+    text = raw.upper().replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python reads at most six fractional digits
+        digits = rest[: len(rest) - 6]
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        moment = EARLIEST - timedelta(days=1)  # at the edge of the calendar: out of range below
+        moment = datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValidationError(f"{name} is not a date that exists", "invalid_datetime") from None
     if not EARLIEST <= moment < LATEST:
         raise ValidationError(f"{name} must lie between 1970 and 2200", "invalid_datetime")
     return moment.replace(microsecond=0)
@@ -241,4 +256,4 @@ def time_zone(raw: Any, name: str) -> str:
 
 def query_instant(params: Mapping[str, str], name: str) -> datetime | None:
     raw = params.get(name)
-    return None if raw in (None, "") else instant(raw, name)
+    return None if raw is None else instant(raw, name)

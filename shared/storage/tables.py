@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 # Table Storage forbids / \ # ? and control characters in PartitionKey and RowKey, and caps
 # each at 1 KiB. We also forbid "|", which our composite row keys use as the separator.
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?|\x00-\x1f\x7f-\x9f]")
-MAX_KEY_LENGTH = 512
+# PartitionKey and RowKey hold at most 1 KiB of UTF-16, i.e. 512 characters. Ids are kept to
+# 255 so that composite row keys ("p|{participant}|{booking}", "b|{booking}|{time}|{record}")
+# always fit.
+MAX_KEY_LENGTH = 255
 # A string property holds at most 64 KiB of UTF-16, i.e. 32 Ki characters of the BMP.
 MAX_STRING_PROPERTY_CHARS = 32 * 1024
 KEY_SEPARATOR = "|"

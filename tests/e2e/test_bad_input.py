@@ -127,6 +127,7 @@ BAD_ACTIONS = [
         "invalid_type",
     ),
     ("approve assignee with #", "POST", "/approve", {"assigneeId": "a#b"}, "invalid_id"),
+    ("approve assignee of 256 chars", "POST", "/approve", {"assigneeId": "a" * 256}, "invalid_id"),
     ("reschedule missing end", "POST", "/reschedule", {"startDateTime": START}, "missing_field"),
     (
         "reschedule no offset",
@@ -263,3 +264,20 @@ def test_multi_line_text_keeps_its_lines(admin):
 
     assert response.status_code == 201, response.text
     assert response.json()["internalNotes"] == "line one\nline two\tend"
+
+
+def test_ids_of_the_longest_allowed_length_work_end_to_end(admin):
+    # 255 characters: the longest id, which must still fit every composite storage key
+    longest = "u" * 255
+    created = admin.call(
+        "POST", "/v1/bookings", booking_body(participants=participants(userId=longest))
+    )
+    assert created.status_code == 201, created.text
+
+    approved = admin.call(
+        "POST", f"/v1/bookings/{created.json()['id']}/approve", {"assigneeId": "t" * 255}
+    )
+
+    assert approved.status_code == 200, approved.text
+    listed = admin.call("GET", f"/v1/bookings?participant={longest}").json()["bookings"]
+    assert [b["id"] for b in listed] == [created.json()["id"]]
