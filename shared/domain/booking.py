@@ -211,17 +211,5 @@ def meeting_requested(booking: Booking, *, now: datetime) -> Booking:
     """Ask for a meeting on a live booking (manual generation): the one Teams has, or a new
     one. A meeting that was removed is made anew under the next externalId generation, since
     createOrGet would hand back the removed one."""
-    meeting = booking.meeting
-    if meeting.removed:
-        meeting = replace(
-            meeting,
-            generation=meeting.generation + 1,
-            meeting_id=None,
-            join_url=None,
-            synced_start=None,
-            synced_end=None,
-            options_applied=False,
-            removed=False,
-            create_in_doubt=False,
-        )
+    meeting = booking.meeting.anew() if booking.meeting.removed else booking.meeting
     return settled(replace(booking, meeting=_asked(replace(meeting, wanted=True), now)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.domain.booking import Booking, settled
-from shared.domain.meeting import TEAMS, MeetingState, Step
+from shared.domain.meeting import TEAMS, Step
 
 
 @dataclass(frozen=True)
@@ -142,23 +142,8 @@ def gone(
         changed_at=now,
     )
     if booking.live and meeting.wanted and meeting.removed:
-        meeting = _anew(meeting)
+        meeting = meeting.anew()
     return settled(replace(booking, meeting=meeting))
-
-
-def _anew(meeting: MeetingState) -> MeetingState:
-    return replace(
-        meeting,
-        generation=meeting.generation + 1,
-        meeting_id=None,
-        join_url=None,
-        synced_start=None,
-        synced_end=None,
-        options_applied=False,
-        removed=False,
-        create_in_doubt=False,
-        verified_at=None,
-    )
 
 
 def attempt_failed(

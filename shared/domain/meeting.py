@@ -8,7 +8,7 @@ records what Teams answered in the *observed* half, and asks again until the ste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -93,6 +93,22 @@ class MeetingState:
     def in_teams(self) -> bool:
         """Teams is known to hold this generation's meeting."""
         return self.meeting_id is not None and not self.removed
+
+    def anew(self) -> MeetingState:
+        """The same wish, for a meeting made anew under the next externalId generation
+        (createOrGet would hand back the old, removed meeting for the old one)."""
+        return replace(
+            self,
+            generation=self.generation + 1,
+            meeting_id=None,
+            join_url=None,
+            synced_start=None,
+            synced_end=None,
+            options_applied=False,
+            removed=False,
+            create_in_doubt=False,
+            verified_at=None,
+        )
 
     def claimed_by_other(self, token: str | None, now: datetime) -> bool:
         return (
