@@ -104,6 +104,7 @@ def seen(
         removed=False,
         create_in_doubt=False,
         last_error_code=None,
+        rounds=0,  # progress: whatever follows counts its own retries
         changed_at=now,
     )
     return settled(replace(booking, meeting=meeting))
@@ -139,6 +140,7 @@ def gone(
         removed=known is not None,
         create_in_doubt=False,
         last_error_code=None,
+        rounds=0,
         changed_at=now,
     )
     if booking.live and meeting.wanted and meeting.removed:
@@ -177,7 +179,8 @@ def attempt_failed(
             return settled(replace(booking, meeting=meeting))
         return booking
     in_doubt = meeting.create_in_doubt
-    if step is Step.CREATE and not unanswered:
+    if step is Step.CREATE and not unanswered and token is not None:
+        # Only an attempt that held the claim knows the doubt it started from.
         in_doubt = doubt_before
     meeting = replace(
         meeting,

@@ -106,9 +106,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         seconds = moment.timestamp() - (time.time() if now is None else now)
     if seconds != seconds or seconds == float("inf"):  # NaN or infinity
         return None
-    return max(0.0, seconds)
+    # Nothing waits longer than a queue message can (7 days): an absurd header is not obeyed.
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600.0
 _POLICY_MISSING_MARKER = "application access policy"
 
 

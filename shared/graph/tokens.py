@@ -77,6 +77,9 @@ class MsalTokenSource:
             raise GraphTransientError("login endpoint unreachable", sent=False) from exc
         except msal.exceptions.MsalServiceError as exc:
             raise _login_http_error(last_status(), "the login endpoint failed") from exc
+        except ValueError as exc:
+            # msal could not read the answer (a gateway's HTML page, a proxy's error).
+            raise _login_http_error(last_status(), "the login endpoint answered garbage") from exc
         token = result.get("access_token")
         if token:
             return str(token)

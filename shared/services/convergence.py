@@ -130,7 +130,11 @@ class Converger:
             else:
                 fact = self._answer(result, token)
             booking = self.record(held, fact)
-            if result.error is not None and facts.Work.of(held).still(booking):
+            if (
+                result.error is not None
+                and facts.Work.of(held).still(booking)
+                and booking.next_step is step
+            ):
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
         return ConvergeResult(booking)

@@ -173,16 +173,23 @@ class MeetingWorker:
         """Schedule the next delayed round of the booking's current work, or stop when its
         rounds are spent. The count lives on the booking: new work starts again at round 1,
         whatever messages of older work are still on their way."""
+        work = facts.Work.of(booking)
+
+        def for_this_work(fact: Callable[[Booking], Booking]) -> Callable[[Booking], Booking]:
+            # A user action saved meanwhile is new work, with its own message and rounds.
+            return lambda b: fact(b) if work.still(b) else b
+
         round_ = booking.meeting.rounds + 1
         if round_ > len(self._policy.rounds):
             stopped = self._converger.record(
-                booking, lambda b: facts.gave_up(b, error.code, self._clock())
+                booking, for_this_work(lambda b: facts.gave_up(b, error.code, self._clock()))
             )
-            stop(self._queue, stopped, error, "retries_exhausted")
+            if work.still(stopped):
+                stop(self._queue, stopped, error, "retries_exhausted")
             return stopped
         delay = self._policy.round_delay(round_, error.retry_after, self._rnd())
         at = self._clock() + timedelta(seconds=delay)
-        scheduled = self._converger.record(booking, _scheduled_at(at))
+        scheduled = self._converger.record(booking, for_this_work(_scheduled_at(at)))
         self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id), delay)
         log_event(
             logger,

@@ -154,7 +154,7 @@ class TableBookingRepository:
         booking = replace(booking, version=1, etag=None)
         entity = booking_to_entity(booking)
         operations: list[Any] = [("create", entity)]
-        operations += [("upsert", e) for e in _index_rows(booking)]
+        operations += _index_upserts(booking)
         if request is not None:
             operations.append(("create", _request_row(booking, request)))
         what = f"booking {booking.booking_id}"
@@ -198,7 +198,7 @@ class TableBookingRepository:
                 },
             )
         ]
-        operations += [("upsert", e) for e in _index_rows(saved)]
+        operations += _index_upserts(saved)
         with translated_errors(f"booking {booking.booking_id}"):
             results = self._table.submit_transaction(operations)
         if not saved.needs_reconciliation:
@@ -344,6 +344,14 @@ def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
 def rows_for(booking: Booking) -> list[dict[str, Any]]:
     """Every row a booking is stored as (the booking and its index rows), for bulk loads."""
     return [booking_to_entity(booking), *_index_rows(booking)]
+
+
+def _index_upserts(booking: Booking) -> list[Any]:
+    """The index rows as whole-row upserts: a merge would keep properties a newer write left
+    out (the SDK drops None), e.g. an old retry time on the marker."""
+    from azure.data.tables import UpdateMode
+
+    return [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in _index_rows(booking)]
 
 
 def _index_rows(booking: Booking) -> list[dict[str, Any]]:

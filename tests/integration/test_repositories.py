@@ -430,3 +430,20 @@ def test_the_start_index_finds_wanted_meetings_in_a_window_and_follows_changes(b
     bookings.update(replace(fresh, status=BookingStatus.CANCELLED))
     assert bookings.list_starting_between("tenant-a", *window) == []
     assert bookings.list_starting_between("tenant-b", *window) == []
+
+
+def test_a_later_save_clears_the_markers_retry_time(bookings):
+    # GIVEN a booking whose retry was scheduled six hours ahead
+    booking = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True))
+    )
+    later = bookings.update(
+        replace(booking, meeting=replace(booking.meeting, next_attempt_at=T0 + timedelta(hours=6)))
+    )
+
+    # WHEN a new save says nothing is scheduled (new work, due now)
+    bookings.update(replace(later, meeting=replace(later.meeting, next_attempt_at=None)))
+
+    # THEN the timer sees it as due (the old retry time did not linger on the marker)
+    due = bookings.list_needing_reconciliation("tenant-a", due_by=T0)
+    assert [b.booking_id for b in due] == [booking.booking_id]

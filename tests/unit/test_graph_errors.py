@@ -94,3 +94,7 @@ def test_parse_retry_after_http_date():
     header = email.utils.formatdate(now + 30, usegmt=True)
 
     assert parse_retry_after(header, now=now) == pytest.approx(30.0)
+
+
+def test_an_absurd_retry_after_is_capped_at_what_a_queue_can_wait():
+    assert parse_retry_after("1e12") == 7 * 24 * 3600.0
