@@ -2,16 +2,18 @@
 
 import azure.functions as func
 
-from functions import bookings, health, meeting_ops, reconcile, teams_meetings
+from functions import bookings, health, meeting_ops, payments, reconcile, teams_meetings
 from shared.settings import get_settings
 
 # Fail start-up, naming every missing or bad setting, before any function is served.
 get_settings()
 
-# Keys are not how callers authenticate: every route but health validates a bearer JWT.
+# Keys are not how callers authenticate: every route but health and the Stripe webhook
+# (which checks Stripe's signature) validates a bearer JWT.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
 app.register_functions(bookings.bp)
 app.register_functions(teams_meetings.bp)
 app.register_functions(meeting_ops.bp)
+app.register_functions(payments.bp)
 app.register_functions(reconcile.bp)

@@ -1,5 +1,6 @@
 """The reconciliation timer (SPEC §7): converge every booking marked "needs work", across all
-tenants, and verify the meetings of bookings that start soon against Teams."""
+tenants, and verify the meetings of bookings that start soon against Teams; then finish payment
+events whose processing stopped half-way and recover those Stripe failed to deliver (SPEC §6)."""
 
 from __future__ import annotations
 
@@ -13,4 +14,6 @@ bp = func.Blueprint()
 @bp.function_name("reconcile")
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def reconcile(timer: func.TimerRequest) -> None:
-    services().reconciler.run()
+    svc = services()
+    svc.reconciler.run()
+    svc.payments.recover()

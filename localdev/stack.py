@@ -93,8 +93,28 @@ def seed_demo_tenant(connection_string: str) -> None:
         )
 
 
+STRIPE_SECRET_FILE = "stripe-webhook-secret"
+
+
+def ensure_stripe_secret(state_dir: Path) -> str:
+    """The local Stripe webhook signing secret: made once per state folder (readable by its
+    owner only), so that `localdev.stripe_events` can sign events the running host accepts."""
+    path = state_dir / STRIPE_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    value = f"whsec_{secrets.token_hex(24)}"
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value
+
+
 def stack_settings(
-    azurite: Azurite, emulator: GraphEmulator, tls: LocalTls, secret: str, issuer: DevIssuer
+    azurite: Azurite,
+    emulator: GraphEmulator,
+    tls: LocalTls,
+    secret: str,
+    issuer: DevIssuer,
+    stripe_secret: str,
 ) -> dict[str, str]:
     """App settings for the function app in a local run (what local.settings.json would hold)."""
     return {
@@ -107,6 +127,7 @@ def stack_settings(
         "GRAPH_BASE_URL": emulator.graph_url,
         "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
         "MAIL_TRANSPORT": "folder",
+        "STRIPE_WEBHOOK_SECRET": stripe_secret,
         # Timer schedules are %SETTING% references: the host refuses to start without them.
         "RECONCILE_SCHEDULE": "0 */5 * * * *",
         "AUTH_DEV_JWKS_FILE": str(issuer.jwks_file),
@@ -142,9 +163,10 @@ def local_stack(
         emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, secret)
         organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
         issuer = ensure_dev_issuer(state_dir / "dev-auth")
+        stripe_secret = ensure_stripe_secret(state_dir)
         env = {
             **os.environ,
-            **stack_settings(azurite, emulator, tls, secret, issuer),
+            **stack_settings(azurite, emulator, tls, secret, issuer, stripe_secret),
             **(extra_env or {}),
         }
         seed_demo_tenant(azurite.connection_string)

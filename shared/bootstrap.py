@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shared.services.convergence import Converger
     from shared.services.meeting_work import MeetingSync, MeetingWorker
     from shared.services.meetings import MeetingSteps
+    from shared.services.payments import PaymentEvents
     from shared.services.reconciliation import Reconciler
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
@@ -52,6 +53,7 @@ class Services:
     sync: MeetingSync
     worker: MeetingWorker
     reconciler: Reconciler
+    payments: PaymentEvents
     tokens: TokenValidator
 
     def clock(self) -> datetime:
@@ -109,13 +111,16 @@ def build_services(
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import MsalTokenSource
+    from shared.payments.source import StripeUndeliveredEvents
     from shared.services.convergence import Converger
     from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
+    from shared.services.payments import PaymentEvents
     from shared.services.reconciliation import Reconciler
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
+    from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
@@ -152,6 +157,8 @@ def build_services(
         bookings, directory, steps, _utc_now, claim_seconds=6 * settings.graph_timeout_seconds
     )
     worker = MeetingWorker(bookings, converger, queue, policy, _utc_now)
+    sync = MeetingSync(converger, queue, policy, _utc_now)
+    stripe_key = settings.stripe.api_key
     return Services(
         settings=settings,
         tables=tables,
@@ -163,7 +170,7 @@ def build_services(
         queue=queue,
         steps=steps,
         converger=converger,
-        sync=MeetingSync(converger, queue, policy, _utc_now),
+        sync=sync,
         worker=worker,
         reconciler=Reconciler(
             bookings,
@@ -174,6 +181,19 @@ def build_services(
             _utc_now,
             verify_window=timedelta(hours=settings.verify_window_hours),
             entities_read=lambda: tables.reads,
+        ),
+        payments=PaymentEvents(
+            TablePaymentEventRepository(tables),
+            bookings,
+            directory,
+            sync,
+            _utc_now,
+            webhook_secret=settings.stripe.webhook_secret,
+            undelivered=(
+                StripeUndeliveredEvents(stripe_key, timeout=settings.graph_timeout_seconds)
+                if stripe_key
+                else None
+            ),
         ),
         tokens=TokenValidator(
             settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id

@@ -79,6 +79,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="730",
     ),
     SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
+    SettingSpec(
+        "STRIPE_WEBHOOK_SECRET",
+        "Signing secret (whsec_...) of the Stripe webhook endpoint (Key Vault reference).",
+        required=True,
+    ),
+    SettingSpec(
+        "STRIPE_API_KEY",
+        "Optional restricted Stripe key (read events) for recovering missed webhooks.",
+    ),
     SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
     SettingSpec("AUTH_AUDIENCE", "Audience (aud) those tokens must carry."),
     SettingSpec("AUTH_JWKS_URL", "https URL of the issuer's signing keys (JWKS)."),
@@ -143,6 +152,12 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class StripeSettings:
+    webhook_secret: str = field(repr=False)
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     default_tenant_id: str
@@ -156,6 +171,7 @@ class Settings:
     inline_budget_seconds: float
     booking_horizon_days: float
     mail_transport: str
+    stripe: StripeSettings
     running_in_azure: bool
     auth: AuthSettings
 
@@ -251,6 +267,15 @@ class Settings:
                 f"got {mail_transport!r}"
             )
 
+        webhook_secret = value("STRIPE_WEBHOOK_SECRET")
+        if not webhook_secret:
+            problems.append(
+                "STRIPE_WEBHOOK_SECRET is missing: payment webhooks cannot be verified without "
+                "the endpoint's signing secret (whsec_...)"
+            )
+        elif not webhook_secret.startswith("whsec_"):
+            problems.append("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
+
         issuers = _trusted_issuers(env, value, problems)
 
         if problems:
@@ -270,6 +295,7 @@ class Settings:
             inline_budget_seconds=inline_budget,
             booking_horizon_days=horizon,
             mail_transport=mail_transport,
+            stripe=StripeSettings(webhook_secret, value("STRIPE_API_KEY") or None),
             running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
             auth=AuthSettings(
                 issuers=issuers,

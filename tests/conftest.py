@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ os.environ.setdefault(
     "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
 )
 os.environ.setdefault("AUTH_DEV_JWKS_FILE", str(DEV_ISSUER.jwks_file))
+# The Stripe webhook signing secret of this test session (made here, never stored).
+STRIPE_SECRET = os.environ.setdefault("STRIPE_WEBHOOK_SECRET", f"whsec_{secrets.token_hex(16)}")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.auth.principal import Principal
 from shared.domain.booking import Booking, MeetingStatus
+from shared.domain.payment import PaymentState
 from shared.domain.tenant import Capability, MeetingOptions, Tenant
 from shared.services.teams_settings import Verification
 
@@ -57,10 +58,25 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
             "nextAttemptAt": _time(meeting.next_attempt_at),
             "changedAt": _time(meeting.changed_at),
         },
+        "payment": payment_json(booking.payment),
     }
     if caller.is_tenant_wide:
         body["internalNotes"] = booking.internal_notes
     return body
+
+
+def payment_json(payment: PaymentState) -> dict[str, Any]:
+    return {
+        "status": payment.status.value,
+        "paymentIntentId": payment.intent_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "amountRefunded": payment.amount_refunded,
+        "paidAt": _time(payment.paid_at),
+        "refundedAt": _time(payment.refunded_at),
+        "lastFailureCode": payment.failure_code,
+        "lastFailureMessage": payment.failure_message,
+    }
 
 
 def action_json(booking: Booking, caller: Principal, warning: str | None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     from shared.auth.tokens import AuthError
     from shared.domain.booking import IllegalTransitionError
     from shared.graph.errors import GraphError, GraphThrottledError, GraphTransientError
+    from shared.payments.events import WebhookError
     from shared.services.access import ForbiddenError
     from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
     from shared.services.meetings import TeamsUnavailableError
@@ -52,7 +53,7 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
         StorageUnavailableError,
     )
 
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError | WebhookError):
         return exc.status, exc.message, exc.code, {}
     if isinstance(exc, AuthError):
         return 401, exc.message, exc.code, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -88,11 +89,18 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     return 500, "Internal error", "internal_error", {}
 
 
+def _refusal_level(exc: Exception) -> int:
+    from shared.payments.events import WebhookError
+
+    # A webhook that is not Stripe's is someone probing the endpoint (or a wrong secret).
+    return logging.WARNING if isinstance(exc, WebhookError) else logging.INFO
+
+
 def _fail(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
     status, message, code, headers = _status_for(exc)
     log_event(
         logger,
-        logging.ERROR if status >= 500 else logging.INFO,
+        logging.ERROR if status >= 500 else _refusal_level(exc),
         "request_failed",
         route=req.url.split("?")[0],
         method=req.method,

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import azure.functions as func
 
+from shared.json_depth import nesting_depth
 from shared.storage.errors import InvalidKeyError
 from shared.storage.tables import validate_key
 
@@ -73,7 +74,7 @@ def read_json(
         body: Any = {}
     else:
         _require_json_type(req.headers.get("Content-Type"))
-        if _nesting(raw) > MAX_JSON_DEPTH:
+        if nesting_depth(raw) > MAX_JSON_DEPTH:
             raise ValidationError(
                 f"Request body nests deeper than {MAX_JSON_DEPTH} levels", "invalid_json"
             )
@@ -102,29 +103,6 @@ def _require_json_type(content_type: str | None) -> None:
             "unsupported_media_type",
             415,
         )
-
-
-def _nesting(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in a JSON text (strings skipped), found
-    without parsing, so that a hostile body cannot exhaust the parser."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 def text(

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
+from shared.domain.payment import PaymentFact, PaymentState, merge
 
 __all__ = [
     "Booking",
@@ -71,6 +72,7 @@ class Booking:
     internal_notes: str | None = None
     status_reason: str | None = None
     meeting: MeetingState = field(default_factory=MeetingState)
+    payment: PaymentState = field(default_factory=PaymentState)
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
     # guards each save against a lost race.
     version: int = field(default=0, compare=False)
@@ -213,3 +215,30 @@ def meeting_requested(booking: Booking, *, now: datetime) -> Booking:
     createOrGet would hand back the removed one."""
     meeting = booking.meeting.anew() if booking.meeting.removed else booking.meeting
     return settled(replace(booking, meeting=_asked(replace(meeting, wanted=True), now)))
+
+
+REFUNDED_REASON = "Payment refunded"
+
+
+def record_payment(
+    booking: Booking, fact: PaymentFact, *, now: datetime, with_meeting: bool
+) -> Booking:
+    """What a Stripe event established, and what the booking's payment state now calls for,
+    decided by that state rather than by the order events came in (SPEC §6):
+
+    - fully refunded: a pending or confirmed booking is cancelled and its meeting removed;
+      a refund that came before its payment leaves the booking cancelled all the same;
+    - paid (and not refunded): a pending booking is confirmed, with a meeting when
+      `with_meeting`; a declined or cancelled one is not revived (the payment is recorded).
+
+    Returns `booking` itself when the fact changes nothing (a redelivery, a late duplicate).
+    """
+    payment = merge(booking.payment, fact)
+    if payment == booking.payment:
+        return booking
+    changed = replace(booking, payment=payment, updated_at=now)
+    if payment.refunded and booking.status in _OPEN:
+        return _closed(changed, BookingStatus.CANCELLED, now, REFUNDED_REASON)
+    if payment.paid and not payment.refunded and booking.status is BookingStatus.PENDING:
+        return approve(changed, now=now, with_meeting=with_meeting)
+    return changed

@@ -40,8 +40,9 @@ from shared.services.access import (
 from shared.services.meeting_work import MeetingSync
 from shared.services.meetings import TeamsUnavailableError, describe_failure
 from shared.services.tenants import TenantDirectory
+from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingQuery, BookingRepository, RequestKey
-from shared.storage.errors import AlreadyExistsError, ConcurrencyError
+from shared.storage.errors import AlreadyExistsError
 
 logger = logging.getLogger("meetings.bookings")
 
@@ -301,22 +302,10 @@ def generate_meeting(
     return ActionResult(synced.booking)
 
 
-# Re-applying a transition to a newer version: background writers (a worker recording what
-# Teams answered) change the ETag often, and must not turn a user's action into a conflict.
-_CHANGE_TRIES = 5
-
-
 def _change(
     deps: BookingDeps, booking: Booking, transition: Callable[[Booking], Booking]
 ) -> Booking:
-    """Save `transition(booking)`; on a lost ETag race, apply it again to the newer version
-    (which may now refuse it: an illegal transition is a 409 with nothing saved)."""
-    for _ in range(_CHANGE_TRIES - 1):
-        try:
-            return deps.bookings.update(transition(booking))
-        except ConcurrencyError:
-            booking = deps.bookings.get(booking.tenant_id, booking.booking_id)
-    return deps.bookings.update(transition(booking))
+    return save_transition(deps.bookings, booking, transition)
 
 
 def _sync(caller: Principal, saved: Booking, action: str, deps: BookingDeps) -> ActionResult:

@@ -34,6 +34,16 @@ class TenantDirectory:
             tenant = replace(tenant, microsoft=self._default.microsoft)
         return tenant
 
+    def is_known(self, tenant_id: str) -> bool:
+        """The tenant has a row, or is the default tenant."""
+        if self._default is not None and tenant_id == self._default.tenant_id:
+            return True
+        try:
+            self._repository.get(tenant_id)
+        except NotFoundError:
+            return False
+        return True
+
     def tenant_ids(self) -> list[str]:
         """Every tenant that may have meetings: the stored ones and the default tenant."""
         ids = {tenant.tenant_id for tenant in self._repository.list_all()}

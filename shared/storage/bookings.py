@@ -37,6 +37,7 @@ from shared.domain.booking import (
     ParticipantRole,
     settled,
 )
+from shared.domain.payment import PaymentState
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
     EntityReader,
@@ -457,7 +458,40 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "MeetingClaimToken": meeting.claim_token,
         "MeetingClaimUntil": _opt_utc(meeting.claim_until, "claim"),
         "MeetingChangedAt": _opt_utc(meeting.changed_at, "changed"),
+        **_payment_fields(booking.payment),
     }
+
+
+def _payment_fields(payment: PaymentState) -> dict[str, Any]:
+    return {
+        "PaymentPaid": payment.paid,
+        "PaymentRefunded": payment.refunded,
+        "PaymentIntentId": check_string(payment.intent_id, "payment intent id"),
+        "PaymentAmount": payment.amount,
+        "PaymentCurrency": check_string(payment.currency, "currency"),
+        "PaymentAmountRefunded": payment.amount_refunded,
+        "PaymentPaidAt": _opt_utc(payment.paid_at, "paid"),
+        "PaymentRefundedAt": _opt_utc(payment.refunded_at, "refunded"),
+        "PaymentFailureCode": check_string(payment.failure_code, "payment failure code"),
+        "PaymentFailureMessage": check_string(payment.failure_message, "payment failure"),
+        "PaymentFailedAt": _opt_utc(payment.failed_at, "payment failed"),
+    }
+
+
+def _payment_from(r: EntityReader) -> PaymentState:
+    return PaymentState(
+        paid=r.flag("PaymentPaid"),
+        refunded=r.flag("PaymentRefunded"),
+        intent_id=r.opt_text("PaymentIntentId"),
+        amount=r.opt_number("PaymentAmount"),
+        currency=r.opt_text("PaymentCurrency"),
+        amount_refunded=r.number("PaymentAmountRefunded", default=0),
+        paid_at=r.opt_moment("PaymentPaidAt"),
+        refunded_at=r.opt_moment("PaymentRefundedAt"),
+        failure_code=r.opt_text("PaymentFailureCode"),
+        failure_message=r.opt_text("PaymentFailureMessage"),
+        failed_at=r.opt_moment("PaymentFailedAt"),
+    )
 
 
 def _opt_utc(value: datetime | None, what: str) -> datetime | None:
@@ -523,6 +557,7 @@ def entity_to_booking(entity: Any) -> Booking:
                 claim_until=r.opt_moment("MeetingClaimUntil"),
                 changed_at=r.opt_moment("MeetingChangedAt"),
             ),
+            payment=_payment_from(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )

@@ -10,6 +10,7 @@ from localdev.graph_emulator import GraphEmulator
 from shared.bootstrap import Services, build_services
 from shared.domain.tenant import MicrosoftProfile, Tenant
 from shared.settings import Settings
+from tests.conftest import STRIPE_SECRET
 
 DIRECTORY = "0a0b0c0d-0000-4000-8000-0000000000aa"
 CLIENT_ID = "client-services"
@@ -38,6 +39,7 @@ def make_services(azurite, emulator, dev_issuer, monkeypatch):
                 "GRAPH_BASE_URL": emulator.graph_url,
                 "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
                 "AUTH_DEV_JWKS_FILE": str(dev_issuer.jwks_file),
+                "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
                 **env,
             }
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 
 import pytest
 
@@ -11,6 +12,7 @@ from shared.settings import Settings, SettingsError
 
 STORAGE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(8)}",
     "AUTH_ISSUER": "https://securetoken.google.com/tutoring-app",
     "AUTH_AUDIENCE": "tutoring-app",
     "AUTH_JWKS_URL": "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
@@ -181,3 +183,24 @@ def test_the_development_issuer_is_refused_in_azure():
 
     with pytest.raises(SettingsError, match="AUTH_DEV_JWKS_FILE"):
         Settings.from_env(env)
+
+
+def test_a_missing_stripe_webhook_secret_stops_start_up():
+    env = {k: v for k, v in STORAGE.items() if k != "STRIPE_WEBHOOK_SECRET"}
+
+    with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET is missing"):
+        Settings.from_env(env)
+
+
+def test_a_stripe_webhook_secret_must_be_a_signing_secret():
+    with pytest.raises(SettingsError, match="whsec_"):
+        Settings.from_env({**STORAGE, "STRIPE_WEBHOOK_SECRET": "sk_test_not_a_webhook_secret"})
+
+
+def test_the_stripe_api_key_is_optional_and_never_shown():
+    settings = Settings.from_env({**STORAGE, "STRIPE_API_KEY": "rk_test_restricted"})
+
+    assert settings.stripe.api_key == "rk_test_restricted"
+    assert "rk_test_restricted" not in repr(settings)
+    assert STORAGE["STRIPE_WEBHOOK_SECRET"] not in repr(settings)
+    assert Settings.from_env(STORAGE).stripe.api_key is None

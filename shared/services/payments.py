@@ -1,0 +1,237 @@
+"""Stripe payments confirm bookings (SPEC §6).
+
+Receiving an event:
+1. The signature is checked over the raw bytes (`shared.payments.events.verify`).
+2. What the event says about a booking is taken from it; other event types are ignored (200).
+3. The event is *recorded* (a conditional insert, with a "pending" row in the same
+   transaction). A second delivery meets the record and does nothing more; 20 at once, the same.
+4. The fact is applied to the booking by the state it describes (`record_payment`): the
+   booking's payment facts merge, so order and repetition cannot change the outcome.
+5. The record is marked applied (its pending row deleted); then the meeting converges through
+   `MeetingSync` (outbox message + one inline attempt under the short budget).
+
+If the process stops between 3 and 5, the pending row stays. The record carries a short claim:
+once it lapses, a redelivery of the event, or the reconciliation timer, applies it again
+(applying is idempotent). Events Stripe failed to deliver are listed from its API by the timer
+(with `STRIPE_API_KEY`) and go through the same steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from shared.domain.booking import Booking, record_payment
+from shared.domain.payment import BookingRef, FactKind
+from shared.observability import log_event
+from shared.payments.events import StripeEvent, interpret, verify
+from shared.services.meeting_work import MeetingSync
+from shared.services.meetings import describe_failure
+from shared.services.tenants import TenantDirectory
+from shared.services.transitions import save_transition
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from shared.storage.payment_events import EventState, PaymentEventRepository, RecordedEvent
+
+logger = logging.getLogger("meetings.payments")
+
+# How long a receiver has to apply an event before a redelivery or the timer may take over.
+APPLY_CLAIM = timedelta(seconds=30)
+RECOVERY_WINDOW = timedelta(days=3)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # recorded before: nothing more is done
+    IGNORED = "ignored"  # an event type (or an unpaid checkout) that changes no booking
+    REJECTED = "rejected"  # names no booking of ours; logged as an error, never retried
+
+
+@dataclass(frozen=True)
+class Receipt:
+    event_id: str
+    outcome: Outcome
+    booking: Booking | None = None
+    warning: str | None = None
+
+
+@dataclass
+class RecoveryReport:
+    pending: int = 0
+    resumed: int = 0
+    listed: int = 0
+    recovered: int = 0
+    errors: int = 0
+
+
+class UndeliveredEvents(Protocol):
+    """Where missed events come from: Stripe's API (`shared.payments.source`)."""
+
+    def list_since(self, since: datetime) -> Iterable[StripeEvent]:
+        """Events created since `since` whose webhook delivery failed."""
+        ...
+
+
+class PaymentEvents:
+    def __init__(
+        self,
+        events: PaymentEventRepository,
+        bookings: BookingRepository,
+        directory: TenantDirectory,
+        sync: MeetingSync,
+        clock: Callable[[], datetime],
+        *,
+        webhook_secret: str,
+        undelivered: UndeliveredEvents | None = None,
+    ) -> None:
+        self._events = events
+        self._bookings = bookings
+        self._directory = directory
+        self._sync = sync
+        self._clock = clock
+        self._secret = webhook_secret
+        self._undelivered = undelivered
+
+    def receive_webhook(self, raw: bytes, signature: str | None) -> Receipt:
+        """A webhook request: verified, then received. `WebhookError` if not from Stripe."""
+        return self.receive(verify(raw, signature, self._secret), source="webhook")
+
+    def receive(self, event: StripeEvent, *, source: str) -> Receipt:
+        meaning = interpret(event)
+        if meaning.fact is None:
+            log_event(
+                logger,
+                logging.INFO,
+                "payment_event_ignored",
+                eventId=event.event_id,
+                type=event.type,
+                reason=meaning.ignored,
+            )
+            return Receipt(event.event_id, Outcome.IGNORED)
+        now = self._clock()
+        record = RecordedEvent(
+            event_id=event.event_id,
+            type=event.type,
+            state=EventState.RECEIVED,
+            received_at=now,
+            source=source,
+            ref=meaning.ref,
+            fact=meaning.fact,
+            claim_until=now + APPLY_CLAIM,
+        )
+        try:
+            record = self._events.record(record)
+        except AlreadyExistsError:
+            taken = self._take_over(self._events.get(event.event_id))
+            if taken is None:
+                return Receipt(event.event_id, Outcome.DUPLICATE)
+            record = taken
+        return self._apply(record)
+
+    def recover(self) -> RecoveryReport:
+        """The timer's part: events recorded but not applied (their receiver stopped), then
+        events Stripe failed to deliver in the last three days."""
+        report = RecoveryReport()
+        for record in self._events.list_pending():
+            report.pending += 1
+            taken = self._take_over(record)
+            if taken is not None:
+                self._guarded(functools.partial(self._apply, taken), report)
+                report.resumed += 1
+        if self._undelivered is None:
+            return report
+        for event in self._undelivered.list_since(self._clock() - RECOVERY_WINDOW):
+            report.listed += 1
+            receipt = self._guarded(functools.partial(self.receive, event, source="recovery"))
+            if receipt is not None and receipt.outcome is Outcome.APPLIED:
+                report.recovered += 1
+            elif receipt is None:
+                report.errors += 1
+        log_event(logger, logging.INFO, "payment_recovery_run", **report.__dict__)
+        return report
+
+    def _take_over(self, record: RecordedEvent) -> RecordedEvent | None:
+        """The record, claimed, if its receiver stopped half-way; None if it is done or
+        someone is applying it now."""
+        now = self._clock()
+        if record.state is not EventState.RECEIVED or record.claimed(now):
+            return None
+        try:
+            return self._events.claim(record, now + APPLY_CLAIM)
+        except ConcurrencyError:
+            return None
+
+    def _apply(self, record: RecordedEvent) -> Receipt:
+        fact = record.fact
+        assert fact is not None  # only events with a fact are recorded
+        ref = record.ref
+        if ref is None and fact.intent_id:
+            ref = self._events.find_intent(fact.intent_id)
+        if ref is None:
+            return self._reject(record, "no_booking_reference")
+        try:
+            booking = self._bookings.get(ref.tenant_id, ref.booking_id)
+        except NotFoundError:
+            known = self._directory.is_known(ref.tenant_id)
+            return self._reject(record, "unknown_booking" if known else "unknown_tenant", ref)
+        with_meeting = self._directory.get(ref.tenant_id).meeting_capability().available
+        now = self._clock()
+        saved = save_transition(
+            self._bookings,
+            booking,
+            lambda b: record_payment(b, fact, now=now, with_meeting=with_meeting),
+        )
+        if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
+            self._events.remember_intent(fact.intent_id, ref)
+        self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
+        log_event(
+            logger,
+            logging.INFO,
+            "payment_event_applied",
+            eventId=record.event_id,
+            type=record.type,
+            tenant=ref.tenant_id,
+            bookingId=ref.booking_id,
+            bookingStatus=saved.status.value,
+            paymentStatus=saved.payment.status.value,
+        )
+        synced = self._sync.after_change(saved, actor="stripe")
+        warning = None
+        if synced.error is not None:
+            warning = describe_failure(
+                "Payment recorded", synced.error, retry_scheduled=synced.error.retryable
+            )
+        return Receipt(record.event_id, Outcome.APPLIED, synced.booking, warning)
+
+    def _reject(self, record: RecordedEvent, reason: str, ref: BookingRef | None = None) -> Receipt:
+        # Stripe cannot fix this by sending the event again: 200, and an error for people.
+        log_event(
+            logger,
+            logging.ERROR,
+            "payment_event_rejected",
+            eventId=record.event_id,
+            type=record.type,
+            tenant=ref.tenant_id if ref else None,
+            bookingId=ref.booking_id if ref else None,
+            reason=reason,
+        )
+        self._events.finish(record, EventState.REJECTED, reason, self._clock())
+        return Receipt(record.event_id, Outcome.REJECTED)
+
+    @staticmethod
+    def _guarded(
+        work: Callable[[], Receipt], report: RecoveryReport | None = None
+    ) -> Receipt | None:
+        """One event's trouble must not stop the timer for the others."""
+        try:
+            return work()
+        except Exception:
+            if report is not None:
+                report.errors += 1
+            logger.exception("recovering a payment event failed")
+            return None

@@ -1,0 +1,271 @@
+"""Stripe events this service has received, and what became of each (SPEC §6).
+
+Table `paymentevents`, one partition (`stripe`), three kinds of row:
+
+    e|{eventId}    the event record: type, the booking it names, the payment fact it carries,
+                   state (received → applied | rejected), when, and a short claim
+    q|{eventId}    "received, not yet applied": written with the record in one transaction and
+                   deleted with its final state in another, so that the timer finds events
+                   whose processing stopped half-way by a range scan over `q|` alone
+    i|{intentId}   a payment intent → the booking its success was applied to (a refund's charge
+                   may carry no metadata; its intent then names the booking)
+
+The record's insert is the idempotency check: a second delivery of the same event meets
+`AlreadyExistsError` and does nothing more (unless the first stopped half-way; see
+`shared/services/payments.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.domain.payment import BookingRef, FactKind, PaymentFact
+from shared.storage.errors import NotFoundError, SchemaError
+from shared.storage.tables import (
+    EntityReader,
+    Tables,
+    check_string,
+    prefix_range,
+    row_key,
+    to_utc,
+    translated_errors,
+    validate_key,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+TABLE = "paymentevents"
+PARTITION = "stripe"
+_EVENT, _PENDING, _INTENT = "e", "q", "i"
+
+
+class EventState(StrEnum):
+    RECEIVED = "received"  # recorded; applying it has not finished
+    APPLIED = "applied"
+    REJECTED = "rejected"  # it can never apply (names no booking we have); logged as an error
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    event_id: str
+    type: str
+    state: EventState
+    received_at: datetime
+    source: str  # webhook | recovery
+    ref: BookingRef | None = None
+    fact: PaymentFact | None = None
+    claim_until: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str | None = None
+    etag: str | None = None
+
+    def claimed(self, now: datetime) -> bool:
+        return self.claim_until is not None and self.claim_until > now
+
+
+class PaymentEventRepository(Protocol):
+    def record(self, event: RecordedEvent) -> RecordedEvent:
+        """Insert the record and its pending row; `AlreadyExistsError` if the id is known."""
+        ...
+
+    def get(self, event_id: str) -> RecordedEvent:
+        """The record, or `NotFoundError`."""
+        ...
+
+    def claim(self, event: RecordedEvent, until: datetime) -> RecordedEvent:
+        """Take the record for applying until `until`; `ConcurrencyError` if it changed."""
+        ...
+
+    def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
+        """Save the final state and delete the pending row, in one transaction."""
+        ...
+
+    def list_pending(self, limit: int = 100) -> list[RecordedEvent]:
+        """Records still `received`, read through the pending rows only."""
+        ...
+
+    def remember_intent(self, intent_id: str, ref: BookingRef) -> None: ...
+
+    def find_intent(self, intent_id: str) -> BookingRef | None: ...
+
+
+class TablePaymentEventRepository:
+    """`PaymentEventRepository` on Azure Table Storage."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    @property
+    def _table(self) -> TableClient:
+        return self._tables.table(TABLE)
+
+    def record(self, event: RecordedEvent) -> RecordedEvent:
+        entity = event_to_entity(event)
+        pending = {
+            "PartitionKey": PARTITION,
+            "RowKey": row_key(_PENDING, event.event_id),
+            "EventId": event.event_id,
+            "ReceivedAt": to_utc(event.received_at, "receivedAt"),
+        }
+        with translated_errors(f"payment event {event.event_id}"):
+            results = self._table.submit_transaction([("create", entity), ("create", pending)])
+        return replace(event, etag=results[0]["etag"])
+
+    def get(self, event_id: str) -> RecordedEvent:
+        rk = row_key(_EVENT, validate_key(event_id, "event id"))
+        with translated_errors(f"payment event {event_id}"):
+            entity = self._table.get_entity(PARTITION, rk)
+        self._tables.reads += 1
+        return entity_to_event(entity)
+
+    def claim(self, event: RecordedEvent, until: datetime) -> RecordedEvent:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        claimed = replace(event, claim_until=until)
+        with translated_errors(f"payment event {event.event_id}"):
+            metadata = self._table.update_entity(
+                event_to_entity(claimed),
+                mode=UpdateMode.REPLACE,
+                etag=event.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        return replace(claimed, etag=metadata["etag"])
+
+    def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        done = replace(event, state=state, outcome=outcome, finished_at=at, claim_until=None)
+        pending = {"PartitionKey": PARTITION, "RowKey": row_key(_PENDING, event.event_id)}
+        operations: list[Any] = [
+            (
+                "update",
+                event_to_entity(done),
+                {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": event.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            ),
+            ("delete", pending),
+        ]
+        with translated_errors(f"payment event {event.event_id}"):
+            self._table.submit_transaction(operations)
+
+    def list_pending(self, limit: int = 100) -> list[RecordedEvent]:
+        flt = f"PartitionKey eq '{PARTITION}' and {prefix_range(_PENDING + '|')}"
+        found: list[RecordedEvent] = []
+        with translated_errors("payment events query"):
+            rows = list(self._table.query_entities(flt, results_per_page=limit))
+        for row in rows[:limit]:
+            self._tables.reads += 1
+            try:
+                event = self.get(row["EventId"])
+            except NotFoundError:
+                continue
+            if event.state is EventState.RECEIVED:
+                found.append(event)
+        return found
+
+    def remember_intent(self, intent_id: str, ref: BookingRef) -> None:
+        from azure.data.tables import UpdateMode
+
+        row = {
+            "PartitionKey": PARTITION,
+            "RowKey": row_key(_INTENT, validate_key(intent_id, "payment intent id")),
+            "TenantId": ref.tenant_id,
+            "BookingId": ref.booking_id,
+        }
+        with translated_errors(f"payment intent {intent_id}"):
+            self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+
+    def find_intent(self, intent_id: str) -> BookingRef | None:
+        rk = row_key(_INTENT, validate_key(intent_id, "payment intent id"))
+        try:
+            with translated_errors(f"payment intent {intent_id}"):
+                entity = self._table.get_entity(PARTITION, rk)
+        except NotFoundError:
+            return None
+        reader = EntityReader(entity, "payment intent")
+        return BookingRef(reader.text("TenantId"), reader.text("BookingId"))
+
+
+def event_to_entity(event: RecordedEvent) -> dict[str, Any]:
+    fact = event.fact
+    return {
+        "PartitionKey": PARTITION,
+        "RowKey": row_key(_EVENT, validate_key(event.event_id, "event id")),
+        "EventId": event.event_id,
+        "Type": event.type,
+        "State": event.state.value,
+        "Source": event.source,
+        "ReceivedAt": to_utc(event.received_at, "receivedAt"),
+        "TenantId": event.ref.tenant_id if event.ref else None,
+        "BookingId": event.ref.booking_id if event.ref else None,
+        "Fact": check_string(None if fact is None else _fact_json(fact), "fact"),
+        "ClaimUntil": None if event.claim_until is None else to_utc(event.claim_until, "claim"),
+        "FinishedAt": None if event.finished_at is None else to_utc(event.finished_at, "done"),
+        "Outcome": event.outcome,
+    }
+
+
+def entity_to_event(entity: Any) -> RecordedEvent:
+    r = EntityReader(entity, "payment event")
+    tenant_id, booking_id = r.opt_text("TenantId"), r.opt_text("BookingId")
+    raw_fact = r.opt_text("Fact")
+    return RecordedEvent(
+        event_id=r.text("EventId"),
+        type=r.text("Type"),
+        state=r.enum("State", EventState),
+        received_at=r.moment("ReceivedAt"),
+        source=r.text("Source"),
+        ref=BookingRef(tenant_id, booking_id) if tenant_id and booking_id else None,
+        fact=None if raw_fact is None else _fact_from(raw_fact, r),
+        claim_until=r.opt_moment("ClaimUntil"),
+        finished_at=r.opt_moment("FinishedAt"),
+        outcome=r.opt_text("Outcome"),
+        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )
+
+
+def _fact_json(fact: PaymentFact) -> str:
+    return json.dumps(
+        {
+            "kind": fact.kind.value,
+            "occurredAt": to_utc(fact.occurred_at, "occurredAt").isoformat(),
+            "intentId": fact.intent_id,
+            "amount": fact.amount,
+            "currency": fact.currency,
+            "amountRefunded": fact.amount_refunded,
+            "fullyRefunded": fact.fully_refunded,
+            "failureCode": fact.failure_code,
+            "failureMessage": fact.failure_message,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _fact_from(raw: str, r: EntityReader) -> PaymentFact:
+    try:
+        data = json.loads(raw)
+        return PaymentFact(
+            kind=FactKind(data["kind"]),
+            occurred_at=datetime.fromisoformat(data["occurredAt"]).astimezone(UTC),
+            intent_id=data.get("intentId"),
+            amount=data.get("amount"),
+            currency=data.get("currency"),
+            amount_refunded=int(data.get("amountRefunded") or 0),
+            fully_refunded=bool(data.get("fullyRefunded")),
+            failure_code=data.get("failureCode"),
+            failure_message=data.get("failureMessage"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise r.fail(f"Fact does not fit the schema ({exc})") from exc
