@@ -64,6 +64,9 @@ param authTenantClaim string = 'tenant'
 @description('Token claim holding the roles.')
 param authRolesClaim string = 'roles'
 
+@description('Whether the vault holds `stripe-api-key`, a restricted key that reads events, so the timer recovers webhooks Stripe failed to deliver.')
+param recoverMissedStripeWebhooks bool = false
+
 @allowed(['graph', 'smtp', 'folder'])
 @description('How e-mail is delivered.')
 param mailTransport string = 'graph'
@@ -97,6 +100,7 @@ module api 'app/function.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultUri: keyVault.outputs.uri
     includeDefaultProfileSecret: !empty(microsoftTenantId)
+    includeStripeApiKey: recoverMissedStripeWebhooks
     appSettings: {
       DEFAULT_TENANT_ID: defaultTenantId
       MICROSOFT_TENANT_ID: microsoftTenantId

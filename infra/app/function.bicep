@@ -10,6 +10,8 @@ param keyVaultUri string
 param appSettings object
 @description('Whether the default tenant has a Microsoft profile, so its secret must be referenced.')
 param includeDefaultProfileSecret bool
+@description('Whether a restricted Stripe read key is in the vault, to recover missed webhooks.')
+param includeStripeApiKey bool
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-${token}'
@@ -20,11 +22,18 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   properties: { reserved: true }
 }
 
-// Key Vault references: the platform resolves them with the app's identity. Put the secret in
-// the vault as `microsoft-client-secret` (docs/integrations/teams-meetings-setup.md).
-var secretSettings = includeDefaultProfileSecret ? {
+// Key Vault references: the platform resolves them with the app's identity. Put the secrets in
+// the vault as `microsoft-client-secret`, `stripe-webhook-secret` and (optional)
+// `stripe-api-key` (docs/integrations/teams-meetings-setup.md, docs/integrations/stripe.md).
+var profileSecret = includeDefaultProfileSecret ? {
   MICROSOFT_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/microsoft-client-secret/)'
 } : {}
+var stripeApiKey = includeStripeApiKey ? {
+  STRIPE_API_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/stripe-api-key/)'
+} : {}
+var secretSettings = union(profileSecret, stripeApiKey, {
+  STRIPE_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/stripe-webhook-secret/)'
+})
 
 var platformSettings = {
   AzureWebJobsStorage__accountName: storageAccountName

@@ -8,12 +8,13 @@ Some rules are relative to the moment, to each other or to what was stored befor
 Schema cannot say: a booking starts between now and the horizon and ends 5 minutes to 12 hours
 after it starts, in a time zone that exists, with each participant listed once, and a new
 Idempotency-Key names a new booking. For requests generated as valid, those fields are moved
-into range before sending, and a booking id names a booking that exists; everything else is
-sent as generated.
+into range before sending, a booking id names a booking that exists, and a webhook event is
+signed with the stack's Stripe secret over the bytes sent; everything else is sent as generated.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from localdev.stack import local_stack
+from localdev.stripe_events import signature
 from tests.conftest import DEV_ISSUER
 from tests.e2e.conftest import QUIET_TIMER
 
@@ -97,9 +99,20 @@ def existing(stack) -> list[str]:
     return made
 
 
-def in_range(case: Any, existing: list[str]) -> None:
+def in_range(case: Any, existing: list[str], secret: str) -> None:
     """Move the relative rules of a request generated as valid into range (see above)."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
+        return
+    if case.path == "/v1/payments/webhook":
+        # A valid webhook request is one Stripe signed: sign the exact bytes that are sent
+        # (unless the header was left out on purpose, or another part made invalid).
+        if "Stripe-Signature" not in (case.headers or {}) or any(
+            c.mode.is_negative for c in case.meta.components.values()
+        ):
+            return
+        # What requests sends for a JSON body (json.dumps with its defaults, UTF-8).
+        payload = json.dumps(case.body, allow_nan=False).encode()
+        case.headers = {**(case.headers or {}), "Stripe-Signature": signature(payload, secret)}
         return
     if case.path_parameters and "id" in case.path_parameters:
         case.path_parameters["id"] = existing[hash(str(case.body)) % len(existing)]
@@ -146,6 +159,6 @@ def test_the_api_keeps_its_contract_for_a_student(case, stack, existing):
 
 
 def check(case: Any, stack: Any, existing: list[str]) -> None:
-    in_range(case, existing)
+    in_range(case, existing, stack.env["STRIPE_WEBHOOK_SECRET"])
     response = case.call_and_validate(base_url=stack.api)
     SEEN[(f"{case.method} {case.path}", response.status_code)] += 1

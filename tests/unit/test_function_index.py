@@ -21,6 +21,7 @@ EXPECTED = {
     "meeting_ops": ("queueTrigger", None, set()),
     "meeting_ops_poison": ("queueTrigger", None, set()),
     "reconcile": ("timerTrigger", None, set()),
+    "payments_webhook": ("httpTrigger", "v1/payments/webhook", {"POST"}),
 }
 
 

@@ -54,11 +54,16 @@ def test_every_path_parameter_is_declared():
         assert names == declared, path
 
 
-def test_only_health_is_open_and_every_other_operation_can_answer_401():
+# Health is open; Stripe's webhook carries Stripe's signature instead of a bearer token.
+OPEN = {"/v1/health", "/v1/payments/webhook"}
+
+
+def test_only_health_and_the_webhook_are_open_and_every_other_operation_can_answer_401():
     for method, path in documented():
         operation = SPEC["paths"][path][method]
-        if path == "/v1/health":
+        if path in OPEN:
             assert operation["security"] == []
+            assert "401" not in operation["responses"], (method, path)
         else:
             assert "security" not in operation  # the global bearer requirement applies
             assert "401" in operation["responses"], (method, path)

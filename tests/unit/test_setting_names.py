@@ -25,6 +25,8 @@ def test_local_settings_example_holds_no_secret_values():
     values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
 
     assert values["MICROSOFT_CLIENT_SECRET"] == ""
+    assert values["STRIPE_WEBHOOK_SECRET"] == ""
+    assert values["STRIPE_API_KEY"] == ""
 
 
 def test_infra_sets_every_setting():
