@@ -145,13 +145,18 @@ class PaymentEvents:
                 report.resumed += 1
         if self._undelivered is None:
             return report
-        for event in self._undelivered.list_since(self._clock() - RECOVERY_WINDOW):
-            report.listed += 1
-            receipt = self._guarded(functools.partial(self.receive, event, source="recovery"))
-            if receipt is not None and receipt.outcome is Outcome.APPLIED:
-                report.recovered += 1
-            elif receipt is None:
-                report.errors += 1
+        try:
+            for event in self._undelivered.list_since(self._clock() - RECOVERY_WINDOW):
+                report.listed += 1
+                receipt = self._guarded(functools.partial(self.receive, event, source="recovery"))
+                if receipt is None:
+                    report.errors += 1
+                elif receipt.outcome is Outcome.APPLIED:
+                    report.recovered += 1
+        except Exception:
+            # Stripe unreachable or refusing the key: the next run asks again.
+            report.errors += 1
+            logger.exception("listing undelivered Stripe events failed")
         log_event(logger, logging.INFO, "payment_recovery_run", **report.__dict__)
         return report
 
