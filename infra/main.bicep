@@ -64,8 +64,9 @@ param authTenantClaim string = 'tenant'
 @description('Token claim holding the roles.')
 param authRolesClaim string = 'roles'
 
-@description('Whether the vault holds `stripe-api-key`, a restricted key that reads events, so the timer recovers webhooks Stripe failed to deliver.')
-param recoverMissedStripeWebhooks bool = false
+@allowed(['true', 'false'])
+@description('\'true\' when the vault holds `stripe-api-key` (a restricted key that reads events), so the timer recovers webhooks Stripe failed to deliver. A string, as azd substitutes it.')
+param recoverMissedStripeWebhooks string = 'false'
 
 @allowed(['graph', 'smtp', 'folder'])
 @description('How e-mail is delivered.')
@@ -100,7 +101,7 @@ module api 'app/function.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultUri: keyVault.outputs.uri
     includeDefaultProfileSecret: !empty(microsoftTenantId)
-    includeStripeApiKey: recoverMissedStripeWebhooks
+    includeStripeApiKey: recoverMissedStripeWebhooks == 'true'
     appSettings: {
       DEFAULT_TENANT_ID: defaultTenantId
       MICROSOFT_TENANT_ID: microsoftTenantId

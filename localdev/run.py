@@ -87,6 +87,12 @@ def _banner(
    run the timer now:  curl -X POST {host_url}/admin/functions/reconcile
  Meetings that repair themselves under faults: docs/local.md ("When Graph fails").
 
+ Stripe webhook: {host_url}/api/v1/payments/webhook
+   (signing secret: .local/stripe-webhook-secret)
+   a signed payment for a booking:
+     .venv/bin/python -m localdev.stripe_events payment-succeeded --booking <id>
+   also: refund, checkout-completed, payment-failed, forged  (docs/local.md "A paid booking")
+
  Microsoft Graph emulator: {emulator_url}  (organizer {ORGANIZER_UPN})
    curl --cacert {bundle} {emulator_url}/_emulator/state
    inject a fault:  curl --cacert {bundle} -X POST {emulator_url}/_emulator/faults \\

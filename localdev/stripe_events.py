@@ -1,6 +1,6 @@
 """Send correctly signed Stripe test events to the local host, like `stripe trigger`.
 
-    .venv/bin/python -m localdev.stripe_events payment-succeeded --booking <id>
+    .venv/bin/python -m localdev.stripe_events payment-succeeded --booking <id> [--times 3]
     .venv/bin/python -m localdev.stripe_events refund --booking <id> [--partial 1000]
     .venv/bin/python -m localdev.stripe_events checkout-completed --booking <id> [--unpaid]
     .venv/bin/python -m localdev.stripe_events payment-failed --booking <id>
@@ -156,6 +156,12 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--partial", type=int, help="refund: the amount refunded (of 4500)")
     parser.add_argument("--unpaid", action="store_true", help="checkout: payment_status unpaid")
+    parser.add_argument(
+        "--times",
+        type=int,
+        default=1,
+        help="deliver the same event this many times (as Stripe may)",
+    )
     args = parser.parse_args()
     import requests
 
@@ -169,16 +175,17 @@ def main() -> None:
         body = refund(args.tenant, args.booking, refunded=args.partial)
     payload = json.dumps(body).encode()
     secret = f"whsec_{secrets.token_hex(16)}" if args.kind == "forged" else local_secret()
-    response = requests.post(
-        args.url,
-        data=payload,
-        headers={
-            "Content-Type": "application/json",
-            "Stripe-Signature": signature(payload, secret),
-        },
-        timeout=30,
-    )
-    print(f"{body['type']} {body['id']} -> {response.status_code} {response.text}")
+    for _ in range(max(1, args.times)):
+        response = requests.post(
+            args.url,
+            data=payload,
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": signature(payload, secret),
+            },
+            timeout=30,
+        )
+        print(f"{body['type']} {body['id']} -> {response.status_code} {response.text}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def one_run() -> tuple[int, int]:
         "AUTH_ISSUER": "https://issuer.example",
         "AUTH_AUDIENCE": "meetings",
         "AUTH_JWKS_URL": "https://issuer.example/jwks",
+        "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
     }
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import function_app"],
