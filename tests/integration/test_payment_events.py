@@ -26,15 +26,16 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def received(event_id: str, booking_id: str = "b1", **changes: Any) -> RecordedEvent:
+    now = datetime.now(UTC)
     event = RecordedEvent(
         event_id=event_id,
         type="payment_intent.succeeded",
         state=EventState.RECEIVED,
-        received_at=NOW,
+        received_at=now,
         source="webhook",
         ref=BookingRef(TENANT, booking_id),
-        fact=PaymentFact(FactKind.SUCCEEDED, NOW, intent_id="pi_1", amount=4500),
-        claim_until=NOW + timedelta(seconds=30),
+        fact=PaymentFact(FactKind.SUCCEEDED, now, intent_id="pi_1", amount=4500),
+        claim_until=now + timedelta(seconds=30),
     )
     return replace(event, **changes)
 
@@ -113,7 +114,11 @@ def test_a_redelivery_after_the_claim_lapsed_finishes_the_event(svc):
     booking = a_pending_booking(svc)
     body = stripe_test.payment_succeeded(TENANT, booking.booking_id)
     events = TablePaymentEventRepository(svc.tables)
-    events.record(received(body["id"], booking.booking_id, claim_until=NOW - timedelta(seconds=1)))
+    events.record(
+        received(
+            body["id"], booking.booking_id, claim_until=datetime.now(UTC) - timedelta(seconds=1)
+        )
+    )
 
     # WHEN Stripe delivers the event again
     raw = json.dumps(body).encode()
