@@ -18,6 +18,7 @@ once it lapses, a redelivery of the event, or the reconciliation timer, applies 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable
@@ -193,7 +194,12 @@ class PaymentEvents:
         )
         if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
             self._events.remember_intent(fact.intent_id, ref)
-        self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
+        try:
+            self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
+        except ConcurrencyError:
+            # Our claim lapsed and another receiver took the event over: it finishes it (the
+            # booking already holds the fact, so its work is a no-op).
+            logger.warning("payment event %s was taken over while applied", record.event_id)
         log_event(
             logger,
             logging.INFO,
@@ -225,7 +231,8 @@ class PaymentEvents:
             bookingId=ref.booking_id if ref else None,
             reason=reason,
         )
-        self._events.finish(record, EventState.REJECTED, reason, self._clock())
+        with contextlib.suppress(ConcurrencyError):  # taken over: the other receiver finishes
+            self._events.finish(record, EventState.REJECTED, reason, self._clock())
         return Receipt(record.event_id, Outcome.REJECTED)
 
     @staticmethod

@@ -17,6 +17,7 @@ The record's insert is the idempotency check: a second delivery of the same even
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -162,8 +163,8 @@ class TablePaymentEventRepository:
         flt = f"PartitionKey eq '{PARTITION}' and {prefix_range(_PENDING + '|')}"
         found: list[RecordedEvent] = []
         with translated_errors("payment events query"):
-            rows = list(self._table.query_entities(flt, results_per_page=limit))
-        for row in rows[:limit]:
+            rows = list(itertools.islice(self._table.query_entities(flt), limit))
+        for row in rows:
             self._tables.reads += 1
             try:
                 event = self.get(row["EventId"])

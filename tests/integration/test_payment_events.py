@@ -215,3 +215,15 @@ def test_stripe_unreachable_does_not_stop_the_timer(make_services):
         report = svc.payments.recover()
 
     assert report.errors == 1
+
+
+def test_a_receiver_whose_claim_was_taken_over_cannot_finish_the_event(events):
+    # GIVEN an event whose first receiver's claim lapsed and another receiver took it over
+    first = events.record(received("evt_5"))
+    events.claim(first, datetime.now(UTC) + timedelta(seconds=30))
+
+    # WHEN the first receiver tries to finish with the version it holds
+    # THEN it is refused (the one holding the claim finishes it)
+    with pytest.raises(ConcurrencyError):
+        events.finish(first, EventState.APPLIED, "confirmed", datetime.now(UTC))
+    assert [e.event_id for e in events.list_pending()] == ["evt_5"]
