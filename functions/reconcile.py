@@ -15,5 +15,8 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def reconcile(timer: func.TimerRequest) -> None:
     svc = services()
-    svc.reconciler.run()
-    svc.payments.recover()
+    try:
+        svc.reconciler.run()
+    finally:
+        # Payments do not wait on meetings: if the sweep failed, recovery still runs.
+        svc.payments.recover()

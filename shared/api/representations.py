@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.auth.principal import Principal
 from shared.domain.booking import Booking, MeetingStatus
-from shared.domain.payment import PaymentState
+from shared.domain.payment import IntentPayment, PaymentState
 from shared.domain.tenant import Capability, MeetingOptions, Tenant
 from shared.services.teams_settings import Verification
 
@@ -66,9 +66,10 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
 
 
 def payment_json(payment: PaymentState) -> dict[str, Any]:
+    first = payment.first
     return {
         "status": payment.status.value,
-        "paymentIntentId": payment.intent_id,
+        "paymentIntentId": first.intent_id or None if first else None,
         "amount": payment.amount,
         "currency": payment.currency,
         "amountRefunded": payment.amount_refunded,
@@ -76,7 +77,24 @@ def payment_json(payment: PaymentState) -> dict[str, Any]:
         "refundedAt": _time(payment.refunded_at),
         "lastFailureCode": payment.failure_code,
         "lastFailureMessage": payment.failure_message,
+        "intents": [
+            {
+                "paymentIntentId": i.intent_id or None,
+                "status": _intent_status(i),
+                "amount": i.amount if i.amount is not None else i.charged,
+                "amountRefunded": i.amount_refunded,
+            }
+            for i in payment.intents
+        ],
     }
+
+
+def _intent_status(intent: IntentPayment) -> str:
+    if intent.refunded_at is not None:
+        return "refunded"
+    if intent.paid_at is None:
+        return "unknown"  # only a partial refund seen so far
+    return "partially_refunded" if intent.amount_refunded else "paid"
 
 
 def action_json(booking: Booking, caller: Principal, warning: str | None) -> dict[str, Any]:

@@ -226,8 +226,9 @@ def record_payment(
     """What a Stripe event established, and what the booking's payment state now calls for,
     decided by that state rather than by the order events came in (SPEC §6):
 
-    - fully refunded: a pending or confirmed booking is cancelled and its meeting removed;
-      a refund that came before its payment leaves the booking cancelled all the same;
+    - every payment known fully refunded: a pending or confirmed booking is cancelled and its
+      meeting removed; a refund that came before its payment leaves the booking cancelled all
+      the same; refunding one of two payments (a duplicate) leaves the booking as it is;
     - paid (and not refunded): a pending booking is confirmed, with a meeting when
       `with_meeting`; a declined or cancelled one is not revived (the payment is recorded).
 
@@ -239,6 +240,6 @@ def record_payment(
     changed = replace(booking, payment=payment, updated_at=now)
     if payment.refunded and booking.status in _OPEN:
         return _closed(changed, BookingStatus.CANCELLED, now, REFUNDED_REASON)
-    if payment.paid and not payment.refunded and booking.status is BookingStatus.PENDING:
+    if payment.live and booking.status is BookingStatus.PENDING:
         return approve(changed, now=now, with_meeting=with_meeting)
     return changed

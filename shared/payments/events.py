@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,7 +104,16 @@ def verify(raw: bytes, signature: str | None, secret: str) -> StripeEvent:
         )
     except stripe.SignatureVerificationError as exc:
         raise SignatureError(_refusal(str(exc))) from None
+    # The library bounds the timestamp's age only; one from the future is no fresher.
+    if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
+        raise SignatureError("Stripe-Signature timestamp is outside the 300-second tolerance")
     return parse(payload)
+
+
+def _signed_at(signature: str) -> int:
+    # verify_header has read the same header, so `t` is there and a number.
+    stamps = [part.split("=", 2)[1] for part in signature.split(",") if part.startswith("t=")]
+    return int(stamps[0])
 
 
 def _refusal(detail: str) -> str:
@@ -211,11 +221,15 @@ def booking_ref(metadata: Any) -> BookingRef | None:
 
 
 def _object_id(value: Any) -> str | None:
+    """A Stripe object id (`pi_…`), if it is one this service can keep as a key."""
     if isinstance(value, dict):  # an expanded object
         value = value.get("id")
-    if not isinstance(value, str) or not value or len(value) > 255 or _CONTROL.search(value):
+    if not isinstance(value, str):
         return None
-    return value
+    try:
+        return validate_key(value, "Stripe object id")
+    except InvalidKeyError:
+        return None
 
 
 def _amount(value: Any) -> int | None:

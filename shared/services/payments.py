@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.domain.booking import Booking, record_payment
 from shared.domain.payment import BookingRef, FactKind
@@ -36,20 +36,29 @@ from shared.services.meetings import describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from shared.storage.errors import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    NotFoundError,
+    StorageError,
+)
 from shared.storage.payment_events import EventState, PaymentEventRepository, RecordedEvent
 
 logger = logging.getLogger("meetings.payments")
+T = TypeVar("T")
 
 # How long a receiver has to apply an event before a redelivery or the timer may take over.
 APPLY_CLAIM = timedelta(seconds=30)
 RECOVERY_WINDOW = timedelta(days=3)
+# Receivers that may try to apply one event (the first and take-overs) before it is given up.
+MAX_APPLY_ATTEMPTS = 6
 
 
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # recorded before: nothing more is done
     IGNORED = "ignored"  # an event type (or an unpaid checkout) that changes no booking
+    PARKED = "parked"  # a refund without metadata before its payment: applied when it comes
     REJECTED = "rejected"  # names no booking of ours; logged as an error, never retried
 
 
@@ -138,16 +147,26 @@ class PaymentEvents:
         """The timer's part: events recorded but not applied (their receiver stopped), then
         events Stripe failed to deliver in the last three days."""
         report = RecoveryReport()
-        for record in self._events.list_pending():
+        try:
+            pending = self._events.list_pending()
+        except StorageError:
+            logger.exception("pending payment events could not be read")
+            pending = []
+            report.errors += 1
+        for record in pending:
             report.pending += 1
-            taken = self._take_over(record)
+            taken = self._guarded(functools.partial(self._take_over, record), report)
             if taken is not None:
                 self._guarded(functools.partial(self._apply, taken), report)
                 report.resumed += 1
-        if self._undelivered is None:
-            return report
+        if self._undelivered is not None:
+            self._recover_undelivered(self._undelivered, report)
+        log_event(logger, logging.INFO, "payment_recovery_run", **report.__dict__)
+        return report
+
+    def _recover_undelivered(self, source: UndeliveredEvents, report: RecoveryReport) -> None:
         try:
-            for event in self._undelivered.list_since(self._clock() - RECOVERY_WINDOW):
+            for event in source.list_since(self._clock() - RECOVERY_WINDOW):
                 report.listed += 1
                 receipt = self._guarded(functools.partial(self.receive, event, source="recovery"))
                 if receipt is None:
@@ -158,8 +177,6 @@ class PaymentEvents:
             # Stripe unreachable or refusing the key: the next run asks again.
             report.errors += 1
             logger.exception("listing undelivered Stripe events failed")
-        log_event(logger, logging.INFO, "payment_recovery_run", **report.__dict__)
-        return report
 
     def _take_over(self, record: RecordedEvent) -> RecordedEvent | None:
         """The record, claimed, if its receiver stopped half-way; None if it is done or
@@ -168,16 +185,24 @@ class PaymentEvents:
         if record.state is not EventState.RECEIVED or record.claimed(now):
             return None
         try:
-            return self._events.claim(record, now + APPLY_CLAIM)
+            claimed = self._events.claim(record, now + APPLY_CLAIM)
         except ConcurrencyError:
             return None
+        if claimed.attempts > MAX_APPLY_ATTEMPTS:
+            # It failed every time for a reason retrying does not change: stop, loudly.
+            self._reject(claimed, "gave_up_after_attempts", claimed.ref)
+            return None
+        return claimed
 
     def _apply(self, record: RecordedEvent) -> Receipt:
         fact = record.fact
         assert fact is not None  # only events with a fact are recorded
         ref = record.ref
-        if ref is None and fact.intent_id:
-            ref = self._events.find_intent(fact.intent_id)
+        if ref is None and fact.kind is FactKind.REFUNDED and fact.intent_id:
+            # A charge without metadata: its intent names the booking once its success came.
+            ref = self._events.park(fact.intent_id, record.event_id, fact)
+            if ref is None:
+                return self._park(record)
         if ref is None:
             return self._reject(record, "no_booking_reference")
         try:
@@ -185,15 +210,19 @@ class PaymentEvents:
         except NotFoundError:
             known = self._directory.is_known(ref.tenant_id)
             return self._reject(record, "unknown_booking" if known else "unknown_tenant", ref)
+        facts = [fact]
+        if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
+            # Before the booking changes, so that a refund racing this success finds the booking.
+            facts += [p.fact for p in self._events.link_intent(fact.intent_id, ref)]
         with_meeting = self._directory.get(ref.tenant_id).meeting_capability().available
         now = self._clock()
-        saved = save_transition(
-            self._bookings,
-            booking,
-            lambda b: record_payment(b, fact, now=now, with_meeting=with_meeting),
-        )
-        if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
-            self._events.remember_intent(fact.intent_id, ref)
+
+        def apply_all(b: Booking) -> Booking:
+            for each in facts:
+                b = record_payment(b, each, now=now, with_meeting=with_meeting)
+            return b
+
+        saved = save_transition(self._bookings, booking, apply_all)
         try:
             self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
         except ConcurrencyError:
@@ -208,6 +237,7 @@ class PaymentEvents:
             type=record.type,
             tenant=ref.tenant_id,
             bookingId=ref.booking_id,
+            parkedApplied=len(facts) - 1 or None,
             bookingStatus=saved.status.value,
             paymentStatus=saved.payment.status.value,
         )
@@ -218,6 +248,19 @@ class PaymentEvents:
                 "Payment recorded", synced.error, retry_scheduled=synced.error.retryable
             )
         return Receipt(record.event_id, Outcome.APPLIED, synced.booking, warning)
+
+    def _park(self, record: RecordedEvent) -> Receipt:
+        log_event(
+            logger,
+            logging.WARNING,
+            "payment_event_parked",
+            eventId=record.event_id,
+            type=record.type,
+            reason="refund before the payment that names its booking",
+        )
+        with contextlib.suppress(ConcurrencyError):  # taken over: the other receiver finishes
+            self._events.finish(record, EventState.PARKED, "awaiting_payment", self._clock())
+        return Receipt(record.event_id, Outcome.PARKED)
 
     def _reject(self, record: RecordedEvent, reason: str, ref: BookingRef | None = None) -> Receipt:
         # Stripe cannot fix this by sending the event again: 200, and an error for people.
@@ -236,9 +279,7 @@ class PaymentEvents:
         return Receipt(record.event_id, Outcome.REJECTED)
 
     @staticmethod
-    def _guarded(
-        work: Callable[[], Receipt], report: RecoveryReport | None = None
-    ) -> Receipt | None:
+    def _guarded(work: Callable[[], T], report: RecoveryReport | None = None) -> T | None:
         """One event's trouble must not stop the timer for the others."""
         try:
             return work()

@@ -26,7 +26,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.booking import (
@@ -37,7 +37,7 @@ from shared.domain.booking import (
     ParticipantRole,
     settled,
 )
-from shared.domain.payment import PaymentState
+from shared.domain.payment import IntentPayment, PaymentState
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
     EntityReader,
@@ -463,35 +463,67 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
 
 
 def _payment_fields(payment: PaymentState) -> dict[str, Any]:
-    return {
-        "PaymentPaid": payment.paid,
-        "PaymentRefunded": payment.refunded,
-        "PaymentIntentId": check_string(payment.intent_id, "payment intent id"),
-        "PaymentAmount": payment.amount,
-        "PaymentCurrency": check_string(payment.currency, "currency"),
-        "PaymentAmountRefunded": payment.amount_refunded,
-        "PaymentPaidAt": _opt_utc(payment.paid_at, "paid"),
-        "PaymentRefundedAt": _opt_utc(payment.refunded_at, "refunded"),
-        "PaymentFailureCode": check_string(payment.failure_code, "payment failure code"),
-        "PaymentFailureMessage": check_string(payment.failure_message, "payment failure"),
-        "PaymentFailedAt": _opt_utc(payment.failed_at, "payment failed"),
-    }
+    """The payment as one JSON property (its intents are few; see MAX_INTENTS)."""
+    if payment == PaymentState():
+        return {"Payment": None}
+    return {"Payment": check_string(payment_to_json(payment), "payment")}
+
+
+def payment_to_json(payment: PaymentState) -> str:
+    def at(moment: datetime | None) -> str | None:
+        return None if moment is None else to_utc(moment, "payment time").isoformat()
+
+    return json.dumps(
+        {
+            "intents": [
+                {
+                    "id": i.intent_id,
+                    "paidAt": at(i.paid_at),
+                    "amount": i.amount,
+                    "charged": i.charged,
+                    "currency": i.currency,
+                    "refunded": i.amount_refunded,
+                    "refundedAt": at(i.refunded_at),
+                }
+                for i in payment.intents
+            ],
+            "failureCode": payment.failure_code,
+            "failureMessage": payment.failure_message,
+            "failedAt": at(payment.failed_at),
+        },
+        separators=(",", ":"),
+    )
 
 
 def _payment_from(r: EntityReader) -> PaymentState:
-    return PaymentState(
-        paid=r.flag("PaymentPaid"),
-        refunded=r.flag("PaymentRefunded"),
-        intent_id=r.opt_text("PaymentIntentId"),
-        amount=r.opt_number("PaymentAmount"),
-        currency=r.opt_text("PaymentCurrency"),
-        amount_refunded=r.number("PaymentAmountRefunded", default=0),
-        paid_at=r.opt_moment("PaymentPaidAt"),
-        refunded_at=r.opt_moment("PaymentRefundedAt"),
-        failure_code=r.opt_text("PaymentFailureCode"),
-        failure_message=r.opt_text("PaymentFailureMessage"),
-        failed_at=r.opt_moment("PaymentFailedAt"),
-    )
+    raw = r.opt_text("Payment")
+    if raw is None:
+        return PaymentState()
+    try:
+        data = json.loads(raw)
+
+        def at(value: Any) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+        return PaymentState(
+            intents=tuple(
+                IntentPayment(
+                    intent_id=str(i["id"]),
+                    paid_at=at(i.get("paidAt")),
+                    amount=i.get("amount"),
+                    charged=i.get("charged"),
+                    currency=i.get("currency"),
+                    amount_refunded=int(i.get("refunded") or 0),
+                    refunded_at=at(i.get("refundedAt")),
+                )
+                for i in data["intents"]
+            ),
+            failure_code=data.get("failureCode"),
+            failure_message=data.get("failureMessage"),
+            failed_at=at(data.get("failedAt")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise r.fail(f"Payment does not fit the schema ({exc})") from exc
 
 
 def _opt_utc(value: datetime | None, what: str) -> datetime | None:

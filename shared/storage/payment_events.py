@@ -7,8 +7,9 @@ Table `paymentevents`, one partition (`stripe`), three kinds of row:
     q|{eventId}    "received, not yet applied": written with the record in one transaction and
                    deleted with its final state in another, so that the timer finds events
                    whose processing stopped half-way by a range scan over `q|` alone
-    i|{intentId}   a payment intent → the booking its success was applied to (a refund's charge
-                   may carry no metadata; its intent then names the booking)
+    i|{intentId}   a payment intent → the booking it pays for, written before its success is
+                   applied; and refunds of that intent that came first and named no booking
+                   (their charge carried no metadata), parked here until the success names it
 
 The record's insert is the idempotency check: a second delivery of the same event meets
 `AlreadyExistsError` and does nothing more (unless the first stopped half-way; see
@@ -25,7 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
-from shared.storage.errors import NotFoundError, SchemaError
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
     EntityReader,
     Tables,
@@ -48,7 +49,14 @@ _EVENT, _PENDING, _INTENT = "e", "q", "i"
 class EventState(StrEnum):
     RECEIVED = "received"  # recorded; applying it has not finished
     APPLIED = "applied"
+    PARKED = "parked"  # a refund waiting on its intent's row for the success that names the booking
     REJECTED = "rejected"  # it can never apply (names no booking we have); logged as an error
+
+
+@dataclass(frozen=True)
+class ParkedFact:
+    event_id: str
+    fact: PaymentFact
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class RecordedEvent:
     claim_until: datetime | None = None
     finished_at: datetime | None = None
     outcome: str | None = None
+    attempts: int = 1  # receivers that took it on (the first, then take-overs)
     etag: str | None = None
 
     def claimed(self, now: datetime) -> bool:
@@ -79,7 +88,8 @@ class PaymentEventRepository(Protocol):
         ...
 
     def claim(self, event: RecordedEvent, until: datetime) -> RecordedEvent:
-        """Take the record for applying until `until`; `ConcurrencyError` if it changed."""
+        """Take the record over for applying until `until` (one more attempt);
+        `ConcurrencyError` if it changed meanwhile."""
         ...
 
     def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
@@ -90,9 +100,13 @@ class PaymentEventRepository(Protocol):
         """Records still `received`, read through the pending rows only."""
         ...
 
-    def remember_intent(self, intent_id: str, ref: BookingRef) -> None: ...
+    def link_intent(self, intent_id: str, ref: BookingRef) -> list[ParkedFact]:
+        """Record that `intent_id` pays for `ref`; the refunds parked on it before."""
+        ...
 
-    def find_intent(self, intent_id: str) -> BookingRef | None: ...
+    def park(self, intent_id: str, event_id: str, fact: PaymentFact) -> BookingRef | None:
+        """The booking `intent_id` pays for, if known; else park the fact on it (None)."""
+        ...
 
 
 class TablePaymentEventRepository:
@@ -128,7 +142,7 @@ class TablePaymentEventRepository:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        claimed = replace(event, claim_until=until)
+        claimed = replace(event, claim_until=until, attempts=event.attempts + 1)
         with translated_errors(f"payment event {event.event_id}"):
             metadata = self._table.update_entity(
                 event_to_entity(claimed),
@@ -174,27 +188,89 @@ class TablePaymentEventRepository:
                 found.append(event)
         return found
 
-    def remember_intent(self, intent_id: str, ref: BookingRef) -> None:
-        from azure.data.tables import UpdateMode
+    def link_intent(self, intent_id: str, ref: BookingRef) -> list[ParkedFact]:
+        for _ in range(_INTENT_TRIES):
+            row = self._intent_row(intent_id)
+            parked = _parked_from(row)
+            if row is not None and row.get("BookingId") == ref.booking_id:
+                return parked
+            wanted = _intent_entity(intent_id, ref, parked)
+            if self._write_intent(row, wanted):
+                return parked
+        raise ConcurrencyError(f"payment intent {intent_id} keeps changing")
 
-        row = {
-            "PartitionKey": PARTITION,
-            "RowKey": row_key(_INTENT, validate_key(intent_id, "payment intent id")),
-            "TenantId": ref.tenant_id,
-            "BookingId": ref.booking_id,
-        }
-        with translated_errors(f"payment intent {intent_id}"):
-            self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+    def park(self, intent_id: str, event_id: str, fact: PaymentFact) -> BookingRef | None:
+        for _ in range(_INTENT_TRIES):
+            row = self._intent_row(intent_id)
+            if row is not None and row.get("TenantId") and row.get("BookingId"):
+                return BookingRef(row["TenantId"], row["BookingId"])
+            parked = [p for p in _parked_from(row) if p.event_id != event_id]
+            parked.append(ParkedFact(event_id, fact))
+            if self._write_intent(row, _intent_entity(intent_id, None, parked)):
+                return None
+        raise ConcurrencyError(f"payment intent {intent_id} keeps changing")
 
-    def find_intent(self, intent_id: str) -> BookingRef | None:
+    def _intent_row(self, intent_id: str) -> Any:
         rk = row_key(_INTENT, validate_key(intent_id, "payment intent id"))
         try:
             with translated_errors(f"payment intent {intent_id}"):
-                entity = self._table.get_entity(PARTITION, rk)
+                return self._table.get_entity(PARTITION, rk)
         except NotFoundError:
             return None
-        reader = EntityReader(entity, "payment intent")
-        return BookingRef(reader.text("TenantId"), reader.text("BookingId"))
+
+    def _write_intent(self, row: Any, wanted: dict[str, Any]) -> bool:
+        """Insert or replace the intent row as read; False if it changed since (re-read)."""
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        try:
+            with translated_errors(f"payment intent row {wanted['RowKey']}"):
+                if row is None:
+                    self._table.create_entity(wanted)
+                else:
+                    self._table.update_entity(
+                        wanted,
+                        mode=UpdateMode.REPLACE,
+                        etag=row.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+        except (AlreadyExistsError, ConcurrencyError):
+            return False
+        return True
+
+
+_INTENT_TRIES = 8
+MAX_PARKED = 20
+
+
+def _intent_entity(
+    intent_id: str, ref: BookingRef | None, parked: list[ParkedFact]
+) -> dict[str, Any]:
+    return {
+        "PartitionKey": PARTITION,
+        "RowKey": row_key(_INTENT, validate_key(intent_id, "payment intent id")),
+        "TenantId": ref.tenant_id if ref else None,
+        "BookingId": ref.booking_id if ref else None,
+        "Parked": check_string(
+            json.dumps(
+                [{"eventId": p.event_id, "fact": _fact_json(p.fact)} for p in parked[-MAX_PARKED:]]
+            ),
+            "parked refunds",
+        ),
+    }
+
+
+def _parked_from(row: Any) -> list[ParkedFact]:
+    if row is None or not row.get("Parked"):
+        return []
+    reader = EntityReader(row, "payment intent")
+    try:
+        items = json.loads(row["Parked"])
+        return [ParkedFact(str(i["eventId"]), _fact_from(i["fact"], reader)) for i in items]
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise reader.fail(f"Parked does not fit the schema ({exc})") from exc
 
 
 def event_to_entity(event: RecordedEvent) -> dict[str, Any]:
@@ -213,6 +289,7 @@ def event_to_entity(event: RecordedEvent) -> dict[str, Any]:
         "ClaimUntil": None if event.claim_until is None else to_utc(event.claim_until, "claim"),
         "FinishedAt": None if event.finished_at is None else to_utc(event.finished_at, "done"),
         "Outcome": event.outcome,
+        "Attempts": event.attempts,
     }
 
 
@@ -231,6 +308,7 @@ def entity_to_event(entity: Any) -> RecordedEvent:
         claim_until=r.opt_moment("ClaimUntil"),
         finished_at=r.opt_moment("FinishedAt"),
         outcome=r.opt_text("Outcome"),
+        attempts=r.number("Attempts", default=1),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )
 

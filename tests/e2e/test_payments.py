@@ -263,6 +263,46 @@ def test_a_refund_without_metadata_finds_the_booking_through_its_payment_intent(
     assert get(student, booking_id)["status"] == "cancelled"
 
 
+def test_a_refund_without_metadata_that_comes_first_still_cancels_the_booking(stack, student):
+    # GIVEN a refund whose charge names no booking, delivered before the payment it refunds
+    booking_id = create(student)
+    now = int(time.time())
+    refund = send(stack, stripe_test.refund(None, booking_id, created=now))
+    assert refund.json()["outcome"] == "parked"
+
+    # WHEN the payment's success arrives (it names the booking)
+    late = paid(stack, booking_id, created=now - 60)
+
+    # THEN the booking ends cancelled, as the facts say, and Teams never held a meeting
+    assert late.json()["outcome"] == "applied"
+    booking = get(student, booking_id)
+    assert booking["status"] == "cancelled"
+    assert booking["payment"]["status"] == "refunded"
+    assert stack.emulator.snapshot()["calls"].get("createOrGet", 0) == 0
+
+
+def test_refunding_a_duplicate_payment_keeps_the_booking_and_its_meeting(stack, student):
+    # GIVEN a booking paid twice (two payment intents)
+    booking_id = create(student)
+    first = stripe_test.payment_succeeded(DEMO_TENANT_ID, booking_id)
+    second = stripe_test.payment_succeeded(DEMO_TENANT_ID, booking_id)
+    second["data"]["object"]["id"] = "pi_duplicate_" + booking_id[:10]
+    send(stack, first)
+    send(stack, second)
+
+    # WHEN staff refund the duplicate in full
+    refund = stripe_test.refund(DEMO_TENANT_ID, booking_id)
+    refund["data"]["object"]["payment_intent"] = "pi_duplicate_" + booking_id[:10]
+    send(stack, refund)
+
+    # THEN the booking stays confirmed with its one meeting
+    booking = get(student, booking_id)
+    assert booking["status"] == "confirmed"
+    assert booking["payment"]["status"] == "partially_refunded"
+    assert sorted(i["status"] for i in booking["payment"]["intents"]) == ["paid", "refunded"]
+    assert live_by_booking(stack)[booking_id] == 1
+
+
 def test_a_partial_refund_is_recorded_and_the_booking_stays(stack, student):
     booking_id = create(student)
     paid(stack, booking_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -75,11 +76,57 @@ def test_a_finished_event_is_no_longer_pending_and_keeps_its_fact(events):
     assert stored.ref == record.ref
 
 
-def test_an_intent_remembers_its_booking(events):
-    events.remember_intent("pi_9", BookingRef(TENANT, "b9"))
+def test_an_intent_names_its_booking_once_linked(events):
+    assert events.link_intent("pi_9", BookingRef(TENANT, "b9")) == []
 
-    assert events.find_intent("pi_9") == BookingRef(TENANT, "b9")
-    assert events.find_intent("pi_unknown") is None
+    refund = PaymentFact(FactKind.REFUNDED, NOW, intent_id="pi_9", fully_refunded=True)
+    assert events.park("pi_9", "evt_r", refund) == BookingRef(TENANT, "b9")
+
+
+def test_a_refund_parked_before_its_intent_is_linked_comes_back_with_the_link(events):
+    # GIVEN a refund whose charge named no booking, for an intent not linked yet
+    refund = PaymentFact(FactKind.REFUNDED, NOW, intent_id="pi_7", fully_refunded=True)
+    assert events.park("pi_7", "evt_r7", refund) is None
+    assert events.park("pi_7", "evt_r7", refund) is None  # a redelivery parks it once
+
+    # WHEN the success names the intent's booking
+    parked = events.link_intent("pi_7", BookingRef(TENANT, "b7"))
+
+    # THEN the parked refund comes back to be applied with it, and stays for a re-link
+    assert [(p.event_id, p.fact) for p in parked] == [("evt_r7", refund)]
+    assert events.link_intent("pi_7", BookingRef(TENANT, "b7")) == parked
+
+
+def race_park_and_link(events: TablePaymentEventRepository, n: int) -> tuple[Any, list[str]]:
+    """A refund parking and a success linking the same intent, released at once."""
+    intent = f"pi_race_{n}"
+    refund = PaymentFact(FactKind.REFUNDED, NOW, intent_id=intent, fully_refunded=True)
+    results: dict[str, Any] = {}
+    barrier = threading.Barrier(2)
+
+    def park() -> None:
+        barrier.wait()
+        results["park"] = events.park(intent, f"evt_{n}", refund)
+
+    def link() -> None:
+        barrier.wait()
+        results["link"] = events.link_intent(intent, BookingRef(TENANT, "b"))
+
+    threads = [threading.Thread(target=park), threading.Thread(target=link)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results["park"], [p.event_id for p in results["link"]]
+
+
+def test_parking_and_linking_one_intent_at_once_never_lose_the_refund(events):
+    for n in range(20):
+        # GIVEN a refund parking and a success linking the same intent at the same moment
+        found, parked_seen = race_park_and_link(events, n)
+
+        # THEN the refund is never lost: it saw the link, or the link brought it back
+        assert found is not None or parked_seen == [f"evt_{n}"], (n, found, parked_seen)
 
 
 # -- the service, with Graph behind the emulator -------------------------------------------------
@@ -227,3 +274,24 @@ def test_a_receiver_whose_claim_was_taken_over_cannot_finish_the_event(events):
     with pytest.raises(ConcurrencyError):
         events.finish(first, EventState.APPLIED, "confirmed", datetime.now(UTC))
     assert [e.event_id for e in events.list_pending()] == ["evt_5"]
+
+
+def test_an_event_that_fails_every_time_is_given_up_and_logged(svc, caplog):
+    # GIVEN an event that every receiver took on and none could finish
+    booking = a_pending_booking(svc)
+    events = TablePaymentEventRepository(svc.tables)
+    record = events.record(
+        received("evt_hopeless", booking.booking_id, claim_until=datetime.now(UTC))
+    )
+    for _ in range(5):
+        record = events.claim(record, datetime.now(UTC) - timedelta(seconds=1))
+
+    # WHEN the timer finds it once more
+    report = svc.payments.recover()
+
+    # THEN it is rejected for good, with an error log, and no longer pending
+    assert report.pending == 1
+    assert events.get("evt_hopeless").state is EventState.REJECTED
+    assert events.get("evt_hopeless").outcome == "gave_up_after_attempts"
+    assert events.list_pending() == []
+    assert "gave_up_after_attempts" in caplog.text

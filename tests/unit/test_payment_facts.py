@@ -53,6 +53,19 @@ FULL = PaymentFact(
     fully_refunded=True,
 )
 FACTS = [SUCCESS, FAILURE, LATER_FAILURE, PARTIAL, FULL]
+# A second payment of the same booking (a double click), and its refund.
+SECOND = PaymentFact(
+    FactKind.SUCCEEDED, T0 + timedelta(minutes=1), intent_id="pi_2", amount=4500, currency="gbp"
+)
+SECOND_REFUNDED = PaymentFact(
+    FactKind.REFUNDED,
+    T0 + timedelta(hours=3),
+    intent_id="pi_2",
+    amount=4500,
+    amount_refunded=4500,
+    fully_refunded=True,
+)
+ALL_FACTS = [*FACTS, SECOND, SECOND_REFUNDED]
 
 
 def apply_all(facts, status=BookingStatus.PENDING):
@@ -74,6 +87,37 @@ def test_any_order_and_repetition_of_events_ends_in_the_same_booking(facts):
     assert shuffled.status is in_order.status
     assert shuffled.payment == in_order.payment
     assert shuffled.meeting.wanted == in_order.meeting.wanted
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.lists(st.sampled_from(ALL_FACTS), min_size=1, max_size=14).flatmap(st.permutations))
+def test_the_payment_state_is_a_function_of_the_facts_seen_whatever_their_order(facts):
+    state = PaymentState()
+    for fact in facts:
+        state = merge(state, fact)
+
+    again = PaymentState()
+    for fact in sorted(set(facts), key=lambda f: (f.occurred_at, f.kind.value)):
+        again = merge(again, fact)
+
+    assert state == again
+
+
+def test_refunding_a_duplicate_payment_keeps_the_booking_and_its_meeting():
+    booking = apply_all([SUCCESS, SECOND, SECOND_REFUNDED])
+
+    assert booking.status is BookingStatus.CONFIRMED
+    assert booking.meeting.wanted
+    assert booking.payment.status is PaymentStatus.PARTIALLY_REFUNDED
+    assert booking.payment.amount == 9000
+    assert booking.payment.amount_refunded == 4500
+
+
+def test_refunding_every_payment_cancels_the_booking():
+    booking = apply_all([SUCCESS, SECOND, SECOND_REFUNDED, FULL])
+
+    assert booking.status is BookingStatus.CANCELLED
+    assert booking.payment.status is PaymentStatus.REFUNDED
 
 
 def test_a_success_confirms_a_pending_booking_and_asks_for_its_meeting():
@@ -236,6 +280,23 @@ def test_failure_text_from_stripe_loses_control_characters():
 
 def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> str:
     return stripe_test.signature(body, secret, at)
+
+
+def test_a_signature_from_the_future_is_refused():
+    raw = json.dumps(stripe_test.payment_succeeded("t1", "b1")).encode()
+
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify(raw, signed(raw, at=int(time.time()) + 301), SECRET)
+    with pytest.raises(SignatureError):
+        verify(raw, signed(raw, at=10**20), SECRET)
+
+
+@pytest.mark.parametrize("intent", ["pi_x/y", "pi_x#y", "pi|x", "pi\\x", "pi?x", "p" * 300])
+def test_an_intent_id_that_cannot_be_a_key_is_left_out(intent):
+    body = stripe_test.payment_succeeded("t1", "b1")
+    body["data"]["object"]["id"] = intent
+
+    assert fact_of(body).intent_id is None
 
 
 def test_a_correctly_signed_event_is_read():
