@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
+from shared.domain.notices import MailState
 
 __all__ = [
     "Booking",
@@ -71,6 +72,7 @@ class Booking:
     internal_notes: str | None = None
     status_reason: str | None = None
     meeting: MeetingState = field(default_factory=MeetingState)
+    mail: MailState = field(default_factory=MailState)  # notices owed (shared/domain/notices.py)
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
     # guards each save against a lost race.
     version: int = field(default=0, compare=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.domain import notices
 from shared.domain.booking import Booking, settled
 from shared.domain.meeting import TEAMS, Step
 
@@ -143,9 +144,14 @@ def gone(
         rounds=0,
         changed_at=now,
     )
-    if booking.live and meeting.wanted and meeting.removed:
+    remade = booking.live and meeting.wanted and meeting.removed
+    if remade:
         meeting = meeting.anew()
-    return settled(replace(booking, meeting=meeting))
+    after = settled(replace(booking, meeting=meeting))
+    if remade and booking.meeting.join_url is not None:
+        # People hold the old link: they are told the new one once the meeting exists.
+        after = notices.requested(after, notices.NoticeKind.LINK_CHANGED, now=now)
+    return after
 
 
 def attempt_failed(
