@@ -160,10 +160,12 @@ class MailRenderer:
             "level": one_line(booking.level, MAX_NAME_CHARS),
             "when": when(booking, t),
             "join_url": join_url,
+            # Only promised while the meeting is on its way (not failed, waiting for a person).
             "link_pending": join_url is None
             and not notice.kind.closing
             and booking.live
-            and meeting.wanted,
+            and meeting.wanted
+            and not meeting.failed,
             "reason": booking.status_reason if notice.kind.closing else None,
             "organization": one_line(organization, MAX_NAME_CHARS),
         }

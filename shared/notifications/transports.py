@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from shared.graph.errors import GraphError, GraphThrottledError
+from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
 from shared.notifications.messages import BadAddressError, OutgoingMail, to_graph_message, to_mime
 from shared.observability import log_event
 
@@ -88,6 +88,9 @@ class GraphMailTransport:
             self._graph.send_mail(sender.profile, sender.address, message, ctx)
         except GraphThrottledError as exc:
             raise MailTransientError(str(exc), exc.code, exc.retry_after) from exc
+        except GraphForbiddenError as exc:
+            # Mail.Send is missing, or the Exchange access policy leaves this mailbox out.
+            raise MailRejectedError(str(exc), "mail_forbidden") from exc
         except GraphError as exc:
             error = MailTransientError if exc.retryable else MailRejectedError
             raise error(str(exc), exc.code, exc.retry_after) from exc
