@@ -145,6 +145,7 @@ def local_stack(
         env = {
             **os.environ,
             **stack_settings(azurite, emulator, tls, secret, issuer),
+            "MAIL_FOLDER": str(state_dir / "mail"),
             **(extra_env or {}),
         }
         seed_demo_tenant(azurite.connection_string)
