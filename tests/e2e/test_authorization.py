@@ -115,6 +115,17 @@ MATRIX: dict[str, tuple[str | None, dict[str, int]]] = {
             "other_tenant_admin": 404,
         },
     ),
+    "GET /v1/bookings/{id}/calendar.ics": (
+        "confirmed",
+        {
+            "student": 200,
+            "other_student": 403,
+            "tutor": 200,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
     "GET /v1/teams-meetings/capability": (
         None,
         {
@@ -199,7 +210,18 @@ def booking_in(state: str, callers) -> str:
     booking = admin.call("POST", "/v1/bookings", booking_body()).json()
     if state == "confirmed":
         admin.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+        # Its approval mail goes out in the background; let it, so that the booking holds
+        # still while a refused call is checked for changing nothing.
+        mail_sent(admin, booking["id"])
     return str(booking["id"])
+
+
+def mail_sent(admin: Caller, booking_id: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if admin.call("GET", f"/v1/bookings/{booking_id}").json()["mail"]["status"] != "pending":
+            return
+        time.sleep(0.1)
 
 
 def body_for(route: str) -> dict | None:
