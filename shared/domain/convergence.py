@@ -108,7 +108,8 @@ def seen(
         rounds=0,  # progress: whatever follows counts its own retries
         changed_at=now,
     )
-    return settled(replace(booking, meeting=meeting))
+    after = settled(replace(booking, meeting=meeting))
+    return notices.link_arrived(after, now) if after.meeting.in_teams else after
 
 
 def checked(

@@ -27,11 +27,17 @@ class NoticeKind(StrEnum):
     DECLINED = "declined"
     REFUNDED = "refunded"
     LINK_CHANGED = "link_changed"  # the meeting was made anew: a new join link
+    LINK_READY = "link_ready"  # an earlier e-mail went without the link; here it is
 
     @property
     def closing(self) -> bool:
         """Its invite is a `METHOD:CANCEL`."""
         return self in (NoticeKind.CANCELLED, NoticeKind.DECLINED, NoticeKind.REFUNDED)
+
+    @property
+    def brings_link(self) -> bool:
+        """Its whole point is the join link."""
+        return self in (NoticeKind.LINK_CHANGED, NoticeKind.LINK_READY)
 
 
 # Pending notices kept on one booking; a booking changed faster than mail can go keeps the
@@ -82,6 +88,9 @@ class MailState:
     last_failed: bool = False
     last_error_code: str | None = None
     last_sent_at: datetime | None = None
+    # An invite went out without the join link (the meeting did not exist yet): when it does,
+    # the participants are sent the link.
+    link_owed: bool = False
 
     @property
     def status(self) -> MailStatus:
@@ -144,15 +153,38 @@ def _finished(mail: MailState, number: int, **changes: object) -> MailState:
     return replace(mail, pending=pending, **changes)  # type: ignore[arg-type]
 
 
-def delivered(booking: Booking, number: int, now: datetime) -> Booking:
-    """Every recipient of notice `number` has it."""
+def delivered(
+    booking: Booking, number: int, now: datetime, *, without_link: bool = False
+) -> Booking:
+    """Every recipient of notice `number` has it. `without_link`: it was an invite to a
+    meeting that did not exist yet, so the link is owed."""
     mail = booking.mail
-    if mail.notice(number) is None:
+    notice = mail.notice(number)
+    if notice is None:
         return booking
+    owed = mail.link_owed or (without_link and not notice.kind.closing)
     mail = _finished(
-        mail, number, sent=mail.sent + 1, last_failed=False, last_error_code=None, last_sent_at=now
+        mail,
+        number,
+        sent=mail.sent + 1,
+        last_failed=False,
+        last_error_code=None,
+        last_sent_at=now,
+        link_owed=owed,
     )
-    return replace(booking, mail=mail)
+    after = replace(booking, mail=mail)
+    # The meeting may have arrived while this mail was on its way.
+    return link_arrived(after, now) if owed and booking.meeting.in_teams else after
+
+
+def link_arrived(booking: Booking, now: datetime) -> Booking:
+    """The booking's meeting now exists: if an e-mail went without its link, send the link."""
+    if not booking.mail.link_owed:
+        return booking
+    booking = replace(booking, mail=replace(booking.mail, link_owed=False))
+    if not booking.live:
+        return booking
+    return requested(booking, NoticeKind.LINK_READY, now=now)
 
 
 def dropped(booking: Booking, number: int) -> Booking:

@@ -200,7 +200,12 @@ class MailWorker:
             self._ledger.mark_sent(claim, self._clock())
             report.sent += 1
         now = self._clock()
-        booking = self._record(booking, lambda b: notices.delivered(b, notice.number, now))
+        # What this mail said, from the version it was rendered from.
+        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
+        booking = self._record(
+            booking,
+            lambda b: notices.delivered(b, notice.number, now, without_link=without_link),
+        )
         return booking, False
 
     def _compose(

@@ -33,11 +33,13 @@ _TEMPLATE_OF_KIND = {
     NoticeKind.DECLINED: "appointment-cancelled",
     NoticeKind.REFUNDED: "appointment-cancelled",
     NoticeKind.LINK_CHANGED: "meeting-link-changed",
+    NoticeKind.LINK_READY: "meeting-link-changed",
 }
 # The cancellation template says which of the three it was.
 _WORDING_OF_KIND = {
     NoticeKind.DECLINED: "appointment-declined",
     NoticeKind.REFUNDED: "appointment-refunded",
+    NoticeKind.LINK_READY: "meeting-link-ready",
 }
 
 

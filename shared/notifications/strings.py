@@ -19,6 +19,7 @@ ENGLISH: Mapping[str, str] = {
     "subject.appointment-declined": "Not approved: {subject}, {date}",
     "subject.appointment-refunded": "Refunded and cancelled: {subject}, {date}",
     "subject.meeting-link-changed": "New meeting link: {subject}, {date}",
+    "subject.meeting-link-ready": "Meeting link: {subject}, {date}",
     # bodies
     "greeting": "Hello {name},",
     "intro.appointment-request-approved-client": "Your appointment request for {subject} has "
@@ -35,11 +36,13 @@ ENGLISH: Mapping[str, str] = {
     "cancelled.",
     "intro.meeting-link-changed": "The Teams meeting for {subject} had to be set up again, so it "
     "has a new link. The link you had before no longer works.",
+    "intro.meeting-link-ready": "The Teams meeting for {subject} is ready. Here is its link; "
+    "the calendar invite attached adds it to your calendar.",
     "when": "When: {when}",
     "reason": "Reason: {reason}",
     "join.button": "Join Teams Meeting",
     "join.text": "Join Teams Meeting: {url}",
-    "join.pending": "The Teams meeting link is not ready yet; it is shown with the booking as "
+    "join.pending": "The Teams meeting link is not ready yet; you will get it by e-mail as "
     "soon as it is.",
     "calendar": "The calendar invite is attached (invite.ics).",
     "signature": "{organization}",

@@ -458,6 +458,7 @@ def _mail_json(mail: MailState) -> str | None:
             "lastFailed": mail.last_failed,
             "lastErrorCode": mail.last_error_code,
             "lastSentAt": moment(mail.last_sent_at),
+            "linkOwed": mail.link_owed,
             "pending": [
                 {
                     "kind": n.kind.value,
@@ -493,6 +494,7 @@ def _mail_state(reader: EntityReader) -> MailState:
             last_failed=bool(data["lastFailed"]),
             last_error_code=data.get("lastErrorCode"),
             last_sent_at=moment(data.get("lastSentAt")),
+            link_owed=bool(data.get("linkOwed", False)),
             pending=tuple(
                 Notice(
                     kind=NoticeKind(n["kind"]),

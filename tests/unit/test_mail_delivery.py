@@ -230,11 +230,26 @@ def test_a_waiting_mail_goes_without_the_link_after_the_wait():
         booking_id = a_pending_booking(mw)
         approve(mw, booking_id)
 
-        mw.drain()  # the meeting queue is not run: the meeting never exists
+        mw.drain()  # the meeting queue is not run: the meeting does not exist yet
 
         sent = mw.world.emulator.mail
         assert len(sent) == 2
         assert all("not ready yet" in m["message"]["body"]["content"] for m in sent)
+
+        # WHEN Graph recovers and the meeting is made
+        mw.world.emulator.clear_faults()
+        mw.world.drain()
+        join_url = mw.world.booking(booking_id).meeting.join_url
+        assert join_url is not None
+        mw.sweep.run()  # the timer finds the notice the meeting's arrival saved
+        mw.sweep.run()
+
+        # THEN everyone is sent the link, once
+        later = mw.world.emulator.mail[2:]
+        assert len(later) == 2
+        assert all(m["message"]["subject"].startswith("Meeting link:") for m in later)
+        assert all(join_url in m["message"]["body"]["content"] for m in later)
+        assert not mw.world.booking(booking_id).mail.link_owed
 
 
 def test_transient_sendmail_failures_then_recovery_send_exactly_one_mail_per_recipient():
