@@ -146,6 +146,8 @@ def local_stack(
             **os.environ,
             **stack_settings(azurite, emulator, tls, secret, issuer),
             "MAIL_FOLDER": str(state_dir / "mail"),
+            # `MAIL_TRANSPORT=graph make run` sends through the emulator's sendMail instead.
+            "MAIL_TRANSPORT": os.environ.get("MAIL_TRANSPORT") or "folder",
             **(extra_env or {}),
         }
         seed_demo_tenant(azurite.connection_string)
