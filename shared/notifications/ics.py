@@ -57,7 +57,8 @@ def invite(
     event.add("dtend", booking.end.astimezone(UTC))
     summary = one_line(booking.subject)
     event.add("summary", summary)
-    event.add("status", "CANCELLED" if cancel else "CONFIRMED")
+    # A request not yet approved (the calendar route serves it too) is only tentative.
+    event.add("status", "CANCELLED" if cancel else ("CONFIRMED" if booking.live else "TENTATIVE"))
     join_url = join_url_of(booking, kind)
     if join_url:
         event.add("location", t("ics.location"))

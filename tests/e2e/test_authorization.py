@@ -210,18 +210,13 @@ def booking_in(state: str, callers) -> str:
     booking = admin.call("POST", "/v1/bookings", booking_body()).json()
     if state == "confirmed":
         admin.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
-        # Its approval mail goes out in the background; let it, so that the booking holds
-        # still while a refused call is checked for changing nothing.
-        mail_sent(admin, booking["id"])
     return str(booking["id"])
 
 
-def mail_sent(admin: Caller, booking_id: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if admin.call("GET", f"/v1/bookings/{booking_id}").json()["mail"]["status"] != "pending":
-            return
-        time.sleep(0.1)
+def as_saved(booking: dict) -> dict:
+    """The booking as actions save it: its `mail` progresses in the background (the approval's
+    e-mail going out), whatever the call under test does."""
+    return {k: v for k, v in booking.items() if k != "mail"}
 
 
 def body_for(route: str) -> dict | None:
@@ -248,7 +243,7 @@ def test_authorization_matrix(callers, route, who):
     booking_id = booking_in(state, callers) if state else None
     if booking_id:
         path = path.replace("{id}", booking_id)
-        before = callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json()
+        before = as_saved(callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json())
 
     response = callers[who].call(method, path, body_for(route))
 
@@ -256,7 +251,7 @@ def test_authorization_matrix(callers, route, who):
     if expected >= 400:
         assert set(response.json()) == {"error", "code"}
         if booking_id:
-            after = callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json()
+            after = as_saved(callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json())
             assert after == before, "a refused call changed the booking"
     if expected == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")

@@ -205,3 +205,16 @@ def test_a_payment_confirmation_is_owed_to_student_and_tutor_with_the_next_seque
     assert templates == {"payment-confirmed"}
     rendered = RENDERER.render(confirmed(), second, student(), "Tenant A")
     assert rendered.subject.startswith("Payment received: Computer Science")
+
+
+def test_the_current_invite_of_a_request_not_yet_approved_is_tentative():
+    from shared.notifications.ics import current_invite
+
+    raw = current_invite(a_booking(), Organizer("organizer@a.example"), NOW)
+
+    calendar: Any = icalendar.Calendar.from_ical(raw)
+    (event,) = calendar.walk("VEVENT")
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert str(event["STATUS"]) == "TENTATIVE"
+    assert int(event["SEQUENCE"]) == 0
+    assert "URL" not in event
