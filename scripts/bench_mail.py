@@ -14,12 +14,16 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import statistics
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import icalendar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,10 +97,12 @@ def delivery(bookings: int, fail: float) -> None:
             use_cases.approve_booking(STAFF, booking_id, Approval(), mw.deps)
         handled = mw.drain(rounds=100 * bookings)
         wall = time.perf_counter() - started
-        per = Counter(
-            (m["message"]["toRecipients"][0]["emailAddress"]["address"], m["message"]["subject"])
-            for m in mw.world.emulator.mail
-        )
+        per: Counter[tuple[str, str, int]] = Counter()
+        for m in mw.world.emulator.mail:
+            raw = base64.b64decode(m["message"]["attachments"][0]["contentBytes"])
+            event: Any = icalendar.Calendar.from_ical(raw).walk("VEVENT")[0]
+            to = m["message"]["toRecipients"][0]["emailAddress"]["address"]
+            per[(to, str(event["UID"]), int(event["SEQUENCE"]))] += 1
         print(f"delivery: {bookings} approvals, sendMail failing {fail:.0%} of calls with 503")
         print(
             f"  e-mails sent {len(mw.world.emulator.mail)} (expected {2 * bookings}), "

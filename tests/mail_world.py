@@ -23,6 +23,7 @@ from shared.notifications.transports import (
     GraphMailTransport,
     MailTransport,
     Sender,
+    SendPacer,
 )
 from shared.services.bookings import BookingDeps
 from shared.services.meeting_work import RetryPolicy
@@ -77,6 +78,7 @@ def mail_world(
     *,
     policy: RetryPolicy | None = None,
     link_wait: timedelta = timedelta(minutes=10),
+    per_minute: int = 30,
 ) -> Iterator[MailWorld]:
     """Mail through Graph sendMail (the emulator), or into `folder` when one is given."""
     policy = policy or RetryPolicy(rounds=(30.0, 120.0, 600.0))
@@ -115,6 +117,8 @@ def mail_world(
             sender_of,
             world.clock,
             config=MailConfig(link_wait=link_wait, policy=policy),
+            # The mailbox's pace is kept on the world's clock, like every wait here.
+            pacer=SendPacer(per_minute, clock=lambda: world.clock.now.timestamp()),
             sleep=world.clock.sleep,
             rnd=lambda: 0.5,
         )

@@ -471,3 +471,20 @@ def test_an_invite_superseded_by_a_closing_change_is_dropped(tmp_path: Path, clo
         subjects = [str(m["Subject"]) for m in mw.emls()]
         assert len(subjects) == 2
         assert all(s.startswith("Cancelled") for s in subjects)
+
+
+def test_mail_beyond_the_mailbox_rate_waits_its_turn_instead_of_failing():
+    with mail_world(per_minute=2) as mw:
+        # GIVEN a mailbox that takes two e-mails a minute, and three approvals (six e-mails)
+        ids = [a_pending_booking(mw) for _ in range(3)]
+        started = mw.world.clock.now
+
+        for booking_id in ids:
+            approve(mw, booking_id)
+        mw.drain()
+
+        # THEN all six went, once each, spread over the minutes the pace allows
+        assert len(mw.world.emulator.mail) == 6
+        assert mw.world.emulator.calls["sendMail"] == 6
+        assert mw.world.clock.now - started >= timedelta(minutes=2)
+        assert all(mw.world.booking(b).mail.status is MailStatus.SENT for b in ids)
