@@ -82,6 +82,13 @@ class MailOutbox:
                 "mail for booking %s not enqueued; the timer will send it", saved.booking_id
             )
 
+    def after_meeting(self, booking: Booking) -> None:
+        """The meeting worker moved the booking on: mail that waited for the meeting, or that
+        its arrival called for, goes now rather than at the next look. Nothing while the
+        meeting is still being made (the waiting mail looks again by itself)."""
+        if booking.mail.pending and not notices.waiting_for_link(booking):
+            self.after_change(booking)
+
 
 SenderOf = Callable[[Tenant], Sender]
 

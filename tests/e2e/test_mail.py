@@ -144,3 +144,23 @@ def test_the_calendar_route_serves_the_current_invite_to_those_who_may_see_it(st
     assert str(cancelled["METHOD"]) == "CANCEL"
     assert str(cancelled.walk("VEVENT")[0]["UID"]) == str(event["UID"])
     assert int(cancelled.walk("VEVENT")[0]["SEQUENCE"]) > int(event["SEQUENCE"])
+
+
+def test_an_approval_whose_meeting_is_made_by_the_queue_mails_the_link(stack, staff):
+    from localdev.graph_emulator import Fault
+
+    # GIVEN Graph refuses the inline create once (503)
+    stack.emulator.add_fault(Fault(operation="createOrGet", status=503, count=1))
+    booking_id = staff.call("POST", "/v1/bookings", booking_body()).json()["id"]
+
+    # WHEN it is approved: the booking is confirmed, the meeting left to the queue
+    approved = staff.call("POST", f"/v1/bookings/{booking_id}/approve", {}).json()
+    assert approved["booking"]["meetingLink"] is None
+
+    # THEN the approval mails wait for the meeting, and carry its link
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 2)
+    link = staff.call("GET", f"/v1/bookings/{booking_id}").json()["meetingLink"]
+    assert link is not None
+    for message in mails_for(stack, booking_id):
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert f"Join Teams Meeting: {link}" in text

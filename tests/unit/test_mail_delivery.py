@@ -22,6 +22,7 @@ from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, MeetingStatus
 from shared.domain.notices import MailStatus, Notice, NoticeKind
+from shared.notifications.delivery import MailOutbox
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.storage.mail import ClaimOutcome, MailKey
@@ -488,3 +489,29 @@ def test_mail_beyond_the_mailbox_rate_waits_its_turn_instead_of_failing():
         assert mw.world.emulator.calls["sendMail"] == 6
         assert mw.world.clock.now - started >= timedelta(minutes=2)
         assert all(mw.world.booking(b).mail.status is MailStatus.SENT for b in ids)
+
+
+def test_the_meeting_worker_sends_on_mail_that_waited_for_its_meeting():
+    with mail_world() as mw:
+        mw.world.emulator.add_fault(Fault(operation="createOrGet", status=503, count=1))
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        mw.queue.messages.clear()  # the waiting mail's own message, to see the new one alone
+        outbox = MailOutbox(mw.queue)
+
+        # WHILE the meeting is still being made, nothing is queued for mail
+        outbox.after_meeting(mw.world.booking(booking_id))
+        assert mw.queue.messages == []
+
+        # WHEN the meeting worker has made it
+        mw.world.drain()
+        outbox.after_meeting(mw.world.booking(booking_id))
+
+        # THEN the mail goes at once, with the link
+        assert [w.booking_id for _, w in mw.queue.messages] == [booking_id]
+        assert mw.queue.messages[0][0] == 0
+        mw.drain()
+        join_url = mw.world.booking(booking_id).meeting.join_url
+        assert join_url is not None
+        assert len(mw.world.emulator.mail) == 2
+        assert all(join_url in m["message"]["body"]["content"] for m in mw.world.emulator.mail)
