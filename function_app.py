@@ -2,7 +2,16 @@
 
 import azure.functions as func
 
-from functions import bookings, health, meeting_ops, payments, reconcile, teams_meetings
+from functions import (
+    bookings,
+    calendar,
+    health,
+    mail,
+    meeting_ops,
+    payments,
+    reconcile,
+    teams_meetings,
+)
 from shared.settings import get_settings
 
 # Fail start-up, naming every missing or bad setting, before any function is served.
@@ -17,3 +26,5 @@ app.register_functions(teams_meetings.bp)
 app.register_functions(meeting_ops.bp)
 app.register_functions(payments.bp)
 app.register_functions(reconcile.bp)
+app.register_functions(calendar.bp)
+app.register_functions(mail.bp)

@@ -30,7 +30,11 @@ def meeting_ops(msg: func.QueueMessage) -> None:
         # Retrying cannot make it readable: drop it, loudly.
         logger.error("meeting-ops message %s dropped: %s", msg.id, exc)
         return
-    services().worker.handle(work)
+    svc = services()
+    result = svc.worker.handle(work)
+    if result is not None:
+        # Mail that waited for this meeting (or owes its link) can go now.
+        svc.mail.outbox.after_meeting(result.booking)
 
 
 @bp.function_name("meeting_ops_poison")

@@ -72,6 +72,24 @@ param recoverMissedStripeWebhooks string = 'false'
 @description('How e-mail is delivered.')
 param mailTransport string = 'graph'
 
+@description('Sender address of smtp mail (graph sends from the tenant\'s own mailbox).')
+param mailFrom string = ''
+
+@description('SMTP submission server, for mailTransport smtp (STARTTLS; the password is the Key Vault secret mail-smtp-password).')
+param mailSmtpHost string = ''
+
+@description('SMTP submission port.')
+param mailSmtpPort string = '587'
+
+@description('SMTP sign-in user, if the server wants one.')
+param mailSmtpUsername string = ''
+
+@description('Seconds an e-mail waits for its Teams meeting so that it carries the join link.')
+param mailLinkWaitSeconds string = '600'
+
+@description('Most e-mails a worker sends from one mailbox a minute (Exchange: about 30).')
+param mailSendRatePerMinute string = '30'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
@@ -116,6 +134,15 @@ module api 'app/function.bicep' = {
       MEETING_INLINE_BUDGET_SECONDS: meetingInlineBudgetSeconds
       BOOKING_HORIZON_DAYS: bookingHorizonDays
       MAIL_TRANSPORT: mailTransport
+      MAIL_FROM: mailFrom
+      MAIL_FOLDER: '/tmp/mail'
+      MAIL_SMTP_HOST: mailSmtpHost
+      MAIL_SMTP_PORT: mailSmtpPort
+      MAIL_SMTP_USERNAME: mailSmtpUsername
+      // A Key Vault reference, resolved by the platform: the password itself never leaves the vault.
+      MAIL_SMTP_PASSWORD: mailTransport == 'smtp' ? '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/mail-smtp-password/)' : ''
+      MAIL_LINK_WAIT_SECONDS: mailLinkWaitSeconds
+      MAIL_SEND_RATE_PER_MINUTE: mailSendRatePerMinute
       AUTH_ISSUER: authIssuer
       AUTH_AUDIENCE: authAudience
       AUTH_JWKS_URL: authJwksUrl

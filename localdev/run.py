@@ -52,6 +52,7 @@ def main() -> None:
                 admin,
                 stack.env["RECONCILE_SCHEDULE"],
                 stack.azurite.connection_string,
+                stack.env["MAIL_FOLDER"],
             ),
             flush=True,
         )
@@ -67,6 +68,7 @@ def _banner(
     admin_token: str,
     schedule: str,
     storage: str,
+    mail_folder: str,
 ) -> str:
     return f"""
 ================================================================================
@@ -85,6 +87,10 @@ def _banner(
    meeting_ops_poison  queue meeting-ops-poison: records work that stopped for good
    reconcile           timer "{schedule}": marked bookings, then pre-start checks
    run the timer now:  curl -X POST {host_url}/admin/functions/reconcile
+   mail                queue mail: sends the e-mails and invites a booking owes
+   mail_poison         queue mail-poison: logs mail that could not be delivered
+   mail_sweep          timer "{schedule}": mail whose queue message was lost
+ E-mails (MAIL_TRANSPORT=folder): {mail_folder}/*.eml, each with its invite.ics
  Meetings that repair themselves under faults: docs/local.md ("When Graph fails").
 
  Stripe webhook: {host_url}/api/v1/payments/webhook

@@ -167,6 +167,9 @@ def local_stack(
         env = {
             **os.environ,
             **stack_settings(azurite, emulator, tls, secret, issuer, stripe_secret),
+            "MAIL_FOLDER": str(state_dir / "mail"),
+            # `MAIL_TRANSPORT=graph make run` sends through the emulator's sendMail instead.
+            "MAIL_TRANSPORT": os.environ.get("MAIL_TRANSPORT") or "folder",
             **(extra_env or {}),
         }
         seed_demo_tenant(azurite.connection_string)

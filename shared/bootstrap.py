@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
     from shared.auth.tokens import TokenValidator
     from shared.graph.client import GraphMeetingsClient
+    from shared.notifications.delivery import MailServices
+    from shared.notifications.transports import MailTransport, Sender
     from shared.services.bookings import BookingDeps
     from shared.services.convergence import Converger
-    from shared.services.meeting_work import MeetingSync, MeetingWorker
+    from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
     from shared.services.payments import PaymentEvents
     from shared.services.reconciliation import Reconciler
@@ -55,6 +57,7 @@ class Services:
     reconciler: Reconciler
     payments: PaymentEvents
     tokens: TokenValidator
+    mail: MailServices
 
     def clock(self) -> datetime:
         return datetime.now(UTC)
@@ -63,7 +66,9 @@ class Services:
     def booking_deps(self) -> BookingDeps:
         from shared.services.bookings import BookingDeps
 
-        return BookingDeps(self.bookings, self.directory, self.sync, self.clock)
+        return BookingDeps(
+            self.bookings, self.directory, self.sync, self.clock, mail=self.mail.outbox
+        )
 
 
 def resolve_secret_setting(name: str) -> str:
@@ -159,6 +164,7 @@ def build_services(
     worker = MeetingWorker(bookings, converger, queue, policy, _utc_now)
     sync = MeetingSync(converger, queue, policy, _utc_now)
     stripe_key = settings.stripe.api_key
+    mail = build_mail(settings, tables, bookings, directory, graph, policy, queue_prefix)
     return Services(
         settings=settings,
         tables=tables,
@@ -189,6 +195,7 @@ def build_services(
             sync,
             _utc_now,
             webhook_secret=settings.stripe.webhook_secret,
+            mail=mail.outbox,
             undelivered=(
                 StripeUndeliveredEvents(stripe_key, timeout=settings.graph_timeout_seconds)
                 if stripe_key
@@ -198,6 +205,89 @@ def build_services(
         tokens=TokenValidator(
             settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
         ),
+        mail=mail,
+    )
+
+
+def build_mail(
+    settings: Settings,
+    tables: Tables,
+    bookings: BookingRepository,
+    directory: TenantDirectory,
+    graph: GraphMeetingsClient,
+    policy: RetryPolicy,
+    queue_prefix: str = "",
+    *,
+    transport: MailTransport | None = None,
+) -> MailServices:
+    """The mail outbox, worker and timer sweep, with the transport `MAIL_TRANSPORT` names."""
+    from pathlib import Path
+
+    from shared.notifications.delivery import (
+        MailConfig,
+        MailOutbox,
+        MailServices,
+        MailSweep,
+        MailWorker,
+    )
+    from shared.notifications.transports import (
+        FolderMailTransport,
+        GraphMailTransport,
+        SendPacer,
+        SmtpMailTransport,
+        SmtpSettings,
+    )
+    from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE, TableMailLedger
+    from shared.storage.queues import StorageMeetingWorkQueue
+
+    mail = settings.mail
+    if transport is None:
+        if mail.transport == "graph":
+            transport = GraphMailTransport(graph)
+        elif mail.transport == "smtp":
+            transport = SmtpMailTransport(
+                SmtpSettings(
+                    host=mail.smtp_host or "",
+                    port=mail.smtp_port,
+                    username=mail.smtp_username,
+                    password=mail.smtp_password,
+                )
+            )
+        else:
+            transport = FolderMailTransport(Path(mail.folder))
+    queue = StorageMeetingWorkQueue(
+        settings.storage, prefix=queue_prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
+    )
+    ledger = TableMailLedger(tables)
+    via_graph = mail.transport == "graph"
+
+    def sender_of(tenant: Tenant) -> Sender:
+        from shared.notifications.transports import Sender
+
+        # Graph sends from a mailbox of the tenant's own; SMTP and files from MAIL_FROM.
+        own = tenant.mail.sender_upn or tenant.organizer_upn
+        address = own if via_graph else (mail.from_address or own)
+        return Sender(
+            tenant.tenant_id, address or "meetings@localhost", tenant.display_name, tenant.microsoft
+        )
+
+    worker = MailWorker(
+        bookings,
+        directory,
+        ledger,
+        transport,
+        queue,
+        sender_of,
+        _utc_now,
+        config=MailConfig(link_wait=timedelta(seconds=mail.link_wait_seconds), policy=policy),
+        pacer=SendPacer(mail.send_rate_per_minute),
+    )
+    return MailServices(
+        outbox=MailOutbox(queue),
+        worker=worker,
+        sweep=MailSweep(bookings, directory, worker, _utc_now),
+        transport=transport,
+        ledger=ledger,
     )
 
 

@@ -88,6 +88,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "STRIPE_API_KEY",
         "Optional restricted Stripe key (read events) for recovering missed webhooks.",
     ),
+    SettingSpec(
+        "MAIL_FROM",
+        "Sender address for smtp and folder mail (graph sends from the tenant's mailbox).",
+    ),
+    SettingSpec(
+        "MAIL_FOLDER", "Folder the folder transport writes .eml files to.", default=".local/mail"
+    ),
+    SettingSpec("MAIL_SMTP_HOST", "SMTP submission server (MAIL_TRANSPORT=smtp)."),
+    SettingSpec("MAIL_SMTP_PORT", "SMTP submission port (STARTTLS).", default="587"),
+    SettingSpec("MAIL_SMTP_USERNAME", "SMTP sign-in user, if the server wants one."),
+    SettingSpec("MAIL_SMTP_PASSWORD", "SMTP password (in Azure a Key Vault reference)."),
+    SettingSpec(
+        "MAIL_LINK_WAIT_SECONDS",
+        "How long an e-mail waits for its booking's Teams meeting before it goes without the link.",
+        default="600",
+    ),
+    SettingSpec(
+        "MAIL_SEND_RATE_PER_MINUTE",
+        "Most e-mails one worker sends from one mailbox per minute (Exchange: about 30).",
+        default="30",
+    ),
     SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
     SettingSpec("AUTH_AUDIENCE", "Audience (aud) those tokens must carry."),
     SettingSpec("AUTH_JWKS_URL", "https URL of the issuer's signing keys (JWKS)."),
@@ -158,6 +179,21 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
+class MailTransportSettings:
+    """How e-mail leaves (MAIL_*): the transport and what it needs."""
+
+    transport: str = "folder"
+    from_address: str | None = None
+    folder: str = ".local/mail"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    link_wait_seconds: float = 600.0
+    send_rate_per_minute: int = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     default_tenant_id: str
@@ -174,6 +210,7 @@ class Settings:
     stripe: StripeSettings
     running_in_azure: bool
     auth: AuthSettings
+    mail: MailTransportSettings = MailTransportSettings()
 
     @property
     def booking_horizon(self) -> timedelta:
@@ -276,6 +313,7 @@ class Settings:
         elif not webhook_secret.startswith("whsec_"):
             problems.append("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
 
+        mail = _mail_settings(mail_transport, value, problems)
         issuers = _trusted_issuers(env, value, problems)
 
         if problems:
@@ -302,6 +340,7 @@ class Settings:
                 tenant_claim=value("AUTH_TENANT_CLAIM"),
                 roles_claim=value("AUTH_ROLES_CLAIM"),
             ),
+            mail=mail,
         )
 
 
@@ -317,6 +356,31 @@ def _number(name: str, raw: str, low: float, high: float, problems: list[str]) -
         )
         return 0.0
     return number
+
+
+def _mail_settings(
+    transport: str, value: Callable[[str], str], problems: list[str]
+) -> MailTransportSettings:
+    port = _number("MAIL_SMTP_PORT", value("MAIL_SMTP_PORT"), 0, 65535, problems)
+    wait = _number("MAIL_LINK_WAIT_SECONDS", value("MAIL_LINK_WAIT_SECONDS"), 0, 86400, problems)
+    rate = _number(
+        "MAIL_SEND_RATE_PER_MINUTE", value("MAIL_SEND_RATE_PER_MINUTE"), 0, 10000, problems
+    )
+    if transport == "smtp":
+        for name in ("MAIL_SMTP_HOST", "MAIL_FROM"):
+            if not value(name):
+                problems.append(f"{name} is missing: MAIL_TRANSPORT=smtp needs it")
+    return MailTransportSettings(
+        transport=transport,
+        from_address=value("MAIL_FROM") or None,
+        folder=value("MAIL_FOLDER"),
+        smtp_host=value("MAIL_SMTP_HOST") or None,
+        smtp_port=int(port),
+        smtp_username=value("MAIL_SMTP_USERNAME") or None,
+        smtp_password=value("MAIL_SMTP_PASSWORD") or None,
+        link_wait_seconds=wait,
+        send_rate_per_minute=max(1, int(rate)),
+    )
 
 
 def _trusted_issuers(

@@ -59,6 +59,15 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
             "changedAt": _time(meeting.changed_at),
         },
         "payment": payment_json(booking.payment),
+        "mail": {
+            "status": booking.mail.status.value,
+            "pending": len(booking.mail.pending),
+            "sent": booking.mail.sent,
+            "failed": booking.mail.failed,
+            "lastErrorCode": booking.mail.last_error_code,
+            "nextAttemptAt": _time(booking.mail.next_attempt_at()),
+            "lastSentAt": _time(booking.mail.last_sent_at),
+        },
     }
     if caller.is_tenant_wide:
         body["internalNotes"] = booking.internal_notes

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from shared.domain import notices
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
+from shared.domain.notices import MailState, NoticeKind
 from shared.domain.payment import PaymentFact, PaymentState, merge
 
 __all__ = [
@@ -73,6 +75,7 @@ class Booking:
     status_reason: str | None = None
     meeting: MeetingState = field(default_factory=MeetingState)
     payment: PaymentState = field(default_factory=PaymentState)
+    mail: MailState = field(default_factory=MailState)  # notices owed (shared/domain/notices.py)
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
     # guards each save against a lost race.
     version: int = field(default=0, compare=False)
@@ -232,6 +235,8 @@ def record_payment(
     - paid (and not refunded): a pending booking is confirmed, with a meeting when
       `with_meeting`; a declined or cancelled one is not revived (the payment is recorded).
 
+    A confirmation or a refund's cancellation owes the participants an e-mail, saved with it.
+
     Returns `booking` itself when the fact changes nothing (a redelivery, a late duplicate).
     """
     payment = merge(booking.payment, fact)
@@ -239,7 +244,9 @@ def record_payment(
         return booking
     changed = replace(booking, payment=payment, updated_at=now)
     if payment.refunded and booking.status in _OPEN:
-        return _closed(changed, BookingStatus.CANCELLED, now, REFUNDED_REASON)
+        cancelled = _closed(changed, BookingStatus.CANCELLED, now, REFUNDED_REASON)
+        return notices.requested(cancelled, NoticeKind.REFUNDED, now=now)
     if payment.live and booking.status is BookingStatus.PENDING:
-        return approve(changed, now=now, with_meeting=with_meeting)
+        confirmed = approve(changed, now=now, with_meeting=with_meeting)
+        return notices.requested(confirmed, NoticeKind.PAYMENT_CONFIRMED, now=now)
     return changed

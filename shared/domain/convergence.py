@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.domain import notices
 from shared.domain.booking import Booking, settled
 from shared.domain.meeting import TEAMS, Step
 
@@ -107,7 +108,8 @@ def seen(
         rounds=0,  # progress: whatever follows counts its own retries
         changed_at=now,
     )
-    return settled(replace(booking, meeting=meeting))
+    after = settled(replace(booking, meeting=meeting))
+    return notices.link_arrived(after, now) if after.meeting.in_teams else after
 
 
 def checked(
@@ -143,9 +145,14 @@ def gone(
         rounds=0,
         changed_at=now,
     )
-    if booking.live and meeting.wanted and meeting.removed:
+    remade = booking.live and meeting.wanted and meeting.removed
+    if remade:
         meeting = meeting.anew()
-    return settled(replace(booking, meeting=meeting))
+    after = settled(replace(booking, meeting=meeting))
+    if remade and booking.meeting.join_url is not None:
+        # People hold the old link: they are told the new one once the meeting exists.
+        after = notices.requested(after, notices.NoticeKind.LINK_CHANGED, now=now)
+    return after
 
 
 def attempt_failed(

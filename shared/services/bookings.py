@@ -15,9 +15,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shared.auth.principal import Principal, Role
 from shared.domain import booking as lifecycle
+from shared.domain import notices
 from shared.domain.booking import (
     Booking,
     BookingStatus,
@@ -27,6 +29,7 @@ from shared.domain.booking import (
     ParticipantRole,
     Step,
 )
+from shared.domain.notices import NoticeKind
 from shared.graph.errors import GraphError
 from shared.services.access import (
     Command,
@@ -44,6 +47,9 @@ from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingQuery, BookingRepository, RequestKey
 from shared.storage.errors import AlreadyExistsError
 
+if TYPE_CHECKING:
+    from shared.notifications.delivery import MailOutbox
+
 logger = logging.getLogger("meetings.bookings")
 
 NOT_CONFIRMED = "Booking must be confirmed (paid) before generating meeting link"
@@ -55,6 +61,8 @@ class BookingDeps:
     tenants: TenantDirectory
     sync: MeetingSync
     clock: Callable[[], datetime]
+    # The mail outbox; the notices themselves are saved with each change (SPEC §8).
+    mail: MailOutbox | None = None
 
 
 @dataclass(frozen=True)
@@ -215,13 +223,15 @@ def approve_booking(
         )
 
     def approve(booking: Booking) -> Booking:
-        return lifecycle.approve(
+        now = deps.clock()
+        approved = lifecycle.approve(
             booking,
-            now=deps.clock(),
+            now=now,
             with_meeting=wanted,
             assignee_id=approval.assignee_id,
             internal_notes=approval.internal_notes,
         )
+        return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
     saved = _change(deps, booking, approve)
     result = _sync(caller, saved, "Booking approved", deps)
@@ -236,7 +246,15 @@ def decline_booking(
     )
     booking = deps.bookings.get(caller.tenant_id, booking_id)
     reason = read_command(command)
-    saved = _change(deps, booking, lambda b: lifecycle.decline(b, now=deps.clock(), reason=reason))
+    saved = _change(
+        deps,
+        booking,
+        _notifying(
+            lambda b: lifecycle.decline(b, now=deps.clock(), reason=reason),
+            deps,
+            NoticeKind.DECLINED,
+        ),
+    )
     return _sync(caller, saved, "Booking declined", deps)
 
 
@@ -250,7 +268,15 @@ def cancel_booking(
         "Only the booking's participants, staff and admins can cancel it",
     )
     reason = read_command(command)
-    saved = _change(deps, booking, lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason))
+    saved = _change(
+        deps,
+        booking,
+        _notifying(
+            lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
+            deps,
+            NoticeKind.CANCELLED,
+        ),
+    )
     return _sync(caller, saved, "Booking cancelled", deps)
 
 
@@ -273,7 +299,13 @@ def reschedule_booking(
     saved = _change(
         deps,
         booking,
-        lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
+        _notifying(
+            lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
+            deps,
+            NoticeKind.RESCHEDULED,
+            # A pending request has no invite out yet: its approval will carry the new time.
+            only_if=lambda b: b.status is BookingStatus.CONFIRMED,
+        ),
     )
     return _sync(caller, saved, "Booking rescheduled", deps)
 
@@ -308,11 +340,29 @@ def _change(
     return save_transition(deps.bookings, booking, transition)
 
 
+def _notifying(
+    transition: Callable[[Booking], Booking],
+    deps: BookingDeps,
+    kind: NoticeKind,
+    only_if: Callable[[Booking], bool] = lambda _: True,
+) -> Callable[[Booking], Booking]:
+    """`transition`, owing the participants a notice of `kind` in the same save."""
+
+    def changed(booking: Booking) -> Booking:
+        after = transition(booking)
+        return notices.requested(after, kind, now=deps.clock()) if only_if(after) else after
+
+    return changed
+
+
 def _sync(caller: Principal, saved: Booking, action: str, deps: BookingDeps) -> ActionResult:
     """The meeting follows the saved change; a Graph failure becomes a warning, never an error
     (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
-    saved with the change), so the warning says so."""
+    saved with the change), so the warning says so. Then the mail outbox message: after the
+    inline meeting attempt, so that mail finds the join link when there is one."""
     synced = deps.sync.after_change(saved, actor=caller.user_id)
+    if deps.mail is not None:
+        deps.mail.after_change(synced.booking)
     if synced.error is None:
         return ActionResult(synced.booking)
     warning = describe_failure(action, synced.error, retry_scheduled=synced.error.retryable)

@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar
 
 from shared.domain.booking import Booking, record_payment
 from shared.domain.payment import BookingRef, FactKind
+from shared.notifications.delivery import MailOutbox
 from shared.observability import log_event
 from shared.payments.events import StripeEvent, interpret, verify
 from shared.services.meeting_work import MeetingSync
@@ -97,6 +98,7 @@ class PaymentEvents:
         clock: Callable[[], datetime],
         *,
         webhook_secret: str,
+        mail: MailOutbox | None = None,
         undelivered: UndeliveredEvents | None = None,
     ) -> None:
         self._events = events
@@ -105,6 +107,7 @@ class PaymentEvents:
         self._sync = sync
         self._clock = clock
         self._secret = webhook_secret
+        self._mail = mail
         self._undelivered = undelivered
 
     def receive_webhook(self, raw: bytes, signature: str | None) -> Receipt:
@@ -242,6 +245,9 @@ class PaymentEvents:
             paymentStatus=saved.payment.status.value,
         )
         synced = self._sync.after_change(saved, actor="stripe")
+        if self._mail is not None:
+            # After the inline meeting attempt, so that the e-mail finds the join link.
+            self._mail.after_change(synced.booking)
         warning = None
         if synced.error is not None:
             warning = describe_failure(

@@ -8,6 +8,7 @@ Partition design (one table, `bookings`; see docs/architecture.md):
             r|{bookingId}                 marker: this booking's meeting needs work (the outbox)
             s|{startUtc}|{bookingId}      start-time index of bookings whose meeting is wanted
             k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
+            m|{bookingId}                 marker: this booking owes e-mail (the mail outbox)
 
 Because the three kinds share the tenant's partition, a booking and its index rows are written
 in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
@@ -37,6 +38,7 @@ from shared.domain.booking import (
     ParticipantRole,
     settled,
 )
+from shared.domain.notices import MailState, Notice, NoticeKind
 from shared.domain.payment import IntentPayment, PaymentState
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 
 TABLE = "bookings"
 _BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "p", "r", "k", "s"
+_MAIL = "m"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,13 @@ class BookingRepository(Protocol):
         self, tenant_id: str, start_from: datetime, start_to: datetime
     ) -> list[Booking]:
         """Bookings whose meeting is wanted and that start in [start_from, start_to)."""
+        ...
+
+    def list_owing_mail(
+        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    ) -> list[Booking]:
+        """Bookings with pending notices, read through the mail marker index only. With
+        `due_by`, those whose every notice waits for a later scheduled retry are left to it."""
         ...
 
 
@@ -204,6 +214,8 @@ class TableBookingRepository:
             results = self._table.submit_transaction(operations)
         if not saved.needs_reconciliation:
             self._clear_marker(saved, up_to_version=saved.version)
+        if not saved.mail.pending:
+            self._clear_marker(saved, up_to_version=saved.version, kind=_MAIL)
         return replace(saved, etag=results[0]["etag"])
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
@@ -271,6 +283,27 @@ class TableBookingRepository:
                 self._table.delete_entity(pk, row["RowKey"])
         return sorted(found, key=lambda b: (b.start, b.booking_id))
 
+    def list_owing_mail(
+        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    ) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        result: list[Booking] = []
+        for marker in self._query(f"{_pk_filter(pk)} and {prefix_range(_MAIL + '|')}"):
+            not_before = marker.get("NotBefore")
+            if due_by is not None and not_before is not None and not_before > due_by:
+                continue
+            booking = self._get_or_none(pk, marker["BookingId"])
+            if booking is None or not booking.mail.pending:
+                if booking is not None:
+                    self._clear_marker(
+                        booking, up_to_version=marker.get("BookingVersion", 0), kind=_MAIL
+                    )
+                continue
+            result.append(booking)
+            if len(result) >= limit:
+                break
+        return result
+
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):
             for entity in self._table.query_entities(flt):
@@ -283,12 +316,12 @@ class TableBookingRepository:
         except NotFoundError:
             return None
 
-    def _clear_marker(self, booking: Booking, up_to_version: int) -> None:
+    def _clear_marker(self, booking: Booking, up_to_version: int, kind: str = _RECONCILE) -> None:
         """Delete the marker unless a newer write (a higher booking version) put it there."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        rk = row_key(_RECONCILE, booking.booking_id)
+        rk = row_key(kind, booking.booking_id)
         try:
             with translated_errors(f"reconcile marker {booking.booking_id}"):
                 marker = self._table.get_entity(booking.tenant_id, rk)
@@ -361,6 +394,8 @@ def _index_rows(booking: Booking) -> list[dict[str, Any]]:
     rows = _participant_rows(booking)
     if booking.needs_reconciliation:
         rows.append(_marker_row(booking))
+    if booking.mail.pending:
+        rows.append(_mail_marker_row(booking))
     start_key = _start_row_key(booking)
     if start_key is not None:
         rows.append(
@@ -395,6 +430,88 @@ def _marker_row(booking: Booking) -> dict[str, Any]:
         # A retry is already scheduled for then: the reconciler leaves it to the queue.
         "NotBefore": _opt_utc(booking.meeting.next_attempt_at, "next attempt"),
     }
+
+
+def _mail_marker_row(booking: Booking) -> dict[str, Any]:
+    return {
+        "PartitionKey": booking.tenant_id,
+        "RowKey": row_key(_MAIL, booking.booking_id),
+        "Kind": "mail",
+        "BookingId": booking.booking_id,
+        "BookingVersion": booking.version,
+        "NotBefore": _opt_utc(booking.mail.next_attempt_at(), "next mail attempt"),
+    }
+
+
+def _mail_json(mail: MailState) -> str | None:
+    if mail == MailState():
+        return None
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else to_utc(value, "mail time").isoformat()
+
+    return json.dumps(
+        {
+            "issued": mail.issued,
+            "invites": mail.invites,
+            "sent": mail.sent,
+            "failed": mail.failed,
+            "lastFailed": mail.last_failed,
+            "lastErrorCode": mail.last_error_code,
+            "lastSentAt": moment(mail.last_sent_at),
+            "linkOwed": mail.link_owed,
+            "pending": [
+                {
+                    "kind": n.kind.value,
+                    "number": n.number,
+                    "sequence": n.sequence,
+                    "recordedAt": moment(n.recorded_at),
+                    "attempts": n.attempts,
+                    "rounds": n.rounds,
+                    "nextAttemptAt": moment(n.next_attempt_at),
+                    "lastErrorCode": n.last_error_code,
+                }
+                for n in mail.pending
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _mail_state(reader: EntityReader) -> MailState:
+    if reader.opt_text("Mail") is None:
+        return MailState()
+    data = reader.json_value("Mail")
+
+    def moment(value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value))
+
+    try:
+        return MailState(
+            issued=int(data["issued"]),
+            invites=int(data["invites"]),
+            sent=int(data["sent"]),
+            failed=int(data["failed"]),
+            last_failed=bool(data["lastFailed"]),
+            last_error_code=data.get("lastErrorCode"),
+            last_sent_at=moment(data.get("lastSentAt")),
+            link_owed=bool(data.get("linkOwed", False)),
+            pending=tuple(
+                Notice(
+                    kind=NoticeKind(n["kind"]),
+                    number=int(n["number"]),
+                    sequence=int(n["sequence"]),
+                    recorded_at=datetime.fromisoformat(str(n["recordedAt"])),
+                    attempts=int(n["attempts"]),
+                    rounds=int(n["rounds"]),
+                    next_attempt_at=moment(n.get("nextAttemptAt")),
+                    last_error_code=n.get("lastErrorCode"),
+                )
+                for n in data["pending"]
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise reader.fail(f"Mail does not fit the schema ({exc})") from exc
 
 
 def booking_to_entity(booking: Booking) -> dict[str, Any]:
@@ -459,6 +576,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "MeetingClaimUntil": _opt_utc(meeting.claim_until, "claim"),
         "MeetingChangedAt": _opt_utc(meeting.changed_at, "changed"),
         **_payment_fields(booking.payment),
+        "Mail": check_string(_mail_json(booking.mail), "mail"),
     }
 
 
@@ -590,6 +708,7 @@ def entity_to_booking(entity: Any) -> Booking:
                 changed_at=r.opt_moment("MeetingChangedAt"),
             ),
             payment=_payment_from(r),
+            mail=_mail_state(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )

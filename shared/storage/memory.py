@@ -36,6 +36,7 @@ class InMemoryBookingRepository:
         self._rows: dict[tuple[str, str], Booking] = {}
         self._requests: dict[tuple[str, str], RequestRecord] = {}
         self._markers: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+        self._mail_markers: dict[tuple[str, str], datetime | None] = {}
         self._participant_rows: dict[tuple[str, str], set[str]] = {}
         self.reads = 0
 
@@ -93,6 +94,10 @@ class InMemoryBookingRepository:
             self._markers[key] = (booking.version, booking.meeting.next_attempt_at)
         else:
             self._markers.pop(key, None)
+        if booking.mail.pending:
+            self._mail_markers[key] = booking.mail.next_attempt_at()
+        else:
+            self._mail_markers.pop(key, None)
         return stored
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
@@ -149,6 +154,25 @@ class InMemoryBookingRepository:
             ]
             self.reads += 2 * len(found)
         return sorted(found, key=lambda b: (b.start, b.booking_id))
+
+    def list_owing_mail(
+        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    ) -> list[Booking]:
+        validate_key(tenant_id, "tenant id")
+        with self._lock:
+            marked = sorted(
+                (booking_id, not_before)
+                for (t, booking_id), not_before in self._mail_markers.items()
+                if t == tenant_id
+            )
+            self.reads += len(marked)
+            found = []
+            for booking_id, not_before in marked:
+                if due_by is not None and not_before is not None and not_before > due_by:
+                    continue
+                self.reads += 1
+                found.append(self._rows[(tenant_id, booking_id)])
+        return found[:limit]
 
 
 class InMemoryTenantRepository:

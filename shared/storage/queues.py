@@ -142,21 +142,30 @@ class MeetingWorkQueue(Protocol):
 class StorageMeetingWorkQueue:
     """`MeetingWorkQueue` on Azure Storage queues (base64 text, like the trigger)."""
 
-    def __init__(self, storage: StorageSettings, prefix: str = "") -> None:
+    def __init__(
+        self,
+        storage: StorageSettings,
+        prefix: str = "",
+        *,
+        queue: str = MEETING_OPS_QUEUE,
+        poison: str = MEETING_OPS_POISON_QUEUE,
+    ) -> None:
         self._storage = storage
         self._prefix = prefix
+        self._queue = queue
+        self._poison = poison
         self._clients: dict[str, QueueClient] = {}
 
     @property
     def name(self) -> str:
-        return f"{self._prefix}{MEETING_OPS_QUEUE}"
+        return f"{self._prefix}{self._queue}"
 
     def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
         delay = min(MAX_DELAY_SECONDS, max(0, round(delay_seconds)))
         self._send(self.name, work.to_text(), delay)
 
     def send_poison(self, poisoned: PoisonedWork) -> None:
-        self._send(f"{self._prefix}{MEETING_OPS_POISON_QUEUE}", poisoned.to_text(), 0)
+        self._send(f"{self._prefix}{self._poison}", poisoned.to_text(), 0)
 
     def _send(self, queue: str, text: str, delay: int) -> None:
         with translated_errors(f"queue {queue}"):

@@ -24,8 +24,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def no_leftover_work(request):
-    """Each test starts with empty meeting queues, so that retries an earlier test scheduled
-    do not act in its middle."""
+    """Each test starts with empty meeting and mail queues, so that retries an earlier test
+    scheduled do not act in its middle."""
     if "stack" not in request.fixturenames:
         yield
         return
@@ -37,7 +37,7 @@ def no_leftover_work(request):
 def purge_meeting_queues(stack: LocalStack) -> None:
     from azure.storage.queue import QueueClient
 
-    for name in ("meeting-ops", "meeting-ops-poison"):
+    for name in ("meeting-ops", "meeting-ops-poison", "mail", "mail-poison"):
         client = QueueClient.from_connection_string(stack.azurite.connection_string, name)
         with client:
             client.clear_messages()

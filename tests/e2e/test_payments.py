@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import icalendar
 import pytest
 import requests
 
@@ -22,6 +23,7 @@ from shared.storage.payment_events import TABLE as EVENTS_TABLE
 from shared.storage.tables import Tables, make_table_service
 from tests.e2e.conftest import caller
 from tests.e2e.test_convergence import FAST, create, get, live_by_booking, run_timer, settle
+from tests.e2e.test_mail import invite, mails_for
 
 pytestmark = pytest.mark.e2e
 
@@ -494,3 +496,38 @@ def write_received_record(stack, event_id: str, booking_id: str) -> None:
                 claim_until=past + timedelta(seconds=30),
             )
         )
+
+
+def test_a_payment_and_its_refund_mail_both_participants_with_the_link_then_a_cancel(
+    stack, student
+):
+    # GIVEN a student's pending booking with a tutor
+    booking_id = create(student)
+
+    # WHEN it is paid for, then fully refunded
+    paid(stack, booking_id)
+    link = get(student, booking_id)["meetingLink"]
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 2, timeout=60)
+    send(stack, stripe_test.refund(DEMO_TENANT_ID, booking_id))
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 4, timeout=60)
+
+    # THEN each participant got the confirmation with the join link and its invite, and then
+    # the cancellation with a CANCEL invite of the same event
+    mails = mails_for(stack, booking_id)
+    confirmations = [m for m in mails if "Refunded" not in m["Subject"]]
+    refunds = [m for m in mails if "Refunded" in m["Subject"]]
+    assert sorted(m["To"].addresses[0].addr_spec for m in confirmations) == [
+        "student-1@example.com",
+        "tutor-1@example.com",
+    ]
+    assert len(refunds) == 2
+    for message in confirmations:
+        assert link in message.get_body(preferencelist=("plain",)).get_content()
+        calendar = icalendar.Calendar.from_ical(invite(message))
+        assert calendar["METHOD"] == "REQUEST"
+    uids = set()
+    for message in refunds:
+        calendar = icalendar.Calendar.from_ical(invite(message))
+        assert calendar["METHOD"] == "CANCEL"
+        uids.add(str(calendar.walk("VEVENT")[0]["UID"]))
+    assert len(uids) == 1

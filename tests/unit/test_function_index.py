@@ -22,6 +22,10 @@ EXPECTED = {
     "meeting_ops_poison": ("queueTrigger", None, set()),
     "reconcile": ("timerTrigger", None, set()),
     "payments_webhook": ("httpTrigger", "v1/payments/webhook", {"POST"}),
+    "bookings_calendar": ("httpTrigger", "v1/bookings/{id}/calendar.ics", {"GET"}),
+    "mail": ("queueTrigger", None, set()),
+    "mail_poison": ("queueTrigger", None, set()),
+    "mail_sweep": ("timerTrigger", None, set()),
 }
 
 
@@ -63,3 +67,6 @@ def test_queues_and_timer_are_bound_to_their_names_and_setting():
     assert triggers["meeting_ops"]["queueName"] == "meeting-ops"
     assert triggers["meeting_ops_poison"]["queueName"] == "meeting-ops-poison"
     assert triggers["reconcile"]["schedule"] == "%RECONCILE_SCHEDULE%"
+    assert triggers["mail"]["queueName"] == "mail"
+    assert triggers["mail_poison"]["queueName"] == "mail-poison"
+    assert triggers["mail_sweep"]["schedule"] == "%RECONCILE_SCHEDULE%"

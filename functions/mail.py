@@ -1,0 +1,44 @@
+"""The `mail` queue (SPEC §8): send what the booking a message names owes; its poison queue; and
+the timer's sweep for mail whose message was lost."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.notifications.delivery import MailWork, record_mail_poisoned
+from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE
+from shared.storage.queues import BadMessageError, PoisonedWork
+
+bp = func.Blueprint()
+logger = logging.getLogger("meetings.queue")
+
+
+@bp.function_name("mail")
+@bp.queue_trigger(arg_name="msg", queue_name=MAIL_QUEUE, connection="AzureWebJobsStorage")
+def mail(msg: func.QueueMessage) -> None:
+    try:
+        work = MailWork.from_text(msg.get_body())
+    except BadMessageError as exc:
+        logger.error("mail message %s dropped: %s", msg.id, exc)
+        return
+    services().mail.worker.handle(work)
+
+
+@bp.function_name("mail_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=MAIL_POISON_QUEUE, connection="AzureWebJobsStorage")
+def mail_poison(msg: func.QueueMessage) -> None:
+    try:
+        poisoned = PoisonedWork.from_text(msg.get_body())
+    except BadMessageError as exc:
+        logger.error("mail-poison message %s is not mail work: %s", msg.id, exc)
+        return
+    record_mail_poisoned(poisoned)
+
+
+@bp.function_name("mail_sweep")
+@bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def mail_sweep(timer: func.TimerRequest) -> None:
+    services().mail.sweep.run()

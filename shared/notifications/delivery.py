@@ -1,0 +1,402 @@
+"""Mail delivery through the `mail` outbox queue (SPEC §8), the meeting work's pattern again.
+
+- A change that owes mail saves its notice on the booking (same transaction as the change);
+  `MailOutbox.after_change` then sends the booking id to the `mail` queue. A lost enqueue is
+  found by the timer (`MailSweep`) through the booking's `m|` marker row.
+- `MailWorker.handle` renders each pending notice from the booking's latest state and sends it
+  to each recipient, once: the ledger's claim comes before the send and its mark after.
+  A notice waits while the booking's Teams meeting is still being made (so the first e-mail
+  carries the link), at most `link_wait`; then it goes without the link rather than never.
+- Transient failures: in-process retries after 1 s, 2 s, 4 s, then delayed rounds by
+  re-enqueueing (about 30 s, 2 min, 10 min, 1 h, 6 h, never sooner than Retry-After). A
+  permanent failure, or the last round, finishes the notice as failed (the booking says so) and
+  sends it to `mail-poison`, whose consumer logs it. The user's action never fails for mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from shared.domain import notices
+from shared.domain.booking import Booking
+from shared.domain.notices import Notice
+from shared.domain.tenant import Tenant
+from shared.notifications.ics import Organizer, invite
+from shared.notifications.messages import OutgoingMail
+from shared.notifications.rendering import MailRenderer, Recipient, recipients
+from shared.notifications.transports import MailError, MailTransport, Sender, SendPacer
+from shared.observability import log_event
+from shared.services.meeting_work import RetryPolicy
+from shared.services.tenants import TenantDirectory
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
+from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
+from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+
+logger = logging.getLogger("meetings.mail")
+
+MailWork = MeetingWork  # the same message: a tenant and a booking to look at, nothing more
+_DUE_SLACK = timedelta(seconds=1)
+_RECORD_TRIES = 8
+# While a notice waits for its meeting's link, the booking is looked at again this often.
+LINK_POLL_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    link_wait: timedelta = timedelta(minutes=10)
+    lease: timedelta = timedelta(minutes=2)  # longer than one send at its timeout
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class MailReport:
+    sent: int = 0
+    already_sent: int = 0
+    waiting: bool = False
+    deferred_seconds: float | None = None
+    failed: bool = False
+    error_code: str | None = None
+
+
+class MailOutbox:
+    """The path of a trigger that saved a change with a notice: the outbox message."""
+
+    def __init__(self, queue: MeetingWorkQueue) -> None:
+        self._queue = queue
+
+    def after_change(self, saved: Booking) -> None:
+        """Never raises: a lost message is found by the timer through the mail marker."""
+        if not saved.mail.pending:
+            return
+        try:
+            self._queue.send(MailWork(saved.tenant_id, saved.booking_id))
+        except StorageError:
+            logger.warning(
+                "mail for booking %s not enqueued; the timer will send it", saved.booking_id
+            )
+
+    def after_meeting(self, booking: Booking) -> None:
+        """The meeting worker moved the booking on: mail that waited for the meeting, or that
+        its arrival called for, goes now rather than at the next look. Nothing while the
+        meeting is still being made (the waiting mail looks again by itself)."""
+        if booking.mail.pending and not notices.waiting_for_link(booking):
+            self.after_change(booking)
+
+
+SenderOf = Callable[[Tenant], Sender]
+
+
+class MailWorker:
+    """The `mail` queue worker."""
+
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        tenants: TenantDirectory,
+        ledger: MailLedger,
+        transport: MailTransport,
+        queue: MeetingWorkQueue,
+        sender_of: SenderOf,
+        clock: Callable[[], datetime],
+        *,
+        config: MailConfig | None = None,
+        renderer: MailRenderer | None = None,
+        pacer: SendPacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rnd: Callable[[], float] = random.random,
+    ) -> None:
+        self._bookings = bookings
+        self._tenants = tenants
+        self._ledger = ledger
+        self._transport = transport
+        self._queue = queue
+        self._sender_of = sender_of
+        self._clock = clock
+        self._config = config or MailConfig()
+        self._renderer = renderer or MailRenderer()
+        self._pacer = pacer or SendPacer(30)
+        self._sleep = sleep
+        self._rnd = rnd
+
+    def handle(self, work: MeetingWork, *, requeue: bool = True) -> MailReport:
+        """Send what the booking owes. `requeue=False` (the timer): leave waiting notices for
+        the next look instead of scheduling one, so timer runs never multiply messages.
+        Storage errors propagate, so the host delivers the message again."""
+        report = MailReport()
+        try:
+            booking = self._bookings.get(work.tenant_id, work.booking_id)
+        except NotFoundError:
+            logger.warning("mail for unknown booking %s dropped", work.booking_id)
+            return report
+        for notice in booking.mail.pending:
+            now = self._clock()
+            wait = self._wait_for(booking, notice, now)
+            if wait is not None:
+                report.waiting = True
+                report.deferred_seconds = wait
+                if requeue:
+                    self._queue.send(work, wait)
+                return report
+            if notices.superseded(booking, notice):
+                booking = self._record(booking, partial(notices.dropped, number=notice.number))
+                continue
+            booking, stop = self._deliver(work, booking, notice, report, requeue)
+            if stop:
+                return report
+        return report
+
+    def _wait_for(self, booking: Booking, notice: Notice, now: datetime) -> float | None:
+        """Seconds to wait before notice can go, or None when it may go now."""
+        due = notice.next_attempt_at
+        if due is not None and due - now > _DUE_SLACK:
+            return (due - now).total_seconds()
+        if not notices.due(booking, notice, now, self._config.link_wait):
+            left = (notice.recorded_at + self._config.link_wait - now).total_seconds()
+            return max(1.0, min(LINK_POLL_SECONDS, left))
+        return None
+
+    def _deliver(
+        self,
+        work: MeetingWork,
+        booking: Booking,
+        notice: Notice,
+        report: MailReport,
+        requeue: bool,
+    ) -> tuple[Booking, bool]:
+        tenant = self._tenants.get(booking.tenant_id)
+        sender = self._sender_of(tenant)
+        organizer = Organizer(tenant.organizer_upn or sender.address, tenant.display_name)
+        for person in recipients(booking):
+            now = self._clock()
+            key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
+            claim = self._ledger.claim(key, now, now + self._config.lease)
+            if claim.outcome is ClaimOutcome.SENT:
+                report.already_sent += 1
+                continue
+            if claim.outcome is ClaimOutcome.HELD:
+                # Another worker is sending it; look again once its lease has run out.
+                held = ((claim.until or now) - now).total_seconds() + 1
+                if requeue:
+                    self._queue.send(work, max(held, 1.0))
+                report.deferred_seconds = held
+                return booking, True
+            pause = self._pacer.take(sender.address)
+            if pause > self._config.policy.max_in_process_wait:
+                self._ledger.release(claim)
+                if requeue:
+                    self._queue.send(work, pause)
+                report.deferred_seconds = pause
+                return booking, True
+            if pause:
+                self._sleep(pause)
+                self._pacer.take(sender.address)
+            mail = self._compose(booking, notice, person, sender, organizer, key)
+            error = self._send(mail, sender, booking.booking_id)
+            if error is not None:
+                self._ledger.release(claim)
+                report.failed = True
+                report.error_code = error.code
+                return self._failed(work, booking, notice, error, requeue), True
+            self._ledger.mark_sent(claim, self._clock())
+            report.sent += 1
+        now = self._clock()
+        # What this mail said, from the version it was rendered from.
+        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
+        booking = self._record(
+            booking,
+            lambda b: notices.delivered(b, notice.number, now, without_link=without_link),
+        )
+        return booking, False
+
+    def _compose(
+        self,
+        booking: Booking,
+        notice: Notice,
+        person: Recipient,
+        sender: Sender,
+        organizer: Organizer,
+        key: MailKey,
+    ) -> OutgoingMail:
+        now = self._clock()
+        rendered = self._renderer.render(booking, notice, person, sender.name or "")
+        return OutgoingMail(
+            key=str(key),
+            sender=sender.address,
+            sender_name=sender.name,
+            to=person.email,
+            to_name=person.name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            invite=invite(
+                booking, kind=notice.kind, sequence=notice.sequence, organizer=organizer, now=now
+            ),
+            method="CANCEL" if notice.kind.closing else "REQUEST",
+            sent_at=now,
+        )
+
+    def _send(self, mail: OutgoingMail, sender: Sender, booking_id: str) -> MailError | None:
+        """One send, with the in-process retries for transient failures."""
+        pauses = list(self._config.policy.in_process)
+        while True:
+            try:
+                self._transport.send(mail, sender, booking_id)
+                return None
+            except MailError as error:
+                if not error.retryable or not pauses:
+                    return error
+                wait = max(pauses.pop(0), error.retry_after or 0.0)
+                if wait > self._config.policy.max_in_process_wait:
+                    return error
+                self._sleep(wait)
+
+    def _failed(
+        self, work: MeetingWork, booking: Booking, notice: Notice, error: MailError, requeue: bool
+    ) -> Booking:
+        now = self._clock()
+        policy = self._config.policy
+        round_ = notice.rounds + 1
+        permanent = not error.retryable or round_ > len(policy.rounds)
+        booking = self._record(
+            booking,
+            lambda b: notices.attempt_failed(
+                b, notice.number, error.code, permanent=permanent, now=now
+            ),
+        )
+        if permanent:
+            reason = "permanent" if not error.retryable else "retries_exhausted"
+            poisoned = PoisonedWork(
+                booking.tenant_id,
+                booking.booking_id,
+                notice.rounds,
+                reason=reason,
+                step="email",
+                error_code=error.code,
+            )
+            try:
+                self._queue.send_poison(poisoned)
+            except StorageError:
+                record_mail_poisoned(poisoned)
+            return booking
+        delay = policy.round_delay(round_, error.retry_after, self._rnd())
+        at = now + timedelta(seconds=delay)
+        booking = self._record(booking, lambda b: notices.retry_scheduled(b, notice.number, at))
+        if requeue:
+            self._queue.send(work, delay)
+        log_event(
+            logger,
+            logging.INFO,
+            "mail_retry_scheduled",
+            tenant=booking.tenant_id,
+            bookingId=booking.booking_id,
+            notice=notice.number,
+            round=round_,
+            delaySeconds=round(delay, 1),
+            errorCode=error.code,
+        )
+        return booking
+
+    def _record(self, booking: Booking, fact: Callable[[Booking], Booking]) -> Booking:
+        """Save `fact` on the latest version of the booking (user actions win races)."""
+        for _ in range(_RECORD_TRIES):
+            try:
+                return self._bookings.update(fact(booking))
+            except ConcurrencyError:
+                booking = self._bookings.get(booking.tenant_id, booking.booking_id)
+        raise StorageError(f"booking {booking.booking_id}: could not record mail progress")
+
+
+def record_mail_poisoned(poisoned: PoisonedWork) -> None:
+    """The `mail-poison` consumer: one ERROR log. The booking already says the mail failed."""
+    log_event(
+        logger,
+        logging.ERROR,
+        "mail_failed",
+        tenant=poisoned.tenant_id,
+        bookingId=poisoned.booking_id,
+        operation="email",
+        errorCode=poisoned.error_code,
+        reason=poisoned.reason or "host_poisoned",
+        round=poisoned.round,
+    )
+
+
+@dataclass
+class SweepReport:
+    tenants: int = 0
+    owing: int = 0
+    sent: int = 0
+    errors: int = 0
+    failed_tenants: list[str] = field(default_factory=list)
+
+
+class MailSweep:
+    """The timer's part: mail whose queue message was lost (or poisoned by crashes) still goes.
+    It reads the tenants and each tenant's `m|` marker rows, never the whole table."""
+
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        tenants: TenantDirectory,
+        worker: MailWorker,
+        clock: Callable[[], datetime],
+        *,
+        budget_seconds: float = 120.0,
+        per_tenant: int = 200,
+    ) -> None:
+        self._bookings = bookings
+        self._tenants = tenants
+        self._worker = worker
+        self._clock = clock
+        self._budget = budget_seconds
+        self._per_tenant = per_tenant
+
+    def run(self) -> SweepReport:
+        report = SweepReport()
+        deadline = time.monotonic() + self._budget
+        for tenant_id in self._tenants.tenant_ids():
+            report.tenants += 1
+            try:
+                owing = self._bookings.list_owing_mail(
+                    tenant_id, self._per_tenant, due_by=self._clock()
+                )
+            except StorageError:
+                logger.exception("mail sweep of tenant %s stopped by storage", tenant_id)
+                report.failed_tenants.append(tenant_id)
+                continue
+            report.owing += len(owing)
+            for booking in owing:
+                if time.monotonic() > deadline:
+                    return report
+                try:
+                    done = self._worker.handle(
+                        MailWork(tenant_id, booking.booking_id), requeue=False
+                    )
+                    report.sent += done.sent
+                except Exception:
+                    report.errors += 1
+                    logger.exception("mail sweep of booking %s failed", booking.booking_id)
+        log_event(logger, logging.INFO, "mail_sweep", **{k: v for k, v in vars(report).items()})
+        return report
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class MailServices:
+    """The mail side of the app, as bootstrap builds it."""
+
+    outbox: MailOutbox
+    worker: MailWorker
+    sweep: MailSweep
+    transport: MailTransport
+    ledger: MailLedger

@@ -1,0 +1,98 @@
+"""One e-mail to one recipient, and its two wire forms: a MIME message (SMTP, `.eml` files) and
+Graph's message resource (sendMail with the invite as a `fileAttachment`)."""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from shared.notifications.rendering import MAX_NAME_CHARS, one_line
+
+INVITE_FILENAME = "invite.ics"
+
+
+class BadAddressError(ValueError):
+    """An address a message cannot be sent to (or from)."""
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """What the worker hands a transport. `key` names the notice and recipient it serves."""
+
+    key: str
+    sender: str
+    sender_name: str | None
+    to: str
+    to_name: str | None
+    subject: str
+    text: str
+    html: str
+    invite: bytes
+    method: str  # the invite's METHOD: REQUEST or CANCEL
+    sent_at: datetime
+
+    @property
+    def message_id(self) -> str:
+        # The same notice and recipient always make the same Message-ID, so a mail system that
+        # de-duplicates by it drops a copy sent again after a crash.
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:32]
+        return f"<{digest}@meetings-service>"
+
+    @property
+    def invite_content_type(self) -> str:
+        return f"text/calendar; method={self.method}; charset=utf-8"
+
+
+def _address(addr: str, name: str | None) -> Address:
+    try:
+        return Address(display_name=one_line(name, MAX_NAME_CHARS), addr_spec=addr)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise BadAddressError(f"not an address mail can go to: {one_line(addr, 80)!r}") from exc
+
+
+def to_mime(mail: OutgoingMail) -> EmailMessage:
+    """multipart/mixed: the text and HTML alternatives, then the invite (text/calendar)."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = _address(mail.sender, mail.sender_name)
+    message["To"] = _address(mail.to, mail.to_name)
+    message["Subject"] = one_line(mail.subject)
+    message["Date"] = format_datetime(mail.sent_at)
+    message["Message-ID"] = mail.message_id
+    message.set_content(mail.text, subtype="plain", charset="utf-8")
+    message.add_alternative(mail.html, subtype="html", charset="utf-8")
+    message.add_attachment(
+        mail.invite,
+        maintype="text",
+        subtype="calendar",
+        filename=INVITE_FILENAME,
+        params={"method": mail.method, "charset": "utf-8"},
+    )
+    return message
+
+
+def to_graph_message(mail: OutgoingMail) -> dict[str, Any]:
+    """Graph's message resource for `POST /users/{sender}/sendMail`."""
+    _address(mail.to, mail.to_name)  # the same check as for MIME
+    recipient: dict[str, Any] = {"address": mail.to}
+    if mail.to_name:
+        recipient["name"] = one_line(mail.to_name, MAX_NAME_CHARS)
+    return {
+        "subject": one_line(mail.subject),
+        "body": {"contentType": "HTML", "content": mail.html},
+        "toRecipients": [{"emailAddress": recipient}],
+        "attachments": [
+            {
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "name": INVITE_FILENAME,
+                "contentType": mail.invite_content_type,
+                "contentBytes": base64.b64encode(mail.invite).decode("ascii"),
+            }
+        ],
+    }

@@ -1,0 +1,186 @@
+"""E-mails rendered from a booking's latest state with jinja2: an HTML and a plain-text part per
+template, every value autoescaped in HTML, every header value one safe line.
+
+Participant text (subjects, names, reasons) is data: HTML escapes it, and what goes into a
+header (the subject line, display names) is cut to one line without control characters, so it
+can neither add markup nor add a header.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.domain.booking import Booking, ParticipantRole
+from shared.domain.notices import Notice, NoticeKind
+from shared.notifications.strings import Strings
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_HEADER_CHARS = 200
+MAX_NAME_CHARS = 100
+
+# Who hosts the appointment (gets the assignment) rather than attends it (gets the approval).
+HOSTS = (ParticipantRole.TUTOR, ParticipantRole.STAFF)
+
+_TEMPLATE_OF_KIND = {
+    NoticeKind.PAYMENT_CONFIRMED: "payment-confirmed",
+    NoticeKind.RESCHEDULED: "appointment-rescheduled",
+    NoticeKind.CANCELLED: "appointment-cancelled",
+    NoticeKind.DECLINED: "appointment-cancelled",
+    NoticeKind.REFUNDED: "appointment-cancelled",
+    NoticeKind.LINK_CHANGED: "meeting-link-changed",
+    NoticeKind.LINK_READY: "meeting-link-changed",
+}
+# The cancellation template says which of the three it was.
+_WORDING_OF_KIND = {
+    NoticeKind.DECLINED: "appointment-declined",
+    NoticeKind.REFUNDED: "appointment-refunded",
+    NoticeKind.LINK_READY: "meeting-link-ready",
+}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str | None
+    role: ParticipantRole
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    template: str
+    subject: str
+    text: str
+    html: str
+
+
+def recipients(booking: Booking) -> list[Recipient]:
+    """Everyone on the booking, once per address (the assignee is told when a participant)."""
+    seen: set[str] = set()
+    found: list[Recipient] = []
+    for p in booking.participants:
+        key = p.email.lower()
+        if key not in seen:
+            seen.add(key)
+            found.append(Recipient(p.email, p.display_name, p.role))
+    return found
+
+
+def template_for(kind: NoticeKind, role: ParticipantRole) -> str:
+    if kind is NoticeKind.APPROVED:
+        return "appointment-assigned" if role in HOSTS else "appointment-request-approved-client"
+    return _TEMPLATE_OF_KIND[kind]
+
+
+def one_line(text: str | None, limit: int = MAX_HEADER_CHARS) -> str:
+    """`text` as one header-safe line: control and format characters (CR, LF, tabs, bidi
+    overrides) become spaces, runs of spaces one, and it is cut to `limit` characters."""
+    if not text:
+        return ""
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+    )
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+def zone_of(booking: Booking) -> ZoneInfo:
+    try:
+        return ZoneInfo(booking.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def when(booking: Booking, strings: Strings) -> str:
+    """The booking's times in its IANA zone, with the zone named."""
+    zone = zone_of(booking)
+    start, end = booking.start.astimezone(zone), booking.end.astimezone(zone)
+    return strings(
+        "time.range",
+        weekday=strings.names("weekdays")[start.weekday()],
+        day=start.day,
+        month=strings.names("months")[start.month - 1],
+        year=start.year,
+        start=start.strftime("%H:%M"),
+        end=end.strftime("%H:%M"),
+        zone=zone.key,
+        abbreviation=start.tzname() or zone.key,
+    )
+
+
+def short_date(moment: datetime, booking: Booking, strings: Strings) -> str:
+    local = moment.astimezone(zone_of(booking))
+    return strings(
+        "time.short", day=local.day, month=strings.names("months")[local.month - 1], year=local.year
+    )
+
+
+def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
+    """The link an e-mail offers: the meeting Teams holds for the booking, while it is wanted."""
+    meeting = booking.meeting
+    if kind.closing or not (booking.live and meeting.wanted and meeting.in_teams):
+        return None
+    url = meeting.join_url
+    return url if url and url.startswith("https://") else None
+
+
+class MailRenderer:
+    def __init__(self, strings: Strings | None = None) -> None:
+        import jinja2
+
+        self._strings = strings or Strings()
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            # HTML parts escape every value; plain-text parts are not markup.
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html",), default_for_string=True
+            ),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(
+        self, booking: Booking, notice: Notice, recipient: Recipient, organization: str
+    ) -> RenderedMail:
+        t = self._strings
+        template = template_for(notice.kind, recipient.role)
+        wording = _WORDING_OF_KIND.get(notice.kind, template)
+        subject_text = one_line(booking.subject, MAX_HEADER_CHARS)
+        join_url = join_url_of(booking, notice.kind)
+        meeting = booking.meeting
+        context = {
+            "t": t,
+            "wording": wording,
+            "name": one_line(recipient.name, MAX_NAME_CHARS) or recipient.email,
+            "subject": subject_text,
+            "level": one_line(booking.level, MAX_NAME_CHARS),
+            "when": when(booking, t),
+            "join_url": join_url,
+            # Only promised while the meeting is on its way (not failed, waiting for a person).
+            "link_pending": join_url is None
+            and not notice.kind.closing
+            and booking.live
+            and meeting.wanted
+            and not meeting.failed,
+            "reason": booking.status_reason if notice.kind.closing else None,
+            "organization": one_line(organization, MAX_NAME_CHARS),
+        }
+        subject = one_line(
+            t(
+                f"subject.{wording}",
+                subject=subject_text,
+                date=short_date(booking.start, booking, t),
+            )
+        )
+        return RenderedMail(
+            template=template,
+            subject=subject,
+            text=self._env.get_template(f"{template}.txt").render(context),
+            html=self._env.get_template(f"{template}.html").render(context),
+        )

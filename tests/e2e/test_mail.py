@@ -1,0 +1,166 @@
+"""E-mail over the whole stack: the API's changes, the `mail` queue served by the local host, the
+folder transport's `.eml` files read back with Python's `email` parser, and the calendar route."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+import vobject
+
+from tests.e2e.conftest import booking_body, caller, future_slot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def staff(stack):
+    return caller(stack, "staff-1", "staff")
+
+
+def mail_folder(stack) -> Path:
+    return Path(stack.env["MAIL_FOLDER"])
+
+
+def mails_for(stack, booking_id: str) -> list[Any]:
+    found = []
+    for path in sorted(mail_folder(stack).glob("*.eml")):
+        if booking_id[:40] in path.name:
+            found.append(email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
+    return found
+
+
+def settle(predicate, timeout=60.0, every=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def invite(message: Any) -> Any:
+    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    return part.get_payload(decode=True)
+
+
+def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff):
+    # GIVEN a booking with a student and a tutor
+    booking = staff.call("POST", "/v1/bookings", booking_body()).json()
+    booking_id = booking["id"]
+
+    # WHEN it is approved, moved and cancelled, each mail going out before the next change
+    approved = staff.call("POST", f"/v1/bookings/{booking_id}/approve", {}).json()
+    join_url = approved["booking"]["meetingLink"]
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 2)
+    start, end = future_slot(days=5)
+    moved = staff.call(
+        "POST",
+        f"/v1/bookings/{booking_id}/reschedule",
+        {"startDateTime": start, "endDateTime": end},
+    )
+    assert moved.status_code == 200
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 4)
+    cancelled = staff.call("POST", f"/v1/bookings/{booking_id}/cancel", {"reason": "Unwell"})
+    assert cancelled.status_code == 200
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 6)
+
+    # THEN each participant has three mails, and their invites update one event
+    messages = mails_for(stack, booking_id)
+    assert Counter(m["To"].addresses[0].addr_spec for m in messages) == {
+        "student-1@example.com": 3,
+        "tutor-1@example.com": 3,
+    }
+    seen: list[tuple[int, str]] = []
+    for message in messages:
+        raw = invite(message)
+        calendar: Any = icalendar.Calendar.from_ical(raw)
+        (event,) = calendar.walk("VEVENT")
+        parsed = vobject.readOne(raw.decode())
+        assert str(parsed.vevent.uid.value) == str(event["UID"])
+        seen.append((int(event["SEQUENCE"]), str(calendar["METHOD"])))
+        if calendar["METHOD"] == "REQUEST":
+            assert str(event["URL"]) == join_url
+            text = message.get_body(preferencelist=("plain",)).get_content()
+            assert f"Join Teams Meeting: {join_url}" in text
+    assert sorted(set(seen)) == [(0, "REQUEST"), (1, "REQUEST"), (2, "CANCEL")]
+    assert (
+        len(
+            {
+                str(icalendar.Calendar.from_ical(invite(m)).walk("VEVENT")[0]["UID"])
+                for m in messages
+            }
+        )
+        == 1
+    )
+
+    final = staff.call("GET", f"/v1/bookings/{booking_id}").json()
+    assert final["mail"]["status"] == "sent"
+    assert final["mail"]["sent"] == 3
+
+
+def test_the_calendar_route_serves_the_current_invite_to_those_who_may_see_it(stack, staff):
+    booking = staff.call("POST", "/v1/bookings", booking_body()).json()
+    booking_id = booking["id"]
+    staff.call("POST", f"/v1/bookings/{booking_id}/approve", {})
+
+    as_student = caller(stack, "student-1", "student").call(
+        "GET", f"/v1/bookings/{booking_id}/calendar.ics"
+    )
+    stranger = caller(stack, "student-9", "student").call(
+        "GET", f"/v1/bookings/{booking_id}/calendar.ics"
+    )
+    other_tenant = caller(stack, "staff-1", "staff", tenant="other").call(
+        "GET", f"/v1/bookings/{booking_id}/calendar.ics"
+    )
+    anonymous = caller(stack, "x", "student")
+    anonymous.token = None
+
+    assert as_student.status_code == 200
+    assert as_student.headers["Content-Type"].startswith("text/calendar")
+    calendar: Any = icalendar.Calendar.from_ical(as_student.content)
+    assert str(calendar["METHOD"]) == "REQUEST"
+    (event,) = calendar.walk("VEVENT")
+    link = staff.call("GET", f"/v1/bookings/{booking_id}").json()["meetingLink"]
+    assert str(event["URL"]) == link
+    assert stranger.status_code == 403
+    assert other_tenant.status_code == 404
+    assert other_tenant.json()["code"]
+    unauthenticated = anonymous.call("GET", f"/v1/bookings/{booking_id}/calendar.ics")
+    assert unauthenticated.status_code == 401
+
+    # once cancelled, the route hands out the cancellation, same UID
+    staff.call("POST", f"/v1/bookings/{booking_id}/cancel", {})
+    after = caller(stack, "student-1", "student").call(
+        "GET", f"/v1/bookings/{booking_id}/calendar.ics"
+    )
+    cancelled: Any = icalendar.Calendar.from_ical(after.content)
+    assert str(cancelled["METHOD"]) == "CANCEL"
+    assert str(cancelled.walk("VEVENT")[0]["UID"]) == str(event["UID"])
+    assert int(cancelled.walk("VEVENT")[0]["SEQUENCE"]) > int(event["SEQUENCE"])
+
+
+def test_an_approval_whose_meeting_is_made_by_the_queue_mails_the_link(stack, staff):
+    from localdev.graph_emulator import Fault
+
+    # GIVEN Graph refuses the inline create once (503)
+    stack.emulator.add_fault(Fault(operation="createOrGet", status=503, count=1))
+    booking_id = staff.call("POST", "/v1/bookings", booking_body()).json()["id"]
+
+    # WHEN it is approved: the booking is confirmed, the meeting left to the queue
+    approved = staff.call("POST", f"/v1/bookings/{booking_id}/approve", {}).json()
+    assert approved["booking"]["meetingLink"] is None
+
+    # THEN the approval mails wait for the meeting, and carry its link
+    assert settle(lambda: len(mails_for(stack, booking_id)) == 2)
+    link = staff.call("GET", f"/v1/bookings/{booking_id}").json()["meetingLink"]
+    assert link is not None
+    for message in mails_for(stack, booking_id):
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert f"Join Teams Meeting: {link}" in text
