@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +71,26 @@ class Caller:
         return requests.request(
             method, f"{self.stack.api}{path}", json=body, headers=headers, timeout=30
         )
+
+
+@pytest.fixture(scope="module")
+def staff(stack: LocalStack) -> Caller:
+    return caller(stack, "staff-1", "staff")
+
+
+@pytest.fixture(scope="module")
+def student(stack: LocalStack) -> Caller:
+    return caller(stack, "student-1", "student")
+
+
+def settle(predicate: Callable[[], bool], timeout: float = 60.0, every: float = 0.25) -> bool:
+    """Wait until `predicate()` holds (background work draining); its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
 
 
 def caller(

@@ -15,16 +15,6 @@ def admin(stack):
     return caller(stack, "admin-1", "admin")
 
 
-@pytest.fixture(scope="module")
-def staff(stack):
-    return caller(stack, "staff-1", "staff")
-
-
-@pytest.fixture(scope="module")
-def student(stack):
-    return caller(stack, "student-1", "student")
-
-
 @pytest.fixture(autouse=True)
 def clean_emulator(stack):
     stack.emulator.reset()

@@ -22,7 +22,7 @@ from shared.domain.audit import AuditEvent
 from shared.settings import StorageSettings
 from shared.storage.audit import TableAuditRepository
 from shared.storage.tables import Tables, make_table_service
-from tests.e2e.conftest import QUIET_TIMER, booking_body, caller, future_slot
+from tests.e2e.conftest import QUIET_TIMER, booking_body, future_slot, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +37,6 @@ FAST = {
 def stack(tmp_path_factory):
     with local_stack(state_dir=tmp_path_factory.mktemp("stack"), extra_env=FAST) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def staff(stack):
-    return caller(stack, "staff-1", "staff")
-
-
-@pytest.fixture(scope="module")
-def student(stack):
-    return caller(stack, "student-1", "student")
 
 
 @pytest.fixture(autouse=True)
@@ -81,15 +71,6 @@ def live_by_booking(stack):
     for meeting in stack.emulator.live_meetings():
         found[meeting.external_id.split(":")[1]] += 1
     return found
-
-
-def settle(predicate, timeout=60.0, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def run_timer(stack):

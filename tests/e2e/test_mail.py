@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,9 @@ import icalendar
 import pytest
 import vobject
 
-from tests.e2e.conftest import booking_body, caller, future_slot
+from tests.e2e.conftest import booking_body, caller, future_slot, settle
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def staff(stack):
-    return caller(stack, "staff-1", "staff")
 
 
 def mail_folder(stack) -> Path:
@@ -34,15 +28,6 @@ def mails_for(stack, booking_id: str) -> list[Any]:
         if booking_id[:40] in path.name:
             found.append(email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
     return found
-
-
-def settle(predicate, timeout=60.0, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def invite(message: Any) -> Any:

@@ -21,8 +21,8 @@ from localdev.stack import DEMO_TENANT_ID, local_stack
 from shared.settings import StorageSettings
 from shared.storage.payment_events import TABLE as EVENTS_TABLE
 from shared.storage.tables import Tables, make_table_service
-from tests.e2e.conftest import caller
-from tests.e2e.test_convergence import FAST, create, get, live_by_booking, run_timer, settle
+from tests.e2e.conftest import caller, settle
+from tests.e2e.test_convergence import FAST, create, get, live_by_booking, run_timer
 from tests.e2e.test_mail import invite, mails_for
 
 pytestmark = pytest.mark.e2e
@@ -33,16 +33,6 @@ def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("payments")
     with local_stack(state_dir=state, persist=True, extra_env=FAST) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def staff(stack):
-    return caller(stack, "staff-1", "staff")
-
-
-@pytest.fixture(scope="module")
-def student(stack):
-    return caller(stack, "student-1", "student")
 
 
 @pytest.fixture(autouse=True)

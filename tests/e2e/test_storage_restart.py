@@ -14,8 +14,8 @@ import requests
 from localdev.azurite import start_azurite
 from localdev.graph_emulator import Fault
 from localdev.stack import local_stack
-from tests.e2e.conftest import caller
-from tests.e2e.test_convergence import FAST, act, create, get, live_by_booking, settle
+from tests.e2e.conftest import caller, settle
+from tests.e2e.test_convergence import FAST, act, create, get, live_by_booking
 
 pytestmark = pytest.mark.e2e
 
