@@ -229,6 +229,7 @@ def build_mail(
         MailServices,
         MailSweep,
         MailWorker,
+        lease_for,
     )
     from shared.notifications.transports import (
         FolderMailTransport,
@@ -279,7 +280,12 @@ def build_mail(
         queue,
         sender_of,
         _utc_now,
-        config=MailConfig(link_wait=timedelta(seconds=mail.link_wait_seconds), policy=policy),
+        config=MailConfig(
+            link_wait=timedelta(seconds=mail.link_wait_seconds),
+            # A send waits at most the Graph timeout, or SMTP's own (20 s).
+            lease=lease_for(max(settings.graph_timeout_seconds, 20.0), policy),
+            policy=policy,
+        ),
         pacer=SendPacer(mail.send_rate_per_minute),
     )
     return MailServices(

@@ -24,10 +24,11 @@ PAST_GRACE = timedelta(minutes=5)
 # Query filters may name any moment in these years; outside them a date is surely a mistake.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 # The same patterns are in docs/openapi.yaml, so that the contract and the checks agree.
-_EMAIL = re.compile(
-    r"[^@\s\ufeff\x00-\x1f\x7f-\x9f]+@[^@\s\ufeff\x00-\x1f\x7f-\x9f]+"
-    r"\.[^@\s\ufeff\x00-\x1f\x7f-\x9f]+"
-)
+# An e-mail address is an RFC 5322 dot-atom in ASCII (what every mail system, and the mail
+# this service writes, can carry): no quoted local parts, comments, trailing dots or IDN.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@{_LABEL}(?:\.{_LABEL})+")
 # A character that is neither white space nor a control character (a required text has one).
 _VISIBLE = re.compile(r"[^\s\ufeff\x00-\x1f\x7f-\x9f]")
 # RFC 3339 date-time with an offset (what OpenAPI's `date-time` means), years 1970-2199.

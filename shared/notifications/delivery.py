@@ -30,7 +30,13 @@ from shared.domain.tenant import Tenant
 from shared.notifications.ics import Organizer, invite
 from shared.notifications.messages import OutgoingMail
 from shared.notifications.rendering import MailRenderer, Recipient, recipients
-from shared.notifications.transports import MailError, MailTransport, Sender, SendPacer
+from shared.notifications.transports import (
+    MailError,
+    MailRecipientRefusedError,
+    MailTransport,
+    Sender,
+    SendPacer,
+)
 from shared.observability import log_event
 from shared.services.meeting_work import RetryPolicy
 from shared.services.tenants import TenantDirectory
@@ -48,10 +54,22 @@ _RECORD_TRIES = 8
 LINK_POLL_SECONDS = 15.0
 
 
+_PACE_TRIES = 10
+
+
+def lease_for(timeout_seconds: float, policy: RetryPolicy) -> timedelta:
+    """A claim that outlives one send: every try at its timeout, the pauses between, a margin."""
+    tries = len(policy.in_process) + 1
+    longest = tries * timeout_seconds + sum(policy.in_process) + 30.0
+    return timedelta(seconds=max(120.0, longest))
+
+
 @dataclass(frozen=True)
 class MailConfig:
     link_wait: timedelta = timedelta(minutes=10)
-    lease: timedelta = timedelta(minutes=2)  # longer than one send at its timeout
+    # Longer than one send with its in-process retries (`lease_for`), so that no other worker
+    # takes a mail over while it is still being tried.
+    lease: timedelta = timedelta(minutes=2)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -173,6 +191,7 @@ class MailWorker:
         tenant = self._tenants.get(booking.tenant_id)
         sender = self._sender_of(tenant)
         organizer = Organizer(tenant.organizer_upn or sender.address, tenant.display_name)
+        refused: MailError | None = None
         for person in recipients(booking):
             now = self._clock()
             key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
@@ -187,25 +206,40 @@ class MailWorker:
                     self._queue.send(work, max(held, 1.0))
                 report.deferred_seconds = held
                 return booking, True
-            pause = self._pacer.take(sender.address)
+            pause = self._pace(sender.address)
             if pause > self._config.policy.max_in_process_wait:
                 self._ledger.release(claim)
                 if requeue:
                     self._queue.send(work, pause)
                 report.deferred_seconds = pause
                 return booking, True
-            if pause:
-                self._sleep(pause)
-                self._pacer.take(sender.address)
-            mail = self._compose(booking, notice, person, sender, organizer, key)
-            error = self._send(mail, sender, booking.booking_id)
-            if error is not None:
+            error = self._send_to(booking, notice, person, sender, organizer, key)
+            if error is not None and not isinstance(error, MailRecipientRefusedError):
                 self._ledger.release(claim)
                 report.failed = True
                 report.error_code = error.code
                 return self._failed(work, booking, notice, error, requeue), True
+            if error is not None:
+                # This address cannot have it, whatever we retry; the others still get theirs.
+                self._ledger.release(claim)
+                refused = error
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "mail_recipient_refused",
+                    tenant=booking.tenant_id,
+                    bookingId=booking.booking_id,
+                    notice=notice.number,
+                    role=person.role.value,
+                    errorCode=error.code,
+                )
+                continue
             self._ledger.mark_sent(claim, self._clock())
             report.sent += 1
+        if refused is not None:
+            report.failed = True
+            report.error_code = refused.code
+            return self._failed(work, booking, notice, refused, requeue), False
         now = self._clock()
         # What this mail said, from the version it was rendered from.
         without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
@@ -214,6 +248,35 @@ class MailWorker:
             lambda b: notices.delivered(b, notice.number, now, without_link=without_link),
         )
         return booking, False
+
+    def _pace(self, sender: str) -> float:
+        """0 once a send slot is booked (after a short wait, if one frees soon); else the
+        seconds until one frees, for the queue to wait instead of a thread."""
+        pause = self._pacer.take(sender)
+        for _ in range(_PACE_TRIES):
+            if not 0 < pause <= self._config.policy.max_in_process_wait:
+                break
+            self._sleep(pause)
+            pause = self._pacer.take(sender)  # others may have taken the slot meanwhile
+        return pause
+
+    def _send_to(
+        self,
+        booking: Booking,
+        notice: Notice,
+        person: Recipient,
+        sender: Sender,
+        organizer: Organizer,
+        key: MailKey,
+    ) -> MailError | None:
+        try:
+            mail = self._compose(booking, notice, person, sender, organizer, key)
+        except Exception as exc:
+            # Text or an address the mail and calendar libraries cannot write: no retry helps.
+            logger.exception("mail for booking %s could not be composed", booking.booking_id)
+            reason = f"the mail cannot be written ({type(exc).__name__})"
+            return MailRecipientRefusedError(reason, "bad_content")
+        return self._send(mail, sender, booking.booking_id)
 
     def _compose(
         self,

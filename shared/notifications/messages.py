@@ -8,8 +8,10 @@ import email.policy
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime
 from typing import Any
 
@@ -19,7 +21,14 @@ INVITE_FILENAME = "invite.ics"
 
 
 class BadAddressError(ValueError):
-    """An address a message cannot be sent to (or from)."""
+    """An address a message cannot be sent to (or from), or text a message cannot carry."""
+
+
+# What a message carries at its top level; anything else in the serialized bytes would be a
+# header someone smuggled in through the text, and the message is refused instead of sent.
+_HEADERS = frozenset(
+    {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,24 @@ class OutgoingMail:
 def _address(addr: str, name: str | None) -> Address:
     try:
         return Address(display_name=one_line(name, MAX_NAME_CHARS), addr_spec=addr)
-    except (ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError, AttributeError, MessageError) as exc:
         raise BadAddressError(f"not an address mail can go to: {one_line(addr, 80)!r}") from exc
+
+
+def mime_bytes(mail: OutgoingMail) -> bytes:
+    """The message as sent (SMTP) or stored (`.eml`). Raises `BadAddressError` for an address
+    or text the mail library cannot write, and for serialized headers other than our own."""
+    try:
+        data = to_mime(mail).as_bytes()
+    except BadAddressError:
+        raise
+    except (ValueError, IndexError, TypeError, AttributeError, MessageError) as exc:
+        raise BadAddressError(f"the message cannot be written ({type(exc).__name__})") from exc
+    parsed = BytesParser(policy=email.policy.default).parsebytes(data, headersonly=True)
+    written = [name.lower() for name in parsed.keys()]  # noqa: SIM118 (a list, with repeats)
+    if not set(written) <= _HEADERS or len(written) != len(set(written)):
+        raise BadAddressError("the message's headers are not the ones it was given")
+    return data
 
 
 def to_mime(mail: OutgoingMail) -> EmailMessage:

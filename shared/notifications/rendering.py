@@ -78,13 +78,17 @@ def template_for(kind: NoticeKind, role: ParticipantRole) -> str:
 
 def one_line(text: str | None, limit: int = MAX_HEADER_CHARS) -> str:
     """`text` as one header-safe line: control and format characters (CR, LF, tabs, bidi
-    overrides) become spaces, runs of spaces one, and it is cut to `limit` characters."""
+    overrides) become spaces, runs of spaces one, encoded-word openers are broken, and it is
+    cut to `limit` characters."""
     if not text:
         return ""
     cleaned = "".join(
         " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
     )
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    # "=?" opens an RFC 2047 encoded word, which the mail library decodes when it folds a
+    # header: a CR/LF hidden in one would become a header of its own. Text never needs one.
+    cleaned = cleaned.replace("=?", "= ?")
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
 
 
@@ -96,19 +100,35 @@ def zone_of(booking: Booking) -> ZoneInfo:
 
 
 def when(booking: Booking, strings: Strings) -> str:
-    """The booking's times in its IANA zone, with the zone named."""
+    """The booking's times in its IANA zone, with the zone named. Each time carries its own
+    offset name when a clock change falls between them, and the end its date when it falls on
+    another day."""
     zone = zone_of(booking)
     start, end = booking.start.astimezone(zone), booking.end.astimezone(zone)
+    start_name, end_name = start.tzname() or zone.key, end.tzname() or zone.key
+    shifted = start_name != end_name
+    end_text = end.strftime("%H:%M") + (f" {end_name}" if shifted else "")
+    if end.date() != start.date():
+        end_text = (
+            strings(
+                "time.short",
+                day=end.day,
+                month=strings.names("months")[end.month - 1],
+                year=end.year,
+            )
+            + " "
+            + end_text
+        )
     return strings(
         "time.range",
         weekday=strings.names("weekdays")[start.weekday()],
         day=start.day,
         month=strings.names("months")[start.month - 1],
         year=start.year,
-        start=start.strftime("%H:%M"),
-        end=end.strftime("%H:%M"),
+        start=start.strftime("%H:%M") + (f" {start_name}" if shifted else ""),
+        end=end_text,
         zone=zone.key,
-        abbreviation=start.tzname() or zone.key,
+        abbreviation=f"{start_name}/{end_name}" if shifted else start_name,
     )
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
-from shared.notifications.messages import BadAddressError, OutgoingMail, to_graph_message, to_mime
+from shared.notifications.messages import (
+    BadAddressError,
+    OutgoingMail,
+    mime_bytes,
+    to_graph_message,
+)
 from shared.observability import log_event
 
 if TYPE_CHECKING:
@@ -46,6 +51,11 @@ class MailTransientError(MailError):
 
 class MailRejectedError(MailError):
     """The transport refused this mail (address, permission, configuration)."""
+
+
+class MailRecipientRefusedError(MailRejectedError):
+    """This recipient cannot have the mail (its address, or text the mail cannot carry); the
+    other recipients of the same notice still can."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class GraphMailTransport:
         try:
             message = to_graph_message(mail)
         except BadAddressError as exc:
-            raise MailRejectedError(str(exc), "bad_address") from exc
+            raise MailRecipientRefusedError(str(exc), "bad_address") from exc
         ctx = CallContext(tenant_id=sender.tenant_id, operation="email", booking_id=booking_id)
         try:
             self._graph.send_mail(sender.profile, sender.address, message, ctx)
@@ -114,9 +124,9 @@ class SmtpMailTransport:
 
     def send(self, mail: OutgoingMail, sender: Sender, booking_id: str) -> None:
         try:
-            message = to_mime(mail)
+            data = mime_bytes(mail)
         except BadAddressError as exc:
-            raise MailRejectedError(str(exc), "bad_address") from exc
+            raise MailRecipientRefusedError(str(exc), "bad_address") from exc
         s = self._settings
         started = time.perf_counter()
         code = "sent"
@@ -125,7 +135,7 @@ class SmtpMailTransport:
                 smtp.starttls(context=self._tls)
                 if s.username:
                     smtp.login(s.username, s.password or "")
-                smtp.send_message(message)
+                smtp.sendmail(mail.sender, [mail.to], data)
         except smtplib.SMTPNotSupportedError as exc:
             code = "smtp_no_starttls"
             raise MailRejectedError("the SMTP server does not offer STARTTLS", code) from exc
@@ -135,8 +145,9 @@ class SmtpMailTransport:
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [c for c, _ in exc.recipients.values()]
             code = f"smtp_{codes[0]}" if codes else "smtp_refused"
-            error = MailTransientError if all(400 <= c < 500 for c in codes) else MailRejectedError
-            raise error("the SMTP server refused the recipient", code) from exc
+            if all(400 <= c < 500 for c in codes):
+                raise MailTransientError("the SMTP server refused the recipient", code) from exc
+            raise MailRecipientRefusedError("the SMTP server refused the recipient", code) from exc
         except smtplib.SMTPResponseException as exc:
             code = f"smtp_{exc.smtp_code}"
             error = MailTransientError if 400 <= exc.smtp_code < 500 else MailRejectedError
@@ -169,9 +180,9 @@ class FolderMailTransport:
     def send(self, mail: OutgoingMail, sender: Sender, booking_id: str) -> None:
         started = time.perf_counter()
         try:
-            data = to_mime(mail).as_bytes()
+            data = mime_bytes(mail)
         except BadAddressError as exc:
-            raise MailRejectedError(str(exc), "bad_address") from exc
+            raise MailRecipientRefusedError(str(exc), "bad_address") from exc
         name = (
             f"{mail.sent_at.strftime('%Y%m%dT%H%M%S')}-{_UNSAFE.sub('_', booking_id)[:40]}-"
             f"{mail.message_id[1:13]}.eml"
