@@ -171,6 +171,8 @@ class MailRenderer:
         t = self._strings
         template = template_for(notice.kind, recipient.role)
         wording = _WORDING_OF_KIND.get(notice.kind, template)
+        if notice.kind is NoticeKind.DECLINED and recipient.role in HOSTS:
+            wording = "appointment-declined-host"  # it was not the tutor's request
         subject_text = one_line(booking.subject, MAX_HEADER_CHARS)
         join_url = join_url_of(booking, notice.kind)
         meeting = booking.meeting

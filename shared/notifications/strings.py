@@ -17,6 +17,7 @@ ENGLISH: Mapping[str, str] = {
     "subject.appointment-rescheduled": "New time: {subject}, {date}",
     "subject.appointment-cancelled": "Cancelled: {subject}, {date}",
     "subject.appointment-declined": "Not approved: {subject}, {date}",
+    "subject.appointment-declined-host": "Not approved: {subject}, {date}",
     "subject.appointment-refunded": "Refunded and cancelled: {subject}, {date}",
     "subject.meeting-link-changed": "New meeting link: {subject}, {date}",
     "subject.meeting-link-ready": "Meeting link: {subject}, {date}",
@@ -32,6 +33,8 @@ ENGLISH: Mapping[str, str] = {
     "intro.appointment-cancelled": "{subject} has been cancelled. The calendar invite attached "
     "removes it from your calendar.",
     "intro.appointment-declined": "Your appointment request for {subject} could not be approved.",
+    "intro.appointment-declined-host": "The appointment request for {subject} was not approved, "
+    "so it will not take place.",
     "intro.appointment-refunded": "The payment for {subject} has been refunded and the booking "
     "cancelled.",
     "intro.meeting-link-changed": "The Teams meeting for {subject} had to be set up again, so it "

@@ -150,3 +150,24 @@ def test_times_across_a_clock_change_name_each_offset_and_a_late_end_its_date():
     late_text = when(late, Strings())
     assert "22:00" in late_text
     assert "2 December 2026 01:00" in late_text
+
+
+def test_a_decline_tells_the_tutor_it_was_not_their_request():
+    from shared.domain.notices import Notice, NoticeKind
+    from shared.notifications.rendering import MailRenderer, Recipient
+    from tests.builders import a_booking
+
+    booking = a_booking()
+    notice = Notice(NoticeKind.DECLINED, 1, 0, datetime(2026, 12, 1, tzinfo=UTC))
+    renderer = MailRenderer()
+
+    to_tutor = renderer.render(
+        booking, notice, Recipient("t@x.io", "Tia", ParticipantRole.TUTOR), ""
+    )
+    to_student = renderer.render(
+        booking, notice, Recipient("s@x.io", "Sam", ParticipantRole.STUDENT), ""
+    )
+
+    assert "Your appointment request" not in to_tutor.text
+    assert "was not approved" in to_tutor.text
+    assert "Your appointment request" in to_student.text
