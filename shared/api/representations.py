@@ -78,7 +78,7 @@ def payment_json(payment: PaymentState) -> dict[str, Any]:
     first = payment.first
     return {
         "status": payment.status.value,
-        "paymentIntentId": first.intent_id or None if first else None,
+        "paymentIntentId": (first.intent_id or None) if first else None,
         "amount": payment.amount,
         "currency": payment.currency,
         "amountRefunded": payment.amount_refunded,

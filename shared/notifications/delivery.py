@@ -269,41 +269,35 @@ class MailWorker:
         organizer: Organizer,
         key: MailKey,
     ) -> MailError | None:
+        """Compose this recipient's e-mail and send it; the error that stopped it, if any."""
+        now = self._clock()
         try:
-            mail = self._compose(booking, notice, person, sender, organizer, key)
+            rendered = self._renderer.render(booking, notice, person, sender.name or "")
+            mail = OutgoingMail(
+                key=str(key),
+                sender=sender.address,
+                sender_name=sender.name,
+                to=person.email,
+                to_name=person.name,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                invite=invite(
+                    booking,
+                    kind=notice.kind,
+                    sequence=notice.sequence,
+                    organizer=organizer,
+                    now=now,
+                ),
+                method="CANCEL" if notice.kind.closing else "REQUEST",
+                sent_at=now,
+            )
         except Exception as exc:
             # Text or an address the mail and calendar libraries cannot write: no retry helps.
             logger.exception("mail for booking %s could not be composed", booking.booking_id)
             reason = f"the mail cannot be written ({type(exc).__name__})"
             return MailRecipientRefusedError(reason, "bad_content")
         return self._send(mail, sender, booking.booking_id)
-
-    def _compose(
-        self,
-        booking: Booking,
-        notice: Notice,
-        person: Recipient,
-        sender: Sender,
-        organizer: Organizer,
-        key: MailKey,
-    ) -> OutgoingMail:
-        now = self._clock()
-        rendered = self._renderer.render(booking, notice, person, sender.name or "")
-        return OutgoingMail(
-            key=str(key),
-            sender=sender.address,
-            sender_name=sender.name,
-            to=person.email,
-            to_name=person.name,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            invite=invite(
-                booking, kind=notice.kind, sequence=notice.sequence, organizer=organizer, now=now
-            ),
-            method="CANCEL" if notice.kind.closing else "REQUEST",
-            sent_at=now,
-        )
 
     def _send(self, mail: OutgoingMail, sender: Sender, booking_id: str) -> MailError | None:
         """One send, with the in-process retries for transient failures."""

@@ -33,7 +33,6 @@ from shared.notifications.delivery import MailOutbox
 from shared.observability import log_event
 from shared.payments.events import StripeEvent, interpret, verify
 from shared.services.meeting_work import MeetingSync
-from shared.services.meetings import describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingRepository
@@ -65,10 +64,11 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class Receipt:
+    """What the webhook answers Stripe. A Graph failure of the meeting is not Stripe's
+    concern: it is on the booking's meeting state, and the queue retries it."""
+
     event_id: str
     outcome: Outcome
-    booking: Booking | None = None
-    warning: str | None = None
 
 
 @dataclass
@@ -248,12 +248,7 @@ class PaymentEvents:
         if self._mail is not None:
             # After the inline meeting attempt, so that the e-mail finds the join link.
             self._mail.after_change(synced.booking)
-        warning = None
-        if synced.error is not None:
-            warning = describe_failure(
-                "Payment recorded", synced.error, retry_scheduled=synced.error.retryable
-            )
-        return Receipt(record.event_id, Outcome.APPLIED, synced.booking, warning)
+        return Receipt(record.event_id, Outcome.APPLIED)
 
     def _park(self, record: RecordedEvent) -> Receipt:
         log_event(
