@@ -7,7 +7,7 @@ Azurite and over real HTTP in the integration and end-to-end suites.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,6 +66,8 @@ class MemoryWorld:
     worker: MeetingWorker
     reconciler: Reconciler
     sleeps: list[float] = field(default_factory=list)
+    # Called half-way through each of the worker's in-process sleeps (e.g. a timer run).
+    during_sleep: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def deps(self) -> BookingDeps:
@@ -137,10 +139,14 @@ def memory_world(
         steps = MeetingSteps(graph, directory, audit, clock)
         converger = Converger(bookings, directory, steps, clock, claim_seconds=claim_seconds)
         world_sleeps: list[float] = []
+        during_sleep: list[Callable[[], object]] = []
 
         def sleep(seconds: float) -> None:
             world_sleeps.append(seconds)
-            clock.sleep(seconds)
+            clock.sleep(seconds / 2)
+            for hook in during_sleep:
+                hook()
+            clock.sleep(seconds / 2)
 
         worker = MeetingWorker(
             bookings, converger, queue, policy, clock, sleep=sleep, rnd=lambda: 0.5
@@ -166,4 +172,5 @@ def memory_world(
                 entities_read=lambda: bookings.reads,
             ),
             sleeps=world_sleeps,
+            during_sleep=during_sleep,
         )

@@ -68,10 +68,11 @@ def claimed(
     meeting = replace(booking.meeting, claim_token=token, claim_until=until)
     if not check:
         creating = booking.next_step is Step.CREATE
+        # `next_attempt_at` stays: the round it was scheduled for is now under way, held by
+        # this claim, and only the holder records when the next one is due (`retry_scheduled`).
         meeting = replace(
             meeting,
             attempts=meeting.attempts + 1,
-            next_attempt_at=None,
             create_in_doubt=meeting.create_in_doubt or creating,
             organizer_id=organizer_id if creating and organizer_id else meeting.organizer_id,
         )
@@ -106,6 +107,7 @@ def seen(
         create_in_doubt=False,
         last_error_code=None,
         rounds=0,  # progress: whatever follows counts its own retries
+        next_attempt_at=None,
         changed_at=now,
     )
     after = settled(replace(booking, meeting=meeting))
@@ -143,6 +145,7 @@ def gone(
         create_in_doubt=False,
         last_error_code=None,
         rounds=0,
+        next_attempt_at=None,
         changed_at=now,
     )
     remade = booking.live and meeting.wanted and meeting.removed
@@ -166,9 +169,14 @@ def attempt_failed(
     doubt_before: bool,
     token: str | None,
     now: datetime,
+    hold: tuple[str, datetime] | None = None,
 ) -> Booking:
     """An attempt at `step` for `work` failed. `token`: the claim it held (None: it failed
     before taking one). A permanent error stops retries at once (`failed`).
+
+    `hold`: the claim (token, until) the attempt's owner keeps after a retryable failure, so
+    that it alone retries in process or schedules the next round (`retry_scheduled`); nobody
+    else acts on the work meanwhile. Taken only while nobody else holds the booking.
 
     `unanswered`: Graph may have carried it out (a timeout or 5xx after the request went out).
     A create refused with a clear answer (429, 4xx) or never sent made nothing, so it leaves
@@ -196,16 +204,34 @@ def attempt_failed(
         failed=meeting.failed or not retryable,
         changed_at=now,
     )
+    if hold is not None and retryable and not meeting.claimed_by_other(hold[0], now):
+        meeting = replace(meeting, claim_token=hold[0], claim_until=hold[1])
     return settled(replace(booking, meeting=meeting))
 
 
-def retry_scheduled(booking: Booking, at: datetime) -> Booking:
-    """The next delayed round of the current work is due `at`."""
+def owns_round(booking: Booking, work: Work, token: str) -> bool:
+    """`token` holds the booking's claim for `work`: its holder owns the round under way."""
+    return work.still(booking) and booking.meeting.claim_token == token
+
+
+def retry_scheduled(booking: Booking, at: datetime, token: str | None = None) -> Booking:
+    """The next delayed round of the current work is due `at`; the round under way, held by
+    `token`'s claim, is over (its claim is released)."""
     meeting = booking.meeting
-    return replace(booking, meeting=replace(meeting, next_attempt_at=at, rounds=meeting.rounds + 1))
+    scheduled = replace(
+        booking, meeting=replace(meeting, next_attempt_at=at, rounds=meeting.rounds + 1)
+    )
+    return released(scheduled, token)
 
 
-def gave_up(booking: Booking, error_code: str | None, now: datetime) -> Booking:
+def waits_until(booking: Booking, at: datetime, token: str | None = None) -> Booking:
+    """Graph asked for a pause (Retry-After): no attempt before `at`. Not a round of its own."""
+    return released(replace(booking, meeting=replace(booking.meeting, next_attempt_at=at)), token)
+
+
+def gave_up(
+    booking: Booking, error_code: str | None, now: datetime, token: str | None = None
+) -> Booking:
     """Retries are exhausted: the meeting is `failed` until someone asks again."""
     meeting = replace(
         booking.meeting,
@@ -214,4 +240,4 @@ def gave_up(booking: Booking, error_code: str | None, now: datetime) -> Booking:
         next_attempt_at=None,
         changed_at=now,
     )
-    return settled(replace(booking, meeting=meeting))
+    return settled(released(replace(booking, meeting=meeting), token))

@@ -90,12 +90,19 @@ class Converger:
         actor: str | None = None,
         latest: Booking | None = None,
         budget: float | None = None,
+        token: str | None = None,
+        hold: float | None = None,
     ) -> ConvergeResult:
         """Take steps until the meeting is as the booking says, a call fails, another worker
         holds the booking, or `budget` seconds are spent. `latest`: a version just read or
-        saved, to save a read. Storage errors propagate (the caller's retry covers them)."""
+        saved, to save a read. Storage errors propagate (the caller's retry covers them).
+
+        `token` and `hold`: the caller owns the round. It passes the same token to each of its
+        attempts, and after a retryable failure the claim stays its own for `hold` seconds
+        (plus a claim's length), so that it alone retries or schedules the next round."""
         deadline = None if budget is None else time.monotonic() + budget
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
+        keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
         tenant: Tenant | None = None  # read once, when a step needs it
         for _ in range(MAX_STEPS):
@@ -113,7 +120,7 @@ class Converger:
                 try:
                     organizer = self._organizer(booking, tenant, remaining)
                 except GraphError as error:
-                    fact = self._failure(step, error, booking, booking, None)
+                    fact = self._failure(step, error, booking, booking, None, keep=keep)
                     return ConvergeResult(self.record(booking, fact), error=error)
             try:
                 held = self._bookings.update(
@@ -126,7 +133,9 @@ class Converger:
                 continue
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
             if result.error is not None:
-                fact = self._failure(step, result.error, held, booking, token, sent_step=True)
+                fact = self._failure(
+                    step, result.error, held, booking, token, sent_step=True, keep=keep
+                )
             else:
                 fact = self._answer(result, token)
             booking = self.record(held, fact)
@@ -199,9 +208,11 @@ class Converger:
         token: str | None,
         *,
         sent_step: bool = False,
+        keep: tuple[str, float] | None = None,
     ) -> Fact:
         now = self._clock()
         work = facts.Work.of(held)
+        hold = None if keep is None else (keep[0], now + self._claim + timedelta(seconds=keep[1]))
         doubt_before = before_claim.meeting.create_in_doubt
         # Only the step's own request, sent and unanswered, may have made something.
         unanswered = sent_step and isinstance(error, GraphTransientError) and error.sent
@@ -215,6 +226,7 @@ class Converger:
             doubt_before=doubt_before,
             token=token,
             now=now,
+            hold=hold,
         )
 
     def _answer(self, result: StepResult, token: str) -> Fact:

@@ -91,6 +91,7 @@ class MeetingSync:
         if not saved.needs_reconciliation:
             return SyncResult(saved)
         work = MeetingWork(saved.tenant_id, saved.booking_id)
+        message_due = self._clock() + timedelta(seconds=self._policy.outbox_delay)
         try:
             self._queue.send(work, self._policy.outbox_delay)
         except StorageError:
@@ -115,10 +116,15 @@ class MeetingSync:
         error = result.error
         if error is not None and not error.retryable:
             stop(self._queue, result.booking, error, "permanent")
-        elif error is not None and (error.retry_after or 0) > self._policy.outbox_delay:
-            # The queued message would come too early: it will wait until then.
-            at = self._clock() + timedelta(seconds=error.retry_after or 0)
-            booking = self._converger.record(result.booking, _scheduled_at(at))
+        elif error is not None and not result.busy:
+            # The queued message owns the next attempt: the timer leaves the work alone until
+            # it is due, or until Graph's Retry-After if that is later (the message then waits).
+            at = max(message_due, self._clock() + timedelta(seconds=error.retry_after or 0))
+            work_of = facts.Work.of(result.booking)
+            booking = self._converger.record(
+                result.booking,
+                lambda b: facts.waits_until(b, at) if work_of.still(b) else b,
+            )
             return SyncResult(booking, error)
         return SyncResult(result.booking, error, deferred=error is None and not result.converged)
 
@@ -157,39 +163,51 @@ class MeetingWorker:
         if due is not None and due - self._clock() > _DUE_SLACK and booking.needs_reconciliation:
             self._queue.send(work, (due - self._clock()).total_seconds())
             return ConvergeResult(booking)
-        result = self._attempts(work, booking)
+        # The round this message starts is this worker's: it alone retries in process and
+        # schedules the next round, holding the booking's claim in between.
+        token = uuid.uuid4().hex
+        result = self._attempts(work, booking, token)
         error = result.error
         if result.busy:
             self._defer_to_holder(work, result.booking)
         elif error is not None and not error.retryable:
             stop(self._queue, result.booking, error, "permanent")
         elif error is not None:
-            self.schedule(result.booking, error)
+            self.schedule(result.booking, error, token)
         elif not result.converged and not result.booking.meeting.failed:
             self._queue.send(work)  # more steps than one call takes: carry on at once
         return result
 
-    def schedule(self, booking: Booking, error: GraphError) -> Booking:
-        """Schedule the next delayed round of the booking's current work, or stop when its
-        rounds are spent. The count lives on the booking: new work starts again at round 1,
-        whatever messages of older work are still on their way."""
+    def schedule(self, booking: Booking, error: GraphError, token: str) -> Booking:
+        """End the round under way, held by `token`'s claim: schedule the next delayed round
+        of the booking's current work, or stop when its rounds are spent. Only the claim's
+        holder does this, once per round; a round whose claim is gone (lapsed and taken, or
+        new work saved meanwhile) is someone else's to end. The count lives on the booking:
+        new work starts again at round 1, whatever messages of older work are on their way."""
         work = facts.Work.of(booking)
+        now = self._clock()
+        rnd = self._rnd()
+        decided: list[tuple[int, float | None]] = []
 
-        def for_this_work(fact: Callable[[Booking], Booking]) -> Callable[[Booking], Booking]:
-            # A user action saved meanwhile is new work, with its own message and rounds.
-            return lambda b: fact(b) if work.still(b) else b
+        def next_round(b: Booking) -> Booking:
+            decided.clear()
+            if not facts.owns_round(b, work, token):
+                return b
+            round_ = b.meeting.rounds + 1
+            if round_ > len(self._policy.rounds):
+                decided.append((round_, None))
+                return facts.gave_up(b, error.code, now, token)
+            delay = self._policy.round_delay(round_, error.retry_after, rnd)
+            decided.append((round_, delay))
+            return facts.retry_scheduled(b, now + timedelta(seconds=delay), token)
 
-        round_ = booking.meeting.rounds + 1
-        if round_ > len(self._policy.rounds):
-            stopped = self._converger.record(
-                booking, for_this_work(lambda b: facts.gave_up(b, error.code, self._clock()))
-            )
-            if work.still(stopped):
-                stop(self._queue, stopped, error, "retries_exhausted")
-            return stopped
-        delay = self._policy.round_delay(round_, error.retry_after, self._rnd())
-        at = self._clock() + timedelta(seconds=delay)
-        scheduled = self._converger.record(booking, for_this_work(_scheduled_at(at)))
+        after = self._converger.record(booking, next_round)
+        if not decided:
+            return after
+        round_, delay = decided[0]
+        if delay is None:
+            stop(self._queue, after, error, "retries_exhausted")
+            return after
         self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id), delay)
         log_event(
             logger,
@@ -201,28 +219,32 @@ class MeetingWorker:
             delaySeconds=round(delay, 1),
             errorCode=error.code,
         )
-        return scheduled
+        return after
 
-    def _attempts(self, work: MeetingWork, booking: Booking) -> ConvergeResult:
-        result = self._converger.converge(work.tenant_id, work.booking_id, latest=booking)
-        for pause in self._policy.in_process:
+    def _attempts(self, work: MeetingWork, booking: Booking, token: str) -> ConvergeResult:
+        pauses = self._policy.in_process
+        # Between attempts the claim covers the longest pause taken in process.
+        hold = self._policy.max_in_process_wait if pauses else 0.0
+        result = self._converger.converge(
+            work.tenant_id, work.booking_id, latest=booking, token=token, hold=hold
+        )
+        for i, pause in enumerate(pauses):
             if result.error is None or not result.error.retryable or result.busy:
                 break
             wait = max(pause, _retry_after(result.error) or 0.0)
             if wait > self._policy.max_in_process_wait:
                 break
             self._sleep(wait)
-            result = self._converger.converge(work.tenant_id, work.booking_id)
+            hold = self._policy.max_in_process_wait if i + 1 < len(pauses) else 0.0
+            result = self._converger.converge(
+                work.tenant_id, work.booking_id, token=token, hold=hold
+            )
         return result
 
     def _defer_to_holder(self, work: MeetingWork, booking: Booking) -> None:
         # The holder re-reads after each step and carries on; if it died, its claim lapses.
         until = booking.meeting.claim_until or self._clock()
         self._queue.send(work, (until - self._clock()).total_seconds() + 1)
-
-
-def _scheduled_at(at: datetime) -> Callable[[Booking], Booking]:
-    return lambda b: facts.retry_scheduled(b, at)
 
 
 def stop(queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -115,8 +116,17 @@ class Reconciler:
             self._guarded(self._converge, booking, report)
 
     def _converge(self, booking: Booking, report: ReconcileReport) -> None:
+        # A due marker nobody holds: this run owns the round (one attempt) and schedules the
+        # next, as the worker would. Work held by a worker (between its in-process retries, or
+        # waiting for a delayed round) is its holder's: busy, or not listed as due.
+        token = uuid.uuid4().hex
         result = self._converger.converge(
-            booking.tenant_id, booking.booking_id, actor="reconciler", latest=booking
+            booking.tenant_id,
+            booking.booking_id,
+            actor="reconciler",
+            latest=booking,
+            token=token,
+            hold=0.0,
         )
         error = result.error
         if result.busy:
@@ -126,7 +136,7 @@ class Reconciler:
             report.stopped += 1
         elif error is not None:
             # The queue takes it from here, on the delayed schedule.
-            self._worker.schedule(result.booking, error)
+            self._worker.schedule(result.booking, error, token)
             report.scheduled += 1
         elif result.converged:
             report.converged += 1

@@ -44,7 +44,8 @@ def test_a_failing_create_is_retried_1_2_4_seconds_then_requeued_on_the_schedule
         assert (work, outbox_delay) == (MeetingWork(TENANT, booking_id), 5.0)
         world.queue.messages.clear()
 
-        # WHEN the worker takes the message
+        # WHEN the worker takes the message, once it is visible
+        world.clock.sleep(outbox_delay)
         world.worker.handle(work)
 
         # THEN it tried four times in process, waiting 1, 2 and 4 s, and scheduled round 1
@@ -146,6 +147,7 @@ def test_a_booking_claimed_by_another_worker_is_left_to_it_until_its_claim_lapse
     with memory_world(claim_seconds=40) as world:
         booking_id = approved(world, status=503, count=1)
         world.queue.messages.clear()
+        world.clock.sleep(5)  # the outbox message's delay
         # GIVEN another worker holds the booking (it took the claim, then died)
         from shared.domain import convergence as facts
 
@@ -187,6 +189,7 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
         # GIVEN a create that failed through both delayed rounds' worth of scheduling
         booking_id = approved(world, status=503)
         world.queue.messages.clear()
+        world.clock.sleep(5)  # the outbox message's delay
         world.worker.handle(MeetingWork(TENANT, booking_id))
         world.clock.sleep(40)  # past round 1's time
         world.worker.handle(MeetingWork(TENANT, booking_id))
@@ -200,6 +203,7 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
             STAFF, booking_id, (start, start + timedelta(hours=1)), world.deps
         )
         world.queue.messages.clear()
+        world.clock.sleep(5)
         world.worker.handle(MeetingWork(TENANT, booking_id))
 
         # THEN the new work is on its first round, not given up
