@@ -22,6 +22,7 @@ from shared.api.validation import (
     time_zone,
 )
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
+from shared.domain.subject import MAX_TEMPLATE_CHARS, SubjectTemplate, TemplateError
 from shared.domain.tenant import (
     AllowedPresenters,
     LobbyBypassScope,
@@ -202,8 +203,18 @@ def _options(raw: Any) -> OptionsChange:
         allowed_presenters=pick("allowedPresenters", AllowedPresenters),
         allow_meeting_chat=pick("allowMeetingChat", MeetingChatMode),
         entry_exit_announced=boolean(raw, "entryExitAnnounced"),
-        subject_template=text(raw, "subjectTemplate", max_length=200),
+        subject_template=_subject_template(raw),
     )
+
+
+def _subject_template(raw: dict[str, Any]) -> str | None:
+    template = text(raw, "subjectTemplate", max_length=MAX_TEMPLATE_CHARS)
+    if template is not None:
+        try:
+            SubjectTemplate.parse(template)
+        except TemplateError as problem:
+            raise ValidationError(f"meetingOptions.{problem}", TemplateError.code) from problem
+    return template
 
 
 def verification(req: func.HttpRequest) -> tuple[str | None, bool]:

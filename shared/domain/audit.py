@@ -13,6 +13,8 @@ class AuditEvent(StrEnum):
     ATTACHED / UPDATED / DELETED: an attempt succeeded. ATTEMPT_FAILED: an attempt failed
     (it may be retried). FAILED: retries stopped (permanent error or schedule exhausted).
     MISSING: pre-start verification found the meeting gone from Teams (it is made anew).
+    SUBJECT_TEMPLATE_REFUSED: the tenant's stored subject template is not one this product
+    renders; the meeting got the default subject.
     """
 
     MEETING_ATTACHED = "APPOINTMENT_ONLINE_MEETING_ATTACHED"
@@ -21,6 +23,7 @@ class AuditEvent(StrEnum):
     MEETING_ATTEMPT_FAILED = "APPOINTMENT_ONLINE_MEETING_ATTEMPT_FAILED"
     MEETING_FAILED = "APPOINTMENT_ONLINE_MEETING_FAILED"
     MEETING_MISSING = "APPOINTMENT_ONLINE_MEETING_MISSING"
+    SUBJECT_TEMPLATE_REFUSED = "APPOINTMENT_ONLINE_MEETING_SUBJECT_TEMPLATE_REFUSED"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ log line of the attempt; it saves nothing (the converger records the answer on t
 from __future__ import annotations
 
 import logging
-import string
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
 from shared.domain.convergence import Sighting
 from shared.domain.meeting import Step
+from shared.domain.subject import DEFAULT, SubjectTemplate, TemplateError
 from shared.domain.tenant import MicrosoftProfile, Tenant
 from shared.graph.bodies import Attendee, MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient, OnlineMeeting
@@ -68,22 +68,6 @@ class StepResult:
     gone: bool = False
     gone_id: str | None = None
     error: GraphError | None = None
-
-
-def subject_for(booking: Booking, tenant: Tenant) -> str:
-    """The tenant's subject template filled from the booking ("{subject} {level} Lesson")."""
-    values = {"subject": booking.subject, "level": booking.level or ""}
-    template = tenant.meeting_options.subject_template
-    try:
-        text = string.Formatter().vformat(template, (), _Blank(values))
-    except (ValueError, IndexError):
-        text = booking.subject
-    return " ".join(text.split())[:255] or booking.subject
-
-
-class _Blank(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return ""
 
 
 def describe_failure(action: str, error: GraphError, *, retry_scheduled: bool) -> str:
@@ -209,7 +193,7 @@ class MeetingSteps:
         meeting = self._graph.create_or_get_meeting(
             profile,
             organizer_id,
-            _request(booking, tenant),
+            _request(booking, self._subject(booking, tenant, ctx)),
             tenant.meeting_options,
             ctx,
             apply_options=False,
@@ -230,7 +214,7 @@ class MeetingSteps:
                 meeting_id,
                 start=booking.start,
                 end=booking.end,
-                subject=subject_for(booking, tenant),
+                subject=self._subject(booking, tenant, ctx),
                 ctx=ctx,
                 options=tenant.meeting_options,
             )
@@ -257,7 +241,11 @@ class MeetingSteps:
             raise TeamsNotConfiguredError("the meeting's organizer is not known")
         if meeting_id is None:
             meeting_id = self._graph.create_or_get_meeting(
-                profile, organizer_id, _request(booking, tenant), None, ctx
+                profile,
+                organizer_id,
+                _request(booking, self._subject(booking, tenant, ctx)),
+                None,
+                ctx,
             ).id
         self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
         return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
@@ -281,6 +269,40 @@ class MeetingSteps:
             # Losing this race, or a storage hiccup, costs at most a lookup in another process.
             logger.info("organizer id not stored for tenant %s", tenant.tenant_id)
         return known
+
+    def _subject(self, booking: Booking, tenant: Tenant, ctx: CallContext) -> str:
+        """The meeting's subject from the tenant's template. A stored template this product no
+        longer accepts (saved before templates were checked) gives the default subject, with a
+        warning and an audit record: a tenant's text never stops its meetings."""
+        text = tenant.meeting_options.subject_template
+        try:
+            return SubjectTemplate.parse(text).render(booking)
+        except TemplateError as problem:
+            log_event(
+                logger,
+                logging.WARNING,
+                "subject_template_refused",
+                tenant=booking.tenant_id,
+                bookingId=booking.booking_id,
+                operation=ctx.operation,
+                problem=str(problem),
+            )
+            record = AuditRecord(
+                tenant_id=booking.tenant_id,
+                booking_id=booking.booking_id,
+                event=AuditEvent.SUBJECT_TEMPLATE_REFUSED,
+                occurred_at=self._clock(),
+                record_id=uuid.uuid4().hex,
+                operation=ctx.operation,
+                attempt=ctx.attempt,
+                error_code=TemplateError.code,
+                meeting_id=booking.meeting.meeting_id,
+            )
+            try:
+                self._audit.add(record)
+            except StorageError:
+                logger.exception("audit record not stored for booking %s", booking.booking_id)
+            return DEFAULT.render(booking)
 
     def _address(self, booking: Booking, tenant: Tenant) -> tuple[MicrosoftProfile, str, str]:
         meeting = booking.meeting
@@ -361,10 +383,10 @@ class MeetingSteps:
         return latency
 
 
-def _request(booking: Booking, tenant: Tenant) -> MeetingRequest:
+def _request(booking: Booking, subject: str) -> MeetingRequest:
     return MeetingRequest(
         external_id=booking.external_id,
-        subject=subject_for(booking, tenant),
+        subject=subject,
         start=booking.start,
         end=booking.end,
         attendees=tuple(Attendee(p.email, p.display_name) for p in booking.participants),

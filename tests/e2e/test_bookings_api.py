@@ -223,6 +223,32 @@ def test_meeting_options_saved_by_an_admin_reach_the_next_meeting(stack, admin, 
         )
 
 
+@pytest.mark.parametrize(
+    ("template", "code"),
+    [
+        ("{x.y} Lesson", "invalid_template"),
+        ("{0}", "invalid_template"),
+        ("{subject!r}", "invalid_template"),
+        ("{subject:x>999999999}", "invalid_template"),
+        ("{{", "invalid_template"),
+        ("{teacher} Lesson", "invalid_template"),
+        ("x" * 10_000, "too_long"),
+        ("{subject}\u0007", "invalid_characters"),
+    ],
+)
+def test_a_subject_template_that_is_not_data_is_refused_and_changes_nothing(admin, template, code):
+    before = admin.call("GET", "/v1/teams-meetings/settings").json()
+
+    refused = admin.call(
+        "PUT", "/v1/teams-meetings/settings", {"meetingOptions": {"subjectTemplate": template}}
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == code
+    assert "subjectTemplate" in refused.json()["error"]
+    assert admin.call("GET", "/v1/teams-meetings/settings").json() == before
+
+
 def test_list_filters(stack, staff, student):
     first = create(student)
     staff.call("POST", f"/v1/bookings/{first['id']}/approve", {"generateTeamsMeeting": False})

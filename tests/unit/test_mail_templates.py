@@ -34,6 +34,8 @@ HOSTILE = [
     'Sam"\r\nBcc: victim@evil.example\r\n\r\n<b>body</b>',
     "Tab\there\x0bvertical\x1bescape\u202eright-to-left",
     "&lt;already escaped&gt; {{ 7*7 }} {% raw %}",
+    # format strings in data are text, never formatted: no attribute walk, no padding to GiB
+    "{subject:x>999999999} {0.__class__} {name!r} %s%s%n ${x}",
     "x" * 5000,
 ]
 KINDS_AND_ROLES = [
@@ -114,6 +116,10 @@ def test_hostile_participant_text_cannot_add_markup_or_headers(text):
         assert "<img" not in rendered.html
         assert "<b>body</b>" not in rendered.html
         assert "49" not in rendered.html  # templates in data are not evaluated
+        # nothing grows beyond the template and the text given (no padding, no repetition)
+        assert len(rendered.text) < 10_000 + 3 * len(text)
+        assert len(rendered.html) < 20_000 + 6 * len(text)
+        assert "x" * 1000 not in rendered.text or len(text) >= 1000
         # the subject is one line, cut to a sane length
         assert "\n" not in rendered.subject
         assert "\r" not in rendered.subject
