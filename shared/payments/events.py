@@ -98,21 +98,47 @@ def verify(raw: bytes, signature: str | None, secret: str) -> StripeEvent:
         payload = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SignatureError("Webhook body is not UTF-8 text, so not signed by Stripe") from None
+    signed_at = _signed_at(signature)
     try:
         stripe.WebhookSignature.verify_header(
             payload, signature, secret, SIGNATURE_TOLERANCE_SECONDS
         )
     except stripe.SignatureVerificationError as exc:
         raise SignatureError(_refusal(str(exc))) from None
+    except Exception:
+        # Whatever else the library meets in a header (it was checked above, so this is the
+        # library's own trouble), the request is not Stripe's: a refusal, never a 500.
+        raise SignatureError("Stripe-Signature header is malformed") from None
     # The library bounds the timestamp's age only; one from the future is no fresher.
-    if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
+    if signed_at > time.time() + SIGNATURE_TOLERANCE_SECONDS:
         raise SignatureError("Stripe-Signature timestamp is outside the 300-second tolerance")
     return parse(payload)
 
 
+# Stripe's header: `t=<unix seconds>,v1=<hex HMAC-SHA256>[,v1=...]`, perhaps with other
+# schemes' items (`v0=...`), which are ignored; all of it ASCII.
+MAX_SIGNATURE_HEADER_CHARS = 2048
+_ITEM = re.compile(r"([a-z][a-z0-9]{0,15})=([0-9A-Za-z._-]{1,256})")
+_V1 = re.compile(r"[0-9a-f]{64}")
+_T = re.compile(r"[0-9]{1,12}")
+
+
 def _signed_at(signature: str) -> int:
-    # verify_header has read the same header, so `t` is there and a number.
-    stamps = [part.split("=", 2)[1] for part in signature.split(",") if part.startswith("t=")]
+    """The header's timestamp, once the header is known to be Stripe's shape: anything else
+    (other characters, a `v1` that is not an HMAC-SHA256, no `t` or no `v1`) is malformed."""
+    malformed = SignatureError("Stripe-Signature header is malformed")
+    if len(signature) > MAX_SIGNATURE_HEADER_CHARS or not signature.isascii():
+        raise malformed
+    items = [_ITEM.fullmatch(item.strip()) for item in signature.split(",")]
+    if not all(items):
+        raise malformed
+    pairs = [(m.group(1), m.group(2)) for m in items if m is not None]
+    stamps = [value for key, value in pairs if key == "t"]
+    v1 = [value for key, value in pairs if key == "v1"]
+    if len(stamps) != 1 or not _T.fullmatch(stamps[0]) or not v1:
+        raise malformed
+    if not all(_V1.fullmatch(value) for value in v1):
+        raise malformed
     return int(stamps[0])
 
 

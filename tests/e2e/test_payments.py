@@ -132,6 +132,40 @@ def test_a_request_stripe_did_not_sign_is_refused_and_changes_nothing(stack, stu
     assert get(student, booking_id)["status"] == "pending"
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t, v1: f"{t},v1=\u00e9",
+        lambda t, v1: f"{t},v1=\u00e9,{v1}",
+        lambda t, v1: f"{t},v1=\u00e9,{v1}".encode(),
+        lambda t, v1: f"{t}," + ",".join(["v1=" + "0" * 64] * 40) + ",v1=\u00e9",
+        lambda t, v1: f"{t},{v1.upper()}",
+        lambda t, v1: f"t=1{'0' * 30},{v1}",
+    ],
+    ids=["latin-1 v1", "latin-1 then valid", "utf-8 bytes", "many v1", "upper-case", "huge t"],
+)
+def test_a_malformed_signature_header_is_a_400_and_changes_nothing(stack, student, make):
+    # GIVEN a pending booking and a payment event for it, correctly signed
+    booking_id = create(student)
+    payload = json.dumps(stripe_test.payment_succeeded(DEMO_TENANT_ID, booking_id)).encode()
+    t, v1 = stripe_test.signature(payload, stack.env["STRIPE_WEBHOOK_SECRET"]).split(",")
+    rows_before = len(event_rows(stack))
+
+    # WHEN the signature header is bent out of Stripe's shape (the real signature may be in it)
+    response = requests.post(
+        f"{stack.api}/v1/payments/webhook",
+        data=payload,
+        headers={"Content-Type": "application/json", "Stripe-Signature": make(t, v1)},
+        timeout=30,
+    )
+
+    # THEN a refusal, never a 5xx, and nothing recorded
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_signature"
+    assert len(event_rows(stack)) == rows_before
+    assert get(student, booking_id)["status"] == "pending"
+
+
 def test_the_refusal_is_logged_as_a_warning_without_the_payload(stack, student):
     booking_id = create(student)
     before = len(stack.host_output)

@@ -353,3 +353,69 @@ def test_a_body_that_is_not_utf8_is_refused():
 
     with pytest.raises(SignatureError):
         verify(raw, signed(raw), SECRET)
+
+
+# -- hostile signature headers -----------------------------------------------------------------
+
+
+def _valid_parts(raw: bytes) -> tuple[str, str]:
+    t, v1 = signed(raw).split(",")
+    return t, v1
+
+
+_header_items = st.one_of(
+    st.text(max_size=40),
+    st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+    st.sampled_from(["t=", "v1=", "v0=", "=", ",", "é", "\u202e", "\x00", " ", "v1=é"]),
+    st.builds(lambda n: "v1=" + "a" * n, st.integers(0, 200)),
+    st.builds(lambda n: "t=" + "9" * n, st.integers(0, 40)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(items=st.lists(_header_items, max_size=12), keep_valid=st.booleans(), many=st.integers(0, 3))
+def test_any_signature_header_is_a_refusal_or_an_event_never_another_error(items, keep_valid, many):
+    raw = json.dumps(stripe_test.payment_succeeded("t1", "b1")).encode()
+    t, v1 = _valid_parts(raw)
+    header = ",".join([t, *items, *([v1] if keep_valid else [])] + ["v1=é"] * many)
+
+    try:
+        event = verify(raw, header, SECRET)
+    except SignatureError:
+        return
+    # Accepted only with the real signature in it
+    assert keep_valid
+    assert event.type == "payment_intent.succeeded"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t, v1: f"{t},v1=é",
+        lambda t, v1: f"{t},v1=é,{v1}",
+        lambda t, v1: f"{t},{v1.upper()}",
+        lambda t, v1: f"{t},{v1}é",
+        lambda t, v1: f"{t}," + ",".join(["v1=" + "0" * 64] * 5000) + f",{v1}",
+        lambda t, v1: f"{t},{t},{v1}",
+        lambda t, v1: f"t=-1,{v1}",
+        lambda t, v1: f"t={'9' * 400},{v1}",
+        lambda t, v1: f"{t},{v1},v1=",
+    ],
+    ids=[
+        "non-ascii v1",
+        "non-ascii then valid",
+        "upper-case hex",
+        "trailing non-ascii",
+        "huge",
+        "two timestamps",
+        "negative time",
+        "huge time",
+        "empty v1",
+    ],
+)
+def test_a_malformed_signature_header_is_a_refusal_whatever_else_it_holds(make):
+    raw = json.dumps(stripe_test.payment_succeeded("t1", "b1")).encode()
+    t, v1 = _valid_parts(raw)
+
+    with pytest.raises(SignatureError, match="malformed"):
+        verify(raw, make(t, v1), SECRET)
