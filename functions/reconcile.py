@@ -1,6 +1,7 @@
 """The reconciliation timer (SPEC §7): converge every booking marked "needs work", across all
 tenants, and verify the meetings of bookings that start soon against Teams; then finish payment
-events whose processing stopped half-way and recover those Stripe failed to deliver (SPEC §6)."""
+events whose processing stopped half-way and recover those Stripe failed to deliver (SPEC §6);
+and remove organizer checks' throw-away meetings that a dry run could not delete."""
 
 from __future__ import annotations
 
@@ -20,3 +21,4 @@ def reconcile(timer: func.TimerRequest) -> None:
     finally:
         # Payments do not wait on meetings: if the sweep failed, recovery still runs.
         svc.payments.recover()
+        svc.check_meetings.sweep()  # never raises

@@ -45,6 +45,6 @@ def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 def verify_organizer(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     svc = services()
     result = teams_settings.verify_organizer(
-        caller, lambda: parse.verification(req), svc.directory, svc.graph, svc.clock
+        caller, lambda: parse.verification(req), svc.directory, svc.graph, svc.check_meetings
     )
     return json_response(verification_json(result))

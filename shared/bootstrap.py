@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shared.notifications.delivery import MailServices
     from shared.notifications.transports import MailTransport, Sender
     from shared.services.bookings import BookingDeps
+    from shared.services.check_meetings import CheckMeetings
     from shared.services.convergence import Converger
     from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
@@ -58,6 +59,7 @@ class Services:
     payments: PaymentEvents
     tokens: TokenValidator
     mail: MailServices
+    check_meetings: CheckMeetings
 
     def clock(self) -> datetime:
         return datetime.now(UTC)
@@ -117,6 +119,7 @@ def build_services(
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import MsalTokenSource
     from shared.payments.source import StripeUndeliveredEvents
+    from shared.services.check_meetings import CheckMeetings
     from shared.services.convergence import Converger
     from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
@@ -125,6 +128,7 @@ def build_services(
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
+    from shared.storage.check_meetings import TableCheckMeetingRepository
     from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
@@ -206,6 +210,15 @@ def build_services(
             settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
         ),
         mail=mail,
+        check_meetings=CheckMeetings(
+            TableCheckMeetingRepository(tables),
+            graph,
+            directory,
+            policy,
+            _utc_now,
+            # Longer than a dry run's four Graph calls, each bounded by the Graph timeout.
+            grace=timedelta(seconds=6 * settings.graph_timeout_seconds),
+        ),
     )
 
 

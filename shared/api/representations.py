@@ -167,6 +167,7 @@ def verification_json(result: Verification) -> dict[str, Any]:
         ("displayName", result.display_name),
         ("objectId", result.object_id),
         ("reason", result.reason),
+        ("checkMeetingRemoved", result.check_removed),
     ):
         if value is not None:
             body[name] = value

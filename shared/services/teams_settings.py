@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from shared.auth.principal import Principal, Role
 from shared.domain.tenant import (
@@ -15,9 +13,9 @@ from shared.domain.tenant import (
     LobbyBypassScope,
     MeetingChatMode,
     MeetingOptions,
+    MicrosoftProfile,
     Tenant,
 )
-from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
     GraphAuthError,
@@ -25,8 +23,10 @@ from shared.graph.errors import (
     GraphForbiddenError,
     GraphNotFoundError,
     GraphPolicyMissingError,
+    GraphTransientError,
 )
 from shared.services.access import Command, read_command, require_role
+from shared.services.check_meetings import CheckMeetings
 from shared.services.tenants import TenantDirectory
 from shared.storage.errors import StorageError
 
@@ -67,6 +67,8 @@ class Verification:
     object_id: str | None = None
     reason: str | None = None
     dry_run: bool = False
+    # A dry run's meeting is gone from Teams (False: the timer will remove it).
+    check_removed: bool | None = None
 
 
 def capability(caller: Principal, tenants: TenantDirectory) -> Capability:
@@ -109,10 +111,12 @@ def verify_organizer(
     command: Command[tuple[str | None, bool]],
     tenants: TenantDirectory,
     graph: GraphMeetingsClient,
-    clock: Callable[[], datetime],
+    checks: CheckMeetings,
 ) -> Verification:
-    """Look the organizer (`upn`, or the tenant's) up in Graph; with `dry_run`, also create and
-    delete a throw-away meeting, the only true test of the Teams Application Access Policy."""
+    """Look the organizer (`upn`, or the tenant's) up in Graph; with `dry_run`, also create a
+    throw-away meeting with the tenant's options and delete it, the only true test of the Teams
+    Application Access Policy. The answer says whether the check completed and whether its
+    meeting is gone; one that is not is removed by the timer."""
     require_role(caller, Role.ADMIN, message="Only admins can verify the meeting organizer")
     upn, dry_run = read_command(command)
     tenant = tenants.get(caller.tenant_id)
@@ -126,31 +130,54 @@ def verify_organizer(
     except GraphError as error:
         return Verification(False, reason=_reason(error), dry_run=dry_run)
     if dry_run:
-        start = clock() + timedelta(days=1)
-        try:
-            meeting = graph.create_or_get_meeting(
-                profile,
-                user.id,
-                MeetingRequest(
-                    external_id=f"verify:{tenant.tenant_id}:{uuid.uuid4().hex}",
-                    subject="Meetings service check (deleted automatically)",
-                    start=start,
-                    end=start + timedelta(minutes=15),
-                ),
-                tenant.meeting_options,
-                ctx,
-            )
-        except GraphError as error:
-            return Verification(
-                False, user.display_name, user.id, reason=_reason(error), dry_run=True
-            )
-        try:
-            graph.delete_meeting(profile, user.id, meeting.id, ctx)
-        except GraphError:
-            logger.warning("verification meeting %s could not be deleted", meeting.id)
+        found = Verification(True, user.display_name, user.id, dry_run=True)
+        checked = _dry_run(found, tenant, profile, graph, checks, ctx)
+        if not checked.valid:
+            return checked
     if target == tenant.organizer_upn and tenant.organizer_object_id != user.id:
         _remember_organizer(tenants, tenant, user.id)
-    return Verification(True, user.display_name, user.id, dry_run=dry_run)
+    return checked if dry_run else Verification(True, user.display_name, user.id)
+
+
+def _dry_run(
+    found: Verification,
+    tenant: Tenant,
+    profile: MicrosoftProfile,
+    graph: GraphMeetingsClient,
+    checks: CheckMeetings,
+    ctx: CallContext,
+) -> Verification:
+    organizer_id = found.object_id or ""
+    check = checks.open(tenant.tenant_id, organizer_id)
+    request = checks.request(check)
+    try:
+        meeting = graph.create_or_get_meeting(
+            profile, organizer_id, request, tenant.meeting_options, ctx, apply_options=False
+        )
+    except GraphError as error:
+        if isinstance(error, GraphTransientError) and error.sent:
+            # Teams may have made it: the timer finds it by its externalId and removes it.
+            return replace(found, valid=False, reason=_reason(error), check_removed=False)
+        checks.nothing_made(check)
+        return replace(found, valid=False, reason=_reason(error), check_removed=True)
+    check = replace(check, meeting_id=meeting.id)
+    reason = None
+    try:
+        # The options too: a tenant's lobby or presenter settings Teams refuses show here.
+        graph.update_meeting(
+            profile,
+            organizer_id,
+            meeting.id,
+            start=request.start,
+            end=request.end,
+            subject=None,
+            ctx=ctx,
+            options=tenant.meeting_options,
+        )
+    except GraphError as error:
+        reason = _reason(error)
+    removed = checks.remove(check, profile) is True
+    return replace(found, valid=reason is None, reason=reason, check_removed=removed)
 
 
 def _remember_organizer(tenants: TenantDirectory, tenant: Tenant, object_id: str) -> None:

@@ -181,9 +181,29 @@ def test_settings_and_verification_for_admins(stack, admin):
         "dryRun": True,
         "displayName": "Demo Meetings Organizer",
         "objectId": stack.organizer.id,
+        "checkMeetingRemoved": True,
     }
     assert unknown.json() == {"valid": False, "dryRun": False, "reason": "user_not_found"}
     assert stack.emulator.live_meetings() == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "valid", "removed"),
+    [("patchMeeting", False, True), ("deleteMeeting", True, False)],
+)
+def test_a_dry_run_meeting_graph_fails_on_is_said_honestly(stack, admin, operation, valid, removed):
+    # GIVEN Teams answers the check meeting's options PATCH, or its DELETE, with 503 once
+    stack.emulator.add_fault(Fault(operation=operation, status=503, count=1))
+
+    answer = admin.call("POST", "/v1/teams-meetings/verify-organizer", {"dryRun": True}).json()
+
+    # THEN the answer says whether the check completed and whether its meeting is gone
+    assert (answer["valid"], answer["checkMeetingRemoved"]) == (valid, removed)
+    assert answer.get("reason") == (None if valid else "graph_error")
+    live = [m for m in stack.emulator.live_meetings() if m.external_id.startswith("verify:")]
+    assert len(live) == (0 if removed else 1)
+    for meeting in live:
+        stack.emulator.delete_meeting_by_hand(meeting.id)  # the timer's part is tested apart
 
 
 def test_meeting_options_saved_by_an_admin_reach_the_next_meeting(stack, admin, staff, student):

@@ -340,7 +340,7 @@ def test_lists_show_participants_their_own_and_staff_the_tenants(deps):
 def test_verify_organizer_reports_each_reason(svc, emulator):
     def verify(upn=None, dry_run=False, caller=ADMIN):
         return teams_settings.verify_organizer(
-            caller, (upn, dry_run), svc.directory, svc.graph, lambda: datetime.now(UTC)
+            caller, (upn, dry_run), svc.directory, svc.graph, svc.check_meetings
         )
 
     ok = verify(dry_run=True)
