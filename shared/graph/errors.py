@@ -61,6 +61,13 @@ class GraphTimeoutError(GraphTransientError):
     code = "graph_timeout"
 
 
+class GraphInconsistentError(GraphTransientError):
+    """Graph answered 404 for a meeting that a GET right after still finds: not gone, and
+    worth another try."""
+
+    code = "graph_inconsistent"
+
+
 class GraphAuthError(GraphError):
     """401, or the app could not get a token: wrong client id, secret, tenant or consent."""
 

@@ -27,6 +27,7 @@ from shared.graph.errors import (
     GraphAuthError,
     GraphError,
     GraphForbiddenError,
+    GraphInconsistentError,
     GraphInvalidRequestError,
     GraphNotFoundError,
     GraphPolicyMissingError,
@@ -93,6 +94,8 @@ def describe_failure(action: str, error: GraphError, *, retry_scheduled: bool) -
         cause = "Microsoft Teams is throttling requests (HTTP 429)"
     elif isinstance(error, GraphTimeoutError):
         cause = "Microsoft Teams did not answer in time"
+    elif isinstance(error, GraphInconsistentError):
+        cause = "Microsoft Teams said the meeting was not found, though it still has it"
     elif isinstance(error, GraphTransientError):
         status = f" (HTTP {error.status})" if error.status else ""
         cause = f"Microsoft Teams was unavailable{status}"
@@ -219,6 +222,7 @@ class MeetingSteps:
                 options=tenant.meeting_options,
             )
         except GraphNotFoundError:
+            self._confirm_gone(profile, organizer_id, meeting_id, ctx, "PATCH")
             return StepResult(
                 Step.UPDATE, booking.meeting.generation, gone=True, gone_id=meeting_id
             )
@@ -247,8 +251,29 @@ class MeetingSteps:
                 None,
                 ctx,
             ).id
-        self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx)
+        if not self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx):
+            self._confirm_gone(profile, organizer_id, meeting_id, ctx, "DELETE")
         return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
+
+    def _confirm_gone(
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        meeting_id: str,
+        ctx: CallContext,
+        method: str,
+    ) -> None:
+        """A 404 is only believed once a GET agrees: a meeting declared gone is made anew (or
+        its cancelled booking left alone), so one wrong 404 would leave a live meeting behind.
+        Raises a retryable error when the meeting is still there, or the GET fails."""
+        try:
+            self._graph.get_meeting(profile, organizer_id, meeting_id, ctx)
+        except GraphNotFoundError:
+            return
+        raise GraphInconsistentError(
+            f"Graph answered 404 to the {method} of a meeting a GET still finds",
+            status=404,
+        )
 
     def organizer_for(self, tenant: Tenant, *, booking_id: str | None = None) -> str:
         """The organizer's object id: stored, or resolved from the UPN once and kept, for every
