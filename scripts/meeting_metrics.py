@@ -133,17 +133,17 @@ def window(
 
 
 def storage_from_env(env: Mapping[str, str]) -> StorageSettings:
-    connection_string = env.get("AzureWebJobsStorage", "").strip()
-    account_name = env.get("AzureWebJobsStorage__accountName", "").strip()
-    if not connection_string and not account_name:
+    problems: list[str] = []
+    storage = StorageSettings.from_values(lambda name: env.get(name, "").strip(), problems)
+    if problems:
         raise CommandError(
             "AzureWebJobsStorage is not set: export the storage connection string (for a local "
             "run, Azurite's; see docs/operations.md), or AzureWebJobsStorage__accountName to "
             "use your Azure login"
+            if not (storage.connection_string or storage.account_name)
+            else "; ".join(problems)
         )
-    return StorageSettings(
-        connection_string=connection_string or None, account_name=account_name or None
-    )
+    return storage
 
 
 class ExistingTables(Tables):

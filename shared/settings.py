@@ -35,7 +35,26 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "AzureWebJobsStorage__accountName",
-        "Storage account name when the app reaches storage with its managed identity.",
+        "Storage account name when the app reaches storage with its managed identity "
+        "(endpoints from STORAGE_ENDPOINT_SUFFIX, unless the service URIs are set).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri",
+        "Table endpoint of the storage account, with a managed identity (any cloud).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri",
+        "Queue endpoint of the storage account, with a managed identity (any cloud).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        "Client id of the user-assigned managed identity that reaches storage.",
+    ),
+    SettingSpec(
+        "STORAGE_ENDPOINT_SUFFIX",
+        "DNS suffix of storage endpoints built from AzureWebJobsStorage__accountName "
+        "(national clouds: e.g. core.chinacloudapi.cn).",
+        default="core.windows.net",
     ),
     SettingSpec("MICROSOFT_TENANT_ID", "Default tenant: Microsoft Entra directory (tenant) id."),
     SettingSpec("MICROSOFT_CLIENT_ID", "Default tenant: application (client) id."),
@@ -138,10 +157,55 @@ _MAIL_TRANSPORTS = ("graph", "smtp", "folder")
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """Either a connection string (Azurite, keys) or an account name (managed identity)."""
+    """Either a connection string (Azurite, keys), or endpoints reached with a managed
+    identity: the service URIs, or an account name and the cloud's endpoint suffix."""
 
     connection_string: str | None = field(default=None, repr=False)
     account_name: str | None = None
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    endpoint_suffix: str = "core.windows.net"
+    # The user-assigned identity to use (None: the platform's default identity chain).
+    identity_client_id: str | None = None
+
+    @property
+    def table_endpoint(self) -> str:
+        return self.table_service_uri or f"https://{self.account_name}.table.{self.endpoint_suffix}"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return self.queue_service_uri or f"https://{self.account_name}.queue.{self.endpoint_suffix}"
+
+    @classmethod
+    def from_values(
+        cls, value: Callable[[str], str], problems: list[str] | None = None
+    ) -> StorageSettings:
+        """Storage from the AzureWebJobsStorage* settings; `problems` names what is wrong."""
+        problems = problems if problems is not None else []
+        connection_string = value("AzureWebJobsStorage")
+        account_name = value("AzureWebJobsStorage__accountName")
+        table_uri = value("AzureWebJobsStorage__tableServiceUri").rstrip("/")
+        queue_uri = value("AzureWebJobsStorage__queueServiceUri").rstrip("/")
+        if not connection_string and not account_name and not (table_uri and queue_uri):
+            problems.append(
+                "AzureWebJobsStorage is missing (or, to use the managed identity, set "
+                "AzureWebJobsStorage__tableServiceUri and __queueServiceUri, or "
+                "AzureWebJobsStorage__accountName)"
+            )
+        for name, uri in (
+            ("AzureWebJobsStorage__tableServiceUri", table_uri),
+            ("AzureWebJobsStorage__queueServiceUri", queue_uri),
+        ):
+            if uri and (urlsplit(uri).scheme != "https" or not urlsplit(uri).netloc):
+                problems.append(f"{name} must be an https URL, got {uri!r}")
+        return cls(
+            connection_string=connection_string or None,
+            account_name=account_name or None,
+            table_service_uri=table_uri or None,
+            queue_service_uri=queue_uri or None,
+            endpoint_suffix=value("STORAGE_ENDPOINT_SUFFIX") or "core.windows.net",
+            identity_client_id=value("AzureWebJobsStorage__clientId") or None,
+        )
 
 
 @dataclass(frozen=True)
@@ -225,13 +289,7 @@ class Settings:
             raw = env.get(name, "").strip()
             return raw or (_SPEC_BY_NAME[name].default or "")
 
-        connection_string = value("AzureWebJobsStorage")
-        account_name = value("AzureWebJobsStorage__accountName")
-        if not connection_string and not account_name:
-            problems.append(
-                "AzureWebJobsStorage is missing (or set AzureWebJobsStorage__accountName "
-                "to use the managed identity)"
-            )
+        storage = StorageSettings.from_values(value, problems)
 
         given = [name for name in _MICROSOFT_PROFILE_NAMES if value(name)]
         microsoft: MicrosoftProfileSettings | None = None
@@ -319,9 +377,7 @@ class Settings:
         if problems:
             raise SettingsError("Invalid app settings: " + "; ".join(problems) + ".")
         return cls(
-            storage=StorageSettings(
-                connection_string=connection_string or None, account_name=account_name or None
-            ),
+            storage=storage,
             default_tenant_id=value("DEFAULT_TENANT_ID"),
             microsoft=microsoft,
             graph_base_url=graph_base_url,

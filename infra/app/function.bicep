@@ -37,6 +37,10 @@ var secretSettings = union(profileSecret, stripeApiKey, {
 
 var platformSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__tableServiceUri: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+  AzureWebJobsStorage__queueServiceUri: 'https://${storageAccountName}.queue.${environment().suffixes.storage}'
+  AzureWebJobsStorage__clientId: ''
+  STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
 }

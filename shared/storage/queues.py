@@ -198,12 +198,14 @@ def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
         return QueueClient.from_connection_string(
             storage.connection_string, queue, connection_timeout=5, read_timeout=20, **policies
         )
-    from azure.identity import DefaultAzureCredential
+    from shared.storage.tables import storage_credential
 
     return QueueClient(
-        f"https://{storage.account_name}.queue.core.windows.net",
+        storage.queue_endpoint,
         queue,
-        credential=DefaultAzureCredential(),
+        credential=storage_credential(storage),
+        connection_timeout=5,
+        read_timeout=20,
         **policies,
     )
 

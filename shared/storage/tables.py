@@ -218,10 +218,22 @@ def make_table_service(storage: StorageSettings) -> TableServiceClient:
         return TableServiceClient.from_connection_string(
             storage.connection_string, connection_timeout=5, read_timeout=20
         )
-    from azure.identity import DefaultAzureCredential
+    return TableServiceClient(
+        endpoint=storage.table_endpoint,
+        credential=storage_credential(storage),
+        connection_timeout=5,
+        read_timeout=20,
+    )
 
-    endpoint = f"https://{storage.account_name}.table.core.windows.net"
-    return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
+
+def storage_credential(storage: StorageSettings) -> Any:
+    """The managed identity that reaches storage: the user-assigned one the settings name
+    (`AzureWebJobsStorage__clientId`), else the platform's default chain."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if storage.identity_client_id:
+        return ManagedIdentityCredential(client_id=storage.identity_client_id)
+    return DefaultAzureCredential()
 
 
 class Tables:

@@ -54,6 +54,41 @@ def test_managed_identity_account_name_replaces_the_connection_string():
     assert settings.storage.connection_string is None
 
 
+def test_storage_endpoints_come_from_the_service_uris_in_any_cloud():
+    env = {
+        **STORAGE,
+        "AzureWebJobsStorage__tableServiceUri": "https://st1.table.core.chinacloudapi.cn/",
+        "AzureWebJobsStorage__queueServiceUri": "https://st1.queue.core.chinacloudapi.cn",
+        "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+    }
+    del env["AzureWebJobsStorage"]
+    storage = Settings.from_env(env).storage
+
+    assert storage.table_endpoint == "https://st1.table.core.chinacloudapi.cn"
+    assert storage.queue_endpoint == "https://st1.queue.core.chinacloudapi.cn"
+    assert storage.identity_client_id == "11111111-2222-3333-4444-555555555555"
+
+
+def test_an_account_name_takes_the_clouds_endpoint_suffix():
+    env = {
+        **STORAGE,
+        "AzureWebJobsStorage__accountName": "st1",
+        "STORAGE_ENDPOINT_SUFFIX": "core.usgovcloudapi.net",
+    }
+    del env["AzureWebJobsStorage"]
+    storage = Settings.from_env(env).storage
+
+    assert storage.table_endpoint == "https://st1.table.core.usgovcloudapi.net"
+    assert storage.queue_endpoint == "https://st1.queue.core.usgovcloudapi.net"
+
+
+def test_a_storage_service_uri_must_be_https():
+    env = {**STORAGE, "AzureWebJobsStorage__tableServiceUri": "http://st1.table.example"}
+
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage__tableServiceUri"):
+        Settings.from_env(env)
+
+
 def test_the_four_seed_variables_make_the_default_tenant_profile():
     settings = Settings.from_env({**STORAGE, **PROFILE})
 
