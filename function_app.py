@@ -12,10 +12,11 @@ from functions import (
     reconcile,
     teams_meetings,
 )
-from shared.settings import get_settings
+from shared.bootstrap import report_settings
 
-# Fail start-up, naming every missing or bad setting, before any function is served.
-get_settings()
+# A missing, malformed or unresolved setting is logged once here and answered by health and by
+# every function as 503 `misconfigured`: never an app that indexes nothing.
+report_settings()
 
 # Keys are not how callers authenticate: every route but health and the Stripe webhook
 # (which checks Stripe's signature) validates a bearer JWT.

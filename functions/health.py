@@ -1,4 +1,4 @@
-"""GET /api/v1/health: is storage reachable, and which version answers."""
+"""GET /api/v1/health: are the settings whole and storage reachable, and which version answers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,22 @@ bp = func.Blueprint()
 @bp.route(route="v1/health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     from shared import __version__
+    from shared.api.responses import misconfigured_message
     from shared.bootstrap import services
+    from shared.settings import SettingsError
     from shared.storage.errors import StorageError
 
     try:
         services().tables.ping()
+    except SettingsError as exc:
+        body = {
+            "status": "misconfigured",
+            "error": misconfigured_message(exc),
+            "code": exc.code,
+            "settings": list(exc.names),
+            "version": __version__,
+        }
+        return json_response(body, status=503)
     except StorageError:
         body = {"status": "degraded", "storage": "unreachable", "version": __version__}
         return json_response(body, status=503)

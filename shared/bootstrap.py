@@ -8,6 +8,7 @@ function app is indexed, so cold starts stay short.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
 from shared.graph.errors import GraphAuthError
-from shared.settings import Settings, get_settings
+from shared.observability import log_event
+from shared.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     import requests
@@ -316,5 +318,23 @@ def _utc_now() -> datetime:
 
 @functools.cache
 def services() -> Services:
-    """The process's services, built on first use."""
+    """The process's services, built on first use. `SettingsError` while the settings are not
+    whole (answered as 503 `misconfigured`)."""
     return build_services(get_settings())
+
+
+def report_settings() -> bool:
+    """At start-up: log one ERROR naming every setting at fault (names and what is wrong,
+    never a secret value). True when the settings are whole."""
+    try:
+        get_settings()
+    except SettingsError as exc:
+        log_event(
+            logging.getLogger("meetings.settings"),
+            logging.ERROR,
+            "settings_invalid",
+            settings=list(exc.names),
+            problems=list(exc.problems),
+        )
+        return False
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +17,32 @@ from urllib.parse import urlsplit
 
 
 class SettingsError(Exception):
-    """The environment does not describe a runnable app; the message names every problem."""
+    """The environment does not describe a runnable app; the message names every problem.
+
+    `names` are the settings at fault (never their values): health and every function report
+    them as 503 `misconfigured`, so that a bad setting is seen, not a dead app.
+    """
+
+    code = "misconfigured"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("Invalid app settings: " + "; ".join(problems) + ".")
+        self.problems = tuple(problems)
+        self.names = tuple(sorted({name for p in problems for name in _at_fault(p)}))
+
+
+def _at_fault(problem: str) -> set[str]:
+    """The settings a problem is about: those its subject names (before ':' or ' ('), else
+    every setting it names."""
+
+    def named(text: str) -> set[str]:
+        return {
+            spec.name
+            for spec in SETTINGS
+            if re.search(rf"(?<!\w){re.escape(spec.name)}(?!\w)", text)
+        }
+
+    return named(re.split(r":| \(", problem, maxsplit=1)[0]) or named(problem)
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
 )
 
+UNRESOLVED_REFERENCE = "@Microsoft.KeyVault("
 DEV_ISSUER = "urn:meetings-service:local-dev"
 DEV_AUDIENCE = "meetings-service"
 
@@ -287,7 +314,18 @@ class Settings:
 
         def value(name: str) -> str:
             raw = env.get(name, "").strip()
+            if raw.startswith(UNRESOLVED_REFERENCE) and name not in unresolved:
+                # The platform leaves a Key Vault reference it cannot resolve as its own text.
+                unresolved.append(name)
+                problems.append(
+                    f"{name} is an unresolved Key Vault reference (the secret does not exist, "
+                    "or the app's identity may not read it)"
+                )
+            if raw.startswith(UNRESOLVED_REFERENCE):
+                return ""
             return raw or (_SPEC_BY_NAME[name].default or "")
+
+        unresolved: list[str] = []
 
         storage = StorageSettings.from_values(value, problems)
 
@@ -374,8 +412,10 @@ class Settings:
         mail = _mail_settings(mail_transport, value, problems)
         issuers = _trusted_issuers(env, value, problems)
 
+        for spec in SETTINGS:
+            value(spec.name)  # an unresolved Key Vault reference anywhere is named too
         if problems:
-            raise SettingsError("Invalid app settings: " + "; ".join(problems) + ".")
+            raise SettingsError(problems)
         return cls(
             storage=storage,
             default_tenant_id=value("DEFAULT_TENANT_ID"),
@@ -467,7 +507,9 @@ def _trusted_issuers(
             )
     for issuer in issuers:
         if urlsplit(issuer.jwks_url or "").scheme != "https":
-            problems.append(f"the JWKS URL of issuer {issuer.issuer!r} must be https")
+            problems.append(
+                f"AUTH_JWKS_URL (or AUTH_ISSUERS) of issuer {issuer.issuer!r} must be https"
+            )
     dev_file = value("AUTH_DEV_JWKS_FILE")
     if dev_file:
         if env.get("WEBSITE_INSTANCE_ID"):

@@ -13,6 +13,7 @@ from shared.observability import log_event
 
 if TYPE_CHECKING:
     from shared.auth.principal import Principal
+    from shared.settings import SettingsError
 
 logger = logging.getLogger("meetings.api")
 
@@ -46,6 +47,7 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     from shared.services.access import ForbiddenError
     from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
     from shared.services.meetings import TeamsUnavailableError
+    from shared.settings import SettingsError
     from shared.storage.errors import (
         ConcurrencyError,
         InvalidKeyError,
@@ -53,6 +55,8 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
         StorageUnavailableError,
     )
 
+    if isinstance(exc, SettingsError):
+        return 503, misconfigured_message(exc), exc.code, {"Retry-After": "60"}
     if isinstance(exc, ValidationError | WebhookError):
         return exc.status, exc.message, exc.code, {}
     if isinstance(exc, AuthError):
@@ -87,6 +91,13 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     if isinstance(exc, GraphError):
         return 502, f"Microsoft Graph refused the request: {exc.message}", exc.code, {}
     return 500, "Internal error", "internal_error", {}
+
+
+def misconfigured_message(exc: SettingsError) -> str:
+    """What a caller of a misconfigured app is told: the settings' names, never values."""
+    return "The service is misconfigured: check the app settings " + ", ".join(
+        exc.names or ("(see the start-up log)",)
+    )
 
 
 def _refusal_level(exc: Exception) -> int:

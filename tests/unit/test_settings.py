@@ -239,3 +239,36 @@ def test_the_stripe_api_key_is_optional_and_never_shown():
     assert "rk_test_restricted" not in repr(settings)
     assert STORAGE["STRIPE_WEBHOOK_SECRET"] not in repr(settings)
     assert Settings.from_env(STORAGE).stripe.api_key is None
+
+
+def test_an_unresolved_key_vault_reference_is_named_and_never_used_as_a_value():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/stripe-api-key/)"
+    env = {**STORAGE, **PROFILE, "STRIPE_API_KEY": reference}
+
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+
+    assert refused.value.names == ("STRIPE_API_KEY",)
+    assert "unresolved Key Vault reference" in str(refused.value)
+    assert "kv.vault.azure.net" not in str(refused.value)
+
+
+def test_the_settings_at_fault_are_named_without_their_values():
+    env = {
+        **STORAGE,
+        **PROFILE,
+        "MICROSOFT_CLIENT_SECRET": "",
+        "STRIPE_WEBHOOK_SECRET": "sk_live_not_a_signing_secret",
+        "GRAPH_TIMEOUT_SECONDS": "-1",
+    }
+
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+
+    assert refused.value.names == (
+        "GRAPH_TIMEOUT_SECONDS",
+        "MICROSOFT_CLIENT_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+    )
+    assert "sk_live_not_a_signing_secret" not in str(refused.value)
+    assert PROFILE["MICROSOFT_CLIENT_SECRET"] not in str(refused.value)
