@@ -3,7 +3,11 @@
 It serves, over TLS, what this service uses of the real ones:
 
     GET  /{tenant}/v2.0/.well-known/openid-configuration   login metadata msal reads
-    POST /{tenant}/oauth2/v2.0/token                        client-credentials tokens
+    POST /{tenant}/oauth2/v2.0/token                        client-credentials tokens: a client
+                                                            secret, a certificate-signed assertion,
+                                                            or a federated one (jwt-bearer)
+    GET  /msi/token                                         the platform's managed identity endpoint
+                                                            (IDENTITY_ENDPOINT / IDENTITY_HEADER)
     GET  /v1.0/users/{id or upn}
     POST /v1.0/users/{organizerId}/onlineMeetings/createOrGet
     GET | PATCH | DELETE /v1.0/users/{organizerId}/onlineMeetings/{meetingId}
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 OPERATIONS = (
     "discovery",
     "token",
+    "identity",
     "getUser",
     "createOrGet",
     "getMeeting",
@@ -138,11 +143,33 @@ class User:
         }
 
 
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass
+class FederatedCredential:
+    """Trust in another issuer's tokens (here: the emulated managed identity's)."""
+
+    issuer: str
+    subject: str
+    audience: str = FEDERATION_AUDIENCE
+
+
 @dataclass
 class App:
     directory: str
     client_id: str
-    client_secret: str
+    client_secret: str | None
+    federated: list[FederatedCredential] = field(default_factory=list)
+    certificates: list[Any] = field(default_factory=list)  # cryptography x509 certificates
+
+
+@dataclass
+class ManagedIdentity:
+    client_id: str
+    object_id: str
+    directory: str
 
 
 @dataclass
@@ -258,6 +285,13 @@ class GraphEmulator:
         self.meetings: dict[str, Meeting] = {}
         self.mail: list[dict[str, Any]] = []
         self._tokens: dict[str, tuple[str, str, float]] = {}
+        self.identities: dict[str, ManagedIdentity] = {}
+        # What the platform hands a function app as IDENTITY_HEADER.
+        self.identity_header = secrets.token_urlsafe(16)
+        self.identity_token_seconds = 3600
+        self._identity_key = secrets.token_bytes(32)
+        # How each token request proved the app: "secret", "certificate" or "federated".
+        self.token_requests: list[dict[str, str]] = []
         self._wire_base_url: str | None = None
         self._thread: threading.Thread | None = None
         self._server: _HttpsServer | None = None
@@ -366,9 +400,39 @@ class GraphEmulator:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def register_app(self, directory: str, client_id: str, client_secret: str) -> None:
+    @property
+    def identity_endpoint(self) -> str:
+        """What the platform hands a function app as IDENTITY_ENDPOINT."""
+        return f"{self.base_url}/msi/token"
+
+    def register_app(self, directory: str, client_id: str, client_secret: str | None) -> None:
         with self._lock:
             self.apps[(directory, client_id)] = App(directory, client_id, client_secret)
+
+    def add_managed_identity(self, directory: str, client_id: str | None = None) -> ManagedIdentity:
+        """A user-assigned identity the identity endpoint hands tokens for."""
+        identity = ManagedIdentity(client_id or str(uuid.uuid4()), str(uuid.uuid4()), directory)
+        with self._lock:
+            self.identities[identity.client_id] = identity
+        return identity
+
+    def federate(self, directory: str, client_id: str, identity: ManagedIdentity) -> None:
+        """Add `identity` to the app registration as a federated identity credential (issuer
+        the identity's directory, subject its object id, audience api://AzureADTokenExchange)."""
+        issuer = f"{self.base_url}/{identity.directory}/v2.0"
+        with self._lock:
+            self.apps[(directory, client_id)].federated.append(
+                FederatedCredential(issuer, identity.object_id)
+            )
+
+    def add_certificate(self, directory: str, client_id: str, certificate_pem: bytes) -> None:
+        """Upload a certificate's public part to the app registration."""
+        from cryptography import x509
+
+        with self._lock:
+            self.apps[(directory, client_id)].certificates.append(
+                x509.load_pem_x509_certificate(certificate_pem)
+            )
 
     def add_user(
         self,
@@ -409,6 +473,7 @@ class GraphEmulator:
             self.calls.clear()
             self.statuses.clear()
             self.faults.clear()
+            self.token_requests.clear()
 
     def live_meetings(self) -> list[Meeting]:
         with self._lock:
@@ -541,7 +606,9 @@ class GraphEmulator:
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             return "discovery", lambda *_: self._discovery(parts[0], base_url or self.base_url)
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
-            return "token", lambda h, b, q: self._token(parts[0], b)
+            return "token", lambda h, b, q: self._token(parts[0], b, base_url or self.base_url)
+        if parts == ["msi", "token"] and method == "GET":
+            return "identity", lambda h, b, q: self._identity_token(h, q, base_url or self.base_url)
         if parts[:2] != ["v1.0", "users"] or len(parts) < 3:
             return "unknown", unknown
         user_ref, rest = parts[2], parts[3:]
@@ -588,7 +655,84 @@ class GraphEmulator:
             },
         )
 
-    def _token(self, directory: str, body: bytes) -> _Reply:
+    def _identity_token(self, headers: Any, query: dict[str, list[str]], base_url: str) -> _Reply:
+        """App Service's managed identity protocol (api-version 2019-08-01)."""
+        import jwt
+
+        if not secrets.compare_digest(headers.get("X-IDENTITY-HEADER", ""), self.identity_header):
+            return _Reply(401, {"error": "invalid_request", "error_description": "bad header"})
+        args = {k: v[0] for k, v in query.items()}
+        resource = args.get("resource", "")
+        with self._lock:
+            identity = self.identities.get(args.get("client_id", ""))
+            if identity is None and "client_id" not in args and len(self.identities) == 1:
+                identity = next(iter(self.identities.values()))
+        if identity is None:
+            return _Reply(400, {"error": "invalid_request", "error_description": "no identity"})
+        if resource not in (FEDERATION_AUDIENCE, f"{FEDERATION_AUDIENCE}/.default"):
+            return _Reply(400, {"error": "invalid_resource", "error_description": resource})
+        now = int(time.time())
+        expires_on = now + self.identity_token_seconds
+        token = jwt.encode(
+            {
+                "iss": f"{base_url}/{identity.directory}/v2.0",
+                "sub": identity.object_id,
+                "oid": identity.object_id,
+                "aud": FEDERATION_AUDIENCE,
+                "iat": now,
+                "nbf": now,
+                "exp": expires_on,
+            },
+            self._identity_key,
+            algorithm="HS256",
+        )
+        return _Reply(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(expires_on),
+                "resource": FEDERATION_AUDIENCE,
+                "token_type": "Bearer",
+                "client_id": identity.client_id,
+            },
+        )
+
+    def _assertion_kind(self, app: App, assertion: str, base_url: str) -> str | None:
+        """ "federated" or "certificate" when `assertion` proves the app, else None."""
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(assertion)
+            if header.get("alg") == "HS256":
+                claims = jwt.decode(
+                    assertion,
+                    self._identity_key,
+                    algorithms=["HS256"],
+                    audience=FEDERATION_AUDIENCE,
+                )
+                trusted = any(
+                    (f.issuer, f.subject) == (claims.get("iss"), claims.get("sub"))
+                    for f in app.federated
+                )
+                return "federated" if trusted else None
+            token_endpoint = f"{base_url}/{app.directory}/oauth2/v2.0/token"
+            for certificate in app.certificates:
+                try:
+                    claims = jwt.decode(
+                        assertion,
+                        certificate.public_key(),
+                        algorithms=["PS256", "RS256"],
+                        audience=token_endpoint,
+                    )
+                except jwt.InvalidSignatureError:
+                    continue
+                if claims.get("iss") == claims.get("sub") == app.client_id:
+                    return "certificate"
+        except jwt.PyJWTError:
+            return None
+        return None
+
+    def _token(self, directory: str, body: bytes, base_url: str) -> _Reply:
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         if form.get("grant_type") != "client_credentials":
             return _Reply(
@@ -608,7 +752,25 @@ class GraphEmulator:
                     "error_description": "AADSTS700016: Application not found in the directory.",
                 },
             )
-        if not secrets.compare_digest(app.client_secret, form.get("client_secret", "")):
+        assertion = form.get("client_assertion")
+        if assertion is not None or "client_assertion_type" in form:
+            kind = None
+            if form.get("client_assertion_type") == JWT_BEARER and "client_secret" not in form:
+                kind = self._assertion_kind(app, assertion or "", base_url)
+            if kind is None:
+                return _Reply(
+                    401,
+                    {
+                        "error": "invalid_client",
+                        "error_description": "AADSTS700027: Client assertion failed "
+                        "signature validation, or no federated credential matches it.",
+                    },
+                )
+        elif app.client_secret is not None and secrets.compare_digest(
+            app.client_secret, form.get("client_secret", "")
+        ):
+            kind = "secret"
+        else:
             return _Reply(
                 401,
                 {
@@ -616,6 +778,8 @@ class GraphEmulator:
                     "error_description": "AADSTS7000215: Invalid client secret provided.",
                 },
             )
+        with self._lock:
+            self.token_requests.append({"clientId": app.client_id, "credential": kind})
         token = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         with self._lock:
             self._tokens[token] = (directory, app.client_id, time.time() + 3600)

@@ -24,7 +24,7 @@ import requests
 
 from localdev.azurite import REPO_ROOT, Azurite, start_azurite
 from localdev.devauth import DevIssuer, ensure_dev_issuer
-from localdev.graph_emulator import GraphEmulator, User
+from localdev.graph_emulator import GraphEmulator, ManagedIdentity, User
 from localdev.tls import LocalTls, make_local_tls
 
 DEMO_TENANT_ID = "demo"
@@ -70,9 +70,9 @@ def port_is_free(port: int) -> bool:
 
 
 def seed_demo_tenant(connection_string: str) -> None:
-    """Store the demo tenant (its secret stays in the MICROSOFT_CLIENT_SECRET setting)."""
-    from shared.bootstrap import DEFAULT_PROFILE_SECRET_SETTING
-    from shared.domain.tenant import MicrosoftProfile, Tenant
+    """Store the demo tenant: it signs in with the app's managed identity (no secret), as
+    deployments do by default."""
+    from shared.domain.tenant import CredentialKind, MicrosoftProfile, Tenant
     from shared.settings import StorageSettings
     from shared.storage.errors import AlreadyExistsError
     from shared.storage.tables import Tables, make_table_service
@@ -86,7 +86,7 @@ def seed_demo_tenant(connection_string: str) -> None:
                 tenant_id=DEMO_TENANT_ID,
                 display_name="Demo tutoring platform",
                 microsoft=MicrosoftProfile(
-                    DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, DEFAULT_PROFILE_SECRET_SETTING
+                    DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, None, CredentialKind.MANAGED_IDENTITY
                 ),
                 organizer_upn=ORGANIZER_UPN,
             )
@@ -112,17 +112,23 @@ def stack_settings(
     azurite: Azurite,
     emulator: GraphEmulator,
     tls: LocalTls,
-    secret: str,
+    identity: ManagedIdentity,
     issuer: DevIssuer,
     stripe_secret: str,
 ) -> dict[str, str]:
-    """App settings for the function app in a local run (what local.settings.json would hold)."""
+    """App settings for the function app in a local run (what local.settings.json would hold,
+    with the two the platform gives an app with a managed identity)."""
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "DEFAULT_TENANT_ID": DEMO_TENANT_ID,
         "MICROSOFT_TENANT_ID": DEMO_DIRECTORY_ID,
         "MICROSOFT_CLIENT_ID": DEMO_CLIENT_ID,
-        "MICROSOFT_CLIENT_SECRET": secret,
+        # No secret: the app's (emulated) managed identity is a federated credential of the
+        # demo app registration, as in Azure.
+        "MICROSOFT_CREDENTIAL": "managed_identity",
+        "MICROSOFT_IDENTITY_CLIENT_ID": identity.client_id,
+        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+        "IDENTITY_HEADER": emulator.identity_header,
         "TEAMS_ORGANIZER_EMAIL": ORGANIZER_UPN,
         "GRAPH_BASE_URL": emulator.graph_url,
         "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
@@ -160,14 +166,15 @@ def local_stack(
     process: subprocess.Popen[str] | None = None
     try:
         emulator = GraphEmulator(tls, port=emulator_port).start()
-        secret = secrets.token_urlsafe(24)
-        emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, secret)
+        emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, None)
+        identity = emulator.add_managed_identity(DEMO_DIRECTORY_ID)
+        emulator.federate(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, identity)
         organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
         issuer = ensure_dev_issuer(state_dir / "dev-auth")
         stripe_secret = ensure_stripe_secret(state_dir)
         env = {
             **os.environ,
-            **stack_settings(azurite, emulator, tls, secret, issuer, stripe_secret),
+            **stack_settings(azurite, emulator, tls, identity, issuer, stripe_secret),
             "MAIL_FOLDER": str(state_dir / "mail"),
             # `MAIL_TRANSPORT=graph make run` sends through the emulator's sendMail instead.
             "MAIL_TRANSPORT": os.environ.get("MAIL_TRANSPORT") or "folder",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
+from shared.domain.tenant import CredentialKind, InstallStatus, MicrosoftProfile, Tenant
 from shared.graph.errors import GraphAuthError
 from shared.observability import log_event
 from shared.settings import Settings, SettingsError, get_settings
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from shared.storage.tables import Tables
     from shared.storage.tenants import TenantRepository
 
-DEFAULT_PROFILE_SECRET_SETTING = "MICROSOFT_CLIENT_SECRET"  # noqa: S105 (a setting name)
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Services:
 
 
 def resolve_secret_setting(name: str) -> str:
-    """Read a client secret from the app setting a tenant's profile names.
+    """Read a client secret (or certificate) from the app setting a tenant's profile names.
 
     In Azure the setting is a Key Vault reference, which the platform resolves; the tables
     only ever hold the setting's name.
@@ -84,7 +83,7 @@ def resolve_secret_setting(name: str) -> str:
     value = os.environ.get(name, "")
     if not value:
         raise GraphAuthError(
-            f"the app setting {name!r} that should hold the client secret is not set",
+            f"the app setting {name!r} that should hold the client credential is not set",
             graph_code="secret_missing",
         )
     return value
@@ -101,7 +100,8 @@ def default_tenant(settings: Settings) -> Tenant | None:
         microsoft=MicrosoftProfile(
             directory_tenant_id=settings.microsoft.directory_tenant_id,
             client_id=settings.microsoft.client_id,
-            secret_setting=DEFAULT_PROFILE_SECRET_SETTING,
+            secret_setting=settings.microsoft.credential_setting,
+            credential=CredentialKind(settings.microsoft.credential),
         ),
         organizer_upn=settings.microsoft.organizer_upn,
     )
@@ -119,7 +119,7 @@ def build_services(
     from shared.auth.tokens import JwksCache, TokenValidator
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
-    from shared.graph.tokens import MsalTokenSource
+    from shared.graph.tokens import ManagedIdentityAssertion, MsalTokenSource
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.check_meetings import CheckMeetings
     from shared.services.convergence import Converger
@@ -144,6 +144,10 @@ def build_services(
         resolve_secret=resolve_secret_setting,
         http=session,
         timeout=settings.graph_timeout_seconds,
+        identity=ManagedIdentityAssertion(
+            settings.microsoft.identity_client_id if settings.microsoft else None,
+            timeout=settings.graph_timeout_seconds,
+        ),
     )
     tenants = TableTenantRepository(tables)
     audit = TableAuditRepository(tables)

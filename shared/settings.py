@@ -84,7 +84,25 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("MICROSOFT_TENANT_ID", "Default tenant: Microsoft Entra directory (tenant) id."),
     SettingSpec("MICROSOFT_CLIENT_ID", "Default tenant: application (client) id."),
-    SettingSpec("MICROSOFT_CLIENT_SECRET", "Default tenant: client secret (Key Vault reference)."),
+    SettingSpec(
+        "MICROSOFT_CREDENTIAL",
+        "Default tenant: how the app signs in to Entra: managed_identity (the app's identity as "
+        "a federated credential of the app registration), certificate or secret. Default: "
+        "secret when MICROSOFT_CLIENT_SECRET is set, certificate when "
+        "MICROSOFT_CLIENT_CERTIFICATE is, else managed_identity.",
+    ),
+    SettingSpec(
+        "MICROSOFT_IDENTITY_CLIENT_ID",
+        "Client id of the user-assigned managed identity federated with the app registration "
+        "(managed_identity; unset: the platform's default identity).",
+    ),
+    SettingSpec(
+        "MICROSOFT_CLIENT_CERTIFICATE",
+        "Default tenant: private key and certificate, PEM (certificate; a Key Vault reference).",
+    ),
+    SettingSpec(
+        "MICROSOFT_CLIENT_SECRET", "Default tenant: client secret (secret; a Key Vault reference)."
+    ),
     SettingSpec(
         "TEAMS_ORGANIZER_EMAIL", "Default tenant: UPN of the mailbox that organizes meetings."
     ),
@@ -176,9 +194,14 @@ _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
 _MICROSOFT_PROFILE_NAMES = (
     "MICROSOFT_TENANT_ID",
     "MICROSOFT_CLIENT_ID",
-    "MICROSOFT_CLIENT_SECRET",
     "TEAMS_ORGANIZER_EMAIL",
 )
+_CREDENTIALS = ("managed_identity", "certificate", "secret")
+# The app setting that holds each credential's material (none for a managed identity).
+CREDENTIAL_SETTING = {
+    "certificate": "MICROSOFT_CLIENT_CERTIFICATE",
+    "secret": "MICROSOFT_CLIENT_SECRET",
+}
 _MAIL_TRANSPORTS = ("graph", "smtp", "folder")
 
 
@@ -237,12 +260,18 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class MicrosoftProfileSettings:
-    """The default tenant's Microsoft profile, from seed 000's four variables."""
+    """The default tenant's Microsoft profile: seed 000's variables, and how the app signs in
+    (`credential`; for a certificate or a secret, the setting that holds it)."""
 
     directory_tenant_id: str
     client_id: str
-    client_secret: str = field(repr=False)
     organizer_upn: str
+    credential: str = "managed_identity"
+    identity_client_id: str | None = None
+
+    @property
+    def credential_setting(self) -> str | None:
+        return CREDENTIAL_SETTING.get(self.credential)
 
 
 @dataclass(frozen=True)
@@ -329,21 +358,7 @@ class Settings:
 
         storage = StorageSettings.from_values(value, problems)
 
-        given = [name for name in _MICROSOFT_PROFILE_NAMES if value(name)]
-        microsoft: MicrosoftProfileSettings | None = None
-        if given and len(given) < len(_MICROSOFT_PROFILE_NAMES):
-            missing = [name for name in _MICROSOFT_PROFILE_NAMES if not value(name)]
-            problems.append(
-                f"{', '.join(missing)} missing: the default tenant's Microsoft profile needs "
-                f"all of {', '.join(_MICROSOFT_PROFILE_NAMES)} (or none of them)"
-            )
-        elif given:
-            microsoft = MicrosoftProfileSettings(
-                directory_tenant_id=value("MICROSOFT_TENANT_ID"),
-                client_id=value("MICROSOFT_CLIENT_ID"),
-                client_secret=value("MICROSOFT_CLIENT_SECRET"),
-                organizer_upn=value("TEAMS_ORGANIZER_EMAIL"),
-            )
+        microsoft = _microsoft_profile(env, value, problems)
 
         graph_base_url = value("GRAPH_BASE_URL").rstrip("/")
         authority_host = value("MICROSOFT_AUTHORITY_HOST").rstrip("/")
@@ -438,6 +453,53 @@ class Settings:
             ),
             mail=mail,
         )
+
+
+def _microsoft_profile(
+    env: Mapping[str, str], value: Callable[[str], str], problems: list[str]
+) -> MicrosoftProfileSettings | None:
+    """The default tenant's profile, or None when none of its settings is given."""
+    material = [name for name in CREDENTIAL_SETTING.values() if value(name)]
+    named = env.get("MICROSOFT_CREDENTIAL", "").strip().lower()
+    given = [name for name in _MICROSOFT_PROFILE_NAMES if value(name)]
+    if not given and not material and not named:
+        return None
+    if named and named not in _CREDENTIALS:
+        problems.append(
+            f"MICROSOFT_CREDENTIAL must be one of {', '.join(_CREDENTIALS)}, got {named!r}"
+        )
+        return None
+    credential = named or (
+        "secret"
+        if value("MICROSOFT_CLIENT_SECRET")
+        else "certificate"
+        if value("MICROSOFT_CLIENT_CERTIFICATE")
+        else "managed_identity"
+    )
+    needed = [*_MICROSOFT_PROFILE_NAMES]
+    if credential in CREDENTIAL_SETTING:
+        needed.insert(2, CREDENTIAL_SETTING[credential])
+    missing = [name for name in needed if not value(name)]
+    if missing:
+        problems.append(
+            f"{', '.join(missing)} missing: the default tenant's Microsoft profile with "
+            f"MICROSOFT_CREDENTIAL={credential} needs {', '.join(needed)} (or none of them)"
+        )
+        return None
+    if credential == "certificate" and "PRIVATE KEY-----" not in value(
+        "MICROSOFT_CLIENT_CERTIFICATE"
+    ):
+        problems.append(
+            "MICROSOFT_CLIENT_CERTIFICATE must hold the private key and the certificate in PEM "
+            "(a Key Vault certificate's secret with content type application/x-pem-file)"
+        )
+    return MicrosoftProfileSettings(
+        directory_tenant_id=value("MICROSOFT_TENANT_ID"),
+        client_id=value("MICROSOFT_CLIENT_ID"),
+        organizer_upn=value("TEAMS_ORGANIZER_EMAIL"),
+        credential=credential,
+        identity_client_id=value("MICROSOFT_IDENTITY_CLIENT_ID") or None,
+    )
 
 
 def _number(name: str, raw: str, low: float, high: float, problems: list[str]) -> float:

@@ -41,6 +41,9 @@ var platformSettings = {
   AzureWebJobsStorage__queueServiceUri: 'https://${storageAccountName}.queue.${environment().suffixes.storage}'
   AzureWebJobsStorage__clientId: ''
   STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage
+  MICROSOFT_CREDENTIAL: 'secret'
+  MICROSOFT_IDENTITY_CLIENT_ID: ''
+  MICROSOFT_CLIENT_CERTIFICATE: 
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
 }

@@ -47,17 +47,32 @@ class MeetingOptions:
     subject_template: str = "{subject} {level} Lesson"
 
 
+class CredentialKind(StrEnum):
+    """How the app proves itself to Microsoft Entra for a tenant's app registration."""
+
+    # The app's managed identity, added to the app registration as a federated identity
+    # credential: no secret exists anywhere, nothing expires unseen.
+    MANAGED_IDENTITY = "managed_identity"
+    # A certificate (private key and certificate, PEM) the app signs its assertion with.
+    CERTIFICATE = "certificate"
+    # A client secret (24 months at most in Entra).
+    SECRET = "secret"  # noqa: S105 (a kind of credential, not one)
+
+
 @dataclass(frozen=True)
 class MicrosoftProfile:
-    """The tenant's app registration. The secret is never stored here, only a reference.
+    """The tenant's app registration. No secret is ever stored here, only a reference.
 
-    `secret_setting` names the app setting that holds the client secret; in Azure that setting
-    is a Key Vault reference, so the value lives in Key Vault.
+    `credential` says how the app signs in. For a secret or a certificate, `secret_setting`
+    names the app setting that holds it (in Azure a Key Vault reference, so the value lives in
+    Key Vault); a managed identity needs none (the app's own identity is federated with the
+    registration).
     """
 
     directory_tenant_id: str
     client_id: str
-    secret_setting: str
+    secret_setting: str | None = None
+    credential: CredentialKind = CredentialKind.SECRET
 
 
 @dataclass(frozen=True)

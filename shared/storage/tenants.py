@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.tenant import (
     AllowedPresenters,
+    CredentialKind,
     InstallStatus,
     LobbyBypassScope,
     MailSettings,
@@ -106,6 +107,7 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "DirectoryTenantId": profile.directory_tenant_id if profile else None,
         "ClientId": profile.client_id if profile else None,
         "SecretSetting": profile.secret_setting if profile else None,
+        "Credential": profile.credential.value if profile else None,
         "OrganizerUpn": tenant.organizer_upn,
         "OrganizerObjectId": tenant.organizer_object_id,
         "LobbyBypassScope": options.lobby_bypass_scope.value,
@@ -123,21 +125,12 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
 
 def entity_to_tenant(entity: Any) -> Tenant:
     r = EntityReader(entity, "tenant")
-    directory, client, secret = (
-        r.opt_text("DirectoryTenantId"),
-        r.opt_text("ClientId"),
-        r.opt_text("SecretSetting"),
-    )
-    if any((directory, client, secret)) and not all((directory, client, secret)):
-        raise r.fail("Microsoft profile is incomplete (directory, client and secret setting)")
     defaults = MeetingOptions()
     return Tenant(
         tenant_id=r.text("RowKey"),
         display_name=r.text("DisplayName"),
         install_status=r.enum("InstallStatus", InstallStatus),
-        microsoft=(
-            MicrosoftProfile(directory, client, secret) if directory and client and secret else None
-        ),
+        microsoft=_profile(r),
         organizer_upn=r.opt_text("OrganizerUpn"),
         organizer_object_id=r.opt_text("OrganizerObjectId"),
         meeting_options=MeetingOptions(
@@ -155,3 +148,24 @@ def entity_to_tenant(entity: Any) -> Tenant:
         updated_at=r.opt_moment("UpdatedAt"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )
+
+
+def _profile(r: EntityReader) -> MicrosoftProfile | None:
+    directory, client, setting = (
+        r.opt_text("DirectoryTenantId"),
+        r.opt_text("ClientId"),
+        r.opt_text("SecretSetting"),
+    )
+    # Rows written before credentials had kinds hold a secret setting.
+    credential = (
+        r.enum("Credential", CredentialKind) if r.opt_text("Credential") else CredentialKind.SECRET
+    )
+    if not any((directory, client, setting)):
+        return None
+    needs_setting = credential is not CredentialKind.MANAGED_IDENTITY
+    if not (directory and client) or (needs_setting and not setting):
+        raise r.fail(
+            "Microsoft profile is incomplete (directory, client id, and for a secret or a "
+            "certificate the app setting that holds it)"
+        )
+    return MicrosoftProfile(directory, client, setting if needs_setting else None, credential)

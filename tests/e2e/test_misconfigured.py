@@ -76,7 +76,7 @@ def test_a_bad_setting_is_answered_as_misconfigured_by_every_function(tmp_path, 
         # AND one ERROR line at start names them; no secret value anywhere
         started = [line for line in output if '"event":"settings_invalid"' in line]
         assert len(started) == 1
-        secrets = [MARK, stack.env["MICROSOFT_CLIENT_SECRET"]]
+        secrets = [MARK, stack.env["IDENTITY_HEADER"]]
         for text in bodies + output:
             for secret in secrets:
                 assert secret not in text

@@ -62,3 +62,26 @@ def test_the_host_refuses_to_start_without_storage(tmp_path):
 
     assert result.returncode == 1
     assert "AzureWebJobsStorage" in result.stderr
+
+
+def test_the_local_service_reaches_graph_without_any_secret(tmp_path):
+    with local_stack(state_dir=tmp_path) as stack:
+        # GIVEN the demo app registration holds no secret, only the federated identity
+        assert "MICROSOFT_CLIENT_SECRET" not in stack.env
+        admin = stack.issuer.mint(user="admin-1", roles=["admin"], tenant="demo")
+
+        # WHEN an admin verifies the organizer (a Graph call) twice
+        for _ in range(2):
+            answer = requests.post(
+                f"{stack.api}/v1/teams-meetings/verify-organizer",
+                json={},
+                headers={"Authorization": f"Bearer {admin}"},
+                timeout=30,
+            )
+            assert answer.json()["valid"] is True
+
+        # THEN the app signed in once, with its managed identity's federated assertion
+        assert stack.emulator.token_requests == [
+            {"clientId": stack.env["MICROSOFT_CLIENT_ID"], "credential": "federated"}
+        ]
+        assert stack.emulator.calls["identity"] == 1

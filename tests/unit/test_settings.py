@@ -98,15 +98,65 @@ def test_the_four_seed_variables_make_the_default_tenant_profile():
 
 
 def test_a_partial_profile_names_each_missing_variable():
-    env = {**STORAGE, **PROFILE}
+    env = {**STORAGE, **PROFILE, "MICROSOFT_CREDENTIAL": "secret"}
     del env["MICROSOFT_CLIENT_SECRET"]
     del env["TEAMS_ORGANIZER_EMAIL"]
 
     with pytest.raises(SettingsError) as raised:
         Settings.from_env(env)
 
-    assert "MICROSOFT_CLIENT_SECRET" in str(raised.value)
-    assert "TEAMS_ORGANIZER_EMAIL" in str(raised.value)
+    assert raised.value.names == ("MICROSOFT_CLIENT_SECRET", "TEAMS_ORGANIZER_EMAIL")
+
+
+def test_without_a_secret_or_certificate_the_profile_signs_in_with_the_managed_identity():
+    env = {**STORAGE, **PROFILE, "MICROSOFT_IDENTITY_CLIENT_ID": "mi-client-1"}
+    del env["MICROSOFT_CLIENT_SECRET"]
+
+    microsoft = Settings.from_env(env).microsoft
+
+    assert microsoft is not None
+    assert (microsoft.credential, microsoft.identity_client_id) == (
+        "managed_identity",
+        "mi-client-1",
+    )
+    assert microsoft.credential_setting is None
+
+
+def test_the_credential_follows_the_material_given_unless_named():
+    pem = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+    with_secret = Settings.from_env({**STORAGE, **PROFILE}).microsoft
+    env = {**STORAGE, **PROFILE, "MICROSOFT_CLIENT_CERTIFICATE": pem}
+    del env["MICROSOFT_CLIENT_SECRET"]
+    with_certificate = Settings.from_env(env).microsoft
+    named = Settings.from_env({**STORAGE, **PROFILE, "MICROSOFT_CREDENTIAL": "managed_identity"})
+
+    assert with_secret is not None
+    assert (with_secret.credential, with_secret.credential_setting) == (
+        "secret",
+        "MICROSOFT_CLIENT_SECRET",
+    )
+    assert with_certificate is not None
+    assert with_certificate.credential_setting == "MICROSOFT_CLIENT_CERTIFICATE"
+    assert named.microsoft is not None
+    assert named.microsoft.credential == "managed_identity"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"MICROSOFT_CREDENTIAL": "password"}, ("MICROSOFT_CREDENTIAL",)),
+        ({"MICROSOFT_CREDENTIAL": "certificate"}, ("MICROSOFT_CLIENT_CERTIFICATE",)),
+        ({"MICROSOFT_CLIENT_CERTIFICATE": "not a pem"}, ("MICROSOFT_CLIENT_CERTIFICATE",)),
+    ],
+)
+def test_a_credential_without_what_it_needs_is_named(env, names):
+    base = {**STORAGE, **PROFILE}
+    del base["MICROSOFT_CLIENT_SECRET"]
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**base, **env})
+
+    assert raised.value.names == names
 
 
 @pytest.mark.parametrize(
@@ -257,6 +307,7 @@ def test_the_settings_at_fault_are_named_without_their_values():
     env = {
         **STORAGE,
         **PROFILE,
+        "MICROSOFT_CREDENTIAL": "secret",
         "MICROSOFT_CLIENT_SECRET": "",
         "STRIPE_WEBHOOK_SECRET": "sk_live_not_a_signing_secret",
         "GRAPH_TIMEOUT_SECONDS": "-1",
