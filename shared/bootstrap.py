@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from shared.storage.tenants import TenantRepository
 
 
-
 @dataclass(frozen=True)
 class Services:
     settings: Settings
