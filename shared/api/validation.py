@@ -226,7 +226,8 @@ def time_zone(raw: Any, name: str) -> str:
         raise ValidationError(f"{name} must be an IANA time zone name", "invalid_time_zone")
     try:
         ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name the zone database holds as a folder ("America"), or cannot read.
         raise ValidationError(
             f"{name} {raw!r} is not an IANA time zone (e.g. Europe/London)", "invalid_time_zone"
         ) from None

@@ -145,6 +145,7 @@ def _asked(meeting: MeetingState, now: datetime) -> MeetingState:
         failed=False,
         next_attempt_at=None,
         rounds=0,
+        remade=0,
         changed_at=now,
     )
 

@@ -150,7 +150,7 @@ def gone(
     )
     remade = booking.live and meeting.wanted and meeting.removed
     if remade:
-        meeting = meeting.anew()
+        meeting = replace(meeting.anew(), remade=meeting.remade + 1)
     after = settled(replace(booking, meeting=meeting))
     if remade and booking.meeting.join_url is not None:
         # People hold the old link: they are told the new one once the meeting exists.
@@ -212,6 +212,11 @@ def attempt_failed(
 def owns_round(booking: Booking, work: Work, token: str) -> bool:
     """`token` holds the booking's claim for `work`: its holder owns the round under way."""
     return work.still(booking) and booking.meeting.claim_token == token
+
+
+def would_remake(booking: Booking) -> bool:
+    """Recording the meeting gone would make it anew (the booking still wants one)."""
+    return booking.live and booking.meeting.wanted
 
 
 def retry_scheduled(booking: Booking, at: datetime, token: str | None = None) -> Booking:

@@ -9,10 +9,12 @@ records what Teams answered in the *observed* half, and asks again until the ste
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 TEAMS = "teams"
+# A scheduled time this close counts as due (queue visibility has whole-second precision).
+DUE_SLACK = timedelta(seconds=1)
 
 
 class MeetingStatus(StrEnum):
@@ -58,6 +60,7 @@ class MeetingState:
 
     Progress: `attempts` at the current work, the last error code, `failed` when retries
     stopped, `next_attempt_at` and `rounds` (delayed retries scheduled for the current work),
+    `remade` (meetings of the current work made anew because Teams lost them),
     and a short claim (`claim_token`, `claim_until`) that lets only one worker call Graph for
     the booking at a time.
     """
@@ -85,6 +88,8 @@ class MeetingState:
     failed: bool = False
     next_attempt_at: datetime | None = None
     rounds: int = 0
+    # Times the current work's meeting was made anew because Teams no longer had it.
+    remade: int = 0
     claim_token: str | None = None
     claim_until: datetime | None = None
     changed_at: datetime | None = None
@@ -109,6 +114,13 @@ class MeetingState:
             create_in_doubt=False,
             verified_at=None,
         )
+
+    def due(self, token: str | None, now: datetime) -> bool:
+        """An attempt may start now: no delayed round is scheduled later (queue visibility has
+        whole-second precision, hence the slack), or `token` holds the round under way."""
+        if self.claim_token is not None and self.claim_token == token:
+            return True
+        return self.next_attempt_at is None or self.next_attempt_at - now <= DUE_SLACK
 
     def claimed_by_other(self, token: str | None, now: datetime) -> bool:
         return (

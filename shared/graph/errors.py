@@ -61,6 +61,13 @@ class GraphTimeoutError(GraphTransientError):
     code = "graph_timeout"
 
 
+class GraphMeetingVanishingError(GraphError):
+    """Every meeting made for this work is soon missing from Teams again: Graph is not keeping
+    what it makes. Retrying would make meetings without end, so a person looks."""
+
+    code = "graph_meeting_vanishing"
+
+
 class GraphInconsistentError(GraphTransientError):
     """Graph answered 404 for a meeting that a GET right after still finds: not gone, and
     worth another try."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from shared.domain.tenant import MicrosoftProfile
 from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
-from shared.graph.errors import GraphError
+from shared.graph.errors import GraphError, GraphInconsistentError, GraphNotFoundError
 from shared.observability import log_event
 from shared.services.meeting_work import RetryPolicy
 from shared.services.tenants import TenantDirectory
@@ -33,6 +33,12 @@ CHECK_SUBJECT = "Meetings service check (deleted automatically)"
 CHECK_LEAD = timedelta(days=1)
 CHECK_LENGTH = timedelta(minutes=15)
 SWEEP_LIMIT = 100
+# A tenant with this many check meetings still to remove makes no more until a person looks.
+MAX_OUTSTANDING = 10
+
+
+class CheckBacklogError(Exception):
+    """Too many of the tenant's check meetings are still waiting to be removed."""
 
 
 @dataclass
@@ -66,7 +72,12 @@ class CheckMeetings:
 
     def open(self, tenant_id: str, organizer_id: str) -> CheckMeeting:
         """Record a check about to be made (before its createOrGet). Storage errors propagate:
-        no check is made that could not be removed later."""
+        no check is made that could not be removed later. `CheckBacklogError` when the
+        tenant's earlier checks are still waiting to be removed."""
+        if self._checks.count_for_tenant(tenant_id) >= MAX_OUTSTANDING:
+            raise CheckBacklogError(
+                f"{MAX_OUTSTANDING} check meetings of this tenant are still to be removed"
+            )
         now = self._clock()
         check = CheckMeeting(
             check_id=uuid.uuid4().hex,
@@ -103,11 +114,24 @@ class CheckMeetings:
                     profile, check.organizer_id, self.request(check), None, ctx
                 ).id
                 check = replace(check, meeting_id=meeting_id)
-            self._graph.delete_meeting(profile, check.organizer_id, meeting_id, ctx)
+            if not self._graph.delete_meeting(profile, check.organizer_id, meeting_id, ctx):
+                self._confirm_gone(profile, check, meeting_id, ctx)
         except GraphError as error:
             return self._later(check, error)
         self._forget(check)
         return True
+
+    def _confirm_gone(
+        self, profile: MicrosoftProfile, check: CheckMeeting, meeting_id: str, ctx: CallContext
+    ) -> None:
+        """A 404 to the DELETE is believed once a GET agrees (as for bookings' meetings)."""
+        try:
+            self._graph.get_meeting(profile, check.organizer_id, meeting_id, ctx)
+        except GraphNotFoundError:
+            return
+        raise GraphInconsistentError(
+            "Graph answered 404 to the DELETE of a check meeting a GET still finds", status=404
+        )
 
     def sweep(self) -> CheckSweepReport:
         """Remove the meetings of checks whose removal is due. Never raises: storage or Graph

@@ -19,14 +19,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.domain import convergence as facts
 from shared.domain.booking import Booking
 from shared.domain.meeting import Step
 from shared.domain.tenant import Tenant
-from shared.graph.errors import GraphError, GraphTransientError
+from shared.graph.errors import (
+    GraphError,
+    GraphInconsistentError,
+    GraphMeetingVanishingError,
+    GraphTransientError,
+)
 from shared.services.meetings import MeetingSteps, StepResult, TeamsNotConfiguredError
 from shared.services.tenants import TenantDirectory
 from shared.storage.bookings import BookingRepository
@@ -38,6 +43,8 @@ logger = logging.getLogger("meetings.converge")
 MAX_STEPS = 6
 # Re-reads to record one answer when other writers keep winning the ETag race.
 MAX_RECORD_TRIES = 8
+# Meetings one piece of work may make anew because Teams lost them, before a person looks.
+MAX_REMADE = 3
 # Below this many seconds of budget no Graph call is started.
 MIN_CALL_SECONDS = 0.5
 
@@ -48,13 +55,15 @@ class ConvergeResult:
 
     `error`: the Graph failure that stopped it (recorded on the booking). `busy`: another
     worker holds the booking's claim and will carry on. `out_of_time`: the budget ran out
-    before the next step.
+    before the next step. `not_due`: a delayed round is scheduled later (`nextAttemptAt`);
+    its owner's message takes it then.
     """
 
     booking: Booking
     error: GraphError | None = None
     busy: bool = False
     out_of_time: bool = False
+    not_due: bool = False
 
     @property
     def converged(self) -> bool:
@@ -105,12 +114,17 @@ class Converger:
         keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
         tenant: Tenant | None = None  # read once, when a step needs it
+        made_here: set[int] = set()  # generations this call made
         for _ in range(MAX_STEPS):
             step = booking.next_step
             if step is Step.NONE or booking.meeting.failed:
-                return ConvergeResult(booking)
+                return ConvergeResult(self._let_go(booking, token))
             if booking.meeting.claimed_by_other(token, self._clock()):
                 return ConvergeResult(booking, busy=True)
+            if not booking.meeting.due(token, self._clock()):
+                # Read again after a lost ETag race, or listed before its round was scheduled:
+                # the round's owner scheduled the next one, and its message takes it.
+                return ConvergeResult(booking, not_due=True)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
@@ -132,6 +146,33 @@ class Converger:
                 booking = self._bookings.get(tenant_id, booking_id)
                 continue
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
+            if result.gone and step is Step.UPDATE and result.generation in made_here:
+                # Teams says the meeting it made moments ago is missing: Graph is wrong, not
+                # the meeting gone. Made anew at once, it would make meetings without end.
+                result = replace(
+                    result,
+                    gone=False,
+                    error=GraphInconsistentError(
+                        "Teams reports the meeting it has just made as missing", status=404
+                    ),
+                )
+            if (
+                result.gone
+                and step is Step.UPDATE
+                and result.error is None
+                and facts.would_remake(held)
+                and held.meeting.remade >= MAX_REMADE
+            ):
+                result = replace(
+                    result,
+                    gone=False,
+                    error=GraphMeetingVanishingError(
+                        f"Teams lost the meeting made for this booking {MAX_REMADE + 1} times",
+                        status=404,
+                    ),
+                )
+            if step is Step.CREATE and result.sighting is not None:
+                made_here.add(result.generation)
             if result.error is not None:
                 fact = self._failure(
                     step, result.error, held, booking, token, sent_step=True, keep=keep
@@ -147,6 +188,13 @@ class Converger:
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
         return ConvergeResult(booking)
+
+    def _let_go(self, booking: Booking, token: str) -> Booking:
+        """Nothing (more) to do: a claim this call still holds (kept over a pause after a
+        failure) is released, so that the next action need not wait for it to lapse."""
+        if booking.meeting.claim_token != token:
+            return booking
+        return self.record(booking, lambda b: facts.released(b, token))
 
     def _organizer(self, booking: Booking, tenant: Tenant, remaining: float | None) -> str:
         """Whom a create is sent for. A create in doubt is retried for the organizer it was
@@ -176,6 +224,15 @@ class Converger:
         except ConcurrencyError:
             return None  # it changed just now: whoever changed it converges it
         result = self._steps.check(held, self._tenants.get(booking.tenant_id), actor=actor)
+        if result.gone and facts.would_remake(held) and held.meeting.remade >= MAX_REMADE:
+            result = replace(
+                result,
+                gone=False,
+                error=GraphMeetingVanishingError(
+                    f"Teams lost the meeting made for this booking {MAX_REMADE + 1} times",
+                    status=404,
+                ),
+            )
         now = self._clock()
         fact: Fact
         if result.error is not None:

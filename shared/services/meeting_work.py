@@ -34,9 +34,6 @@ from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
 
 logger = logging.getLogger("meetings.work")
 
-# A scheduled time this close counts as due (queue visibility has whole-second precision).
-_DUE_SLACK = timedelta(seconds=1)
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -159,10 +156,9 @@ class MeetingWorker:
         except NotFoundError:
             logger.warning("meeting work for unknown booking %s dropped", work.booking_id)
             return None
-        due = booking.meeting.next_attempt_at
-        if due is not None and due - self._clock() > _DUE_SLACK and booking.needs_reconciliation:
-            self._queue.send(work, (due - self._clock()).total_seconds())
-            return ConvergeResult(booking)
+        if not booking.meeting.due(None, self._clock()) and booking.needs_reconciliation:
+            self._wait_for_round(work, booking)
+            return ConvergeResult(booking, not_due=True)
         # The round this message starts is this worker's: it alone retries in process and
         # schedules the next round, holding the booking's claim in between.
         token = uuid.uuid4().hex
@@ -170,6 +166,8 @@ class MeetingWorker:
         error = result.error
         if result.busy:
             self._defer_to_holder(work, result.booking)
+        elif result.not_due:
+            self._wait_for_round(work, result.booking)
         elif error is not None and not error.retryable:
             stop(self._queue, result.booking, error, "permanent")
         elif error is not None:
@@ -230,7 +228,7 @@ class MeetingWorker:
         )
         for i, pause in enumerate(pauses):
             if result.error is None or not result.error.retryable or result.busy:
-                break
+                break  # (a round that is not due has no error)
             wait = max(pause, _retry_after(result.error) or 0.0)
             if wait > self._policy.max_in_process_wait:
                 break
@@ -240,6 +238,10 @@ class MeetingWorker:
                 work.tenant_id, work.booking_id, token=token, hold=hold
             )
         return result
+
+    def _wait_for_round(self, work: MeetingWork, booking: Booking) -> None:
+        due = booking.meeting.next_attempt_at or self._clock()
+        self._queue.send(work, max(0.0, (due - self._clock()).total_seconds()))
 
     def _defer_to_holder(self, work: MeetingWork, booking: Booking) -> None:
         # The holder re-reads after each step and carries on; if it died, its claim lapses.

@@ -173,6 +173,8 @@ class MeetingSteps:
                     profile, organizer_id, meeting_id, ctx, tenant.meeting_options
                 )
             except GraphNotFoundError:
+                # Made anew on this answer, a wrong 404 would leave a second meeting live.
+                self._confirm_gone(profile, organizer_id, meeting_id, ctx, "GET")
                 result = StepResult(Step.NONE, generation, gone=True, gone_id=meeting_id)
                 self._report(booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result)
                 return result
@@ -265,7 +267,8 @@ class MeetingSteps:
     ) -> None:
         """A 404 is only believed once a GET agrees: a meeting declared gone is made anew (or
         its cancelled booking left alone), so one wrong 404 would leave a live meeting behind.
-        Raises a retryable error when the meeting is still there, or the GET fails."""
+        Raises a retryable error when the meeting is still there, or the GET fails. (After a
+        GET's 404, this second GET is the confirmation.)"""
         try:
             self._graph.get_meeting(profile, organizer_id, meeting_id, ctx)
         except GraphNotFoundError:

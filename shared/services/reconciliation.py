@@ -39,6 +39,7 @@ class ReconcileReport:
     scheduled: int = 0
     stopped: int = 0
     busy: int = 0
+    not_due: int = 0
     in_window: int = 0
     verified: int = 0
     repaired: int = 0
@@ -131,6 +132,8 @@ class Reconciler:
         error = result.error
         if result.busy:
             report.busy += 1
+        elif result.not_due:
+            report.not_due += 1  # its round was scheduled after the markers were listed
         elif error is not None and not error.retryable:
             stop(self._queue, result.booking, error, "permanent")
             report.stopped += 1

@@ -67,6 +67,10 @@ class CheckMeetingRepository(Protocol):
         """Checks whose removal is due and not given up, oldest first."""
         ...
 
+    def count_for_tenant(self, tenant_id: str) -> int:
+        """The tenant's checks still recorded (in flight, retrying or given up)."""
+        ...
+
 
 class TableCheckMeetingRepository:
     """`CheckMeetingRepository` on Azure Table Storage."""
@@ -103,6 +107,14 @@ class TableCheckMeetingRepository:
             self._tables.reads += len(found)
         return sorted(found, key=lambda c: c.created_at)[:limit]
 
+    def count_for_tenant(self, tenant_id: str) -> int:
+        pk = validate_key(tenant_id, "tenant id")
+        flt = f"PartitionKey eq '{_PARTITION}' and TenantId eq '{pk}'"
+        with translated_errors("check meetings query"):
+            found = sum(1 for _ in self._table.query_entities(flt, select=["RowKey"]))
+        self._tables.reads += found
+        return found
+
 
 class InMemoryCheckMeetingRepository:
     """The in-memory twin (passes the same contract tests)."""
@@ -126,6 +138,10 @@ class InMemoryCheckMeetingRepository:
             rows = list(self._rows.values())
         due = [c for c in rows if not c.failed and c.next_attempt_at <= now]
         return sorted(due, key=lambda c: c.created_at)[:limit]
+
+    def count_for_tenant(self, tenant_id: str) -> int:
+        with self._lock:
+            return sum(1 for c in self._rows.values() if c.tenant_id == tenant_id)
 
     def all(self) -> list[CheckMeeting]:
         with self._lock:

@@ -46,6 +46,8 @@ BAD_CREATES = [
     ("a 13-hour lesson", booking_body(endDateTime=future_slot(hours=13)[1]), "invalid_duration"),
     ("a 1-minute lesson", booking_body(endDateTime=START[:-3] + "01Z"), "invalid_duration"),
     ("unknown time zone", booking_body(timeZone="Mars/Olympus"), "invalid_time_zone"),
+    ("a zone folder, not a zone", booking_body(timeZone="America"), "invalid_time_zone"),
+    ("a zone path escape", booking_body(timeZone="../../etc/passwd"), "invalid_time_zone"),
     ("no participants", booking_body(participants=[]), "invalid_value"),
     ("participant not an object", booking_body(participants=["student-1"]), "invalid_type"),
     ("bad e-mail", booking_body(participants=participants(email="nope")), "invalid_value"),

@@ -200,3 +200,31 @@ def test_check_rows_are_listed_when_due_and_not_given_up(repository):
     later = {c.check_id: c for c in repository.list_due(now + timedelta(hours=2))}
     assert set(later) == {"due", "later"}
     assert later["due"].meeting_id == "m1"
+
+
+def test_a_wrong_404_to_the_delete_is_not_believed(svc, emulator, checks, clock):
+    # GIVEN Graph answers the check meeting's DELETE with one 404 while it still has it
+    emulator.add_fault(Fault(operation="deleteMeeting", status=404, count=1))
+
+    result = dry_run(svc, checks)
+
+    # THEN the answer does not claim it is gone, and the timer removes it
+    assert (result.valid, result.check_removed) == (True, False)
+    assert len(live_checks(emulator)) == 1
+    clock.now += timedelta(seconds=31)
+    assert checks.sweep().removed == 1
+    assert live_checks(emulator) == []
+
+
+def test_a_tenant_with_checks_left_to_remove_makes_no_more(svc, emulator, checks):
+    # GIVEN Teams refuses every DELETE for good, so each dry run leaves its meeting
+    emulator.add_fault(Fault(operation="deleteMeeting", status=403))
+    for _ in range(10):
+        assert dry_run(svc, checks).check_removed is False
+
+    # WHEN an admin runs another
+    result = dry_run(svc, checks)
+
+    # THEN no meeting is made: a person removes the ten first (ERROR check_meeting_not_removed)
+    assert (result.valid, result.reason) == (False, "check_meetings_left")
+    assert len(live_checks(emulator)) == 10

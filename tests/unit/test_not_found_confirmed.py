@@ -11,6 +11,7 @@ from shared.auth.principal import Principal, Role
 from shared.domain.booking import MeetingStatus
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
+from shared.services.meeting_work import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
 
@@ -112,3 +113,49 @@ def test_a_get_that_fails_after_a_404_is_a_retry_not_a_verdict():
 
         assert world.emulator.live_meetings() == []
         assert world.booking(booking_id).meeting.status is MeetingStatus.DELETED
+
+
+def test_a_wrong_404_to_the_pre_start_check_makes_no_second_meeting():
+    with memory_world() as world:
+        # GIVEN a meeting that starts within the verification window
+        start = world.clock.now + timedelta(hours=3)
+        booking = world.bookings.add(
+            a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
+        )
+        use_cases.approve_booking(STAFF, booking.booking_id, Approval(), world.deps)
+        world.queue.messages.clear()
+        (meeting,) = world.emulator.live_meetings()
+        # AND Graph answers the check's GET with one wrong 404
+        world.emulator.add_fault(Fault(operation="getMeeting", status=404, count=1))
+
+        # WHEN the timer verifies it
+        report = world.reconciler.run()
+
+        # THEN the second GET found it: nothing is made anew, and the next run checks it again
+        assert (report.remade, report.errors) == (0, 1)
+        assert [m.id for m in world.emulator.live_meetings()] == [meeting.id]
+        assert world.booking(booking.booking_id).meeting.generation == 1
+        assert world.reconciler.run().verified == 1
+
+
+def test_teams_losing_every_meeting_it_makes_is_retried_on_the_schedule_not_without_end():
+    with memory_world(policy=RetryPolicy(rounds=(30.0, 120.0))) as world:
+        # GIVEN Graph answers 404 to every PATCH and GET of the meetings it makes
+        world.emulator.add_fault(Fault(operation="patchMeeting", status=404))
+        world.emulator.add_fault(Fault(operation="getMeeting", status=404))
+        start = world.clock.now + timedelta(days=3)
+        booking = world.bookings.add(
+            a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
+        )
+
+        use_cases.approve_booking(STAFF, booking.booking_id, Approval(), world.deps)
+        world.drain()
+
+        # THEN a few meetings were made, one per attempt, and then the work stopped for a person
+        stored = world.booking(booking.booking_id)
+        assert stored.meeting.status is MeetingStatus.FAILED
+        assert stored.meeting.last_error_code == "graph_meeting_vanishing"
+        assert world.emulator.calls["createOrGet"] == 4
+        assert stored.meeting.generation == 4
+        (poisoned,) = world.queue.poisoned
+        assert poisoned.reason == "permanent"

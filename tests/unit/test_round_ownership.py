@@ -20,6 +20,8 @@ from shared.domain.booking import MeetingStatus
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.services.meeting_work import RetryPolicy
+from shared.services.reconciliation import Reconciler
+from shared.services.tenants import TenantDirectory
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
 
@@ -153,3 +155,90 @@ def test_a_timer_that_takes_a_due_round_ends_it_and_the_message_waits_for_the_ne
         gaps = failed_attempt_times(world, booking_id)
         assert [g for g in gaps if g >= SCHEDULE[0]] == list(SCHEDULE)
         assert len(world.queue.poisoned) == 1
+
+
+class ListsThenWaits:
+    """The timer's view of the bookings: `meanwhile` runs between its listing of the markers
+    and its work on them (in production the timer takes each listed booking in turn, up to a
+    Graph timeout each, while the queue worker goes on)."""
+
+    def __init__(self, inner, meanwhile: Callable[[], object]) -> None:
+        self._inner = inner
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def list_needing_reconciliation(self, *args, **kwargs):
+        listed = self._inner.list_needing_reconciliation(*args, **kwargs)
+        self._meanwhile()
+        return listed
+
+
+def test_a_timer_working_from_an_old_listing_leaves_a_round_scheduled_meanwhile(caplog):
+    with memory_world(policy=RetryPolicy(rounds=SCHEDULE)) as world:
+        caplog.set_level(logging.INFO, logger="meetings.work")
+        booking_id = create_work(world)
+        ((delay, work),) = world.queue.messages
+        world.queue.messages.clear()
+        world.clock.sleep(delay)
+
+        # GIVEN the timer lists the due marker, and while it works through its list the worker
+        # takes the outbox message, fails its round and schedules the next
+        def worker_round() -> None:
+            world.worker.handle(work)
+
+        timer = Reconciler(
+            ListsThenWaits(world.bookings, worker_round),
+            TenantDirectory(world.tenants, None),
+            world.converger,
+            world.worker,
+            world.queue,
+            world.clock,
+            verify_window=timedelta(hours=24),
+            entities_read=lambda: 0,
+        )
+
+        # WHEN the timer reaches the booking with the version it listed
+        report = timer.run()
+
+        # THEN it leaves the scheduled round alone: no attempt, no second round, no message
+        assert report.not_due == 1
+        assert world.booking(booking_id).meeting.rounds == 1
+        assert scheduled_delays(caplog, booking_id) == [SCHEDULE[0]]
+        assert len(world.queue.messages) == 1
+        run_to_the_end(world, booking_id)
+        assert failed_attempt_times(world, booking_id) == ALONE
+
+
+def test_work_that_ends_during_a_pause_releases_the_held_claim():
+    with memory_world(policy=RetryPolicy(rounds=SCHEDULE)) as world:
+        booking_id = confirmed_with_meeting(world)
+        synced = world.booking(booking_id)
+        world.emulator.add_fault(Fault(operation="patchMeeting", status=503, count=1))
+        reschedule_at = world.clock.now + timedelta(days=4)
+        use_cases.reschedule_booking(
+            STAFF, booking_id, (reschedule_at, reschedule_at + timedelta(hours=1)), world.deps
+        )
+        ((delay, work),) = world.queue.messages
+        world.queue.messages.clear()
+        world.clock.sleep(delay)
+        world.emulator.add_fault(Fault(operation="patchMeeting", status=503, count=1))
+
+        # GIVEN staff move the booking back to the times Teams holds during the worker's pause
+        def moved_back() -> None:
+            use_cases.reschedule_booking(STAFF, booking_id, (synced.start, synced.end), world.deps)
+
+        world.during_sleep.append(moved_back)
+        world.worker.handle(work)
+        world.during_sleep.clear()
+
+        # THEN nothing is left to do and the worker's claim is gone
+        stored = world.booking(booking_id)
+        assert stored.meeting.claim_token is None
+        # AND the next move is made at once by its own inline attempt, not after the claim
+        later = world.clock.now + timedelta(days=5)
+        moved = use_cases.reschedule_booking(
+            STAFF, booking_id, (later, later + timedelta(hours=1)), world.deps
+        )
+        assert moved.booking.meeting.status is MeetingStatus.CREATED
