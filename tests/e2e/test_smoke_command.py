@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from localdev.azurite import REPO_ROOT
-from localdev.stack import DEMO_TENANT_ID, LocalStack
+from localdev.stack import DEMO_TENANT_ID, LocalStack, local_stack
 from scripts.smoke import IGNORED_EVENT_TYPE
 from shared.payments.events import HANDLED_TYPES
 
@@ -153,6 +153,33 @@ def test_missing_values_are_failed_checks_not_a_crash(stack):
     assert checks["health"][0] == "PASS"
     assert "no token given" in checks["capability"][1]
     assert "no signing secret given" in checks["stripe-webhook"][1]
+
+
+def test_a_misconfigured_service_fails_health_naming_the_setting(tmp_path):
+    # GIVEN a service whose signing secret is a Key Vault reference that did not resolve
+    unresolved = (
+        "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/stripe-webhook-secret/)"
+    )
+    with local_stack(
+        state_dir=tmp_path,
+        extra_env={"STRIPE_WEBHOOK_SECRET": unresolved},
+        wait_healthy=False,
+    ) as broken:
+        # WHEN the smoke test runs against it
+        code, checks, output = smoke(
+            "--url",
+            broken.host_url,
+            "--token",
+            admin_token(broken),
+            "--stripe-secret",
+            f"whsec_{secrets.token_hex(16)}",
+        )
+
+    # THEN health names the setting (never its value), and the other checks fail as well
+    assert code == 1
+    assert checks["health"] == ("FAIL", "503 misconfigured: settings STRIPE_WEBHOOK_SECRET")
+    assert all(verdict == "FAIL" for verdict, _ in checks.values())
+    assert "vault.azure.net" not in output
 
 
 # Last in this module: it stops the stack's storage.
