@@ -1,12 +1,15 @@
 """Everything a local run needs, started together and stopped together.
 
-Azurite (tables and queues), the Microsoft Graph emulator with a demo directory, and the local
-Functions host serving function_app.py as a child process with settings that point at both.
-`make run` and the end-to-end tests use the same `LocalStack`.
+`local_services`: Azurite (tables and queues), the Microsoft Graph emulator with a demo
+directory, and the app settings that point the function app at both. `local_stack`: those and
+the local Functions host serving function_app.py as a child process with those settings.
+`make run` and the end-to-end tests use the same `LocalStack`; `make services` starts the
+services alone, for Core Tools' `func start`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -15,10 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -30,7 +34,10 @@ from localdev.tls import LocalTls, make_local_tls
 DEMO_TENANT_ID = "demo"
 DEMO_DIRECTORY_ID = "8d1c3f4e-0000-4000-8000-000000000de0"
 DEMO_CLIENT_ID = "5f0e0a6b-0000-4000-8000-00000000c11e"
+# The app's user-assigned managed identity, federated with the demo app registration.
+DEMO_IDENTITY_CLIENT_ID = "3a9d6c2e-0000-4000-8000-0000000001d0"
 ORGANIZER_UPN = "meetings@demo.example"
+SETTINGS_EXAMPLE = REPO_ROOT / "local.settings.json.example"
 _STARTED = re.compile(r"Host started on (http://\S+)")
 
 
@@ -94,30 +101,55 @@ def seed_demo_tenant(connection_string: str) -> None:
 
 
 STRIPE_SECRET_FILE = "stripe-webhook-secret"
+IDENTITY_HEADER_FILE = "identity-header"
 
 
-def ensure_stripe_secret(state_dir: Path) -> str:
-    """The local Stripe webhook signing secret: made once per state folder (readable by its
-    owner only), so that `localdev.stripe_events` can sign events the running host accepts."""
-    path = state_dir / STRIPE_SECRET_FILE
+def ensure_local_secret(state_dir: Path, name: str, make: Callable[[], str]) -> str:
+    """A value made once per state folder and kept there, readable by its owner only, so that
+    settings handed out once (a local.settings.json) stay valid across restarts."""
+    path = state_dir / name
     if path.exists():
         return path.read_text().strip()
-    value = f"whsec_{secrets.token_hex(24)}"
+    value = make()
     path.touch(mode=0o600)
     path.write_text(value)
     return value
 
 
-def stack_settings(
+def ensure_stripe_secret(state_dir: Path) -> str:
+    """The local Stripe webhook signing secret, so that `localdev.stripe_events` can sign
+    events the running host accepts."""
+    return ensure_local_secret(
+        state_dir, STRIPE_SECRET_FILE, lambda: f"whsec_{secrets.token_hex(24)}"
+    )
+
+
+@dataclass
+class LocalServices:
+    """What the function app needs around it, whichever host serves it: Azurite, the Graph
+    emulator with the demo directory, app registration, managed identity and organizer, the
+    development token issuer, and the demo tenant seeded in storage."""
+
+    azurite: Azurite
+    emulator: GraphEmulator
+    tls: LocalTls
+    organizer: User
+    issuer: DevIssuer
+    settings: dict[str, str]
+    """App settings that point the function app at them (local.settings.json `Values`), with
+    the two the platform gives an app with a managed identity and the CA bundle to trust."""
+
+
+def service_settings(
     azurite: Azurite,
     emulator: GraphEmulator,
     tls: LocalTls,
     identity: ManagedIdentity,
     issuer: DevIssuer,
     stripe_secret: str,
+    mail_folder: Path,
 ) -> dict[str, str]:
-    """App settings for the function app in a local run (what local.settings.json would hold,
-    with the two the platform gives an app with a managed identity)."""
+    """App settings for the function app against the local services."""
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "DEFAULT_TENANT_ID": DEMO_TENANT_ID,
@@ -133,13 +165,71 @@ def stack_settings(
         "GRAPH_BASE_URL": emulator.graph_url,
         "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
         "MAIL_TRANSPORT": "folder",
+        "MAIL_FOLDER": str(mail_folder),
         "STRIPE_WEBHOOK_SECRET": stripe_secret,
         # Timer schedules are %SETTING% references: the host refuses to start without them.
         "RECONCILE_SCHEDULE": "0 */5 * * * *",
         "AUTH_DEV_JWKS_FILE": str(issuer.jwks_file),
         "REQUESTS_CA_BUNDLE": str(tls.bundle_file),
-        "PYTHONUNBUFFERED": "1",
     }
+
+
+@contextmanager
+def local_services(
+    *,
+    state_dir: Path,
+    emulator_port: int = 0,
+    azurite_ports: tuple[int, int, int] = (0, 0, 0),
+    persist: bool = False,
+) -> Iterator[LocalServices]:
+    """Start Azurite and the Graph emulator and seed the demo tenant; stop both on exit.
+
+    The identity header and the Stripe secret are kept in `state_dir` and the identity's
+    client id is fixed, so that on the same ports the settings are the same run after run.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tls = make_local_tls(state_dir / "certs")
+    azurite = start_azurite(
+        location=state_dir / "azurite" if persist else None,
+        ports=azurite_ports,
+        log_file=state_dir / "azurite.log",
+    )
+    emulator: GraphEmulator | None = None
+    try:
+        emulator = GraphEmulator(tls, port=emulator_port)
+        emulator.identity_header = ensure_local_secret(
+            state_dir, IDENTITY_HEADER_FILE, lambda: secrets.token_urlsafe(16)
+        )
+        emulator.start()
+        emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, None)
+        identity = emulator.add_managed_identity(DEMO_DIRECTORY_ID, DEMO_IDENTITY_CLIENT_ID)
+        emulator.federate(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, identity)
+        organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
+        issuer = ensure_dev_issuer(state_dir / "dev-auth")
+        stripe_secret = ensure_stripe_secret(state_dir)
+        seed_demo_tenant(azurite.connection_string)
+        settings = service_settings(
+            azurite, emulator, tls, identity, issuer, stripe_secret, state_dir / "mail"
+        )
+        yield LocalServices(azurite, emulator, tls, organizer, issuer, settings)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        azurite.stop()
+
+
+def local_settings_document(
+    services: LocalServices,
+    existing: dict[str, Any] | None = None,
+    example: Path = SETTINGS_EXAMPLE,
+) -> dict[str, Any]:
+    """local.settings.json for a host of one's own (Core Tools' `func start`) against the
+    services: every value of `local.settings.json.example`, then those of an `existing` file
+    (which a developer may have filled in), then the services' own."""
+    document: dict[str, Any] = json.loads(example.read_text())
+    values = {**document["Values"], **(existing or {}).get("Values", {}), **services.settings}
+    values["FUNCTIONS_WORKER_RUNTIME"] = "python"
+    return {**document, **(existing or {}), "Values": values}
 
 
 @contextmanager
@@ -154,33 +244,21 @@ def local_stack(
     extra_env: dict[str, str] | None = None,
     wait_healthy: bool = True,
 ) -> Iterator[LocalStack]:
-    """Start Azurite, the Graph emulator and the Functions host; stop them all on exit."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tls = make_local_tls(state_dir / "certs")
-    azurite = start_azurite(
-        location=state_dir / "azurite" if persist else None,
-        ports=azurite_ports,
-        log_file=state_dir / "azurite.log",
-    )
-    emulator: GraphEmulator | None = None
-    process: subprocess.Popen[str] | None = None
-    try:
-        emulator = GraphEmulator(tls, port=emulator_port).start()
-        emulator.register_app(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, None)
-        identity = emulator.add_managed_identity(DEMO_DIRECTORY_ID)
-        emulator.federate(DEMO_DIRECTORY_ID, DEMO_CLIENT_ID, identity)
-        organizer = emulator.add_user(DEMO_DIRECTORY_ID, ORGANIZER_UPN, "Demo Meetings Organizer")
-        issuer = ensure_dev_issuer(state_dir / "dev-auth")
-        stripe_secret = ensure_stripe_secret(state_dir)
+    """Start the local services and the Functions host; stop them all on exit."""
+    with local_services(
+        state_dir=state_dir,
+        emulator_port=emulator_port,
+        azurite_ports=azurite_ports,
+        persist=persist,
+    ) as services:
         env = {
             **os.environ,
-            **stack_settings(azurite, emulator, tls, identity, issuer, stripe_secret),
-            "MAIL_FOLDER": str(state_dir / "mail"),
+            **services.settings,
+            "PYTHONUNBUFFERED": "1",
             # `MAIL_TRANSPORT=graph make run` sends through the emulator's sendMail instead.
             "MAIL_TRANSPORT": os.environ.get("MAIL_TRANSPORT") or "folder",
             **(extra_env or {}),
         }
-        seed_demo_tenant(azurite.connection_string)
         port = host_port or free_port()
         process = subprocess.Popen(
             [
@@ -198,22 +276,30 @@ def local_stack(
             stderr=subprocess.STDOUT,
             text=True,
         )
-        output: list[str] = []
-        url = _wait_for_host(process, output, echo)
-        stack = LocalStack(azurite, emulator, tls, organizer, url, process, env, issuer, output)
-        if wait_healthy:
-            _wait_healthy(stack)
-        yield stack
-    finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if emulator is not None:
-            emulator.stop()
-        azurite.stop()
+        try:
+            output: list[str] = []
+            url = _wait_for_host(process, output, echo)
+            stack = LocalStack(
+                services.azurite,
+                services.emulator,
+                services.tls,
+                services.organizer,
+                url,
+                process,
+                env,
+                services.issuer,
+                output,
+            )
+            if wait_healthy:
+                _wait_healthy(stack)
+            yield stack
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def _wait_for_host(process: subprocess.Popen[str], output: list[str], echo: bool) -> str:

@@ -13,12 +13,21 @@ NAMES = {spec.name for spec in SETTINGS}
 # In Azure the app reaches storage with its identity, so infra/ sets the account name instead.
 # The development token issuer is refused in Azure, so infra/ never sets it.
 NOT_IN_INFRA = {"AzureWebJobsStorage", "AUTH_DEV_JWKS_FILE"}
+# Not app settings: in Azure the platform gives the worker these (the runtime, the managed
+# identity's endpoint and header, the system's CA roots); a local host, Core Tools' included,
+# takes them from local.settings.json, pointing at the Graph emulator and its CA.
+HOST_VALUES = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "REQUESTS_CA_BUNDLE",
+}
 
 
 def test_local_settings_example_names_every_setting_and_no_other():
     values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
 
-    assert set(values) - {"FUNCTIONS_WORKER_RUNTIME"} == NAMES
+    assert set(values) - HOST_VALUES == NAMES
 
 
 def test_local_settings_example_holds_no_secret_values():
@@ -27,6 +36,7 @@ def test_local_settings_example_holds_no_secret_values():
     assert values["MICROSOFT_CLIENT_SECRET"] == ""
     assert values["STRIPE_WEBHOOK_SECRET"] == ""
     assert values["STRIPE_API_KEY"] == ""
+    assert values["IDENTITY_HEADER"] == ""
 
 
 def test_infra_sets_every_setting():

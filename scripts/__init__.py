@@ -1,0 +1,1 @@
+"""Operator commands: benchmarks, metrics and the smoke test of a deployed service."""
