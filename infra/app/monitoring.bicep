@@ -1,16 +1,23 @@
+// Log Analytics and workspace-based Application Insights. Local (instrumentation key) auth is
+// off: the app's identity sends telemetry with Microsoft Entra auth (Monitoring Metrics
+// Publisher, see rbac.bicep).
 param location string
 param tags object
-param token string
+param logAnalyticsName string
+param appInsightsName string
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
-  name: 'log-${token}'
+  name: logAnalyticsName
   location: location
   tags: tags
-  properties: { retentionInDays: 30, sku: { name: 'PerGB2018' } }
+  properties: {
+    retentionInDays: 30
+    sku: { name: 'PerGB2018' }
+  }
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
-  name: 'appi-${token}'
+  name: appInsightsName
   location: location
   tags: tags
   kind: 'web'
@@ -21,5 +28,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-output connectionString string = appInsights.properties.ConnectionString
 output appInsightsName string = appInsights.name
+// Not a credential: with local auth disabled, ingestion also needs an Entra token.
+output connectionString string = appInsights.properties.ConnectionString
+output logAnalyticsId string = logs.id

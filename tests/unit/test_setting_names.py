@@ -1,4 +1,8 @@
-"""The settings the code reads are those infra/, the settings example and the README name."""
+"""The settings the code reads are those the settings example and the README name.
+
+That infra/ sets each of them in Azure (or that it is local-only) is tests/unit/test_infra.py's,
+which reads the parsed Bicep.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,6 @@ from shared.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {spec.name for spec in SETTINGS}
-# In Azure the app reaches storage with its identity, so infra/ sets the account name instead.
-# The development token issuer is refused in Azure, so infra/ never sets it.
-NOT_IN_INFRA = {"AzureWebJobsStorage", "AUTH_DEV_JWKS_FILE"}
 # Not app settings: in Azure the platform gives the worker these (the runtime, the managed
 # identity's endpoint and header, the system's CA roots); a local host, Core Tools' included,
 # takes them from local.settings.json, pointing at the Graph emulator and its CA.
@@ -37,13 +38,6 @@ def test_local_settings_example_holds_no_secret_values():
     assert values["STRIPE_WEBHOOK_SECRET"] == ""
     assert values["STRIPE_API_KEY"] == ""
     assert values["IDENTITY_HEADER"] == ""
-
-
-def test_infra_sets_every_setting():
-    bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
-    set_in_infra = set(re.findall(r"^\s*([A-Za-z_]+)\s*:", bicep, flags=re.MULTILINE))
-
-    assert set_in_infra >= NAMES - NOT_IN_INFRA
 
 
 def test_readme_configuration_table_names_every_setting():
