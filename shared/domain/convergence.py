@@ -107,6 +107,7 @@ def seen(
         create_in_doubt=False,
         last_error_code=None,
         rounds=0,  # progress: whatever follows counts its own retries
+        attempts=0,  # and its own attempts: `attempts` counts those at the current step
         next_attempt_at=None,
         changed_at=now,
     )
@@ -145,6 +146,7 @@ def gone(
         create_in_doubt=False,
         last_error_code=None,
         rounds=0,
+        attempts=0,
         next_attempt_at=None,
         changed_at=now,
     )

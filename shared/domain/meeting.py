@@ -58,7 +58,8 @@ class MeetingState:
     `create_in_doubt` (a create for this generation was sent and its answer never seen, so Teams
     may hold a meeting we have no id for).
 
-    Progress: `attempts` at the current work, the last error code, `failed` when retries
+    Progress: `attempts` at the current step (a step that succeeds starts the next at 0), the
+    last error code, `failed` when retries
     stopped, `next_attempt_at` and `rounds` (delayed retries scheduled for the current work),
     `remade` (meetings of the current work made anew because Teams lost them),
     and a short claim (`claim_token`, `claim_until`) that lets only one worker call Graph for

@@ -22,8 +22,9 @@ seen open operation (of the same kind, unless its kind is not create/update/dele
    has a `requestedAt`, in seconds: count, p50, p95, max and mean. Percentiles are nearest-rank:
    the p-th percentile of n sorted values is the value at rank ceil(p/100 * n), so it is always
    an observed latency.
-3. **Retry rate** = the share of succeeded operations whose closing success record has
-   attempt > 1 (it needed more than one Graph attempt).
+3. **Retry rate** = the share of succeeded operations with at least one failed attempt
+   (`MEETING_ATTEMPT_FAILED`) before their success. A second step of the same work (the options
+   PATCH after a create) or a re-read after an ETag race is not a retry: only a failure is.
 4. **Graph error rate** = failed attempts / all attempts, i.e. `MEETING_ATTEMPT_FAILED` /
    (`MEETING_ATTEMPT_FAILED` + success records), with the failed attempts counted by
    (Graph status, error code); a status of None is a call that got no HTTP answer (timeout,
@@ -57,7 +58,7 @@ class OperationCounts:
     failed: int = 0
     pending: int = 0
     superseded: int = 0
-    retried: int = 0  # succeeded after more than one attempt
+    retried: int = 0  # succeeded after at least one failed attempt
 
     @property
     def success_rate(self) -> float | None:
@@ -185,7 +186,7 @@ class MeetingMetrics:
         lines += [
             f"{'Request→link latency':<24}{latency}",
             f"{'Retry rate':<24}{_percent(self.retry_rate):>7}  "
-            f"{ops.retried} of {ops.succeeded} succeeded operations needed more than one attempt",
+            f"{ops.retried} of {ops.succeeded} succeeded operations had a failed attempt",
             f"{'Graph error rate':<24}{_percent(self.graph_error_rate):>7}  "
             f"{self.failed_attempts} of {self.attempts} attempts failed",
         ]
@@ -232,7 +233,7 @@ def compute_metrics(
             attempts += 1
             failed_attempts += 1
             errors[(record.graph_status, record.error_code)] += 1
-            units.touch(record, seen)
+            units.touch(record, seen).failed_attempts += 1
         elif record.event is AuditEvent.MEETING_FAILED:
             units.close(record, seen)
         elif record.event is AuditEvent.MEETING_MISSING:
@@ -273,7 +274,7 @@ _Key = tuple[str, str, datetime | None]
 class _Unit:
     last_seen: int  # index of its latest record, in time order
     outcome: AuditEvent | None = None  # a success event or MEETING_FAILED; None while open
-    closing_attempt: int = 0
+    failed_attempts: int = 0
 
 
 class _Units:
@@ -296,7 +297,6 @@ class _Units:
             unit = self.touch(record, seen)
         unit.last_seen = seen
         unit.outcome = record.event
-        unit.closing_attempt = record.attempt
 
     def _latest_open(self, record: AuditRecord) -> _Unit | None:
         """The booking's most recently seen open operation that a final failure which does not
@@ -324,7 +324,7 @@ class _Units:
                 counter["failed"] += 1
             elif unit.outcome is not None:
                 counter["succeeded"] += 1
-                if unit.closing_attempt > 1:
+                if unit.failed_attempts:
                     counter["retried"] += 1
             elif requested_at is not None and requested_at < latest[booking_id]:
                 counter["superseded"] += 1

@@ -80,6 +80,33 @@ def test_an_operation_that_succeeds_after_failed_attempts_counts_once_as_succeed
     assert result.graph_error_rate == pytest.approx(2 / 3)
 
 
+def test_a_clean_approval_is_not_a_retry_though_its_options_patch_is_a_second_step():
+    # GIVEN a create and its options PATCH, no failure (the PATCH is the work's second attempt)
+    records = [
+        record(E.MEETING_ATTACHED, "b1", 1, attempt=1),
+        record(E.MEETING_UPDATED, "b1", 2, operation="update", attempt=2),
+    ]
+
+    result = metrics(*records)
+
+    assert result.retry_rate == 0.0
+    assert result.graph_error_rate == 0.0
+    assert result.operations.succeeded == 2
+
+
+def test_one_503_then_success_is_one_retry():
+    records = [
+        failed_attempt("b1", 1, 503, "graph_unavailable", attempt=1),
+        record(E.MEETING_ATTACHED, "b1", 2, attempt=2),
+        record(E.MEETING_UPDATED, "b1", 3, operation="update", attempt=3),
+    ]
+
+    result = metrics(*records)
+
+    assert (result.operations.retried, result.operations.succeeded) == (1, 2)
+    assert result.retry_rate == 0.5
+
+
 def test_a_final_failure_counts_against_the_success_rate_but_is_not_an_attempt():
     # GIVEN b1's create succeeded first time; b2's create failed with 403 and retries stopped
     records = [
@@ -421,7 +448,7 @@ def test_text_output_states_each_metric_on_its_own_line():
         "Request→link latency    p50 5.0 s, p95 5.0 s, max 5.0 s, mean 5.0 s (1 meeting)"
     )
     assert lines[7] == (
-        "Retry rate               100.0%  1 of 1 succeeded operations needed more than one attempt"
+        "Retry rate               100.0%  1 of 1 succeeded operations had a failed attempt"
     )
     assert lines[8] == "Graph error rate          66.7%  2 of 3 attempts failed"
     assert lines[-1] == "Meetings found missing        0"
