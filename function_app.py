@@ -12,11 +12,15 @@ from functions import (
     reconcile,
     teams_meetings,
 )
+from shared import telemetry
 from shared.bootstrap import report_settings
 
 # A missing, malformed or unresolved setting is logged once here and answered by health and by
 # every function as 503 `misconfigured`: never an app that indexes nothing.
 report_settings()
+# Traces and metrics to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+# (nothing of OpenTelemetry is imported otherwise).
+telemetry.configure()
 
 # Keys are not how callers authenticate: every route but health and the Stripe webhook
 # (which checks Stripe's signature) validates a bearer JWT.

@@ -7,6 +7,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 from shared.notifications.delivery import MailWork, record_mail_poisoned
 from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE
@@ -24,7 +25,14 @@ def mail(msg: func.QueueMessage) -> None:
     except BadMessageError as exc:
         logger.error("mail message %s dropped: %s", msg.id, exc)
         return
-    services().mail.worker.handle(work)
+    with telemetry.span(
+        "mail process",
+        kind="consumer",
+        parent=work.traceparent,
+        tenant=work.tenant_id,
+        bookingId=work.booking_id,
+    ):
+        services().mail.worker.handle(work)
 
 
 @bp.function_name("mail_poison")

@@ -7,6 +7,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 from shared.services.meeting_work import record_poisoned
 from shared.storage.queues import (
@@ -30,11 +31,18 @@ def meeting_ops(msg: func.QueueMessage) -> None:
         # Retrying cannot make it readable: drop it, loudly.
         logger.error("meeting-ops message %s dropped: %s", msg.id, exc)
         return
-    svc = services()
-    result = svc.worker.handle(work)
-    if result is not None:
-        # Mail that waited for this meeting (or owes its link) can go now.
-        svc.mail.outbox.after_meeting(result.booking)
+    with telemetry.span(
+        "meeting-ops process",
+        kind="consumer",
+        parent=work.traceparent,
+        tenant=work.tenant_id,
+        bookingId=work.booking_id,
+    ):
+        svc = services()
+        result = svc.worker.handle(work)
+        if result is not None:
+            # Mail that waited for this meeting (or owes its link) can go now.
+            svc.mail.outbox.after_meeting(result.booking)
 
 
 @bp.function_name("meeting_ops_poison")

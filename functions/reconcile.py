@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.bootstrap import services
 
 bp = func.Blueprint()
@@ -15,10 +16,11 @@ bp = func.Blueprint()
 @bp.function_name("reconcile")
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def reconcile(timer: func.TimerRequest) -> None:
-    svc = services()
-    try:
-        svc.reconciler.run()
-    finally:
-        # Payments do not wait on meetings: if the sweep failed, recovery still runs.
-        svc.payments.recover()
-        svc.check_meetings.sweep()  # never raises
+    with telemetry.span("reconcile run"):
+        svc = services()
+        try:
+            svc.reconciler.run()
+        finally:
+            # Payments do not wait on meetings: if the sweep failed, recovery still runs.
+            svc.payments.recover()
+            svc.check_meetings.sweep()  # never raises

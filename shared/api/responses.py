@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.observability import log_event
 
 if TYPE_CHECKING:
@@ -124,6 +127,21 @@ def _fail(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
     return error_response(status, message, code, headers)
 
 
+@contextlib.contextmanager
+def _request_span(
+    req: func.HttpRequest,
+) -> Iterator[Callable[[func.HttpResponse], func.HttpResponse]]:
+    """The request's server span (with telemetry on): the trace its work continues."""
+    path = urlsplit(req.url).path
+    with telemetry.span(f"{req.method} {path}", kind="server", **{"http.method": req.method}):
+
+        def answered(response: func.HttpResponse) -> func.HttpResponse:
+            telemetry.annotate(**{"http.status_code": response.status_code})
+            return response
+
+        yield answered
+
+
 def _named_like(wrapper: Callable[..., Any], handler: Callable[..., Any]) -> None:
     # Not functools.wraps: the host binds parameters by the visible signature, which must
     # stay (req) rather than the handler's (req, caller).
@@ -138,10 +156,11 @@ def anonymous(
     """Map every exception the handler raises to `{"error", "code"}` with its status."""
 
     def run(req: func.HttpRequest) -> func.HttpResponse:
-        try:
-            return handler(req)
-        except Exception as exc:
-            return _fail(req, exc)
+        with _request_span(req) as answered:
+            try:
+                return answered(handler(req))
+            except Exception as exc:
+                return answered(_fail(req, exc))
 
     _named_like(run, handler)
     return run
@@ -155,11 +174,12 @@ def authenticated(
     def run(req: func.HttpRequest) -> func.HttpResponse:
         from shared.bootstrap import services
 
-        try:
-            caller = services().tokens.authenticate(req.headers.get("Authorization"))
-            return handler(req, caller)
-        except Exception as exc:
-            return _fail(req, exc)
+        with _request_span(req) as answered:
+            try:
+                caller = services().tokens.authenticate(req.headers.get("Authorization"))
+                return answered(handler(req, caller))
+            except Exception as exc:
+                return answered(_fail(req, exc))
 
     _named_like(run, handler)
     return run

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shared import telemetry
 from shared.domain.tenant import MeetingOptions, MicrosoftProfile
 from shared.graph.bodies import (
     EVOLVED_LOBBY_SCOPES,
@@ -280,6 +281,12 @@ class GraphMeetingsClient:
         status: int | None,
         error: GraphError | None,
     ) -> None:
+        telemetry.count(
+            "graph_calls",
+            operation=ctx.operation,
+            status=str(status) if status is not None else "none",
+            tenant=ctx.tenant_id,
+        )
         log_event(
             logger,
             level,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from shared import telemetry
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
@@ -283,6 +284,12 @@ def record_poisoned(poisoned: PoisonedWork, audit: AuditRepository | None, now: 
         errorCode=poisoned.error_code,
         reason=poisoned.reason or "host_poisoned",
         round=poisoned.round,
+    )
+    telemetry.count(
+        "operations",
+        outcome="failed",
+        operation=poisoned.step or "unknown",
+        tenant=poisoned.tenant_id,
     )
     if audit is None:
         return

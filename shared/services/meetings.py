@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared import telemetry
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
 from shared.domain.convergence import Sighting
@@ -353,6 +354,7 @@ class MeetingSteps:
         result: StepResult | None = None,
     ) -> None:
         latency = self._log(booking, ctx, started, error, result)
+        self._measure(booking, ctx, event, error)
         meeting_id = booking.meeting.meeting_id
         if result is not None and result.sighting is not None:
             meeting_id = result.sighting.meeting_id
@@ -378,6 +380,30 @@ class MeetingSteps:
         except StorageError:
             # The audit trail must not undo a meeting that exists; the log line still tells.
             logger.exception("audit record not stored for booking %s", booking.booking_id)
+
+    def _measure(
+        self, booking: Booking, ctx: CallContext, event: AuditEvent, error: GraphError | None
+    ) -> None:
+        """Seed 000's metrics as instruments, from the same facts as the audit record: an
+        attempt is a retry when an earlier attempt at the same work failed."""
+        retry = booking.meeting.last_error_code is not None
+        tenant = booking.tenant_id
+        telemetry.count(
+            "attempts",
+            operation=ctx.operation,
+            tenant=tenant,
+            result="failed" if error is not None else "succeeded",
+            retry=retry,
+        )
+        if error is not None or event is AuditEvent.MEETING_MISSING:
+            return
+        telemetry.count(
+            "operations", outcome="succeeded", operation=ctx.operation, tenant=tenant, retried=retry
+        )
+        requested = booking.meeting.requested_at
+        if event is AuditEvent.MEETING_ATTACHED and requested is not None:
+            seconds = (self._clock() - requested).total_seconds()
+            telemetry.count("link_latency", seconds, tenant=tenant)
 
     @staticmethod
     def _log(

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared import telemetry
 from shared.storage.errors import StorageError
 from shared.storage.tables import translated_errors, validate_key
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -36,16 +40,21 @@ class MeetingWork:
 
     tenant_id: str
     booking_id: str
+    # The W3C traceparent of the span that sent it: the worker continues that trace.
+    traceparent: str | None = field(default=None, compare=False)
 
     def to_text(self) -> str:
-        return json.dumps(
-            {"tenantId": self.tenant_id, "bookingId": self.booking_id}, separators=(",", ":")
-        )
+        body: dict[str, str] = {"tenantId": self.tenant_id, "bookingId": self.booking_id}
+        if self.traceparent:
+            body["traceparent"] = self.traceparent
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_text(cls, text: str | bytes) -> MeetingWork:
         data = _json_object(text)
-        return cls(_key(data, "tenantId"), _key(data, "bookingId"))
+        parent = data.get("traceparent")
+        traced = parent if isinstance(parent, str) and _TRACEPARENT.fullmatch(parent) else None
+        return cls(_key(data, "tenantId"), _key(data, "bookingId"), traced)
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,8 @@ class StorageMeetingWorkQueue:
 
     def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
         delay = min(MAX_DELAY_SECONDS, max(0, round(delay_seconds)))
-        self._send(self.name, work.to_text(), delay)
+        parent = work.traceparent or telemetry.current_traceparent()
+        self._send(self.name, replace(work, traceparent=parent).to_text(), delay)
 
     def send_poison(self, poisoned: PoisonedWork) -> None:
         self._send(f"{self._prefix}{self._poison}", poisoned.to_text(), 0)
