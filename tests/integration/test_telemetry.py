@@ -75,7 +75,7 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
         if predicate():
             return True
         time.sleep(0.2)
-    return predicate()
+    return bool(predicate())
 
 
 def metric_points(reader) -> dict[str, list]:
@@ -118,11 +118,13 @@ def test_an_approval_under_one_503_is_one_trace_and_its_metrics_match_the_audit(
     assert approved.status_code == 200, approved.text
 
     def meeting() -> dict:
-        return requests.get(
-            f"{api}/v1/bookings/{booking_id}",
-            headers={"Authorization": f"Bearer {staff}"},
-            timeout=30,
-        ).json()
+        return dict(
+            requests.get(
+                f"{api}/v1/bookings/{booking_id}",
+                headers={"Authorization": f"Bearer {staff}"},
+                timeout=30,
+            ).json()
+        )
 
     assert wait_for(lambda: meeting()["meeting"]["status"] == "created")
     join_url = meeting()["meetingLink"]
