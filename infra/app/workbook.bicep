@@ -1,6 +1,6 @@
 // The meetings workbook: seed 000's four metrics per tenant (success rate, request to link
 // latency, retry rate, Graph error rate), Graph calls by status, poison messages and the tenants
-// whose Microsoft credential is unhealthy, for a time range and one, several or all tenants.
+// whose Microsoft credential is unhealthy or expiring, for a time range and one, several or all tenants.
 // Every tile's query is a file in kql/ that docs/operations.md shows as it stands; `{Tenant}`
 // in it is the workbook's tenant parameter ('*' when all are chosen).
 param location string
@@ -11,41 +11,59 @@ param token string
 
 var componentType = 'microsoft.insights/components'
 
+// A tile reads the chosen time range, except the credential tiles: the timer logs a tenant's
+// state only when it changes, so they look back over the logs' whole retention (30 days).
+var chosenRange = { timeContextFromParameter: 'TimeRange' }
+var retention = { timeContext: { durationMs: 2592000000 } }
+
 var tiles = [
   {
     name: 'success-rate'
     title: 'Success rate (meetings.operations): seed 000 target > 99 %'
     query: loadTextContent('kql/tile-success-rate.kql')
+    time: chosenRange
   }
   {
     name: 'link-latency'
     title: 'Request to link latency, seconds (meetings.link_latency): target < 5 s on average'
     query: loadTextContent('kql/tile-link-latency.kql')
+    time: chosenRange
   }
   {
     name: 'retry-rate'
     title: 'Retry rate (meetings.attempts, succeeded): target < 10 %'
     query: loadTextContent('kql/tile-retry-rate.kql')
+    time: chosenRange
   }
   {
     name: 'graph-error-rate'
     title: 'Graph error rate (meetings.attempts): target < 1 %'
     query: loadTextContent('kql/tile-graph-error-rate.kql')
+    time: chosenRange
   }
   {
     name: 'graph-calls'
     title: 'Graph calls by operation and status (graph.calls)'
     query: loadTextContent('kql/tile-graph-calls.kql')
+    time: chosenRange
   }
   {
     name: 'poison-messages'
     title: 'Poison messages (meeting_work_failed, mail_failed)'
     query: loadTextContent('kql/tile-poison-messages.kql')
+    time: chosenRange
   }
   {
     name: 'unhealthy-tenants'
     title: 'Tenants whose Microsoft credential is unhealthy now (last 30 days of checks)'
     query: loadTextContent('kql/tile-unhealthy-tenants.kql')
+    time: retention
+  }
+  {
+    name: 'expiring-credentials'
+    title: 'Tenants whose secret or certificate expires soon (last 30 days of checks)'
+    query: loadTextContent('kql/tile-expiring-credentials.kql')
+    time: retention
   }
 ]
 
@@ -107,20 +125,19 @@ var about = {
   }
 }
 
+var tileContent = {
+  version: 'KqlItem/1.0'
+  size: 0
+  queryType: 0
+  resourceType: componentType
+  visualization: 'table'
+}
+
 var tileItems = [
   for tile in tiles: {
     type: 3
     name: tile.name
-    content: {
-      version: 'KqlItem/1.0'
-      title: tile.title
-      query: tile.query
-      size: 0
-      queryType: 0
-      resourceType: componentType
-      timeContextFromParameter: 'TimeRange'
-      visualization: 'table'
-    }
+    content: union(tileContent, tile.time, { title: tile.title, query: tile.query })
   }
 ]
 

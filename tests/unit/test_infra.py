@@ -622,6 +622,11 @@ def test_the_workbook_shows_seed_000s_metrics_poison_and_unhealthy_tenants_per_t
     assert '"meetings.operations"' in queries["success-rate"]
     assert 'customDimensions.retry) == "true"' in queries["retry-rate"]
     assert '"tenant_credential_unhealthy"' in queries["unhealthy-tenants"]
+    assert '"tenant_credential_expiring"' in queries["expiring-credentials"]
+    # The credential state is logged on change only: those tiles read the whole retention.
+    for name, tile in tiles.items():
+        fixed = name in {"unhealthy-tenants", "expiring-credentials"}
+        assert tile["time"] == ("retention" if fixed else "chosenRange"), name
 
 
 def test_every_query_in_infra_is_shown_as_it_stands_in_docs_operations():
