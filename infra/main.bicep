@@ -62,6 +62,9 @@ param instanceMemoryMB int = 2048
 @description('Comma-separated origins (https://app.example.com) allowed to call the API from a browser. Empty: none.')
 param corsAllowedOrigins string = ''
 
+@description('Address the alerts are e-mailed to (an action group). Empty: the alert rules still fire and show in the portal, but nobody is e-mailed.')
+param alertEmail string = ''
+
 // ---------------------------------------------------------------------------------------------
 // App settings (SPEC section 11; shared/settings.py SETTINGS)
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +203,13 @@ module identity 'app/identity.bicep' = {
   params: { location: location, tags: tags, name: 'id-${token}' }
 }
 
+// The identity the alert rules query Application Insights as (Log Analytics Reader on it only).
+module alertsIdentity 'app/identity.bicep' = {
+  name: 'alerts-identity'
+  scope: rg
+  params: { location: location, tags: tags, name: 'id-alerts-${token}' }
+}
+
 module monitoring 'app/monitoring.bicep' = {
   name: 'monitoring'
   scope: rg
@@ -273,6 +283,34 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
+    alertsPrincipalId: alertsIdentity.outputs.principalId
+  }
+}
+
+// Alert rules and the workbook (docs/operations.md: their queries and runbooks). The rules run
+// as their identity, so they come after its role.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  dependsOn: [rbac]
+  params: {
+    location: location
+    tags: tags
+    token: token
+    appInsightsId: monitoring.outputs.appInsightsId
+    identityId: alertsIdentity.outputs.id
+    alertEmail: alertEmail
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    token: token
+    appInsightsId: monitoring.outputs.appInsightsId
   }
 }
 

@@ -2,7 +2,8 @@
 // (host, tables, queues), its deployment package, Key Vault references, Application Insights
 // and, as a federated credential of the Entra app registration, Microsoft Graph.
 // A user-assigned identity outlives the app and is known before the app exists, so its roles
-// are granted before the app first starts.
+// are granted before the app first starts. main.bicep makes a second one with this module, for
+// the alert rules, which only reads Application Insights.
 param location string
 param tags object
 param name string

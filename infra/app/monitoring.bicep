@@ -29,6 +29,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output appInsightsName string = appInsights.name
+output appInsightsId string = appInsights.id
 // Not a credential: with local auth disabled, ingestion also needs an Entra token.
 output connectionString string = appInsights.properties.ConnectionString
 output logAnalyticsId string = logs.id

@@ -6,6 +6,7 @@
 //     mail and their poison queues), tables (bookings and the rest);
 //   - Key Vault: reading secrets, for the app settings' Key Vault references;
 //   - Application Insights: publishing telemetry with Entra auth.
+// The alert rules' identity reads the Application Insights component's telemetry, nothing else.
 // The deploying principal (azd's AZURE_PRINCIPAL_ID) may write and rotate secrets; a user also
 // gets the storage data roles Microsoft's Flex Consumption azd sample grants it, to look at
 // tables and queues. A CI service principal needs no data access: azd deploys the package with
@@ -17,6 +18,7 @@ param principalType string
 param storageAccountName string
 param keyVaultName string
 param appInsightsName string
+param alertsPrincipalId string
 
 // Built-in role definition ids (the same in every Azure cloud).
 var roles = {
@@ -26,6 +28,7 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
 }
 var storageDataRoles = [
   roles.storageBlobDataOwner
@@ -74,6 +77,16 @@ resource appMetricsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+resource alertsReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, alertsPrincipalId, roles.logAnalyticsReader)
+  scope: appInsights
+  properties: {
+    principalId: alertsPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.logAnalyticsReader)
   }
 }
 

@@ -54,6 +54,7 @@ ROLES = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
 }
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
@@ -464,3 +465,178 @@ def test_every_checkov_suppression_gives_its_reason(checkov_report):
         reason = check["check_result"].get("suppress_comment", "")
 
         assert len(reason.split()) >= 5, f"{check['check_id']} on {check['resource']}: {reason!r}"
+
+
+# --- alerts and the workbook -------------------------------------------------------------------
+
+KQL = INFRA / "app" / "kql"
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+# name: (measure column, aggregation, operator, threshold, window). The rules issue "Operate it"
+# asks for; a measure of "" counts result rows.
+REQUIRED_ALERTS: dict[str, tuple[str, str, str, float, str]] = {
+    "poison-messages": ("", "Count", "GreaterThan", 0, "PT5M"),
+    "meeting-failure-rate": ("failureRatePercent", "Maximum", "GreaterThan", 1, "PT15M"),
+    "graph-error-rate": ("graphErrorRatePercent", "Maximum", "GreaterThan", 1, "PT15M"),
+    "link-latency-p95": ("p95Seconds", "Maximum", "GreaterThan", 5, "PT15M"),
+    "http-5xx-rate": ("serverErrorPercent", "Maximum", "GreaterThan", 0.5, "PT15M"),
+    "tenant-credential-unhealthy": ("events", "Total", "GreaterThan", 0, "PT5M"),
+    "timer-stopped": ("runs", "Total", "LessThan", 1, "PT15M"),
+}
+# What each rule's query must read, so a query cannot drift to another signal unnoticed.
+ALERT_SIGNALS = {
+    "poison-messages": ['"meeting_work_failed"', '"mail_failed"', "severityLevel >= 3"],
+    "meeting-failure-rate": ['"meetings.operations"', '"failed"'],
+    "graph-error-rate": ['"meetings.attempts"', '"failed"'],
+    "link-latency-p95": ['"meetings.link_latency"', "95"],
+    "http-5xx-rate": ["requests", ">= 500", "itemCount"],
+    "tenant-credential-unhealthy": ['"tenant_credential_unhealthy"', "by tenant"],
+    "timer-stopped": ['"reconcile_run"', "count()"],
+}
+
+
+def loaded_text(expression: Any, relative_to: Path) -> str:
+    """The text a `loadTextContent('...')` expression loads."""
+    function = expression["function"]
+    assert function["type"] == "load_text_content", expression
+    return (relative_to / str(function["parameters"]["file_path"])).read_text()
+
+
+def number(expression: Any) -> float:
+    """A literal number, or Bicep's `json('0.5')` for a fraction."""
+    if isinstance(expression, dict):
+        function = expression["function"]
+        assert function["type"] == "json", expression
+        return float(function["parameters"]["arg_1"])
+    return float(expression)
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    return {rule["name"]: rule for rule in bicep("app/alerts.bicep")["variables"]["rules"]["value"]}
+
+
+def workbook_tiles() -> dict[str, dict[str, Any]]:
+    return {
+        tile["name"]: tile for tile in bicep("app/workbook.bicep")["variables"]["tiles"]["value"]
+    }
+
+
+def test_the_alerts_and_the_workbook_parse_and_main_deploys_both():
+    paths = {found["detail"]["path"] for found in main()["modules"].values()}
+
+    assert {"app/alerts.bicep", "app/workbook.bicep"} <= paths
+    assert resources("app/alerts.bicep", "Microsoft.Insights/scheduledQueryRules")
+    assert resources("app/alerts.bicep", "Microsoft.Insights/actionGroups")
+    assert resources("app/workbook.bicep", "Microsoft.Insights/workbooks")
+
+
+def test_alert_email_is_a_mapped_parameter_and_the_action_group_exists_only_with_it():
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    [group] = resources("app/alerts.bicep", "Microsoft.Insights/actionGroups").values()
+    [rules] = resources("app/alerts.bicep", "Microsoft.Insights/scheduledQueryRules").values()
+    actions = body(rules)["properties"]["actions"]["actionGroups"]
+
+    assert mapped["alertEmail"]["value"] == "${ALERT_EMAIL}"
+    assert main()["parameters"]["alertEmail"]["default"] == ""
+    assert module("app/alerts.bicep")["params"]["alertEmail"] == "alertEmail"
+    assert group["config"]["condition"] == "hasEmail"
+    assert body(group)["properties"]["emailReceivers"][0]["emailAddress"] == "alertEmail"
+    # Every rule notifies the group when there is one, and no group otherwise.
+    assert actions["operator"]["operands"]["condition"] == "hasEmail"
+    [with_email, without] = outcomes(actions)
+    assert [accessor(item) for item in with_email] == [("actionGroup", "id")]
+    assert without == []
+
+
+def test_each_required_alert_exists_with_its_threshold_and_window():
+    rules = alert_rules()
+
+    assert set(rules) == set(REQUIRED_ALERTS)
+    for name, (measure, aggregation, operator, threshold, window) in REQUIRED_ALERTS.items():
+        rule = rules[name]
+        assert rule["measure"] == measure, name
+        assert rule["aggregation"] == aggregation, name
+        assert rule["operator"] == operator, name
+        assert number(rule["threshold"]) == threshold, name
+        assert rule["windowSize"] == window, name
+        assert rule["frequency"] == "PT5M", name
+        query = loaded_text(rule["query"], INFRA / "app")
+        for signal in ALERT_SIGNALS[name]:
+            assert signal in query, f"{name}: {signal!r} not in its query"
+        if measure:
+            assert re.search(rf"\b{measure}\s*=", query), f"{name}: no column {measure}"
+
+
+def test_every_rule_takes_its_settings_from_the_table_and_runs_as_the_alerts_identity():
+    [rules] = resources("app/alerts.bicep", "Microsoft.Insights/scheduledQueryRules").values()
+    rule = body(rules)
+    [criterion] = rule["properties"]["criteria"]["allOf"]
+
+    assert rules["config"]["loop_type"]["detail"] == {"item_name": "rule", "array_name": "rules"}
+    assert accessor(criterion["query"]) == ("rule", "query")
+    assert accessor(criterion["threshold"]) == ("rule", "threshold")
+    assert accessor(criterion["operator"]) == ("rule", "operator")
+    assert accessor(rule["properties"]["windowSize"]) == ("rule", "windowSize")
+    assert rule["properties"]["scopes"] == ["appInsightsId"]
+    assert rule["identity"]["type"] == "UserAssigned"
+    assert accessor(module("app/alerts.bicep")["params"]["identityId"]) == (
+        "alertsIdentity",
+        "outputs",
+        "id",
+    )
+
+
+def test_the_alerts_identity_may_only_read_application_insights():
+    assert accessor(module("app/rbac.bicep")["params"]["alertsPrincipalId"]) == (
+        "alertsIdentity",
+        "outputs",
+        "principalId",
+    )
+    assert role_names("alertsPrincipalId") == {("appInsights", "Log Analytics Reader")}
+
+
+def test_the_workbook_shows_seed_000s_metrics_poison_and_unhealthy_tenants_per_tenant():
+    tiles = workbook_tiles()
+    queries = {name: loaded_text(tile["query"], INFRA / "app") for name, tile in tiles.items()}
+    [tenant] = [
+        p
+        for p in bicep("app/workbook.bicep")["variables"]["parameters"]["value"]["content"][
+            "parameters"
+        ]
+        if p["name"] == "Tenant"
+    ]
+
+    assert {
+        "success-rate",
+        "link-latency",
+        "retry-rate",
+        "graph-error-rate",
+        "poison-messages",
+        "unhealthy-tenants",
+    } <= set(tiles)
+    assert tenant["typeSettings"]["selectAllValue"] == "*"
+    for name, query in queries.items():
+        assert '"*" in ({Tenant}) or tenant in ({Tenant})' in query, name
+    assert "percentilew" in queries["link-latency"]
+    assert "95)" in queries["link-latency"]
+    assert '"meetings.operations"' in queries["success-rate"]
+    # A boolean attribute may arrive as "True": compared without case.
+    assert 'tolower(tostring(customDimensions.retry)) == "true"' in queries["retry-rate"]
+    assert '"tenant_credential_unhealthy"' in queries["unhealthy-tenants"]
+    assert '"tenant_credential_expiring"' in queries["expiring-credentials"]
+    # The credential state is logged on change only: those tiles read the whole retention.
+    for name, tile in tiles.items():
+        fixed = name in {"unhealthy-tenants", "expiring-credentials"}
+        assert tile["time"] == ("retention" if fixed else "chosenRange"), name
+
+
+def test_every_query_in_infra_is_shown_as_it_stands_in_docs_operations():
+    docs = OPERATIONS.read_text()
+    loaded = {loaded_text(rule["query"], INFRA / "app") for rule in alert_rules().values()} | {
+        loaded_text(tile["query"], INFRA / "app") for tile in workbook_tiles().values()
+    }
+    files = {path.read_text() for path in KQL.glob("*.kql")}
+
+    assert loaded <= files
+    for query in files:
+        assert f"```kusto\n{query.rstrip()}\n```" in docs, query.splitlines()[:3]
