@@ -8,13 +8,19 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
-from shared.domain.tenant import InstallStatus
+from shared.domain.tenant import (
+    HealthReason,
+    HealthState,
+    InstallStatus,
+    MicrosoftProfile,
+    TeamsHealth,
+)
 from shared.storage.audit import TableAuditRepository
 from shared.storage.bookings import BookingQuery, RequestKey, TableBookingRepository
 from shared.storage.errors import (
@@ -318,6 +324,39 @@ def test_tenant_updates_are_guarded_by_etag(tenants):
     with pytest.raises(ConcurrencyError):
         tenants.update(replace(tenant, organizer_upn="second@a.example"))
     assert tenants.get("tenant-a").organizer_upn == "first@a.example"
+
+
+def test_a_tenants_teams_health_and_secret_expiry_read_back_as_saved(tenants):
+    # GIVEN a tenant never checked, with a secret whose expiry is known
+    tenant = tenants.add(
+        a_tenant(
+            microsoft=MicrosoftProfile(
+                "dir-a", "client-a", "TENANT_A_SECRET", secret_expires_on=date(2027, 3, 1)
+            )
+        )
+    )
+    assert tenants.get("tenant-a").teams_health is None
+    health = TeamsHealth(
+        HealthState.UNHEALTHY,
+        since=T0,
+        checked_at=T0 + timedelta(minutes=15),
+        reason=HealthReason.POLICY_MISSING,
+        expiry_warned=30,
+        retry_pending=False,
+    )
+
+    # WHEN its health is saved, then cleared of its reason
+    tenants.update(replace(tenant, teams_health=health))
+    unhealthy = tenants.get("tenant-a")
+    healthy = replace(health, state=HealthState.HEALTHY, reason=None, retry_pending=True)
+    tenants.update(replace(unhealthy, teams_health=healthy))
+
+    # THEN each reads back as it was written
+    assert unhealthy.teams_health == health
+    assert unhealthy.microsoft is not None
+    assert unhealthy.microsoft.secret_expires_on == date(2027, 3, 1)
+    assert tenants.get("tenant-a").teams_health == healthy
+    assert [t.teams_health for t in tenants.list_all()] == [healthy]
 
 
 def test_duplicate_and_missing_tenants(tenants):
