@@ -1,5 +1,7 @@
 """The reconciliation timer (SPEC §7): converge every booking marked "needs work", across all
-tenants, and verify the meetings of bookings that start soon against Teams; then finish payment
+tenants, and verify the meetings of bookings that start soon against Teams, after checking each
+tenant's Microsoft credential when its check is due (shared/services/credential_health.py); then
+finish payment
 events whose processing stopped half-way and recover those Stripe failed to deliver (SPEC §6);
 and remove organizer checks' throw-away meetings that a dry run could not delete."""
 
@@ -17,6 +19,7 @@ bp = func.Blueprint()
 def reconcile(timer: func.TimerRequest) -> None:
     svc = services()
     try:
+        svc.credential_health.run()  # never raises
         svc.reconciler.run()
     finally:
         # Payments do not wait on meetings: if the sweep failed, recovery still runs.
