@@ -15,9 +15,11 @@ failed for such a cause are asked again, as a user's "generate meeting" would.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import math
+import time as clock_time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -57,8 +59,11 @@ logger = logging.getLogger("meetings.credentials")
 
 # Days before a known expiry at which one WARNING is logged each.
 EXPIRY_WARNINGS = (30, 7)
-# An id no meeting has: the probe wants Teams' access-policy gate, not a meeting.
-PROBE_MEETING_ID = "credential-check"
+# The thread of a meeting no one has: the probe wants Teams' access-policy gate, not a meeting.
+PROBE_THREAD = "19:meeting_credential-check@thread.v2"
+# Checks stop after this long in one timer run (each is up to three Graph calls, each bounded
+# by the Graph timeout); the tenants left are checked on the next run, before the sweep waits.
+CHECK_BUDGET_SECONDS = 60.0
 # Bookings restarted per tenant per timer run after a recovery; the rest wait for the next
 # run (each restart is one inline attempt within the inline budget).
 RESTARTS_PER_RUN = 50
@@ -107,6 +112,12 @@ def expiry_threshold(expires_at: datetime, now: datetime) -> tuple[int, int | No
     return days_left, (min(reached) if reached else None)
 
 
+def probe_meeting_id(organizer_id: str) -> str:
+    """An id shaped as Teams' own (base64 of `1*{organizer}*0**{thread}`) for a meeting that
+    does not exist, so that Graph answers 404 past the policy gate rather than 400 at the id."""
+    return base64.b64encode(f"1*{organizer_id}*0**{PROBE_THREAD}".encode()).decode()
+
+
 def certificate_expiry(pem: str) -> datetime | None:
     """The notAfter of the first certificate in a PEM, or None if none can be read."""
     from cryptography import x509
@@ -127,6 +138,7 @@ class CredentialReport:
     unhealthy: int = 0
     inconclusive: int = 0
     restarted: int = 0
+    out_of_time: bool = False
     failed_tenants: list[str] = field(default_factory=list)
 
 
@@ -143,6 +155,7 @@ class CredentialHealth:
         interval: timedelta,
         horizon: timedelta,
         resolve_secret: Callable[[str], str],
+        budget_seconds: float = CHECK_BUDGET_SECONDS,
     ) -> None:
         self._tenants = tenants
         self._graph = graph
@@ -153,6 +166,7 @@ class CredentialHealth:
         self._interval = interval
         self._horizon = horizon
         self._resolve_secret = resolve_secret
+        self._budget = budget_seconds
 
     def run(self) -> CredentialReport:
         """Check every configured tenant that is due; never raises (one tenant's storage
@@ -163,7 +177,11 @@ class CredentialHealth:
         except StorageError:
             logger.exception("credential check could not list the tenants")
             return report
+        deadline = clock_time.monotonic() + self._budget
         for tenant_id in tenant_ids:
+            if clock_time.monotonic() > deadline:
+                report.out_of_time = True
+                break
             try:
                 self._run_tenant(tenant_id, report)
             except StorageError:
@@ -173,11 +191,10 @@ class CredentialHealth:
         return report
 
     def unhealthy_tenants(self) -> int:
-        """How many tenants' Teams integrations are unhealthy now (one tenant-table scan)."""
+        """How many tenants' Teams integrations are unhealthy now (one tenant-table scan: a
+        tenant without a row was never checked)."""
         return sum(
-            1
-            for tenant_id in self._tenants.tenant_ids()
-            if (health := self._tenants.get(tenant_id).teams_health) and not health.healthy
+            1 for t in self._tenants.stored() if t.teams_health and not t.teams_health.healthy
         )
 
     def _run_tenant(self, tenant_id: str, report: CredentialReport) -> None:
@@ -229,7 +246,7 @@ class CredentialHealth:
             user = self._graph.get_user(profile, upn, ctx)
             # Past the access-policy gate, the meeting is not found (or its id not accepted).
             with contextlib.suppress(GraphNotFoundError, GraphInvalidRequestError):
-                self._graph.get_meeting(profile, user.id, PROBE_MEETING_ID, ctx)
+                self._graph.get_meeting(profile, user.id, probe_meeting_id(user.id), ctx)
         except GraphError as error:
             return error
         return None

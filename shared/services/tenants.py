@@ -56,6 +56,10 @@ class TenantDirectory:
             ids.add(self._default.tenant_id)
         return sorted(ids)
 
+    def stored(self) -> list[Tenant]:
+        """The tenants that have a row (one partition scan)."""
+        return self._repository.list_all()
+
     def save(self, tenant: Tenant) -> Tenant:
         """Insert a tenant seen for the first time, or update one read earlier (ETag)."""
         if tenant.etag is None:
