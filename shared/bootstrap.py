@@ -236,7 +236,6 @@ def build_services(
             sync,
             _utc_now,
             interval=timedelta(minutes=settings.credential_check_minutes),
-            horizon=settings.booking_horizon,
             resolve_secret=resolve_secret_setting,
         ),
     )

@@ -182,7 +182,6 @@ def memory_world(
                 sync,
                 clock,
                 interval=timedelta(minutes=15),
-                horizon=timedelta(days=730),
                 resolve_secret=lambda _: SECRET,
             ),
             sleeps=world_sleeps,

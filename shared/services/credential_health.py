@@ -67,6 +67,8 @@ CHECK_BUDGET_SECONDS = 60.0
 # Bookings restarted per tenant per timer run after a recovery; the rest wait for the next
 # run (each restart is one inline attempt within the inline budget).
 RESTARTS_PER_RUN = 50
+# Failed bookings listed per run (those failed for other causes are listed too, and skipped).
+FAILED_LISTED = 500
 ACTOR = "credential_check"
 
 
@@ -153,7 +155,6 @@ class CredentialHealth:
         clock: Callable[[], datetime],
         *,
         interval: timedelta,
-        horizon: timedelta,
         resolve_secret: Callable[[str], str],
         budget_seconds: float = CHECK_BUDGET_SECONDS,
     ) -> None:
@@ -164,7 +165,6 @@ class CredentialHealth:
         self._sync = sync
         self._clock = clock
         self._interval = interval
-        self._horizon = horizon
         self._resolve_secret = resolve_secret
         self._budget = budget_seconds
 
@@ -345,14 +345,15 @@ class CredentialHealth:
     def _restart_failed(self, tenant: Tenant, now: datetime) -> int:
         """Ask again for the meetings that failed for a cause the admin has now fixed.
 
-        Failed work carries no marker, so they are found through the start index: the
-        bookings that want a meeting and start between now and the booking horizon (a past
-        booking needs no meeting any more). That is two entity reads per upcoming booking of
-        the tenant, once per recovery, not per timer run; recoveries are rare (an admin fixed
-        something), and the index is what the pre-start verification reads already.
+        Failed work has no marker, and indexing it would add a row to every failure's
+        transaction for an event that is rare. Instead the table service filters the tenant's
+        booking rows (`MeetingFailed eq true`, from now on: a past booking needs no meeting):
+        one query that returns, and bills reads for, only the failed bookings, with one
+        request per thousand rows the service scans. It runs once per recovery, not per
+        timer run.
         """
-        upcoming = self._bookings.list_starting_between(tenant.tenant_id, now, now + self._horizon)
-        failed = [b for b in upcoming if _failed_for_tenant(b)]
+        listed = self._bookings.list_meeting_failed(tenant.tenant_id, now, FAILED_LISTED)
+        failed = [b for b in listed if _failed_for_tenant(b)]
         for booking in failed[:RESTARTS_PER_RUN]:
             saved = save_transition(
                 self._bookings,
@@ -365,7 +366,7 @@ class CredentialHealth:
             )
             if saved is not booking:
                 self._sync.after_change(saved, actor=ACTOR)
-        if len(failed) <= RESTARTS_PER_RUN:
+        if len(failed) <= RESTARTS_PER_RUN and len(listed) < FAILED_LISTED:
             health = tenant.teams_health
             assert health is not None
             self._save(tenant, replace(health, retry_pending=False))

@@ -151,3 +151,23 @@ def test_a_missing_access_policy_is_named_and_its_grant_heals_the_bookings(
     assert capability(svc) == Capability(True)
     assert all(svc.bookings.get(TENANT, i).meeting.status is MeetingStatus.CREATED for i in ids)
     assert len(errors(caplog)) == 1
+
+
+def test_finding_the_failed_bookings_reads_only_them(make_services, emulator):
+    from tests.integration.test_reconciliation import load_healthy
+
+    # GIVEN 1000 upcoming bookings in step with Teams, and three whose meetings failed
+    organizer_of(emulator).policy_granted = False
+    svc = make_services(CREDENTIAL_CHECK_MINUTES=EVERY_RUN)
+    load_healthy(svc, 1000, datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=2))
+    ids = approve(svc, 3)
+    timer_run(svc)
+    organizer_of(emulator).policy_granted = True
+
+    # WHEN the recovery lists them
+    before = svc.tables.reads
+    failed = svc.bookings.list_meeting_failed(TENANT, datetime.now(UTC))
+
+    # THEN three entities are read, not a thousand
+    assert sorted(b.booking_id for b in failed) == sorted(ids)
+    assert svc.tables.reads - before == 3

@@ -279,6 +279,33 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
     }
 
 
+def test_failed_meetings_are_listed_by_start_without_a_marker(bookings):
+    # GIVEN two failed meetings (one started yesterday), one healthy, one of another tenant
+    failed = MeetingState(wanted=True, failed=True, last_error_code="graph_policy_missing")
+    soon = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 + timedelta(days=1), meeting=failed)
+    )
+    later = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 + timedelta(days=9), meeting=failed)
+    )
+    bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 - timedelta(days=1), meeting=failed)
+    )
+    bookings.add(a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True)))
+    bookings.add(a_booking(tenant_id="tenant-b", status=BookingStatus.CONFIRMED, meeting=failed))
+
+    # WHEN the tenant's failed meetings from now on are listed
+    found = bookings.list_meeting_failed("tenant-a", T0)
+
+    # THEN the two that start from now are, earliest first; a limit keeps the earliest
+    assert [b.booking_id for b in found] == [soon.booking_id, later.booking_id]
+    assert found[0].meeting.last_error_code == "graph_policy_missing"
+    assert [b.booking_id for b in bookings.list_meeting_failed("tenant-a", T0, limit=1)] == [
+        soon.booking_id
+    ]
+    assert bookings.list_needing_reconciliation("tenant-a") != found
+
+
 def test_a_leftover_marker_heals_itself(tables):
     bookings = TableBookingRepository(tables)
     # GIVEN a marker whose clean-up never ran (the process died after the transaction)
