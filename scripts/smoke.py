@@ -103,7 +103,10 @@ def check_health(service: DeployedService) -> Result:
     response = service.call("GET", "/v1/health", authenticated=False)
     body = _json(response)
     if response.status_code == 200 and body.get("status") == "ok":
-        return Result("health", True, f"ok (version {body.get('version', '?')})")
+        unhealthy = body.get("unhealthyTenants")
+        # A tenant's broken credential is the tenant's to fix, not the deployment's: still PASS.
+        tenants = f", {unhealthy} tenant(s) with an unhealthy Teams integration" * bool(unhealthy)
+        return Result("health", True, f"ok (version {body.get('version', '?')}{tenants})")
     if body.get("status") == "misconfigured" or body.get("code") == "misconfigured":
         names = body.get("settings")
         listed = ", ".join(map(str, names)) if isinstance(names, list) and names else None
