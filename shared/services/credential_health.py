@@ -203,7 +203,10 @@ class CredentialHealth:
             return  # capability already says not_configured, no_organizer or disabled
         now = self._clock()
         health = tenant.teams_health
-        if health is None or now - health.checked_at >= self._interval:
+        # Settings saved since the last check (a new organizer, say) are checked at once.
+        saved_at = tenant.updated_at
+        changed = health is not None and saved_at is not None and saved_at > health.checked_at
+        if health is None or changed or now - health.checked_at >= self._interval:
             tenant = self.check(tenant, now)
             report.checked += 1
             health = tenant.teams_health

@@ -275,7 +275,28 @@ def test_a_missing_policy_and_a_missing_organizer_are_named():
         assert world.tenants.get(TENANT).meeting_capability().reason is (
             CapabilityReason.ORGANIZER_MISSING
         )
-        assert ORGANIZER != "gone@a.example"
+
+
+def test_settings_saved_since_the_last_check_are_checked_at_the_next_run():
+    with memory_world() as world:
+        # GIVEN a tenant unhealthy for its organizer
+        tenant = world.tenants.get(TENANT)
+        world.tenants.update(replace(tenant, organizer_upn="gone@a.example"))
+        world.credential_health.run()
+        assert world.tenants.get(TENANT).meeting_capability().reason is (
+            CapabilityReason.ORGANIZER_MISSING
+        )
+
+        # WHEN an admin saves the right organizer, and the timer runs 5 minutes later
+        world.clock.sleep(5 * 60)
+        tenant = world.tenants.get(TENANT)
+        world.tenants.update(replace(tenant, organizer_upn=ORGANIZER, updated_at=world.clock()))
+        world.clock.sleep(5 * 60)
+        report = world.credential_health.run()
+
+        # THEN it is checked then, not 15 minutes after the last check
+        assert report.checked == 1
+        assert world.tenants.get(TENANT).meeting_capability() == Capability(True)
 
 
 def test_a_secrets_known_expiry_warns_once_per_threshold(caplog):
