@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from localdev.stack import local_stack
-from tests.e2e.conftest import QUIET_TIMER, booking_body, settle
+from tests.e2e.conftest import QUIET_TIMER, booking_body, caller, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,10 @@ def test_a_missing_policy_is_one_alert_and_granting_it_heals_the_bookings(stack,
     assert capability(staff)["available"] is False
     assert health(stack)["unhealthyTenants"] == 1
     assert settle(lambda: len(error_lines(stack)) == 1, timeout=10)
+    admin = caller(stack, "admin-1", "admin")
+    settings = admin.call("GET", "/v1/teams-meetings/settings").json()
+    assert settings["teamsHealth"]["state"] == "unhealthy"
+    assert settings["teamsHealth"]["reason"] == "policy_missing"
 
     # WHEN the policy is granted and the timer runs again
     stack.organizer.policy_granted = True
