@@ -1,4 +1,5 @@
-"""GET /api/v1/health: are the settings whole and storage reachable, and which version answers."""
+"""GET /api/v1/health: are the settings whole and storage reachable, how many tenants' Teams
+integrations are unhealthy (the service's health, so still 200), and which version answers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     from shared.storage.errors import StorageError
 
     try:
-        services().tables.ping()
+        svc = services()
+        svc.tables.ping()
+        unhealthy = svc.credential_health.unhealthy_tenants()
     except SettingsError as exc:
         body = {
             "status": "misconfigured",
@@ -32,4 +35,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     except StorageError:
         body = {"status": "degraded", "storage": "unreachable", "version": __version__}
         return json_response(body, status=503)
-    return json_response({"status": "ok", "storage": "ok", "version": __version__})
+    return json_response(
+        {"status": "ok", "storage": "ok", "unhealthyTenants": unhealthy, "version": __version__}
+    )

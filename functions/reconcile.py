@@ -1,7 +1,8 @@
-"""The reconciliation timer (SPEC §7): converge every booking marked "needs work", across all
-tenants, and verify the meetings of bookings that start soon against Teams; then finish payment
-events whose processing stopped half-way and recover those Stripe failed to deliver (SPEC §6);
-and remove organizer checks' throw-away meetings that a dry run could not delete."""
+"""The reconciliation timer (SPEC §7): check each tenant's Microsoft credential when its check is
+due (shared/services/credential_health.py); converge every booking marked "needs work", across
+all tenants, and verify the meetings of bookings that start soon against Teams; then finish
+payment events whose processing stopped half-way and recover those Stripe failed to deliver
+(SPEC §6); and remove organizer checks' throw-away meetings that a dry run could not delete."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def reconcile(timer: func.TimerRequest) -> None:
     with telemetry.span("reconcile run"):
         svc = services()
         try:
+            svc.credential_health.run()  # never raises
             svc.reconciler.run()
         finally:
             # Payments do not wait on meetings: if the sweep failed, recovery still runs.

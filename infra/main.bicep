@@ -85,6 +85,9 @@ param microsoftCredential string = 'managed_identity'
 @description('Default tenant: UPN of the user who organizes the meetings.')
 param teamsOrganizerEmail string = ''
 
+@description('Default tenant: the client secret\'s expiry date (ISO), for the credential check\'s warnings.')
+param microsoftClientSecretExpiresOn string = ''
+
 @description('Microsoft Graph root (national clouds differ).')
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
@@ -99,6 +102,9 @@ param reconcileSchedule string = '0 */5 * * * *'
 
 @description('Hours ahead in which meetings are verified against Teams before they start.')
 param verifyWindowHours string = '24'
+
+@description('Minutes between the checks of each tenant\'s Microsoft credential.')
+param credentialCheckMinutes string = '15'
 
 @description('Seconds between the delayed retries of failed meeting work.')
 param meetingRetrySchedule string = '30,120,600,3600,21600'
@@ -338,12 +344,14 @@ var appSettings = {
   MICROSOFT_CLIENT_SECRET: (hasMicrosoftProfile && microsoftCredential == 'secret') ? '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/microsoft-client-secret/)' : ''
   MICROSOFT_CLIENT_CERTIFICATE: (hasMicrosoftProfile && microsoftCredential == 'certificate') ? '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/microsoft-client-certificate/)' : ''
   TEAMS_ORGANIZER_EMAIL: teamsOrganizerEmail
+  MICROSOFT_CLIENT_SECRET_EXPIRES_ON: microsoftClientSecretExpiresOn
   GRAPH_BASE_URL: graphBaseUrl
   MICROSOFT_AUTHORITY_HOST: microsoftAuthorityHost
   GRAPH_TIMEOUT_SECONDS: graphTimeoutSeconds
   // Meetings.
   RECONCILE_SCHEDULE: reconcileSchedule
   VERIFY_WINDOW_HOURS: verifyWindowHours
+  CREDENTIAL_CHECK_MINUTES: credentialCheckMinutes
   MEETING_RETRY_SCHEDULE: meetingRetrySchedule
   MEETING_INLINE_BUDGET_SECONDS: meetingInlineBudgetSeconds
   BOOKING_HORIZON_DAYS: bookingHorizonDays

@@ -103,7 +103,11 @@ def check_health(service: DeployedService) -> Result:
     response = service.call("GET", "/v1/health", authenticated=False)
     body = _json(response)
     if response.status_code == 200 and body.get("status") == "ok":
-        return Result("health", True, f"ok (version {body.get('version', '?')})")
+        detail = f"version {body.get('version', '?')}"
+        if body.get("unhealthyTenants"):
+            # A tenant's broken credential is the tenant's to fix, not the deployment's: a PASS.
+            detail += f", {body['unhealthyTenants']} tenant(s) with an unhealthy Teams integration"
+        return Result("health", True, f"ok ({detail})")
     if body.get("status") == "misconfigured" or body.get("code") == "misconfigured":
         names = body.get("settings")
         listed = ", ".join(map(str, names)) if isinstance(names, list) and names else None

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shared.services.bookings import BookingDeps
     from shared.services.check_meetings import CheckMeetings
     from shared.services.convergence import Converger
+    from shared.services.credential_health import CredentialHealth
     from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
     from shared.services.payments import PaymentEvents
@@ -60,6 +61,7 @@ class Services:
     tokens: TokenValidator
     mail: MailServices
     check_meetings: CheckMeetings
+    credential_health: CredentialHealth
 
     def clock(self) -> datetime:
         return datetime.now(UTC)
@@ -101,6 +103,7 @@ def default_tenant(settings: Settings) -> Tenant | None:
             client_id=settings.microsoft.client_id,
             secret_setting=settings.microsoft.credential_setting,
             credential=CredentialKind(settings.microsoft.credential),
+            secret_expires_on=settings.microsoft.secret_expires_on,
         ),
         organizer_upn=settings.microsoft.organizer_upn,
     )
@@ -122,6 +125,7 @@ def build_services(
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.check_meetings import CheckMeetings
     from shared.services.convergence import Converger
+    from shared.services.credential_health import CredentialHealth
     from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
     from shared.services.meetings import MeetingSteps
     from shared.services.payments import PaymentEvents
@@ -223,6 +227,16 @@ def build_services(
             _utc_now,
             # Longer than a dry run's four Graph calls, each bounded by the Graph timeout.
             grace=timedelta(seconds=6 * settings.graph_timeout_seconds),
+        ),
+        credential_health=CredentialHealth(
+            directory,
+            graph,
+            audit,
+            bookings,
+            sync,
+            _utc_now,
+            interval=timedelta(minutes=settings.credential_check_minutes),
+            resolve_secret=resolve_secret_setting,
         ),
     )
 

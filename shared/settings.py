@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 
@@ -104,6 +104,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MICROSOFT_CLIENT_SECRET", "Default tenant: client secret (secret; a Key Vault reference)."
     ),
     SettingSpec(
+        "MICROSOFT_CLIENT_SECRET_EXPIRES_ON",
+        "Default tenant: the client secret's expiry date (ISO, e.g. 2027-03-01, as Entra shows "
+        "it), so the credential check warns 30 and 7 days ahead.",
+    ),
+    SettingSpec(
         "TEAMS_ORGANIZER_EMAIL", "Default tenant: UPN of the mailbox that organizes meetings."
     ),
     SettingSpec("DEFAULT_TENANT_ID", "Id of the default tenant.", default="default"),
@@ -125,6 +130,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "VERIFY_WINDOW_HOURS",
         "How far ahead meetings are verified against Teams before they start, in hours.",
         default="24",
+    ),
+    SettingSpec(
+        "CREDENTIAL_CHECK_MINUTES",
+        "How often the timer checks each tenant's Microsoft credential, consent, access policy "
+        "and organizer, in minutes (at most once per timer run).",
+        default="15",
     ),
     SettingSpec(
         "MEETING_RETRY_SCHEDULE",
@@ -268,6 +279,7 @@ class MicrosoftProfileSettings:
     organizer_upn: str
     credential: str = "managed_identity"
     identity_client_id: str | None = None
+    secret_expires_on: date | None = None
 
     @property
     def credential_setting(self) -> str | None:
@@ -323,6 +335,7 @@ class Settings:
     graph_timeout_seconds: float
     reconcile_schedule: str
     verify_window_hours: float
+    credential_check_minutes: float
     retry_schedule: tuple[float, ...]
     inline_budget_seconds: float
     booking_horizon_days: float
@@ -391,6 +404,9 @@ class Settings:
         verify_window = _number(
             "VERIFY_WINDOW_HOURS", value("VERIFY_WINDOW_HOURS"), 0, 24 * 14, problems
         )
+        credential_check = _number(
+            "CREDENTIAL_CHECK_MINUTES", value("CREDENTIAL_CHECK_MINUTES"), 0, 24 * 60, problems
+        )
         inline_budget = _number(
             "MEETING_INLINE_BUDGET_SECONDS", value("MEETING_INLINE_BUDGET_SECONDS"), 0, 60, problems
         )
@@ -440,6 +456,7 @@ class Settings:
             graph_timeout_seconds=timeout,
             reconcile_schedule=schedule,
             verify_window_hours=verify_window,
+            credential_check_minutes=credential_check,
             retry_schedule=retry_schedule,
             inline_budget_seconds=inline_budget,
             booking_horizon_days=horizon,
@@ -493,12 +510,22 @@ def _microsoft_profile(
             "MICROSOFT_CLIENT_CERTIFICATE must hold the private key and the certificate in PEM "
             "(a Key Vault certificate's secret with content type application/x-pem-file)"
         )
+    expires_on = None
+    if value("MICROSOFT_CLIENT_SECRET_EXPIRES_ON"):
+        try:
+            expires_on = date.fromisoformat(value("MICROSOFT_CLIENT_SECRET_EXPIRES_ON"))
+        except ValueError:
+            problems.append(
+                "MICROSOFT_CLIENT_SECRET_EXPIRES_ON must be an ISO date (e.g. 2027-03-01), got "
+                f"{value('MICROSOFT_CLIENT_SECRET_EXPIRES_ON')!r}"
+            )
     return MicrosoftProfileSettings(
         directory_tenant_id=value("MICROSOFT_TENANT_ID"),
         client_id=value("MICROSOFT_CLIENT_ID"),
         organizer_upn=value("TEAMS_ORGANIZER_EMAIL"),
         credential=credential,
         identity_client_id=value("MICROSOFT_IDENTITY_CLIENT_ID") or None,
+        secret_expires_on=expires_on,
     )
 
 

@@ -22,6 +22,7 @@ from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
 from shared.services.bookings import BookingDeps
 from shared.services.convergence import Converger
+from shared.services.credential_health import CredentialHealth
 from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
 from shared.services.meetings import MeetingSteps
 from shared.services.reconciliation import Reconciler
@@ -65,6 +66,7 @@ class MemoryWorld:
     sync: MeetingSync
     worker: MeetingWorker
     reconciler: Reconciler
+    credential_health: CredentialHealth
     sleeps: list[float] = field(default_factory=list)
     # Called half-way through each of the worker's in-process sleeps (e.g. a timer run).
     during_sleep: list[Callable[[], object]] = field(default_factory=list)
@@ -151,6 +153,7 @@ def memory_world(
         worker = MeetingWorker(
             bookings, converger, queue, policy, clock, sleep=sleep, rnd=lambda: 0.5
         )
+        sync = MeetingSync(converger, queue, policy, clock)
         yield MemoryWorld(
             emulator=emulator,
             clock=clock,
@@ -159,7 +162,7 @@ def memory_world(
             audit=audit,
             queue=queue,
             converger=converger,
-            sync=MeetingSync(converger, queue, policy, clock),
+            sync=sync,
             worker=worker,
             reconciler=Reconciler(
                 bookings,
@@ -170,6 +173,16 @@ def memory_world(
                 clock,
                 verify_window=timedelta(hours=24),
                 entities_read=lambda: bookings.reads,
+            ),
+            credential_health=CredentialHealth(
+                directory,
+                graph,
+                audit,
+                bookings,
+                sync,
+                clock,
+                interval=timedelta(minutes=15),
+                resolve_secret=lambda _: SECRET,
             ),
             sleeps=world_sleeps,
             during_sleep=during_sleep,

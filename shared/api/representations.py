@@ -8,7 +8,7 @@ from typing import Any
 from shared.auth.principal import Principal
 from shared.domain.booking import Booking, MeetingStatus
 from shared.domain.payment import IntentPayment, PaymentState
-from shared.domain.tenant import Capability, MeetingOptions, Tenant
+from shared.domain.tenant import Capability, MeetingOptions, TeamsHealth, Tenant
 from shared.services.teams_settings import Verification
 
 
@@ -158,6 +158,19 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "meetingOptions": options_json(tenant.meeting_options),
         "participantsCanReschedule": tenant.participants_can_reschedule,
         "capability": capability_json(tenant.meeting_capability()),
+        "teamsHealth": health_json(tenant.teams_health),
+    }
+
+
+def health_json(health: TeamsHealth | None) -> dict[str, Any] | None:
+    """The credential check's last verdict (None: not checked yet)."""
+    if health is None:
+        return None
+    return {
+        "state": health.state.value,
+        "reason": health.reason.value if health.reason else None,
+        "since": _time(health.since),
+        "checkedAt": _time(health.checked_at),
     }
 
 

@@ -24,6 +24,14 @@ class AuditEvent(StrEnum):
     MEETING_FAILED = "APPOINTMENT_ONLINE_MEETING_FAILED"
     MEETING_MISSING = "APPOINTMENT_ONLINE_MEETING_MISSING"
     SUBJECT_TEMPLATE_REFUSED = "APPOINTMENT_ONLINE_MEETING_SUBJECT_TEMPLATE_REFUSED"
+    # The tenant's Teams integration changed state (credential check); the record's
+    # booking id is TENANT_RECORD and its error code the reason.
+    TEAMS_CREDENTIAL_UNHEALTHY = "TENANT_TEAMS_CREDENTIAL_UNHEALTHY"
+    TEAMS_CREDENTIAL_HEALTHY = "TENANT_TEAMS_CREDENTIAL_HEALTHY"
+
+
+# The booking id of audit records about the tenant itself rather than one booking.
+TENANT_RECORD = "tenant"
 
 
 @dataclass(frozen=True)

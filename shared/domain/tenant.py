@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -73,6 +73,9 @@ class MicrosoftProfile:
     client_id: str
     secret_setting: str | None = None
     credential: CredentialKind = CredentialKind.SECRET
+    # When the client secret expires (Entra shows it; the secret itself cannot tell), so that
+    # the credential check warns ahead. A certificate's expiry is read from the certificate.
+    secret_expires_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,51 @@ class CapabilityReason(StrEnum):
     NOT_CONFIGURED = "not_configured"
     NO_ORGANIZER = "no_organizer"
     DISABLED = "disabled"
+    # The tenant's Teams integration is unhealthy (the credential check's reasons).
+    CREDENTIAL_INVALID = "credential_invalid"
+    CONSENT_MISSING = "consent_missing"
+    POLICY_MISSING = "policy_missing"
+    ORGANIZER_MISSING = "organizer_missing"
+
+
+class HealthState(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class HealthReason(StrEnum):
+    """What an admin must fix before the tenant's meetings can be made again."""
+
+    # The secret or certificate is wrong, expired or unknown to the app registration.
+    CREDENTIAL_INVALID = "credential_invalid"
+    # A token is issued, but Graph refuses it: admin consent to the app's permissions is missing.
+    CONSENT_MISSING = "consent_missing"
+    # No Teams Application Access Policy grants the app the organizer.
+    POLICY_MISSING = "policy_missing"
+    # The organizer's account does not exist (any more) in the directory.
+    ORGANIZER_MISSING = "organizer_missing"
+
+
+@dataclass(frozen=True)
+class TeamsHealth:
+    """The last credential check's verdict on the tenant's Teams integration.
+
+    `since` is when the state began, `checked_at` when it was last confirmed. `expiry_warned`
+    is the smallest advance-warning threshold (days) already logged for the credential's
+    expiry, so each threshold warns once; `retry_pending` says bookings that failed while the
+    tenant was unhealthy are still to be restarted.
+    """
+
+    state: HealthState
+    since: datetime
+    checked_at: datetime
+    reason: HealthReason | None = None
+    expiry_warned: int | None = None
+    retry_pending: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is HealthState.HEALTHY
 
 
 @dataclass(frozen=True)
@@ -105,6 +153,8 @@ class Tenant:
     mail: MailSettings = MailSettings()
     participants_can_reschedule: bool = False
     updated_at: datetime | None = None
+    # None until the credential check first ran.
+    teams_health: TeamsHealth | None = None
     etag: str | None = field(default=None, compare=False)
 
     def meeting_capability(self) -> Capability:
@@ -115,4 +165,7 @@ class Tenant:
             return Capability(False, CapabilityReason.NOT_CONFIGURED)
         if not self.organizer_upn:
             return Capability(False, CapabilityReason.NO_ORGANIZER)
+        health = self.teams_health
+        if health is not None and not health.healthy and health.reason is not None:
+            return Capability(False, CapabilityReason(health.reason.value))
         return Capability(True)

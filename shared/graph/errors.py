@@ -125,6 +125,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600.0
+
+# Failures an admin of the tenant must fix (credential, consent, access policy, organizer),
+# not one booking: the tenant's credential check alerts on them once for the tenant.
+TENANT_CAUSED_CODES = frozenset(
+    {
+        GraphAuthError.code,
+        GraphForbiddenError.code,
+        GraphPolicyMissingError.code,
+        GraphNotFoundError.code,
+    }
+)
 _POLICY_MISSING_MARKER = "application access policy"
 
 

@@ -7,8 +7,9 @@
   a delayed re-enqueue per `RetryPolicy.rounds` (about 30 s, 2 min, 10 min, 1 h, 6 h, with
   jitter, never sooner than Retry-After). A permanent error stops at once.
 - When work stops for good, the meeting is `failed` and the message goes to
-  `meeting-ops-poison`; `record_poisoned` (its trigger) writes the one ERROR log and the audit
-  record.
+  `meeting-ops-poison`; `record_poisoned` (its trigger) writes the one ERROR log (a WARNING when
+  the tenant's credential, consent, policy or organizer is the cause: the tenant's credential
+  check alerts on those once) and the audit record.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shared import telemetry
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
-from shared.graph.errors import GraphError
+from shared.graph.errors import TENANT_CAUSED_CODES, GraphError
 from shared.observability import log_event
 from shared.services.convergence import Converger, ConvergeResult
 from shared.storage.audit import AuditRepository
@@ -273,9 +274,13 @@ def record_poisoned(poisoned: PoisonedWork, audit: AuditRepository | None, now: 
     """The poison queue's consumer: one ERROR log and an audit record. Never raises, so that a
     poison message cannot itself be poisoned; a message the host poisoned after crashes keeps
     its booking's marker, and the reconciliation timer converges it once storage answers."""
+    # A credential, consent, policy or organizer failure is the tenant's, and the tenant's
+    # credential check raises its one ERROR (tenant_credential_unhealthy): each booking it
+    # stops is a WARNING, so that a hundred bookings are not a hundred alerts.
+    tenant_caused = poisoned.error_code in TENANT_CAUSED_CODES
     log_event(
         logger,
-        logging.ERROR,
+        logging.WARNING if tenant_caused else logging.ERROR,
         "meeting_work_failed",
         tenant=poisoned.tenant_id,
         bookingId=poisoned.booking_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.domain.tenant import InstallStatus, Tenant
+from shared.domain.tenant import InstallStatus, MicrosoftProfile, Tenant
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from shared.storage.tenants import TenantRepository
 
@@ -30,8 +30,13 @@ class TenantDirectory:
             return Tenant(
                 tenant_id=tenant_id, display_name=tenant_id, install_status=InstallStatus.PENDING
             )
-        if tenant.microsoft is None and self._default and tenant_id == self._default.tenant_id:
-            tenant = replace(tenant, microsoft=self._default.microsoft)
+        default = self._default
+        if default is not None and tenant_id == default.tenant_id and default.microsoft:
+            stored = tenant.microsoft
+            # The default tenant's registration is the settings': a row that copied it (on
+            # saving the organizer's id or the health) follows them, e.g. a secret's new expiry.
+            if stored is None or _same_registration(stored, default.microsoft):
+                tenant = replace(tenant, microsoft=default.microsoft)
         return tenant
 
     def is_known(self, tenant_id: str) -> bool:
@@ -51,6 +56,10 @@ class TenantDirectory:
             ids.add(self._default.tenant_id)
         return sorted(ids)
 
+    def stored(self) -> list[Tenant]:
+        """The tenants that have a row (one partition scan)."""
+        return self._repository.list_all()
+
     def save(self, tenant: Tenant) -> Tenant:
         """Insert a tenant seen for the first time, or update one read earlier (ETag)."""
         if tenant.etag is None:
@@ -59,3 +68,12 @@ class TenantDirectory:
             except AlreadyExistsError as exc:
                 raise ConcurrencyError(f"tenant {tenant.tenant_id} was created meanwhile") from exc
         return self._repository.update(tenant)
+
+
+def _same_registration(a: MicrosoftProfile, b: MicrosoftProfile) -> bool:
+    return (a.directory_tenant_id, a.client_id, a.credential, a.secret_setting) == (
+        b.directory_tenant_id,
+        b.client_id,
+        b.credential,
+        b.secret_setting,
+    )

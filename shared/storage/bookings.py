@@ -137,6 +137,14 @@ class BookingRepository(Protocol):
         `due_by`, those whose every notice waits for a later scheduled retry are left to it."""
         ...
 
+    def list_meeting_failed(
+        self, tenant_id: str, start_from: datetime, limit: int = 500
+    ) -> list[Booking]:
+        """Bookings whose meeting work stopped for good and that start at or after
+        `start_from`, earliest first. Failed work has no marker: the booking rows are filtered
+        by the table service itself, so only failed ones are returned (and read)."""
+        ...
+
 
 def matches(booking: Booking, query: BookingQuery) -> bool:
     if query.status is not None and booking.status is not query.status:
@@ -303,6 +311,18 @@ class TableBookingRepository:
             if len(result) >= limit:
                 break
         return result
+
+    def list_meeting_failed(
+        self, tenant_id: str, start_from: datetime, limit: int = 500
+    ) -> list[Booking]:
+        pk = validate_key(tenant_id, "tenant id")
+        stamp = to_utc(start_from, "from").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        flt = (
+            f"{_pk_filter(pk)} and {prefix_range(_BOOKING + '|')} and MeetingFailed eq true "
+            f"and Start ge datetime'{stamp}'"
+        )
+        found = [entity_to_booking(e) for e in self._query(flt)]
+        return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
 
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):

@@ -174,6 +174,19 @@ class InMemoryBookingRepository:
                 found.append(self._rows[(tenant_id, booking_id)])
         return found[:limit]
 
+    def list_meeting_failed(
+        self, tenant_id: str, start_from: datetime, limit: int = 500
+    ) -> list[Booking]:
+        validate_key(tenant_id, "tenant id")
+        with self._lock:
+            found = [
+                b
+                for (t, _), b in self._rows.items()
+                if t == tenant_id and b.meeting.failed and b.start >= start_from
+            ]
+            self.reads += len(found)
+        return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
+
 
 class InMemoryTenantRepository:
     def __init__(self) -> None:

@@ -8,17 +8,21 @@ the Microsoft profile keeps the *name* of the app setting that holds the client 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.tenant import (
     AllowedPresenters,
     CredentialKind,
+    HealthReason,
+    HealthState,
     InstallStatus,
     LobbyBypassScope,
     MailSettings,
     MeetingChatMode,
     MeetingOptions,
     MicrosoftProfile,
+    TeamsHealth,
     Tenant,
 )
 from shared.storage.errors import ConcurrencyError
@@ -108,6 +112,9 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "ClientId": profile.client_id if profile else None,
         "SecretSetting": profile.secret_setting if profile else None,
         "Credential": profile.credential.value if profile else None,
+        "CredentialExpiresOn": (
+            profile.secret_expires_on.isoformat() if profile and profile.secret_expires_on else None
+        ),
         "OrganizerUpn": tenant.organizer_upn,
         "OrganizerObjectId": tenant.organizer_object_id,
         "LobbyBypassScope": options.lobby_bypass_scope.value,
@@ -120,7 +127,35 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "MailReplyTo": tenant.mail.reply_to,
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
         "UpdatedAt": tenant.updated_at,
+        **_health_columns(tenant.teams_health),
     }
+
+
+def _health_columns(health: TeamsHealth | None) -> dict[str, Any]:
+    return {
+        "HealthState": health.state.value if health else None,
+        "HealthReason": health.reason.value if health and health.reason else None,
+        "HealthSince": health.since if health else None,
+        "HealthCheckedAt": health.checked_at if health else None,
+        "HealthExpiryWarned": health.expiry_warned if health else None,
+        "HealthRetryPending": health.retry_pending if health else None,
+    }
+
+
+def _health(r: EntityReader) -> TeamsHealth | None:
+    if not r.opt_text("HealthState"):
+        return None
+    since, checked = r.opt_moment("HealthSince"), r.opt_moment("HealthCheckedAt")
+    if since is None or checked is None:
+        raise r.fail("Teams health has a state but not since when, or when it was checked")
+    return TeamsHealth(
+        state=r.enum("HealthState", HealthState),
+        since=since,
+        checked_at=checked,
+        reason=r.enum("HealthReason", HealthReason) if r.opt_text("HealthReason") else None,
+        expiry_warned=r.opt_number("HealthExpiryWarned"),
+        retry_pending=r.flag("HealthRetryPending"),
+    )
 
 
 def entity_to_tenant(entity: Any) -> Tenant:
@@ -146,6 +181,7 @@ def entity_to_tenant(entity: Any) -> Tenant:
         ),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
         updated_at=r.opt_moment("UpdatedAt"),
+        teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )
 
@@ -168,4 +204,11 @@ def _profile(r: EntityReader) -> MicrosoftProfile | None:
             "Microsoft profile is incomplete (directory, client id, and for a secret or a "
             "certificate the app setting that holds it)"
         )
-    return MicrosoftProfile(directory, client, setting if needs_setting else None, credential)
+    expires = r.opt_text("CredentialExpiresOn")
+    try:
+        expires_on = date.fromisoformat(expires) if expires else None
+    except ValueError as exc:
+        raise r.fail("CredentialExpiresOn is not an ISO date") from exc
+    return MicrosoftProfile(
+        directory, client, setting if needs_setting else None, credential, expires_on
+    )

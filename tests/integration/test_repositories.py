@@ -8,13 +8,19 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
-from shared.domain.tenant import InstallStatus
+from shared.domain.tenant import (
+    HealthReason,
+    HealthState,
+    InstallStatus,
+    MicrosoftProfile,
+    TeamsHealth,
+)
 from shared.storage.audit import TableAuditRepository
 from shared.storage.bookings import BookingQuery, RequestKey, TableBookingRepository
 from shared.storage.errors import (
@@ -273,6 +279,33 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
     }
 
 
+def test_failed_meetings_are_listed_by_start_without_a_marker(bookings):
+    # GIVEN two failed meetings (one started yesterday), one healthy, one of another tenant
+    failed = MeetingState(wanted=True, failed=True, last_error_code="graph_policy_missing")
+    soon = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 + timedelta(days=1), meeting=failed)
+    )
+    later = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 + timedelta(days=9), meeting=failed)
+    )
+    bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, start=T0 - timedelta(days=1), meeting=failed)
+    )
+    bookings.add(a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True)))
+    bookings.add(a_booking(tenant_id="tenant-b", status=BookingStatus.CONFIRMED, meeting=failed))
+
+    # WHEN the tenant's failed meetings from now on are listed
+    found = bookings.list_meeting_failed("tenant-a", T0)
+
+    # THEN the two that start from now are, earliest first; a limit keeps the earliest
+    assert [b.booking_id for b in found] == [soon.booking_id, later.booking_id]
+    assert found[0].meeting.last_error_code == "graph_policy_missing"
+    assert [b.booking_id for b in bookings.list_meeting_failed("tenant-a", T0, limit=1)] == [
+        soon.booking_id
+    ]
+    assert bookings.list_needing_reconciliation("tenant-a") != found
+
+
 def test_a_leftover_marker_heals_itself(tables):
     bookings = TableBookingRepository(tables)
     # GIVEN a marker whose clean-up never ran (the process died after the transaction)
@@ -318,6 +351,39 @@ def test_tenant_updates_are_guarded_by_etag(tenants):
     with pytest.raises(ConcurrencyError):
         tenants.update(replace(tenant, organizer_upn="second@a.example"))
     assert tenants.get("tenant-a").organizer_upn == "first@a.example"
+
+
+def test_a_tenants_teams_health_and_secret_expiry_read_back_as_saved(tenants):
+    # GIVEN a tenant never checked, with a secret whose expiry is known
+    tenant = tenants.add(
+        a_tenant(
+            microsoft=MicrosoftProfile(
+                "dir-a", "client-a", "TENANT_A_SECRET", secret_expires_on=date(2027, 3, 1)
+            )
+        )
+    )
+    assert tenants.get("tenant-a").teams_health is None
+    health = TeamsHealth(
+        HealthState.UNHEALTHY,
+        since=T0,
+        checked_at=T0 + timedelta(minutes=15),
+        reason=HealthReason.POLICY_MISSING,
+        expiry_warned=30,
+        retry_pending=False,
+    )
+
+    # WHEN its health is saved, then cleared of its reason
+    tenants.update(replace(tenant, teams_health=health))
+    unhealthy = tenants.get("tenant-a")
+    healthy = replace(health, state=HealthState.HEALTHY, reason=None, retry_pending=True)
+    tenants.update(replace(unhealthy, teams_health=healthy))
+
+    # THEN each reads back as it was written
+    assert unhealthy.teams_health == health
+    assert unhealthy.microsoft is not None
+    assert unhealthy.microsoft.secret_expires_on == date(2027, 3, 1)
+    assert tenants.get("tenant-a").teams_health == healthy
+    assert [t.teams_health for t in tenants.list_all()] == [healthy]
 
 
 def test_duplicate_and_missing_tenants(tenants):

@@ -125,3 +125,22 @@ def test_the_url_may_name_the_host_or_its_api(given, base):
 def test_a_url_that_would_send_the_token_in_clear_or_nowhere_is_refused(given):
     with pytest.raises(ValueError, match="https"):
         api_base(given)
+
+
+@responses.activate
+def test_health_passes_naming_the_tenants_with_an_unhealthy_teams_integration(capsys):
+    # GIVEN a service whose one tenant's credential check failed
+    responses.get(
+        f"{API}/v1/health", json={"status": "ok", "unhealthyTenants": 1, "version": "0.1.0"}
+    )
+    responses.get(f"{API}/v1/teams-meetings/capability", json={"available": True})
+    responses.post(f"{API}/v1/teams-meetings/verify-organizer", json={"valid": True})
+    responses.post(f"{API}/v1/payments/webhook", json={"received": True, "outcome": "ignored"})
+
+    # WHEN the smoke test runs
+    _, lines = run(capsys)
+
+    # THEN health still passes (the service is well), and says how many tenants are not
+    assert lines["health"] == (
+        "PASS ok (version 0.1.0, 1 tenant(s) with an unhealthy Teams integration)"
+    )
