@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
+    from shared.storage.poisoned import PoisonedMessages
     from shared.storage.queues import MeetingWorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenants import TenantRepository
@@ -60,6 +61,8 @@ class Services:
     tokens: TokenValidator
     mail: MailServices
     check_meetings: CheckMeetings
+    # Poisoned work kept for the operator's replay, by kind ("meeting", "mail").
+    poisoned: dict[str, PoisonedMessages]
 
     def clock(self) -> datetime:
         return datetime.now(UTC)
@@ -131,6 +134,7 @@ def build_services(
     from shared.storage.bookings import TableBookingRepository
     from shared.storage.check_meetings import TableCheckMeetingRepository
     from shared.storage.payment_events import TablePaymentEventRepository
+    from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
     from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
@@ -224,6 +228,10 @@ def build_services(
             # Longer than a dry run's four Graph calls, each bounded by the Graph timeout.
             grace=timedelta(seconds=6 * settings.graph_timeout_seconds),
         ),
+        poisoned={
+            kind.name: PoisonedMessages(settings.storage, kind, prefix=queue_prefix)
+            for kind in WORK_KINDS
+        },
     )
 
 
