@@ -145,5 +145,8 @@ class Taken:
 
     def release(self) -> None:
         # Best effort: if this fails, the message is visible again after _LOOK_SECONDS anyway.
+        # By id and receipt: given the message itself, the client would re-encode its content.
         with contextlib.suppress(Exception):
-            self._client.update_message(self._message, visibility_timeout=0)
+            self._client.update_message(
+                self._message.id, pop_receipt=self._message.pop_receipt, visibility_timeout=0
+            )

@@ -80,10 +80,25 @@ def parked_id(stack: LocalStack, booking_id: str) -> str | None:
     return None
 
 
+def kept_line(stack: LocalStack, needle: str) -> str:
+    """The listed line of the message whose work names `needle`, from its queue on."""
+    for line in poison(stack, "list").stdout.splitlines():
+        if needle in line:
+            return line.split(None, 1)[1]
+    return ""
+
+
 def test_a_message_poisoned_by_a_permanent_error_is_replayed_after_the_fix(stack, admin):
-    # GIVEN a meeting that failed for good, its message kept after the poison consumer's record
+    # GIVEN two meetings that failed for good, their messages kept after the poison consumer's
+    # record
     booking_id = failed_booking(stack, admin)
-    assert settle(lambda: parked_id(stack, booking_id) is not None)
+    other_id = failed_booking(stack, admin)
+    assert settle(
+        lambda: all(
+            kept_line(stack, f"booking={b}").startswith("meeting-ops-parked")
+            for b in (booking_id, other_id)
+        )
+    )
     message_id = parked_id(stack, booking_id)
     assert message_id is not None
 
@@ -105,6 +120,9 @@ def test_a_message_poisoned_by_a_permanent_error_is_replayed_after_the_fix(stack
     assert settle(lambda: meeting_status(admin, booking_id) == "created")
     assert parked_id(stack, booking_id) is None
     assert len(stack.emulator.live_meetings()) == 1
+    # the other message is still there, at once, for its own replay
+    assert parked_id(stack, other_id) is not None
+    assert meeting_status(admin, other_id) == "failed"
 
 
 def test_list_says_when_nothing_is_poisoned(stack):
@@ -135,7 +153,7 @@ def test_poisoned_mail_is_listed_and_replay_all_puts_it_back_on_the_mail_queue(s
         message_encode_policy=TextBase64EncodePolicy(),
     ) as client:
         client.send_message(work.to_text())
-    assert settle(lambda: "booking=booking-mail-1" in poison(stack, "list").stdout)
+    assert settle(lambda: kept_line(stack, "booking=booking-mail-1").startswith("mail-parked"))
 
     # WHEN the operator replays every mail message
     replayed = poison(stack, "replay", "--all", "--queue", "mail")
