@@ -4,6 +4,7 @@
     .venv/bin/python -m scripts.poison show MESSAGE_ID [--queue meeting|mail]
     .venv/bin/python -m scripts.poison replay MESSAGE_ID [--queue meeting|mail]
     .venv/bin/python -m scripts.poison replay --all [--queue meeting|mail]
+    .venv/bin/python -m scripts.poison discard MESSAGE_ID [--queue meeting|mail]
 
 Poisoned messages wait in `meeting-ops-parked` and `mail-parked` once the poison queues'
 consumers recorded them (and in `meeting-ops-poison` and `mail-poison` until then). A replay
@@ -11,7 +12,8 @@ puts the booking's work back on `meeting-ops` or `mail`, and deletes the poisone
 once that succeeded; a meeting's work is first asked for afresh, as `POST
 /api/v1/bookings/{id}/retry-meeting` does, so that a `failed` meeting is tried again. Storage
 comes from `AzureWebJobsStorage` (or `AzureWebJobsStorage__accountName` with a managed
-identity), as for the function app. See docs/operations.md ("Poisoned work").
+identity), as for the function app. `discard` deletes a message without replaying it (one that
+names no booking, say). See docs/operations.md ("Poisoned work").
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list(sources)
         if args.command == "show":
             return _show(sources, args.message_id)
+        if args.command == "discard":
+            return _discard(sources, args.message_id)
         return _replay(storage, sources, None if args.all else args.message_id)
     except (CommandError, StorageError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -72,7 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("message_id", metavar="MESSAGE_ID", nargs="?")
     replay.add_argument("--all", action="store_true", help="every poisoned message")
+    discard = commands.add_parser(
+        "discard", parents=[queue], help="delete one message without replaying it"
+    )
+    discard.add_argument("message_id", metavar="MESSAGE_ID")
     return parser
+
+
+def _discard(sources: list[PoisonedMessages], message_id: str) -> int:
+    for source in sources:
+        with source.taken(message_id) as taken:
+            for item in taken:
+                item.delete()
+                print(f"discarded {message_id} ({_what(item.held)})")
+                return 0
+    print(f"No poisoned message {message_id} (list shows the ids).", file=sys.stderr)
+    return 1
 
 
 def _list(sources: list[PoisonedMessages]) -> int:

@@ -164,6 +164,28 @@ def test_poisoned_mail_is_listed_and_replay_all_puts_it_back_on_the_mail_queue(s
     assert poison(stack, "list", "--queue", "mail").stdout.strip() == "No poisoned messages."
 
 
+def test_a_message_that_is_not_work_is_refused_by_replay_and_removed_by_discard(stack):
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    # GIVEN a message in the parked queue that is not meeting work
+    with QueueClient.from_connection_string(
+        stack.azurite.connection_string,
+        "meeting-ops-parked",
+        message_encode_policy=TextBase64EncodePolicy(),
+    ) as client:
+        message_id = client.send_message("not json").id
+
+    # WHEN the operator replays everything, then discards it
+    replayed = poison(stack, "replay", "--all")
+    discarded = poison(stack, "discard", message_id)
+
+    # THEN the replay names it and leaves it; discard removes it
+    assert replayed.returncode == 1
+    assert f"not replayed {message_id}: the message is not meeting work" in replayed.stderr
+    assert discarded.returncode == 0, discarded.stderr
+    assert poison(stack, "list").stdout.strip() == "No poisoned messages."
+
+
 def test_an_admin_retries_a_failed_meeting_after_the_fix(stack, admin):
     # GIVEN a booking whose meeting failed for good
     booking_id = failed_booking(stack, admin)
