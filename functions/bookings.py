@@ -98,3 +98,13 @@ def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpRespo
         caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
     )
     return json_response(*generation_json(result.booking))
+
+
+@bp.function_name("bookings_retry_meeting")
+@bp.route(route="v1/bookings/{id}/retry-meeting", methods=["POST"])
+@authenticated
+def retry_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    result = use_cases.retry_meeting(
+        caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
+    )
+    return json_response(action_json(result.booking, caller, result.warning), status=202)

@@ -43,6 +43,8 @@ def mail_poison(msg: func.QueueMessage) -> None:
     except BadMessageError as exc:
         logger.error("mail-poison message %s is not mail work: %s", msg.id, exc)
         return
+    # Kept for the operator's replay after a fix (scripts/poison.py).
+    services().poisoned["mail"].park(msg.get_body().decode("utf-8"))
     record_mail_poisoned(poisoned)
 
 

@@ -1,5 +1,5 @@
 """The `meeting-ops` queue (SPEC §7): converge the meeting of the booking a message names; and
-its poison queue, whose consumer records work that stopped for good."""
+its poison queue, whose consumer records work that stopped for good and keeps it for a replay."""
 
 from __future__ import annotations
 
@@ -56,4 +56,7 @@ def meeting_ops_poison(msg: func.QueueMessage) -> None:
         logger.error("meeting-ops-poison message %s is not meeting work: %s", msg.id, exc)
         return
     svc = services()
+    # Kept first, for the operator's replay after a fix (scripts/poison.py): if that fails,
+    # the host retries this message, and nothing was recorded twice.
+    svc.poisoned["meeting"].park(msg.get_body().decode("utf-8"))
     record_poisoned(poisoned, svc.audit, svc.clock())

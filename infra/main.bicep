@@ -194,7 +194,7 @@ var keyVaultName = 'kv-${token}'
 var deploymentContainerName = 'deploymentpackage'
 // What shared/storage/ uses; the app also creates them if missing.
 var tables = ['bookings', 'tenants', 'audit', 'paymentevents', 'mailsent', 'checkmeetings']
-var queues = ['meeting-ops', 'meeting-ops-poison', 'mail', 'mail-poison']
+var queues = ['meeting-ops', 'meeting-ops-poison', 'meeting-ops-parked', 'mail', 'mail-poison', 'mail-parked']
 var hasMicrosoftProfile = !empty(microsoftTenantId)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -5,7 +5,8 @@ It serves `function_app.app` from the azure-functions library's own function ind
 
 - HTTP: routes under `extensions.http.routePrefix` (default `api`), route parameters with the
   host's template syntax (`{id}`, `{id:int}`, `{id:guid}`, `{id:alpha}`, `{id?}`, `{*rest}`),
-  method filters, a 404 when nothing matches and a 500 when the function raises. Function keys
+  method filters, a 404 when nothing matches (as `{"error", "code": "not_found"}` JSON, like
+  the app's own errors) and a 500 when the function raises. Function keys
   are not enforced, as with Core Tools locally.
 - Queue triggers on Azurite: messages are base64-decoded (`extensions.queues.messageEncoding`),
   each invocation gets a `QueueMessage` with its dequeue count, a failure makes the message
@@ -22,7 +23,8 @@ It serves `function_app.app` from the azure-functions library's own function ind
 - `%SETTING%` in queue names and schedules resolves from app settings; `local.settings.json`
   `Values` are loaded into the environment first (variables already set win).
 - `POST /admin/functions/{name}` runs a queue or timer function at once, as the real host's
-  admin API does (body `{"input": "..."}` is the queue message text).
+  admin API does (body `{"input": "..."}` is the queue message text). Its 202 comes after a
+  timer's run has finished (the real host answers at once).
 - Stopping stops polling, then waits (up to a grace period) for the messages in flight to finish.
 
 Not supported (refused at start with a message): other trigger types, input/output bindings
@@ -683,17 +685,19 @@ class LocalHost:
             elapsed = (time.perf_counter() - started) * 1000
             log.info("Executed '%s' (%s %s, %.0f ms)", route.function.name, method, path, elapsed)
             return _http_result(result)
-        return 404, {}, b""
+        return _not_found(method, path)
 
     def _admin_invoke(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         from azure.functions.queue import QueueMessage
 
         local = self.functions.get(name)
         if local is None:
-            return 404, {}, b""
+            return _not_found("POST", f"admin/functions/{name}")
         if local.trigger["type"] == "timerTrigger":
+            # The real host answers 202 at once; here the answer waits for the run, so that a
+            # script or a test can read its effect next. Not a promise the host keeps in Azure.
             timer = next(t for t in self.timers if t.function is local)
-            threading.Thread(target=timer.fire, daemon=True).start()
+            timer.fire()
             return 202, {}, b""
         if local.trigger["type"] == "queueTrigger":
             text = str(json.loads(body or b"{}").get("input", ""))
@@ -701,6 +705,13 @@ class LocalHost:
             threading.Thread(target=local.invoke, args=(message,), daemon=True).start()
             return 202, {}, b""
         return 400, {}, b""
+
+
+def _not_found(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """404 as the app answers every error, {"error", "code"}. (In Azure the host itself answers
+    an unknown route, with an empty 404: see docs/local.md.)"""
+    body = {"error": f"No route {method} /{path}", "code": "not_found"}
+    return 404, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(body).encode()
 
 
 def _function_index(app: Any) -> list[Any]:

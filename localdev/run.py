@@ -99,7 +99,7 @@ def main() -> None:
                 admin,
                 stack.env["RECONCILE_SCHEDULE"],
                 stack.azurite.connection_string,
-                stack.env["MAIL_FOLDER"],
+                _mail_line(stack.env, stack.emulator.base_url, stack.tls.bundle_file),
                 state,
             ),
             flush=True,
@@ -177,6 +177,21 @@ def _services_banner(services: LocalServices, settings: str, state: Path) -> str
 """
 
 
+def _mail_line(env: dict[str, str], emulator_url: str, bundle: Path) -> str:
+    """Where the e-mails go, for the transport actually in use."""
+    transport = env.get("MAIL_TRANSPORT") or "folder"
+    if transport == "graph":
+        return (
+            "E-mails (MAIL_TRANSPORT=graph): sent with the emulator's sendMail; see them:\n"
+            f"   curl --cacert {bundle} {emulator_url}/_emulator/state | jq .mail"
+        )
+    if transport == "smtp":
+        where = f"{env.get('MAIL_SMTP_HOST', '?')}:{env.get('MAIL_SMTP_PORT', '587')}"
+        return f"E-mails (MAIL_TRANSPORT=smtp): sent to the SMTP server {where}"
+    folder = env.get("MAIL_FOLDER")
+    return f"E-mails (MAIL_TRANSPORT=folder): {folder}/*.eml, each with its invite.ics"
+
+
 def _banner(
     host_url: str,
     emulator_url: str,
@@ -184,7 +199,7 @@ def _banner(
     admin_token: str,
     schedule: str,
     storage: str,
-    mail_folder: str,
+    mail: str,
     state: Path,
 ) -> str:
     return f"""
@@ -201,13 +216,15 @@ def _banner(
 
  Background functions (served by the same host):
    meeting_ops         queue meeting-ops: converges each booking whose meeting needs work
-   meeting_ops_poison  queue meeting-ops-poison: records work that stopped for good
+   meeting_ops_poison  queue meeting-ops-poison: records work that stopped for good, keeps it
    reconcile           timer "{schedule}": marked bookings, then pre-start checks
    run the timer now:  curl -X POST {host_url}/admin/functions/reconcile
    mail                queue mail: sends the e-mails and invites a booking owes
-   mail_poison         queue mail-poison: logs mail that could not be delivered
+   mail_poison         queue mail-poison: logs mail that could not be delivered, keeps it
    mail_sweep          timer "{schedule}": mail whose queue message was lost
- E-mails (MAIL_TRANSPORT=folder): {mail_folder}/*.eml, each with its invite.ics
+   poisoned work, after a fix:  .venv/bin/python -m scripts.poison list|show ID|replay ID
+     (with AzureWebJobsStorage as for Metrics below; docs/operations.md "Poisoned work")
+ {mail}
  Meetings that repair themselves under faults: docs/local.md ("When Graph fails").
 
  Stripe webhook: {host_url}/api/v1/payments/webhook

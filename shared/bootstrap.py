@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
+    from shared.storage.poisoned import PoisonedMessages
     from shared.storage.queues import MeetingWorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenants import TenantRepository
@@ -62,6 +63,8 @@ class Services:
     mail: MailServices
     check_meetings: CheckMeetings
     credential_health: CredentialHealth
+    # Poisoned work kept for the operator's replay, by kind ("meeting", "mail").
+    poisoned: dict[str, PoisonedMessages]
 
     def clock(self) -> datetime:
         return datetime.now(UTC)
@@ -135,6 +138,7 @@ def build_services(
     from shared.storage.bookings import TableBookingRepository
     from shared.storage.check_meetings import TableCheckMeetingRepository
     from shared.storage.payment_events import TablePaymentEventRepository
+    from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
     from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
@@ -238,6 +242,10 @@ def build_services(
             interval=timedelta(minutes=settings.credential_check_minutes),
             resolve_secret=resolve_secret_setting,
         ),
+        poisoned={
+            kind.name: PoisonedMessages(settings.storage, kind, prefix=queue_prefix)
+            for kind in WORK_KINDS
+        },
     )
 
 

@@ -221,6 +221,21 @@ def meeting_requested(booking: Booking, *, now: datetime) -> Booking:
     return settled(replace(booking, meeting=_asked(replace(meeting, wanted=True), now)))
 
 
+NOTHING_TO_RETRY = "The booking has no meeting work to retry: its meeting is as the booking says"
+
+
+def meeting_retried(booking: Booking, *, now: datetime) -> Booking:
+    """Start the outstanding meeting work afresh (an operator's retry after a fix): retries
+    that stopped (`failed`) or stalled count from zero again, and the step is the one the
+    booking already asks for. Nothing outstanding is a 409."""
+    if booking.next_step is Step.NONE:
+        raise IllegalTransitionError(NOTHING_TO_RETRY, "no_meeting_to_retry")
+    meeting = booking.meeting
+    if meeting.wanted and meeting.removed:
+        meeting = meeting.anew()
+    return settled(replace(booking, meeting=_asked(meeting, now)))
+
+
 REFUNDED_REASON = "Payment refunded"
 
 

@@ -334,6 +334,28 @@ def generate_meeting(
     return ActionResult(synced.booking)
 
 
+def retry_meeting(
+    caller: Principal, booking_id: str, deps: BookingDeps, command: Command[None] = None
+) -> ActionResult:
+    """An admin starts a booking's failed (or stuck) meeting work again, after a fix: the
+    retries count from zero and the booking goes the way of every change, through
+    `MeetingSync` (the outbox message, one inline attempt). 409 when nothing is outstanding."""
+    require_role(caller, Role.ADMIN, message="Only admins can retry a booking's meeting")
+    booking = deps.bookings.get(caller.tenant_id, booking_id)
+    read_command(command)
+    restarted = restart_meeting_work(deps.bookings, booking, deps.clock)
+    return _sync(caller, restarted, "Meeting work restarted", deps)
+
+
+def restart_meeting_work(
+    bookings: BookingRepository, booking: Booking, clock: Callable[[], datetime]
+) -> Booking:
+    """Save `booking` with its outstanding meeting work asked for afresh (and so its "needs
+    work" marker again); the caller hands it to the meeting queue. `IllegalTransitionError`
+    when the meeting is already as the booking says."""
+    return save_transition(bookings, booking, lambda b: lifecycle.meeting_retried(b, now=clock()))
+
+
 def _change(
     deps: BookingDeps, booking: Booking, transition: Callable[[Booking], Booking]
 ) -> Booking:

@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 
+from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
 from tests.e2e.conftest import Caller, booking_body, caller, future_slot
 
 pytestmark = pytest.mark.e2e
@@ -115,6 +116,17 @@ MATRIX: dict[str, tuple[str | None, dict[str, int]]] = {
             "other_tenant_admin": 404,
         },
     ),
+    "POST /v1/bookings/{id}/retry-meeting": (
+        "meeting_failed",
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 403,
+            "admin": 202,
+            "other_tenant_admin": 404,
+        },
+    ),
     "GET /v1/bookings/{id}/calendar.ics": (
         "confirmed",
         {
@@ -208,7 +220,12 @@ def callers(stack) -> dict[str, Caller]:
 def booking_in(state: str, callers) -> str:
     admin = callers["admin"]
     booking = admin.call("POST", "/v1/bookings", booking_body()).json()
-    if state == "confirmed":
+    if state == "meeting_failed":
+        # Graph refuses the approval's one create for good: the meeting is failed.
+        admin.stack.emulator.add_fault(
+            Fault(operation="createOrGet", status=403, message=POLICY_MISSING_MESSAGE, count=1)
+        )
+    if state in ("confirmed", "meeting_failed"):
         admin.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
     return str(booking["id"])
 

@@ -74,7 +74,7 @@ def live_by_booking(stack):
 
 
 def run_timer(stack):
-    response = requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=10)
+    response = requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=60)
     assert response.status_code == 202
 
 

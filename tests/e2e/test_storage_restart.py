@@ -51,7 +51,7 @@ def check_every_booking_converges(stack, staff, ids):
     queue lost while storage was away)."""
 
     def converged() -> bool:
-        requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=10)
+        requests.post(f"{stack.host_url}/admin/functions/reconcile", timeout=60)
         return all(get(staff, i)["meeting"]["status"] == "created" for i in ids)
 
     assert settle(converged, timeout=90, every=2), [get(staff, i)["meeting"] for i in ids]

@@ -14,6 +14,7 @@ EXPECTED = {
     "bookings_cancel": ("httpTrigger", "v1/bookings/{id}/cancel", {"POST"}),
     "bookings_reschedule": ("httpTrigger", "v1/bookings/{id}/reschedule", {"POST"}),
     "bookings_generate_meeting": ("httpTrigger", "v1/bookings/{id}/generate-meeting", {"POST"}),
+    "bookings_retry_meeting": ("httpTrigger", "v1/bookings/{id}/retry-meeting", {"POST"}),
     "teams_capability": ("httpTrigger", "v1/teams-meetings/capability", {"GET"}),
     "teams_settings_get": ("httpTrigger", "v1/teams-meetings/settings", {"GET"}),
     "teams_settings_put": ("httpTrigger", "v1/teams-meetings/settings", {"PUT"}),

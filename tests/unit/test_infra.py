@@ -20,7 +20,16 @@ import pytest
 from pycep import BicepParser
 
 from shared.settings import SETTINGS
-from shared.storage import audit, bookings, check_meetings, mail, payment_events, queues, tenants
+from shared.storage import (
+    audit,
+    bookings,
+    check_meetings,
+    mail,
+    payment_events,
+    poisoned,
+    queues,
+    tenants,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -386,6 +395,7 @@ def test_declared_tables_and_queues_are_those_the_code_uses():
         queues.MEETING_OPS_POISON_QUEUE,
         mail.MAIL_QUEUE,
         mail.MAIL_POISON_QUEUE,
+        *(kind.parked for kind in poisoned.WORK_KINDS),
     }
     storage = module("app/storage.bicep")["params"]
 

@@ -195,6 +195,35 @@ def test_asking_again_after_a_failure_starts_the_work_afresh():
     assert again.needs_reconciliation
 
 
+def test_a_retry_restarts_the_outstanding_step_of_a_failed_meeting_and_only_that():
+    approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
+    final = failed_create(approved, "graph_policy_missing", retryable=False)
+    cancelled = lifecycle.cancel(created_meeting(approved), now=NOW)
+
+    again = lifecycle.meeting_retried(final, now=NOW)
+    removal = lifecycle.meeting_retried(cancelled, now=NOW)
+
+    assert (again.next_step, again.meeting.status, again.meeting.attempts) == (
+        Step.CREATE,
+        MeetingStatus.PENDING,
+        0,
+    )
+    assert again.needs_reconciliation
+    assert again.meeting.revision == final.meeting.revision + 1
+    assert again.meeting.generation == final.meeting.generation
+    assert removal.next_step is Step.DELETE
+
+
+def test_a_retry_with_nothing_outstanding_is_refused():
+    approved = lifecycle.approve(a_booking(), now=NOW, with_meeting=True)
+
+    for booking in (a_booking(), created_meeting(approved)):
+        with pytest.raises(IllegalTransitionError) as refused:
+            lifecycle.meeting_retried(booking, now=NOW)
+
+        assert refused.value.code == "no_meeting_to_retry"
+
+
 def test_a_new_meeting_after_a_deleted_one_uses_a_new_external_id():
     booking = replace(
         a_booking(status=BookingStatus.CONFIRMED, booking_id="b1", tenant_id="t"),

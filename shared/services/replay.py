@@ -1,0 +1,89 @@
+"""Replaying poisoned work after a fix (the operator's `scripts/poison.py`).
+
+A poisoned message names a booking. Replaying it puts that booking's work back on its queue,
+where the usual worker takes it: for a meeting, the outstanding work is first asked for afresh
+(`restart_meeting_work`, as the admin's retry route does), since the converger leaves a meeting
+whose retries stopped (`failed`) alone; for mail, the booking's pending mail goes out. The
+poisoned message is deleted only once the work is back on its queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain.booking import IllegalTransitionError
+from shared.services.bookings import restart_meeting_work
+from shared.storage.bookings import BookingRepository
+from shared.storage.errors import NotFoundError
+from shared.storage.poisoned import MEETING_WORK, HeldMessage, PoisonedMessages
+from shared.storage.queues import BadMessageError, MeetingWork, MeetingWorkQueue, PoisonedWork
+
+
+class ReplayError(Exception):
+    """This message cannot be replayed as it is; it stays where it is."""
+
+
+@dataclass(frozen=True)
+class Replayed:
+    held: HeldMessage
+    work: PoisonedWork
+    note: str
+
+
+class PoisonReplay:
+    def __init__(
+        self,
+        bookings: BookingRepository,
+        queues: dict[str, MeetingWorkQueue],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._bookings = bookings
+        self._queues = queues  # by work kind name: "meeting", "mail"
+        self._clock = clock
+
+    def replay(self, held: HeldMessage) -> Replayed:
+        """Put the work of `held` back on its queue. The caller deletes the message after."""
+        work = read_work(held)
+        note = "mail work re-enqueued"
+        if held.kind is MEETING_WORK:
+            try:
+                booking = self._bookings.get(work.tenant_id, work.booking_id)
+            except NotFoundError as exc:
+                raise ReplayError(
+                    f"booking {work.booking_id} of tenant {work.tenant_id} does not exist"
+                ) from exc
+            try:
+                restart_meeting_work(self._bookings, booking, self._clock)
+                note = "meeting work restarted and re-enqueued"
+            except IllegalTransitionError:
+                # Converged meanwhile (a user action, the retry route): the message finds
+                # nothing to do, which is the truth.
+                note = "meeting already as the booking says; re-enqueued all the same"
+        self._queues[held.kind.name].send(MeetingWork(work.tenant_id, work.booking_id))
+        return Replayed(held, work, note)
+
+    def replay_all(
+        self, source: PoisonedMessages, message_id: str | None
+    ) -> tuple[list[Replayed], list[tuple[HeldMessage, str]]]:
+        """Replay `message_id` (every message when None) of `source`: (replayed, refused)."""
+        done: list[Replayed] = []
+        refused: list[tuple[HeldMessage, str]] = []
+        with source.taken(message_id) as taken:
+            for item in taken:
+                try:
+                    replayed = self.replay(item.held)
+                except ReplayError as exc:
+                    refused.append((item.held, str(exc)))
+                    continue
+                item.delete()
+                done.append(replayed)
+        return done, refused
+
+
+def read_work(held: HeldMessage) -> PoisonedWork:
+    try:
+        return PoisonedWork.from_text(held.text)
+    except BadMessageError as exc:
+        raise ReplayError(f"the message is not {held.kind.name} work: {exc}") from exc
