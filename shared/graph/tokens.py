@@ -170,6 +170,10 @@ class MsalTokenSource:
         # The managed identity's client assertion (None: no identity configured).
         self._identity = identity
         self._apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
+        # One acquisition at a time per profile: under a burst on a cold process, the first
+        # thread fetches the token and the others find it in msal's cache (one token request
+        # per profile, not one per thread). Other profiles are not held up.
+        self._acquiring: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def token(self, profile: MicrosoftProfile) -> str:
@@ -179,7 +183,8 @@ class MsalTokenSource:
         forget_last_status()
         try:
             app = self._app(profile)
-            result: dict[str, Any] = app.acquire_token_for_client(scopes=self._scopes)
+            with self._acquiring[_key(profile)]:
+                result: dict[str, Any] = app.acquire_token_for_client(scopes=self._scopes)
         except requests.Timeout as exc:
             raise GraphTimeoutError("login timed out", sent=False) from exc
         except requests.RequestException as exc:
@@ -195,17 +200,13 @@ class MsalTokenSource:
         raise _token_error(result, last_status())
 
     def _app(self, profile: MicrosoftProfile) -> msal.ConfidentialClientApplication:
-        key = (
-            profile.directory_tenant_id,
-            profile.client_id,
-            profile.credential.value,
-            profile.secret_setting or "",
-        )
+        key = _key(profile)
         with self._lock:
             app = self._apps.get(key)
             if app is None:
                 app = self._build(profile)
                 self._apps[key] = app
+                self._acquiring[key] = threading.Lock()
             return app
 
     def _build(self, profile: MicrosoftProfile) -> msal.ConfidentialClientApplication:
@@ -260,6 +261,15 @@ class MsalTokenSource:
         if profile.credential is CredentialKind.CERTIFICATE:
             return certificate_credential(material)
         return material
+
+
+def _key(profile: MicrosoftProfile) -> tuple[str, ...]:
+    return (
+        profile.directory_tenant_id,
+        profile.client_id,
+        profile.credential.value,
+        profile.secret_setting or "",
+    )
 
 
 _KNOWN_AUTHORITY_HOSTS = frozenset(

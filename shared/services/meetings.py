@@ -8,6 +8,7 @@ log line of the attempt; it saves nothing (the converger records the answer on t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -129,6 +130,8 @@ class MeetingSteps:
         # Organizer object ids resolved in this process, so that even a tenant whose row
         # cannot be written resolves its organizer once.
         self._organizers: dict[tuple[str, str], str] = {}
+        self._looking_up: dict[tuple[str, str], threading.Lock] = {}
+        self._organizers_lock = threading.Lock()
 
     def deadline(self, seconds: float | None) -> AbstractContextManager[None]:
         """Every Graph call (sign-in included) this thread makes ends within `seconds`."""
@@ -287,8 +290,13 @@ class MeetingSteps:
         if tenant.microsoft is None or not tenant.organizer_upn:
             raise TeamsNotConfiguredError("Teams meetings are not configured for this tenant")
         key = (tenant.tenant_id, tenant.organizer_upn.lower())
-        known = self._organizers.get(key)
-        if known is None:
+        with self._organizers_lock:
+            lookup = self._looking_up.setdefault(key, threading.Lock())
+        # One lookup per organizer under a burst: the others wait for it and take its answer.
+        with lookup:
+            known = self._organizers.get(key)
+            if known is not None:
+                return known
             ctx = CallContext(tenant.tenant_id, "create", booking_id)
             known = self._graph.get_user(tenant.microsoft, tenant.organizer_upn, ctx).id
             self._organizers[key] = known

@@ -199,3 +199,60 @@ def test_a_client_secret_still_works(emulator):
 
     assert tokens_for(emulator, secrets={"SECRET_SETTING": "s3cret"}).token(profile)
     assert emulator.token_requests == [{"clientId": "client-secret", "credential": "secret"}]
+
+
+def test_a_burst_on_a_cold_process_asks_for_one_token_per_registration(emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # GIVEN two registrations and a process that holds no token yet
+    emulator.register_app(DIRECTORY, "client-burst-1", "s1")
+    emulator.register_app(DIRECTORY, "client-burst-2", "s2")
+    first = MicrosoftProfile(DIRECTORY, "client-burst-1", "S1")
+    second = MicrosoftProfile(DIRECTORY, "client-burst-2", "S2")
+    tokens = tokens_for(emulator, secrets={"S1": "s1", "S2": "s2"})
+
+    # WHEN 32 threads want a token at once, half for each
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        got = list(pool.map(lambda i: tokens.token(first if i % 2 else second), range(32)))
+
+    # THEN each registration asked the token endpoint once
+    assert all(got)
+    assert emulator.calls["token"] == 2
+
+
+def test_a_burst_resolves_the_organizer_once(emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.domain.tenant import Tenant
+    from shared.services.meetings import MeetingSteps
+    from shared.services.tenants import TenantDirectory
+    from shared.storage.memory import InMemoryAuditRepository, InMemoryTenantRepository
+
+    emulator.register_app(DIRECTORY, "client-organizer", "s")
+    tenant = Tenant(
+        tenant_id="t-burst",
+        display_name="Burst",
+        microsoft=MicrosoftProfile(DIRECTORY, "client-organizer", "S"),
+        organizer_upn=ORGANIZER,
+    )
+    repository = InMemoryTenantRepository()
+    repository.add(tenant)
+    graph = GraphMeetingsClient(
+        base_url=emulator.graph_url,
+        tokens=tokens_for(emulator, secrets={"S": "s"}),
+        http=TimeoutSession(5.0),
+        timeout=5.0,
+    )
+    steps = MeetingSteps(
+        graph,
+        TenantDirectory(repository, None),
+        InMemoryAuditRepository(),
+        lambda: dt.datetime.now(dt.UTC),
+    )
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        ids = set(pool.map(lambda _: steps.organizer_for(tenant), range(32)))
+
+    assert len(ids) == 1
+    assert emulator.calls["getUser"] == 1
+    assert emulator.calls["token"] == 1
