@@ -590,7 +590,7 @@ def _trusted_issuers(
                 issuers.append(
                     TrustedIssuer(str(item["issuer"]), str(item["audience"]), str(item["jwksUrl"]))
                 )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             problems.append(
                 'AUTH_ISSUERS must be a JSON list of {"issuer", "audience", "jwksUrl"} objects'
             )

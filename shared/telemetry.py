@@ -22,6 +22,7 @@ get here, and `safe_attributes` drops them again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -41,8 +42,15 @@ def configure(env: Mapping[str, str] = os.environ) -> bool:
         if connection:
             from azure.monitor.opentelemetry import configure_azure_monitor
 
-            # The app's own loggers go to Application Insights as traces, with their fields.
-            configure_azure_monitor(connection_string=connection, logger_name="meetings")
+            try:
+                # The app's own loggers go to Application Insights as traces, with their fields.
+                configure_azure_monitor(connection_string=connection, logger_name="meetings")
+            except Exception as exc:
+                # A malformed connection string must not take the app down with it.
+                logging.getLogger("meetings.telemetry").error(
+                    '{"event":"telemetry_unavailable","errorType":"%s"}', type(exc).__name__
+                )
+                return False
         elif env.get("OTEL_TRACES_EXPORTER", "").strip() == "console":
             from opentelemetry import trace
             from opentelemetry.sdk.trace import TracerProvider

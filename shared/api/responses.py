@@ -133,6 +133,9 @@ def _request_span(
 ) -> Iterator[Callable[[func.HttpResponse], func.HttpResponse]]:
     """The request's server span (with telemetry on): the trace its work continues."""
     path = urlsplit(req.url).path
+    for name, value in (req.route_params or {}).items():
+        # One operation name per route, not one per booking id.
+        path = path.replace(f"/{value}", f"/{{{name}}}")
     with telemetry.span(f"{req.method} {path}", kind="server", **{"http.method": req.method}):
 
         def answered(response: func.HttpResponse) -> func.HttpResponse:

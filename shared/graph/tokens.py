@@ -298,6 +298,6 @@ def _token_error(result: dict[str, Any], status: int | None) -> GraphError:
     text = description[0] if description else code
     if status == 429:
         return GraphThrottledError(f"login throttled: {text}", graph_code=code, sent=False)
-    if code in ("temporarily_unavailable", "server_error") or (status or 0) >= 500:
+    if code in ("temporarily_unavailable", "server_error") or (status or 0) >= 500 or status == 408:
         return GraphTransientError(f"login failed: {text}", graph_code=code, sent=False)
     return GraphAuthError(f"login failed: {text}", graph_code=code, status=401, sent=False)

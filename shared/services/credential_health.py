@@ -28,6 +28,7 @@ from datetime import UTC, datetime, time, timedelta
 from shared.domain import booking as lifecycle
 from shared.domain.audit import TENANT_RECORD, AuditEvent, AuditRecord
 from shared.domain.booking import Booking
+from shared.domain.meeting import Step
 from shared.domain.tenant import (
     CredentialKind,
     HealthReason,
@@ -165,6 +166,7 @@ class CredentialHealth:
         self._sync = sync
         self._clock = clock
         self._interval = interval
+        self._inconclusive_at: dict[str, datetime] = {}
         self._resolve_secret = resolve_secret
         self._budget = budget_seconds
 
@@ -206,7 +208,11 @@ class CredentialHealth:
         # Settings saved since the last check (a new organizer, say) are checked at once.
         saved_at = tenant.updated_at
         changed = health is not None and saved_at is not None and saved_at > health.checked_at
-        if health is None or changed or now - health.checked_at >= self._interval:
+        # An inconclusive check (Graph throttled or down) records nothing on the row; it
+        # still waits the interval before the next probe, so as not to add to the load.
+        tried = self._inconclusive_at.get(tenant_id)
+        waited = tried is None or now - tried >= self._interval
+        if (health is None or changed or now - health.checked_at >= self._interval) and waited:
             tenant = self.check(tenant, now)
             report.checked += 1
             health = tenant.teams_health
@@ -226,6 +232,7 @@ class CredentialHealth:
         error = self._probe(tenant, tenant.microsoft, tenant.organizer_upn)
         reason = classify(error) if error is not None else None
         if error is not None and reason is None:
+            self._inconclusive_at[tenant.tenant_id] = now
             log_event(
                 logger,
                 logging.INFO,
@@ -235,11 +242,17 @@ class CredentialHealth:
                 graphStatus=error.status,
             )
             return tenant
+        self._inconclusive_at.pop(tenant.tenant_id, None)
         previous = tenant.teams_health
         health = next_health(previous, reason, now)
         health = self._expiry(tenant, tenant.microsoft, health, now)
-        saved = self._save(tenant, health)
-        if previous is None or (previous.state, previous.reason) != (health.state, health.reason):
+        saved, raced = self._save(tenant, health, verdict=True)
+        changed = previous is None or (previous.state, previous.reason) != (
+            health.state,
+            health.reason,
+        )
+        # A run at the same time that recorded this very change has logged it already.
+        if changed and not raced:
             self._changed(saved, previous, health, error)
         return saved
 
@@ -335,15 +348,29 @@ class CredentialHealth:
             return datetime.combine(profile.secret_expires_on, time(0), UTC)
         return None
 
-    def _save(self, tenant: Tenant, health: TeamsHealth) -> Tenant:
+    def _save(
+        self, tenant: Tenant, health: TeamsHealth, *, verdict: bool = False
+    ) -> tuple[Tenant, bool]:
         """Save the health on the tenant's row; a concurrent settings change is re-read and
-        the health written onto it."""
+        the health written onto it. For a check's `verdict`: True beside it when another check
+        had already recorded the same state (its run announces the change, not this one)."""
         for _ in range(3):
             try:
-                return self._tenants.save(replace(tenant, teams_health=health))
+                return self._tenants.save(replace(tenant, teams_health=health)), False
             except ConcurrencyError:
                 tenant = self._tenants.get(tenant.tenant_id)
-        return self._tenants.save(replace(tenant, teams_health=health))
+                current = tenant.teams_health
+                if (
+                    verdict
+                    and current is not None
+                    and (current.state, current.reason)
+                    == (
+                        health.state,
+                        health.reason,
+                    )
+                ):
+                    return tenant, True
+        return self._tenants.save(replace(tenant, teams_health=health)), False
 
     def _restart_failed(self, tenant: Tenant, now: datetime) -> int:
         """Ask again for the meetings that failed for a cause the admin has now fixed.
@@ -362,9 +389,7 @@ class CredentialHealth:
                 self._bookings,
                 booking,
                 lambda b: (
-                    lifecycle.meeting_requested(b, now=self._clock())
-                    if _failed_for_tenant(b)
-                    else b
+                    lifecycle.meeting_retried(b, now=self._clock()) if _failed_for_tenant(b) else b
                 ),
             )
             if saved is not booking:
@@ -372,7 +397,7 @@ class CredentialHealth:
         if len(failed) <= RESTARTS_PER_RUN and len(listed) < FAILED_LISTED:
             health = tenant.teams_health
             assert health is not None
-            self._save(tenant, replace(health, retry_pending=False))
+            self._save(tenant, replace(health, retry_pending=False))  # (a race: done either way)
         restarted = min(len(failed), RESTARTS_PER_RUN)
         if restarted:
             log_event(
@@ -395,10 +420,11 @@ def _checkable(tenant: Tenant) -> bool:
 
 
 def _failed_for_tenant(booking: Booking) -> bool:
+    """Work stopped by the tenant's credential, consent, policy or organizer: a meeting to
+    make or move, or one to remove for a booking cancelled meanwhile."""
     meeting = booking.meeting
     return (
-        booking.live
-        and meeting.wanted
-        and meeting.failed
+        meeting.failed
         and meeting.last_error_code in TENANT_CAUSED_CODES
+        and booking.next_step is not Step.NONE
     )

@@ -71,3 +71,29 @@ def test_queues_and_timer_are_bound_to_their_names_and_setting():
     assert triggers["mail"]["queueName"] == "mail"
     assert triggers["mail_poison"]["queueName"] == "mail-poison"
     assert triggers["mail_sweep"]["schedule"] == "%RECONCILE_SCHEDULE%"
+
+
+def test_a_malformed_application_insights_setting_leaves_every_function_indexed():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "garbage",
+    }
+    indexed = subprocess.run(
+        [sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+
+    assert indexed.returncode == 0, indexed.stderr
+    assert int(indexed.stdout.strip()) >= 20
+    assert "telemetry_unavailable" in indexed.stderr

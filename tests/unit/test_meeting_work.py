@@ -222,9 +222,10 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
         Fault(operation="discovery", status=429, retry_after="1", count=1),
         Fault(operation="token", status=503, count=1),
         Fault(operation="token", status=429, retry_after="1", count=1),
+        Fault(operation="token", status=408, count=1),
         Fault(operation="token", hang_seconds=30, count=1),
     ],
-    ids=["discovery-503", "discovery-429", "token-503", "token-429", "token-hang"],
+    ids=["discovery-503", "discovery-429", "token-503", "token-429", "token-408", "token-hang"],
 )
 def test_sign_in_trouble_is_retried_and_leaves_no_doubt(fault):
     with memory_world() as world:
