@@ -172,8 +172,9 @@ class MsalTokenSource:
         self._apps: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
         # One acquisition at a time per profile: under a burst on a cold process, the first
         # thread fetches the token and the others find it in msal's cache (one token request
-        # per profile, not one per thread). Other profiles are not held up.
-        self._acquiring: dict[tuple[str, ...], threading.Lock] = {}
+        # per profile, not one per thread). Other profiles are not held up. Re-entrant, so that
+        # work nested on the same thread never waits on itself.
+        self._acquiring: dict[tuple[str, ...], threading.RLock] = {}
         self._lock = threading.Lock()
 
     def token(self, profile: MicrosoftProfile) -> str:
@@ -206,7 +207,7 @@ class MsalTokenSource:
             if app is None:
                 app = self._build(profile)
                 self._apps[key] = app
-                self._acquiring[key] = threading.Lock()
+                self._acquiring[key] = threading.RLock()
             return app
 
     def _build(self, profile: MicrosoftProfile) -> msal.ConfidentialClientApplication:

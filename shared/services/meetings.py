@@ -130,7 +130,7 @@ class MeetingSteps:
         # Organizer object ids resolved in this process, so that even a tenant whose row
         # cannot be written resolves its organizer once.
         self._organizers: dict[tuple[str, str], str] = {}
-        self._looking_up: dict[tuple[str, str], threading.Lock] = {}
+        self._looking_up: dict[tuple[str, str], threading.RLock] = {}
         self._organizers_lock = threading.Lock()
 
     def deadline(self, seconds: float | None) -> AbstractContextManager[None]:
@@ -291,8 +291,9 @@ class MeetingSteps:
             raise TeamsNotConfiguredError("Teams meetings are not configured for this tenant")
         key = (tenant.tenant_id, tenant.organizer_upn.lower())
         with self._organizers_lock:
-            lookup = self._looking_up.setdefault(key, threading.Lock())
+            lookup = self._looking_up.setdefault(key, threading.RLock())
         # One lookup per organizer under a burst: the others wait for it and take its answer.
+        # Re-entrant, so that work nested on the same thread never waits on itself.
         with lookup:
             known = self._organizers.get(key)
             if known is not None:
