@@ -27,6 +27,7 @@ from shared.graph.bodies import (
 )
 from shared.graph.errors import (
     GraphError,
+    GraphInconsistentError,
     GraphInvalidRequestError,
     GraphNotFoundError,
     GraphTimeoutError,
@@ -191,6 +192,26 @@ class GraphMeetingsClient:
         )
         # Graph accepted the options with the PATCH; its answer need not echo every one.
         return replace(_meeting(answer), options_applied=options is not None)
+
+    def confirm_gone(
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        meeting_id: str,
+        ctx: CallContext,
+        method: str,
+    ) -> None:
+        """A 404 to `method` is believed only once a GET agrees: a meeting declared gone is made
+        anew (or its booking left alone), so one wrong 404 would leave a live meeting behind.
+        `GraphInconsistentError` (retryable) when the GET still finds it; a failing GET raises
+        its own error. (After a GET's 404, this second GET is the confirmation.)"""
+        try:
+            self.get_meeting(profile, organizer_id, meeting_id, ctx)
+        except GraphNotFoundError:
+            return
+        raise GraphInconsistentError(
+            f"Graph answered 404 to the {method} of a meeting a GET still finds", status=404
+        )
 
     def delete_meeting(
         self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from shared.domain.tenant import MicrosoftProfile
 from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
-from shared.graph.errors import GraphError, GraphInconsistentError, GraphNotFoundError
+from shared.graph.errors import GraphError
 from shared.observability import log_event
 from shared.services.meeting_work import RetryPolicy
 from shared.services.tenants import TenantDirectory
@@ -115,23 +115,11 @@ class CheckMeetings:
                 ).id
                 check = replace(check, meeting_id=meeting_id)
             if not self._graph.delete_meeting(profile, check.organizer_id, meeting_id, ctx):
-                self._confirm_gone(profile, check, meeting_id, ctx)
+                self._graph.confirm_gone(profile, check.organizer_id, meeting_id, ctx, "DELETE")
         except GraphError as error:
             return self._later(check, error)
         self._forget(check)
         return True
-
-    def _confirm_gone(
-        self, profile: MicrosoftProfile, check: CheckMeeting, meeting_id: str, ctx: CallContext
-    ) -> None:
-        """A 404 to the DELETE is believed once a GET agrees (as for bookings' meetings)."""
-        try:
-            self._graph.get_meeting(profile, check.organizer_id, meeting_id, ctx)
-        except GraphNotFoundError:
-            return
-        raise GraphInconsistentError(
-            "Graph answered 404 to the DELETE of a check meeting a GET still finds", status=404
-        )
 
     def sweep(self) -> CheckSweepReport:
         """Remove the meetings of checks whose removal is due. Never raises: storage or Graph

@@ -178,7 +178,7 @@ class MeetingSteps:
                 )
             except GraphNotFoundError:
                 # Made anew on this answer, a wrong 404 would leave a second meeting live.
-                self._confirm_gone(profile, organizer_id, meeting_id, ctx, "GET")
+                self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "GET")
                 result = StepResult(Step.NONE, generation, gone=True, gone_id=meeting_id)
                 self._report(booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result)
                 return result
@@ -228,7 +228,7 @@ class MeetingSteps:
                 options=tenant.meeting_options,
             )
         except GraphNotFoundError:
-            self._confirm_gone(profile, organizer_id, meeting_id, ctx, "PATCH")
+            self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "PATCH")
             return StepResult(
                 Step.UPDATE, booking.meeting.generation, gone=True, gone_id=meeting_id
             )
@@ -258,29 +258,8 @@ class MeetingSteps:
                 ctx,
             ).id
         if not self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx):
-            self._confirm_gone(profile, organizer_id, meeting_id, ctx, "DELETE")
+            self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "DELETE")
         return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
-
-    def _confirm_gone(
-        self,
-        profile: MicrosoftProfile,
-        organizer_id: str,
-        meeting_id: str,
-        ctx: CallContext,
-        method: str,
-    ) -> None:
-        """A 404 is only believed once a GET agrees: a meeting declared gone is made anew (or
-        its cancelled booking left alone), so one wrong 404 would leave a live meeting behind.
-        Raises a retryable error when the meeting is still there, or the GET fails. (After a
-        GET's 404, this second GET is the confirmation.)"""
-        try:
-            self._graph.get_meeting(profile, organizer_id, meeting_id, ctx)
-        except GraphNotFoundError:
-            return
-        raise GraphInconsistentError(
-            f"Graph answered 404 to the {method} of a meeting a GET still finds",
-            status=404,
-        )
 
     def organizer_for(self, tenant: Tenant, *, booking_id: str | None = None) -> str:
         """The organizer's object id: stored, or resolved from the UPN once and kept, for every

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE
-from shared.storage.queues import MEETING_OPS_POISON_QUEUE, MEETING_OPS_QUEUE, make_queue_client
+from shared.storage.queues import MEETING_OPS_POISON_QUEUE, MEETING_OPS_QUEUE, ready_queue_client
 from shared.storage.tables import translated_errors
 
 if TYPE_CHECKING:
@@ -118,15 +118,7 @@ class PoisonedMessages:
         )
 
     def _client(self, queue: str) -> QueueClient:
-        client = self._clients.get(queue)
-        if client is None:
-            from azure.core.exceptions import ResourceExistsError
-
-            client = make_queue_client(self._storage, queue)
-            with translated_errors(f"queue {queue}"), contextlib.suppress(ResourceExistsError):
-                client.create_queue()
-            self._clients[queue] = client
-        return client
+        return ready_queue_client(self._storage, queue, self._clients)
 
 
 class Taken:

@@ -182,15 +182,22 @@ class StorageMeetingWorkQueue:
             self._client(queue).send_message(text, visibility_timeout=delay or None)
 
     def _client(self, queue: str) -> QueueClient:
-        client = self._clients.get(queue)
-        if client is None:
-            from azure.core.exceptions import ResourceExistsError
+        return ready_queue_client(self._storage, queue, self._clients)
 
-            client = make_queue_client(self._storage, queue)
-            with translated_errors(f"queue {queue}"), contextlib.suppress(ResourceExistsError):
-                client.create_queue()
-            self._clients[queue] = client
-        return client
+
+def ready_queue_client(
+    storage: StorageSettings, queue: str, clients: dict[str, QueueClient]
+) -> QueueClient:
+    """The client of `queue` from `clients`, made (and the queue created) on first use."""
+    client = clients.get(queue)
+    if client is None:
+        from azure.core.exceptions import ResourceExistsError
+
+        client = make_queue_client(storage, queue)
+        with translated_errors(f"queue {queue}"), contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        clients[queue] = client
+    return client
 
 
 def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
