@@ -182,6 +182,7 @@ def _what(message: HeldMessage) -> str:
             work.step,
             str(work.graph_status) if work.graph_status else None,
             work.error_code,
+            f"notice {work.notice}" if work.notice else None,
         )
         if part
     )

@@ -110,13 +110,22 @@ def _refusal_level(exc: Exception) -> int:
     return logging.WARNING if isinstance(exc, WebhookError) else logging.INFO
 
 
+def route_of(req: func.HttpRequest) -> str:
+    """The request's path as its route template (`/api/v1/bookings/{id}`): one name per route,
+    not one per booking id, for span names and the `request_failed` log."""
+    path = str(urlsplit(req.url).path)
+    for name, value in (req.route_params or {}).items():
+        path = path.replace(f"/{value}", f"/{{{name}}}")
+    return path
+
+
 def _fail(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
     status, message, code, headers = _status_for(exc)
     log_event(
         logger,
         logging.ERROR if status >= 500 else _refusal_level(exc),
         "request_failed",
-        route=req.url.split("?")[0],
+        route=route_of(req),
         method=req.method,
         status=status,
         code=code,
@@ -132,11 +141,8 @@ def _request_span(
     req: func.HttpRequest,
 ) -> Iterator[Callable[[func.HttpResponse], func.HttpResponse]]:
     """The request's server span (with telemetry on): the trace its work continues."""
-    path = urlsplit(req.url).path
-    for name, value in (req.route_params or {}).items():
-        # One operation name per route, not one per booking id.
-        path = path.replace(f"/{value}", f"/{{{name}}}")
-    with telemetry.span(f"{req.method} {path}", kind="server", **{"http.method": req.method}):
+    name = f"{req.method} {route_of(req)}"
+    with telemetry.span(name, kind="server", **{"http.method": req.method}):
 
         def answered(response: func.HttpResponse) -> func.HttpResponse:
             telemetry.annotate(**{"http.status_code": response.status_code})

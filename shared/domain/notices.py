@@ -220,3 +220,24 @@ def retry_scheduled(booking: Booking, number: int, at: datetime) -> Booking:
     scheduled = replace(notice, rounds=notice.rounds + 1, next_attempt_at=at)
     pending = tuple(scheduled if n.number == number else n for n in mail.pending)
     return replace(booking, mail=replace(mail, pending=pending))
+
+
+def owed_again(
+    booking: Booking, number: int, kind: NoticeKind, sequence: int, *, now: datetime
+) -> Booking | None:
+    """Notice `number`, finished as failed, owed again after the cause was fixed (the
+    operator's replay of its poisoned message). The recipients who had it are not sent it twice:
+    the number is the same, and with the recipient it keys each e-mail.
+
+    None when there is nothing left to send: it is pending already, or went since (a replay
+    done twice); a newer notice was issued since (that one renders the booking as it is now,
+    with a higher SEQUENCE, so it tells all this one would); or it invites to a booking that has
+    since closed."""
+    mail = booking.mail
+    if mail.notice(number) is not None or mail.issued != number or not mail.last_failed:
+        return None
+    notice = Notice(kind=kind, number=number, sequence=sequence, recorded_at=now)
+    if superseded(booking, notice):
+        return None
+    pending = (*mail.pending, notice)[-MAX_PENDING:]
+    return replace(booking, mail=replace(mail, pending=pending))

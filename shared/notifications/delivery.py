@@ -336,6 +336,9 @@ class MailWorker:
                 reason=reason,
                 step="email",
                 error_code=error.code,
+                notice=notice.number,
+                notice_kind=notice.kind.value,
+                sequence=notice.sequence,
             )
             try:
                 self._queue.send_poison(poisoned)
@@ -382,6 +385,7 @@ def record_mail_poisoned(poisoned: PoisonedWork) -> None:
         errorCode=poisoned.error_code,
         reason=poisoned.reason or "host_poisoned",
         round=poisoned.round,
+        notice=poisoned.notice,
     )
 
 

@@ -3,8 +3,10 @@
 A poisoned message names a booking. Replaying it puts that booking's work back on its queue,
 where the usual worker takes it: for a meeting, the outstanding work is first asked for afresh
 (`restart_meeting_work`, as the admin's retry route does), since the converger leaves a meeting
-whose retries stopped (`failed`) alone; for mail, the booking's pending mail goes out. The
-poisoned message is deleted only once the work is back on its queue.
+whose retries stopped (`failed`) alone; for mail, the notice that finished as failed is owed
+again (`notices.owed_again`: not when a newer notice has told it all since), and the booking's
+pending mail goes out, to the recipients who do not have it yet. The poisoned message is deleted
+only once the work is back on its queue.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.domain.booking import IllegalTransitionError
+from shared.domain import notices
+from shared.domain.booking import Booking, IllegalTransitionError
+from shared.domain.notices import NoticeKind
 from shared.services.bookings import restart_meeting_work
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import NotFoundError
-from shared.storage.poisoned import MEETING_WORK, HeldMessage, PoisonedMessages
+from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
+from shared.storage.poisoned import MAIL_WORK, MEETING_WORK, HeldMessage, PoisonedMessages
 from shared.storage.queues import BadMessageError, MeetingWork, MeetingWorkQueue, PoisonedWork
+
+_SAVE_TRIES = 5
 
 
 class ReplayError(Exception):
@@ -47,13 +53,10 @@ class PoisonReplay:
         """Put the work of `held` back on its queue. The caller deletes the message after."""
         work = read_work(held)
         note = "mail work re-enqueued"
+        if held.kind is MAIL_WORK and work.notice is not None:
+            note = self._owe_again(work)
         if held.kind is MEETING_WORK:
-            try:
-                booking = self._bookings.get(work.tenant_id, work.booking_id)
-            except NotFoundError as exc:
-                raise ReplayError(
-                    f"booking {work.booking_id} of tenant {work.tenant_id} does not exist"
-                ) from exc
+            booking = self._booking(work)
             try:
                 restart_meeting_work(self._bookings, booking, self._clock)
                 note = "meeting work restarted and re-enqueued"
@@ -63,6 +66,44 @@ class PoisonReplay:
                 note = "meeting already as the booking says; re-enqueued all the same"
         self._queues[held.kind.name].send(MeetingWork(work.tenant_id, work.booking_id))
         return Replayed(held, work, note)
+
+    def _booking(self, work: PoisonedWork) -> Booking:
+        try:
+            return self._bookings.get(work.tenant_id, work.booking_id)
+        except NotFoundError as exc:
+            raise ReplayError(
+                f"booking {work.booking_id} of tenant {work.tenant_id} does not exist"
+            ) from exc
+
+    def _owe_again(self, work: PoisonedWork) -> str:
+        """Owe the failed notice of `work` again; what was done, for the operator."""
+        assert work.notice is not None
+        try:
+            kind = NoticeKind(work.notice_kind or "")
+        except ValueError as exc:
+            raise ReplayError(
+                f"the message names no known notice kind: {work.notice_kind}"
+            ) from exc
+        booking = self._booking(work)
+        for _ in range(_SAVE_TRIES):
+            owed = notices.owed_again(
+                booking, work.notice, kind, work.sequence or 0, now=self._clock()
+            )
+            if owed is None:
+                return (
+                    f"notice {work.notice} ({kind.value}) has nothing left to send (a newer "
+                    "notice was issued, or it is pending); mail work re-enqueued"
+                )
+            try:
+                self._bookings.update(owed)
+            except ConcurrencyError:
+                booking = self._booking(work)
+                continue
+            return (
+                f"notice {work.notice} ({kind.value}) owed again; mail work re-enqueued "
+                "(recipients who have it are not sent it twice)"
+            )
+        raise StorageError(f"booking {work.booking_id}: could not owe notice {work.notice} again")
 
     def replay_all(
         self, source: PoisonedMessages, message_id: str | None

@@ -71,6 +71,10 @@ class PoisonedWork:
     graph_status: int | None = None
     error_code: str | None = None
     requested_at: str | None = None  # ISO 8601: when the work that stopped was asked for
+    # Mail only: the notice that finished as failed, so a replay after the fix can owe it again.
+    notice: int | None = None
+    notice_kind: str | None = None
+    sequence: int | None = None
 
     def to_text(self) -> str:
         body = {
@@ -82,6 +86,9 @@ class PoisonedWork:
             "graphStatus": self.graph_status,
             "errorCode": self.error_code,
             "requestedAt": self.requested_at,
+            "notice": self.notice,
+            "noticeKind": self.notice_kind,
+            "sequence": self.sequence,
         }
         return json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"))
 
@@ -109,6 +116,9 @@ class PoisonedWork:
             graph_status=opt_int("graphStatus", 100, 599),
             error_code=opt_text("errorCode"),
             requested_at=opt_text("requestedAt"),
+            notice=opt_int("notice", 1, 2**31),
+            notice_kind=opt_text("noticeKind"),
+            sequence=opt_int("sequence", 0, 2**31),
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -236,6 +236,9 @@ def storage_credential(storage: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
+PING_TIMEOUT_SECONDS = 3.0
+
+
 class Tables:
     """Hands out table clients, creating each table once per process."""
 
@@ -256,7 +259,12 @@ class Tables:
             self._ready[full_name] = client
         return client
 
-    def ping(self) -> None:
-        """Raise `StorageUnavailableError` unless the table service answers."""
+    def ping(self, timeout: float = PING_TIMEOUT_SECONDS) -> None:
+        """Raise `StorageUnavailableError` unless the table service answers within `timeout`
+        seconds, at once: a health probe must answer while storage hangs, not after the SDK's
+        retries of 20-second reads (80 s and more)."""
+        pages = self._service.list_tables(
+            results_per_page=1, retry_total=0, connection_timeout=timeout, read_timeout=timeout
+        )
         with translated_errors("table service"):
-            next(iter(self._service.list_tables(results_per_page=1).by_page()), None)
+            next(iter(pages.by_page()), None)

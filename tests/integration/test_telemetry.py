@@ -5,6 +5,8 @@ OpenTelemetry's in-memory exporter and reader in place of Application Insights."
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -182,3 +184,31 @@ def test_an_approval_under_one_503_is_one_trace_and_its_metrics_match_the_audit(
     assert latency.count == audit.latency.count == 1
     graph = {p.attributes["status"]: p.value for p in points["graph.calls"]}
     assert graph["503"] == 1
+
+
+def test_a_refused_request_is_logged_and_traced_by_its_route_template(traced_host, caplog):
+    host, issuer, spans, _ = traced_host
+    caplog.set_level(logging.INFO, logger="meetings")
+    staff = issuer.mint(user="staff-1", roles=["staff"], tenant="traced")
+
+    # WHEN staff ask for a booking that does not exist
+    answer = requests.get(
+        f"{host.base_url}/api/v1/bookings/no-such-booking",
+        headers={"Authorization": f"Bearer {staff}"},
+        timeout=30,
+    )
+
+    # THEN the log line and the span name the route, not the id (the runbook groups by them)
+    assert answer.status_code == 404
+    (failed,) = [
+        json.loads(r.getMessage())
+        for r in caplog.records
+        if r.name == "meetings.api" and '"request_failed"' in r.getMessage()
+    ]
+    assert (failed["route"], failed["status"], failed["code"]) == (
+        "/api/v1/bookings/{id}",
+        404,
+        "not_found",
+    )
+    names = [s.name for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert names == ["GET /api/v1/bookings/{id}"]
