@@ -95,6 +95,7 @@ def machine() -> dict[str, str]:
             [git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
     return {
+        "load": _load_average(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": str(os.cpu_count()),
         "cpu": cpu,
@@ -103,6 +104,14 @@ def machine() -> dict[str, str]:
         "system": f"{platform.system()} {platform.release()}",
         "commit": commit or "unknown",
     }
+
+
+def _load_average() -> str:
+    """The 1-minute load average: other work on the machine slows every figure here."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except (OSError, IndexError):
+        return "unknown"
 
 
 # -- cold start ------------------------------------------------------------------------------
@@ -316,8 +325,9 @@ def burst(mode: Mode) -> Section:
         Figure(
             "first event to the last link",
             f"{result.seconds_to_last_link:.1f} s",
-            note=f"{result.bookings / result.seconds_to_last_link:.1f} bookings/s; "
-            f"answers {result.answers}",
+            note=f"{result.bookings / result.seconds_to_last_link:.1f} bookings/s; final "
+            f"answers {result.answers}; delivered again (as Stripe does) after "
+            f"{result.retried or 'no'} 5xx",
         ),
     ]
     return section
@@ -490,6 +500,8 @@ def render(sections: list[Section], info: dict[str, str], mode: Mode, seconds: f
         f"| Python | {info['python']} ({info['system']}) |",
         f"| Run | {'`--quick` (fewer samples)' if mode.quick else 'full'}, "
         f"{seconds / 60:.1f} min |",
+        f"| Load average (1 min) | {info['load']} at the start, {_load_average()} at the end "
+        f"(on {info['cores']} cores: above that, other work shared the machine) |",
         "",
     ]
     for section in sections:

@@ -52,6 +52,7 @@ class Burst:
     peak_rss_mib: float
     seconds_to_last_link: float
     answers: dict[int, int]
+    retried: dict[str, int]
 
 
 def plan(ids: list[str], redelivered: float, out_of_order: float, seed: int) -> list[Any]:
@@ -72,6 +73,18 @@ def plan(ids: list[str], redelivered: float, out_of_order: float, seed: int) -> 
     for position, payment in sorted(late, key=lambda item: item[0], reverse=True):
         events.insert(min(position, len(events)), payment)
     return events
+
+
+def deliver(stack: LocalStack, event: dict[str, Any], retried: Counter[str]) -> int:
+    """Send an event as Stripe does: a 5xx answer is delivered again (here after at most 2 s,
+    where Stripe waits longer), up to 5 times. The last answer's status."""
+    for _ in range(5):
+        answer = send_event(stack, event)
+        if answer.status_code < 500:
+            return answer.status_code
+        retried[f"{answer.status_code} {answer.json().get('code', '')}".strip()] += 1
+        time.sleep(min(2.0, float(answer.headers.get("Retry-After") or 1)))
+    return answer.status_code
 
 
 def wait_for_links(stack: LocalStack, ids: list[str], token: str, timeout: float) -> list[str]:
@@ -123,14 +136,14 @@ def measure(
         stack.emulator.add_fault(Fault(operation="*", latency_ms=latency_ms))
         before = stack.emulator.snapshot()["calls"]
         started = time.perf_counter()
+        retried: Counter[str] = Counter()
         with ThreadPoolExecutor(senders) as pool:
-            answers = Counter(
-                r.status_code for r in pool.map(lambda e: send_event(stack, e), events)
-            )
+            answers = Counter(pool.map(lambda e: deliver(stack, e, retried), events))
         if echo:
             print(
                 f"  {len(events)} events answered in {time.perf_counter() - started:.1f} s "
-                f"from {senders} senders: {dict(answers)}",
+                f"from {senders} senders: {dict(answers)}; delivered again after "
+                f"{dict(retried) or 'none'}",
                 flush=True,
             )
         missing = wait_for_links(stack, ids, token, timeout=300)
@@ -163,6 +176,7 @@ def measure(
         peak_rss_mib=peak,
         seconds_to_last_link=seconds,
         answers=dict(answers),
+        retried=dict(retried),
     )
 
 
