@@ -326,8 +326,8 @@ def burst(mode: Mode) -> Section:
             "first event to the last link",
             f"{result.seconds_to_last_link:.1f} s",
             note=f"{result.bookings / result.seconds_to_last_link:.1f} bookings/s; final "
-            f"answers {result.answers}; delivered again (as Stripe does) after "
-            f"{result.retried or 'no'} 5xx",
+            f"answers {result.answers}; 5xx answers delivered again (as Stripe does): "
+            f"{result.retried or 'none'}",
         ),
     ]
     return section
