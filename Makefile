@@ -1,5 +1,5 @@
 # The two commands of the README, and a few helpers.
-.PHONY: setup run services test lint format
+.PHONY: setup run services test bench lint format
 
 setup:            ## install .venv (Python 3.11) and Azurite if missing
 	scripts/setup.sh
@@ -12,6 +12,9 @@ services: setup   ## Azurite + Graph emulator only, and the local.settings.json 
 
 test:             ## ruff, mypy and pytest (with its own Azurite)
 	scripts/test.sh $(ARGS)
+
+bench: setup      ## every benchmark; writes docs/benchmarks.md (ARGS=--quick for a short run)
+	.venv/bin/python scripts/bench.py $(ARGS)
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

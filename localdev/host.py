@@ -26,6 +26,12 @@ It serves `function_app.app` from the azure-functions library's own function ind
   admin API does (body `{"input": "..."}` is the queue message text). Its 202 comes after a
   timer's run has finished (the real host answers at once).
 - Stopping stops polling, then waits (up to a grace period) for the messages in flight to finish.
+- Concurrency as the Python worker runs sync functions: HTTP invocations run on a pool of
+  `PYTHON_THREADPOOL_THREAD_COUNT` threads (default `min(32, cores + 4)`, the worker's own), and
+  `FUNCTIONS_WORKER_PROCESS_COUNT` (1 to 10, default 1) worker processes serve HTTP, sharing the
+  port (`SO_REUSEPORT`: the kernel spreads connections over them). Queue and timer triggers run in
+  the first process only, so a queue's `batchSize` bounds the whole host as on one instance. Each
+  process has its own clients, token cache and single-flight locks, as each worker process does.
 
 Not supported (refused at start with a message): other trigger types, input/output bindings
 other than the HTTP `$return`, and TimeSpan timer schedules.
@@ -45,6 +51,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -87,8 +94,44 @@ class _HttpServer(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class _SharedPortHttpServer(_HttpServer):
+    # Several worker processes listen on one port; the kernel spreads connections over them.
+    allow_reuse_port = True
+
+
 class HostError(RuntimeError):
     """The app cannot be served as the real host would serve it."""
+
+
+# The worker's own limits (azure-functions-python-worker): at most 10 worker processes and
+# 32 threads; a sync function runs on a ThreadPoolExecutor whose default size this is.
+_MAX_WORKER_PROCESSES = 10
+_MAX_THREADS = 32
+
+
+def _int_setting(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HostError(f"app setting {name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise HostError(f"app setting {name} must be {low} to {high}, got {value}")
+    return value
+
+
+def worker_process_count() -> int:
+    """`FUNCTIONS_WORKER_PROCESS_COUNT`: how many worker processes serve HTTP (default 1)."""
+    return _int_setting("FUNCTIONS_WORKER_PROCESS_COUNT", 1, 1, _MAX_WORKER_PROCESSES)
+
+
+def thread_count() -> int:
+    """`PYTHON_THREADPOOL_THREAD_COUNT`: threads running sync HTTP functions in one process
+    (default `min(32, cores + 4)`, as the worker's ThreadPoolExecutor)."""
+    default = min(_MAX_THREADS, (os.cpu_count() or 1) + 4)
+    return _int_setting("PYTHON_THREADPOOL_THREAD_COUNT", default, 1, _MAX_THREADS)
 
 
 # -- host.json --------------------------------------------------------------------------------
@@ -538,8 +581,11 @@ class LocalHost:
         app_module: str = "function_app",
         host: str = "127.0.0.1",
         port: int = 7071,
+        shared_port: bool = False,
+        http_only: bool = False,
     ) -> None:
         self.script_root = script_root.resolve()
+        self.http_only = http_only
         self.config = HostConfig.load(self.script_root / "host.json")
         self.stop_event = threading.Event()
         if str(self.script_root) not in sys.path:
@@ -555,8 +601,13 @@ class LocalHost:
         for fn in _function_index(app):
             self._add(fn)
         self.routes.sort(key=lambda r: (-r.literal_segments, r.template))
-        self._server = _HttpServer((host, port), _http_handler(self))
+        server_class = _SharedPortHttpServer if shared_port else _HttpServer
+        self._server = server_class((host, port), _http_handler(self))
         self._server.daemon_threads = True
+        self.threads = thread_count()
+        self._http_pool = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="http:worker"
+        )
         self._serving = False
         self._stopped = False
 
@@ -632,6 +683,8 @@ class LocalHost:
             name="http",
             daemon=True,
         ).start()
+        if self.http_only:
+            return self
         for listener in self.queues:
             listener.start()
         for timer in self.timers:
@@ -648,6 +701,7 @@ class LocalHost:
         if self._serving:
             self._server.shutdown()
         self._server.server_close()
+        self._http_pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + drain_seconds
         for listener in self.queues:
             listener.stop(max(0.0, deadline - time.monotonic()))
@@ -678,7 +732,8 @@ class LocalHost:
             )
             started = time.perf_counter()
             try:
-                result = route.function.invoke(request)
+                # As the worker: the connection's thread waits while one of the pool's runs it.
+                result = self._http_pool.submit(route.function.invoke, request).result()
             except Exception:
                 log.error("Executed '%s' (Failed)\n%s", route.function.name, traceback.format_exc())
                 return 500, {}, b""
@@ -768,6 +823,71 @@ def _http_handler(host: LocalHost) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+_WORKER_READY = "Worker process serving on "
+
+
+def _start_workers(args: argparse.Namespace, host: LocalHost, count: int) -> list[Any]:
+    """Start `count` more worker processes serving HTTP on the first one's port, and wait until
+    each listens. Their output is relayed to ours."""
+    port = str(host._server.server_address[1])
+    workers = []
+    for number in range(2, count + 2):
+        command = [sys.executable, "-m", "localdev.host", "--script-root", str(args.script_root)]
+        command += ["--app", args.app, "--host", args.host, "--port", port, "--http-only"]
+        command += ["--worker-number", str(number)]
+        if args.settings_file is not None:
+            command += ["--settings-file", str(args.settings_file)]
+        workers.append(
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+    for worker in workers:
+        ready = threading.Event()
+
+        def relay(process: Any = worker, started: threading.Event = ready) -> None:
+            for line in process.stdout:
+                if line.startswith(_WORKER_READY):
+                    started.set()
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            started.set()
+
+        threading.Thread(target=relay, daemon=True).start()
+        ready.wait(60)
+        if worker.poll() is not None:
+            _stop_workers(workers)
+            raise HostError(f"a worker process stopped at start (exit {worker.returncode})")
+    return workers
+
+
+def _stop_workers(workers: list[Any]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _exit_with_parent(stop: threading.Event) -> None:
+    """A further worker process ends when the first one is gone (even if it was killed)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve function_app.py locally.")
     parser.add_argument("--script-root", type=Path, default=Path.cwd())
@@ -780,6 +900,9 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="local.settings.json to load (default: the one in --script-root)",
     )
+    # Internal: a further worker process of FUNCTIONS_WORKER_PROCESS_COUNT (HTTP only).
+    parser.add_argument("--http-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-number", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -789,20 +912,38 @@ def main(argv: list[str] | None = None) -> None:
     # The Azure SDKs log every request at INFO; the real host keeps them out of the console too.
     logging.getLogger("azure").setLevel(logging.WARNING)
     load_local_settings(args.settings_file or args.script_root / "local.settings.json")
+    workers: list[Any] = []
     try:
+        count = 1 if args.http_only else worker_process_count()
         host = LocalHost(
-            script_root=args.script_root, app_module=args.app, host=args.host, port=args.port
+            script_root=args.script_root,
+            app_module=args.app,
+            host=args.host,
+            port=args.port,
+            shared_port=args.http_only or count > 1,
+            http_only=args.http_only,
         ).start()
+        if count > 1:
+            workers = _start_workers(args, host, count - 1)
     except Exception as exc:
         # The real host refuses to start the same way: name the problem and stop.
         print(f"The function host could not start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from exc
-    print(host.describe(), flush=True)
-    print(f"Host started on {host.base_url}", flush=True)
     # SIGTERM (how `make run` and the tests stop the host) drains like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
+    if args.http_only:
+        _exit_with_parent(host.stop_event)
+        print(f"{_WORKER_READY}{host.base_url} (worker process {args.worker_number})", flush=True)
+    else:
+        print(host.describe(), flush=True)
+        print(
+            f"Worker processes: {count}, threads for HTTP functions in each: {host.threads}",
+            flush=True,
+        )
+        print(f"Host started on {host.base_url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         host.stop_event.wait()
+    _stop_workers(workers)
     host.stop(drain_seconds=3.0)
 
 

@@ -44,7 +44,7 @@ NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
 JOIN = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0?context=%7b%7d"
 
 
-def rendering(n: int) -> None:
+def rendering(n: int) -> dict[str, float]:
     renderer = MailRenderer()
     booking = a_booking(
         status=BookingStatus.CONFIRMED,
@@ -82,9 +82,10 @@ def rendering(n: int) -> None:
     median, p95 = statistics.median(timings), timings[int(0.95 * n)]
     print(f"  median {median:.0f} us, p95 {p95:.0f} us per e-mail")
     print(f"  sizes: message {size} bytes, invite {ics_size} bytes")
+    return {"median_us": median, "p95_us": p95, "message_bytes": size, "invite_bytes": ics_size}
 
 
-def delivery(bookings: int, fail: float) -> None:
+def delivery(bookings: int, fail: float) -> dict[str, float]:
     with mail_world() as mw:
         mw.world.emulator.add_fault(Fault(operation="sendMail", status=503, share=fail))
         ids = []
@@ -112,9 +113,17 @@ def delivery(bookings: int, fail: float) -> None:
             f"  e-mails per recipient and change: max {max(per.values())}, min {min(per.values())}"
         )
         print(f"  wall time {wall:.2f} s (simulated clock: retries and sleeps cost no real time)")
+        return {
+            "sent": len(mw.world.emulator.mail),
+            "expected": 2 * bookings,
+            "send_calls": mw.world.emulator.calls["sendMail"],
+            "max_per_change": max(per.values()),
+            "min_per_change": min(per.values()),
+            "wall_s": wall,
+        }
 
 
-def pacing() -> None:
+def pacing() -> dict[str, float]:
     clock = [0.0]
     pacer = SendPacer(30, clock=lambda: clock[0])
     waited = 0.0
@@ -128,6 +137,7 @@ def pacing() -> None:
         f"pacing: 60 sends from one mailbox at 30/min finish at t={clock[0]:.1f} s "
         f"(waited {waited:.1f} s in all; none refused)"
     )
+    return {"sends": 60, "finished_at_s": clock[0]}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -13,6 +14,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 seen: list[dict[str, Any]] = []
 # What `slow_message` observed: invocations running now, the most at once, and those finished.
 slow = {"running": 0, "peak": 0, "done": 0}
+# What `slow_request` observed, the same way.
+slow_http = {"running": 0, "peak": 0}
 _slow_lock = threading.Lock()
 
 
@@ -20,6 +23,7 @@ def reset() -> None:
     seen.clear()
     with _slow_lock:
         slow.update(running=0, peak=0, done=0)
+        slow_http.update(running=0, peak=0)
 
 
 @app.route(route="items/{id:int}", methods=["GET"])
@@ -42,6 +46,25 @@ def files(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="boom", methods=["GET"])
 def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("the function failed")
+
+
+@app.route(route="slow", methods=["GET"])
+def slow_request(req: func.HttpRequest) -> func.HttpResponse:
+    """Takes `?seconds=` (0.3 by default), counting how many run at once."""
+    with _slow_lock:
+        slow_http["running"] += 1
+        slow_http["peak"] = max(slow_http["peak"], slow_http["running"])
+    try:
+        time.sleep(float(req.params.get("seconds") or 0.3))
+    finally:
+        with _slow_lock:
+            slow_http["running"] -= 1
+    return func.HttpResponse("done")
+
+
+@app.route(route="pid", methods=["GET"])
+def process_id(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(str(os.getpid()))
 
 
 @app.route(route="async-hello", methods=["GET"])

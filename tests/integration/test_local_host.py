@@ -6,15 +6,20 @@ import base64
 import copy
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from localdev.azurite import REPO_ROOT
 from localdev.host import (
     HostConfig,
     HostError,
@@ -22,6 +27,8 @@ from localdev.host import (
     QueueListener,
     _route_regex,
     resolve_setting_refs,
+    thread_count,
+    worker_process_count,
 )
 from tests.apps import sample_app
 
@@ -327,6 +334,94 @@ def test_the_admin_endpoint_runs_a_timer_now(host, monkeypatch):
     # Locally the answer waits for the run (the real host answers at once).
     assert response.status_code == 202
     assert sum(s["kind"] == "timer" for s in sample_app.seen) > before
+
+
+# -- concurrency: threads and worker processes ----------------------------------------------------
+
+
+def test_http_functions_run_on_python_threadpool_thread_count_threads(make_host, monkeypatch):
+    # GIVEN a host whose worker runs sync functions on 2 threads
+    monkeypatch.setenv("PYTHON_THREADPOOL_THREAD_COUNT", "2")
+    host = make_host()
+
+    # WHEN 6 slow requests arrive at once
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(lambda _: requests.get(f"{host.base_url}/api/slow", timeout=30), range(6))
+        )
+
+    # THEN all are answered, never more than 2 running at once
+    assert [a.status_code for a in answers] == [200] * 6
+    assert sample_app.slow_http["peak"] == 2
+
+
+def test_the_thread_count_defaults_to_the_workers_own(monkeypatch):
+    monkeypatch.delenv("PYTHON_THREADPOOL_THREAD_COUNT", raising=False)
+
+    assert thread_count() == min(32, (os.cpu_count() or 1) + 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FUNCTIONS_WORKER_PROCESS_COUNT", "0"),
+        ("FUNCTIONS_WORKER_PROCESS_COUNT", "11"),
+        ("FUNCTIONS_WORKER_PROCESS_COUNT", "two"),
+        ("PYTHON_THREADPOOL_THREAD_COUNT", "33"),
+    ],
+)
+def test_worker_settings_out_of_range_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+
+    read = worker_process_count if name.startswith("FUNCTIONS") else thread_count
+
+    with pytest.raises(HostError, match=name):
+        read()
+
+
+def test_worker_processes_share_the_port_and_stop_with_the_host(tmp_path, azurite):
+    # GIVEN the host started with two worker processes, as `python -m localdev.host` runs
+    (tmp_path / "host.json").write_text(json.dumps(HOST_JSON))
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "SAMPLE_QUEUE": f"sample-{uuid.uuid4().hex[:8]}",
+        "SAMPLE_SLOW_QUEUE": f"slow-{uuid.uuid4().hex[:8]}",
+        "SAMPLE_SCHEDULE": "0 0 0 1 1 *",
+        "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    command = [sys.executable, "-m", "localdev.host", "--script-root", str(tmp_path)]
+    command += ["--app", "tests.apps.sample_app", "--port", "0"]
+    command += ["--settings-file", str(tmp_path / "none.json")]
+    host = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert host.stdout is not None
+        url = ""
+        for line in host.stdout:
+            if line.startswith("Host started on "):
+                url = line.split()[-1]
+                break
+        assert url, "the host did not start"
+
+        # WHEN requests arrive on new connections
+        pids = set()
+        for _ in range(200):
+            pids.add(int(requests.get(f"{url}/api/pid", timeout=10).text))
+            if len(pids) == 2:
+                break
+
+        # THEN both processes answer on the one port, the first being the host itself
+        assert len(pids) == 2
+        assert host.pid in pids
+        (worker,) = pids - {host.pid}
+    finally:
+        # AND stopping the host stops its other worker process too
+        host.terminate()
+        host.wait(timeout=30)
+    assert wait_for(lambda: not Path(f"/proc/{worker}").exists(), timeout=15)
 
 
 # -- what the host refuses -------------------------------------------------------------------------
