@@ -1,0 +1,134 @@
+"""What one page of `GET /bookings` costs as the tenant grows.
+
+Starts Azurite (in memory, free ports), bulk-loads 100 and then 4,000 bookings into a tenant (in
+entity-group transactions, as the tests do) and lists `--limit` (default 20) of them through the
+booking repository: the staff list, a one-day window of it, and one participant's list (a tutor
+who takes part in every booking). For each it prints the entities read (query results and point
+reads), the storage requests sent (counted at the transport) and the median milliseconds of
+`--runs` (default 5) repetitions.
+
+    .venv/bin/python -m scripts.bench_listing [--limit 20] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+
+from localdev.azurite import start_azurite
+from shared.domain.booking import BookingStatus, Participant, ParticipantRole
+from shared.storage.bookings import BookingQuery, TableBookingRepository, rows_for
+from shared.storage.tables import Tables
+from tests.builders import a_booking
+
+TENANT = "tenant-bench"
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.CANCELLED)
+
+
+class CountingTransport(RequestsTransport):  # type: ignore[misc]
+    """Counts every HTTP request the storage clients send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return super().send(request, **kwargs)
+
+
+def load(tables: Tables, count: int) -> None:
+    """`count` bookings, two to each hour (equal start times on purpose), in bulk transactions."""
+    table = tables.table("bookings")
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        start = START + timedelta(hours=i // 2)
+        booking = a_booking(
+            tenant_id=TENANT,
+            booking_id=f"bench{i:05d}",
+            status=STATUSES[i % len(STATUSES)],
+            start=start,
+            end=start + timedelta(hours=1),
+            participants=(
+                Participant(f"student-{i % 50}", ParticipantRole.STUDENT, "s@example.com"),
+                Participant("tutor-1", ParticipantRole.TUTOR, "t@example.com"),
+            ),
+            version=1,
+        )
+        rows = rows_for(booking)
+        if len(batch) + len(rows) > 100:
+            table.submit_transaction([("upsert", row) for row in batch])
+            batch = []
+        batch += rows
+    if batch:
+        table.submit_transaction([("upsert", row) for row in batch])
+
+
+def measure(
+    repo: TableBookingRepository,
+    tables: Tables,
+    transport: CountingTransport,
+    runs: int,
+    list_page: Any,
+) -> tuple[int, int, float]:
+    list_page()  # warm: the table client exists, the connection is open
+    timings = []
+    reads = requests = 0
+    for _ in range(runs):
+        reads_before, requests_before = tables.reads, transport.requests
+        started = time.perf_counter()
+        list_page()
+        timings.append((time.perf_counter() - started) * 1000)
+        reads, requests = tables.reads - reads_before, transport.requests - requests_before
+    return reads, requests, statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    azurite = start_azurite()
+    try:
+        print(f"limit={args.limit}, median of {args.runs} runs, Azurite in memory")
+        print(f"{'bookings':>8}  {'list':<24} {'entities read':>13} {'requests':>8} {'ms':>8}")
+        for count in (100, 4000):
+            transport = CountingTransport()
+            service = TableServiceClient.from_connection_string(
+                azurite.connection_string, transport=transport
+            )
+            tables = Tables(service, prefix=f"b{uuid.uuid4().hex[:10]}")
+            load(tables, count)
+            repo = TableBookingRepository(tables)
+            query = BookingQuery(limit=args.limit)
+            day = START + timedelta(days=10)
+            cases = {
+                "staff": lambda q=query: repo.list_for_tenant(TENANT, q),
+                "staff, one-day window": lambda q=query: repo.list_for_tenant(
+                    TENANT, replace(q, start_from=day, start_to=day + timedelta(days=1))
+                ),
+                "staff, status=confirmed": lambda q=query: repo.list_for_tenant(
+                    TENANT, replace(q, status=BookingStatus.CONFIRMED)
+                ),
+                "participant (tutor-1)": lambda q=query: repo.list_for_participant(
+                    TENANT, "tutor-1", q
+                ),
+            }
+            for name, list_page in cases.items():
+                reads, requests, ms = measure(repo, tables, transport, args.runs, list_page)
+                print(f"{count:>8}  {name:<24} {reads:>13} {requests:>8} {ms:>8.1f}")
+    finally:
+        azurite.stop()
+
+
+if __name__ == "__main__":
+    main()
