@@ -475,7 +475,10 @@ def _moving_keys(booking: Booking) -> tuple[str, ...]:
 
 
 def _copy_row(entity: dict[str, Any], rk: str, kind: str) -> dict[str, Any]:
-    return {**entity, "RowKey": rk, "Kind": kind}
+    # The keys of the index rows matter only on the booking's own row (its save reads them).
+    copy = {**entity, "RowKey": rk, "Kind": kind}
+    del copy["IndexRows"]
+    return copy
 
 
 def _copy_to_booking(row: Any) -> Booking:
@@ -505,7 +508,8 @@ def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
 
 def rows_for(booking: Booking) -> list[dict[str, Any]]:
     """Every row a booking is stored as (the booking and its index rows), for bulk loads."""
-    return [booking_to_entity(booking), *_index_rows(booking)]
+    entity = booking_to_entity(booking)
+    return [entity, *_index_rows(booking, entity)]
 
 
 def _index_upserts(booking: Booking) -> list[Any]:
@@ -527,11 +531,11 @@ def _index_upserts(booking: Booking) -> list[Any]:
     return operations
 
 
-def _index_rows(booking: Booking) -> list[dict[str, Any]]:
+def _index_rows(booking: Booking, entity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The rows written with the booking in its transaction: its listing copies (by start, by
     participant), the "needs work" marker while a meeting step is outstanding, and the start
-    index copy while a meeting is wanted."""
-    entity = booking_to_entity(booking)
+    index copy while a meeting is wanted. `entity`: the booking's own row, if made already."""
+    entity = booking_to_entity(booking) if entity is None else entity
     rows = _participant_rows(booking, entity)
     if booking.needs_reconciliation:
         rows.append(_marker_row(booking))
