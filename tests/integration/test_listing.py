@@ -197,7 +197,7 @@ def test_a_table_save_deletes_the_index_rows_its_previous_version_had(tables):
 # -- what a page costs -----------------------------------------------------------------------
 
 
-class CountingTransport(RequestsTransport):
+class CountingTransport(RequestsTransport):  # type: ignore[misc]
     """Counts the HTTP requests the table clients send."""
 
     def __init__(self) -> None:
