@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 TABLE = "bookings"
 _BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "a", "r", "k", "s"
 _MAIL, _BY_START = "m", "t"
+_LEGACY = "p"  # the older participant index, p|{participantId}|{bookingId}: see reindex
 
 
 @dataclass(frozen=True)
@@ -378,6 +379,25 @@ class TableBookingRepository:
         )
         found = [entity_to_booking(e) for e in self._query(flt)]
         return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
+
+    def reindex(self, tenant_id: str) -> int:
+        """Bring the tenant's bookings stored before the listing indexes into the current
+        layout: each booking without `IndexRows` is saved once (so its copies are written),
+        then the rows of the older participant index are deleted. Returns how many bookings
+        were saved. Safe alongside the app (a booking saved meanwhile was indexed by that save)
+        and to run again."""
+        pk = validate_key(tenant_id, "tenant id")
+        saved = 0
+        for entity in list(self._query(f"{_pk_filter(pk)} and {prefix_range(_BOOKING + '|')}")):
+            if entity.get("IndexRows") is not None:
+                continue
+            with contextlib.suppress(ConcurrencyError):
+                self.update(entity_to_booking(entity))
+                saved += 1
+        for row in list(self._query(f"{_pk_filter(pk)} and {prefix_range(_LEGACY + '|')}")):
+            with contextlib.suppress(NotFoundError), translated_errors("old index row"):
+                self._table.delete_entity(pk, row["RowKey"])
+        return saved
 
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):

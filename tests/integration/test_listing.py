@@ -17,7 +17,12 @@ from azure.data.tables import TableServiceClient
 
 from shared.domain.booking import Booking, BookingStatus, MeetingState, Participant
 from shared.domain.booking import ParticipantRole as Role
-from shared.storage.bookings import BookingQuery, TableBookingRepository, rows_for
+from shared.storage.bookings import (
+    BookingQuery,
+    TableBookingRepository,
+    booking_to_entity,
+    rows_for,
+)
 from shared.storage.memory import InMemoryBookingRepository
 from shared.storage.tables import Tables
 from tests.builders import T0, a_booking
@@ -265,3 +270,42 @@ def test_a_page_costs_what_it_holds_not_what_the_tenant_has(azurite):
         assert reads_4000 <= 1.5 * reads_100, name
         assert requests_4000 <= 1.5 * requests_100, name
         assert (reads_4000, requests_4000) == (42, 2), name
+
+
+# -- bookings stored before the listing indexes ----------------------------------------------
+
+
+def test_reindex_lists_bookings_of_the_older_layout_once_and_drops_its_rows(tables):
+    # GIVEN a booking stored as the older layout did: no IndexRows, key-only p| and s| rows
+    repo = TableBookingRepository(tables)
+    booking = a_listed_booking(1, status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True))
+    entity = booking_to_entity(replace(booking, version=1))
+    del entity["IndexRows"]
+    old_rows = [
+        {"PartitionKey": TENANT, "RowKey": rk, "Kind": kind, "BookingId": booking.booking_id}
+        for rk, kind in (
+            ("p|student-1|b00001", "participant"),
+            ("p|tutor-1|b00001", "participant"),
+            ("s|2026-12-24T13:00:00Z|b00001", "start"),
+        )
+    ]
+    tables.table("bookings").submit_transaction([("upsert", r) for r in [entity, *old_rows]])
+    assert repo.list_for_tenant(TENANT, BookingQuery()).bookings == []
+
+    # WHEN it is reindexed, twice
+    first, again = repo.reindex(TENANT), repo.reindex(TENANT)
+
+    # THEN it lists once everywhere, the old participant rows are gone, and it saves as any other
+    assert (first, again) == (1, 0)
+    ids = [b.booking_id for b in repo.list_for_tenant(TENANT, BookingQuery()).bookings]
+    assert ids == [booking.booking_id]
+    assert [
+        b.booking_id for b in repo.list_for_participant(TENANT, "tutor-1", BookingQuery()).bookings
+    ] == ids
+    assert [b.booking_id for b in repo.list_starting_between(TENANT, T0, T0 + timedelta(1))] == ids
+    keys = {e["RowKey"] for e in tables.table("bookings").list_entities()}
+    assert not any(k.startswith("p|") for k in keys)
+    stored = repo.get(TENANT, booking.booking_id)
+    later = T0 + timedelta(days=2)
+    repo.update(replace(stored, start=later, end=later + timedelta(hours=1)))
+    assert repo.list_starting_between(TENANT, T0, T0 + timedelta(1)) == []
