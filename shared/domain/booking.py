@@ -81,7 +81,7 @@ class Booking:
     # version let the next save delete those its new state no longer wants (a moved start).
     version: int = field(default=0, compare=False)
     etag: str | None = field(default=None, compare=False)
-    index_rows: tuple[str, ...] = field(default=(), compare=False)
+    index_rows: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def external_id(self) -> str:
