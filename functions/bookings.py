@@ -34,8 +34,13 @@ def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @authenticated
 def list_bookings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     query, participant = parse.booking_query(req)
-    found = use_cases.list_bookings(caller, query, participant, services().booking_deps)
-    return json_response({"bookings": [booking_json(b, caller) for b in found]})
+    page = use_cases.list_bookings(caller, query, participant, services().booking_deps)
+    return json_response(
+        {
+            "bookings": [booking_json(b, caller) for b in page.bookings],
+            "nextPageToken": parse.next_page_token(page, query, participant),
+        }
+    )
 
 
 @bp.function_name("bookings_get")

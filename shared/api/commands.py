@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import re
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -14,6 +19,7 @@ from shared.api.validation import (
     choice,
     email,
     identifier,
+    instant,
     query_instant,
     read_json,
     required_text,
@@ -30,10 +36,12 @@ from shared.domain.tenant import (
 )
 from shared.services.bookings import Approval, NewBooking
 from shared.services.teams_settings import UNSET, OptionsChange, SettingsChange
-from shared.storage.bookings import BookingQuery
+from shared.storage.bookings import BookingPage, BookingQuery, ListPosition
 
 MAX_PARTICIPANTS = 20
 MAX_LIST = 200
+MAX_PAGE_TOKEN = 600
+_PAGE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")  # ASCII digits only ("²" is a digit to str.isdigit)
 
 
@@ -116,21 +124,73 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
 
 def booking_query(req: func.HttpRequest) -> tuple[BookingQuery, str | None]:
     params = req.params
-    unknown = sorted(set(params) - {"status", "participant", "from", "to", "limit"})
+    unknown = sorted(set(params) - {"status", "participant", "from", "to", "limit", "pageToken"})
     if unknown:
         raise ValidationError(f"Unknown query parameter(s): {', '.join(unknown)}", "unknown_field")
     status = params.get("status")
     limit_text = params.get("limit", "100")
     if not _WHOLE_NUMBER.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_value")
-    participant = params.get("participant")
+    raw_participant = params.get("participant")
+    participant = None if raw_participant is None else identifier(raw_participant, "participant")
     query = BookingQuery(
         status=None if status is None else choice(status, "status", BookingStatus),
         start_from=query_instant(params, "from"),
         start_to=query_instant(params, "to"),
         limit=int(limit_text),
     )
-    return query, None if participant is None else identifier(participant, "participant")
+    token = params.get("pageToken")
+    if token is not None:
+        query = replace(query, after=_page_position(token, query, participant))
+    return query, participant
+
+
+def next_page_token(page: BookingPage, query: BookingQuery, participant: str | None) -> str | None:
+    """The opaque `pageToken` of the page after `page`: where it ends, bound to the filters."""
+    after = page.next_after
+    if after is None:
+        return None
+    body = {
+        "s": after.start.isoformat(),
+        "b": after.booking_id,
+        "q": _list_fingerprint(query, participant),
+    }
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _page_position(token: str, query: BookingQuery, participant: str | None) -> ListPosition:
+    bad = ValidationError("pageToken is not one this list gave out", "invalid_page_token")
+    if len(token) > MAX_PAGE_TOKEN or not _PAGE_TOKEN.fullmatch(token):
+        raise bad
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if (
+        not isinstance(body, dict)
+        or set(body) != {"s", "b", "q"}
+        or not all(isinstance(v, str) for v in body.values())
+    ):
+        raise bad
+    if body["q"] != _list_fingerprint(query, participant):
+        raise ValidationError(
+            "pageToken belongs to a list with other filters: send the same status, "
+            "participant, from and to as the request that returned it",
+            "invalid_page_token",
+        )
+    try:
+        return ListPosition(instant(body["s"], "pageToken"), identifier(body["b"], "pageToken"))
+    except ValidationError:
+        raise bad from None
+
+
+def _list_fingerprint(query: BookingQuery, participant: str | None) -> str:
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+    filters = [participant, query.status, moment(query.start_from), moment(query.start_to)]
+    return hashlib.sha256(json.dumps(filters).encode()).hexdigest()[:16]
 
 
 def approval(req: func.HttpRequest) -> Approval:

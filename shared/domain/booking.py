@@ -77,9 +77,11 @@ class Booking:
     payment: PaymentState = field(default_factory=PaymentState)
     mail: MailState = field(default_factory=MailState)  # notices owed (shared/domain/notices.py)
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
-    # guards each save against a lost race.
+    # guards each save against a lost race, and the keys of the index rows stored with this
+    # version let the next save delete those its new state no longer wants (a moved start).
     version: int = field(default=0, compare=False)
     etag: str | None = field(default=None, compare=False)
+    index_rows: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def external_id(self) -> str:

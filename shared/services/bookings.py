@@ -44,7 +44,7 @@ from shared.services.meeting_work import MeetingSync
 from shared.services.meetings import TeamsUnavailableError, describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
-from shared.storage.bookings import BookingQuery, BookingRepository, RequestKey
+from shared.storage.bookings import BookingPage, BookingQuery, BookingRepository, RequestKey
 from shared.storage.errors import AlreadyExistsError
 
 if TYPE_CHECKING:
@@ -184,8 +184,8 @@ def _fingerprint(new: NewBooking) -> str:
 
 def list_bookings(
     caller: Principal, query: BookingQuery, participant: str | None, deps: BookingDeps
-) -> list[Booking]:
-    """Staff and admins see the tenant's bookings; everyone else their own."""
+) -> BookingPage:
+    """Staff and admins see the tenant's bookings; everyone else their own. One page."""
     if caller.is_tenant_wide:
         if participant:
             return deps.bookings.list_for_participant(caller.tenant_id, participant, query)

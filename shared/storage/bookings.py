@@ -4,18 +4,24 @@ Partition design (one table, `bookings`; see docs/architecture.md):
 
     PartitionKey = tenant id              every query is inside one tenant
     RowKey  b|{bookingId}                 the booking itself
-            p|{participantId}|{bookingId} "bookings of this participant" index row
+            t|{start}|{bookingId}         the tenant's bookings by start (a copy of the booking)
+            a|{participantId}|{start}|{bookingId}
+                                          a participant's bookings by start (a copy)
             r|{bookingId}                 marker: this booking's meeting needs work (the outbox)
             s|{startUtc}|{bookingId}      start-time index of bookings whose meeting is wanted
+                                          (a copy)
             k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
             m|{bookingId}                 marker: this booking owes e-mail (the mail outbox)
 
-Because the three kinds share the tenant's partition, a booking and its index rows are written
-in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
-range scan over `b|`; a participant's a range scan over `p|{id}|` followed by point reads; the
-reconciler reads only `r|` rows, so its cost grows with the bookings that need work, not with all;
-pre-start verification reads only the `s|` rows of its window. Index rows left behind by a
-reschedule or a cancellation are filtered out by the point read and then deleted.
+Because the kinds share the tenant's partition, a booking and its index rows are written in one
+entity-group transaction, guarded by the booking's ETag. The `t|`, `a|` and `s|` rows carry a
+copy of the booking written in that transaction, and the same transaction deletes the rows its
+previous version had and this one no longer wants (a moved start, a removed assignee, a meeting
+no longer wanted): the booking records their keys (`IndexRows`). So these indexes are never
+stale, and reading them is reading the booking. A page of the tenant's bookings is a range scan
+over `t|` cut by the service at the page size; a participant's over `a|{id}|`; the status filter
+runs in the service too. The reconciler reads only `r|` rows, so its cost grows with the bookings
+that need work, not with all; pre-start verification reads only the `s|` rows of its window.
 A create that carries an Idempotency-Key inserts its `k|` row in the same transaction, so a
 repeated request can never make a second booking.
 """
@@ -56,8 +62,9 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 TABLE = "bookings"
-_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "p", "r", "k", "s"
-_MAIL = "m"
+_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "a", "r", "k", "s"
+_MAIL, _BY_START = "m", "t"
+_LEGACY = "p"  # the older participant index, p|{participantId}|{bookingId}: see reindex
 
 
 @dataclass(frozen=True)
@@ -83,14 +90,39 @@ class RequestRecord:
     fingerprint: str
 
 
+@dataclass(frozen=True, order=True)
+class ListPosition:
+    """Where a listing stands: bookings are listed by start, then id (a total, stable order)."""
+
+    start: datetime
+    booking_id: str
+
+
 @dataclass(frozen=True)
 class BookingQuery:
-    """Filters for listing; times compare with the booking's start."""
+    """Filters for listing; times compare with the booking's start. `after`: list only the
+    bookings after that position (the last booking of the previous page)."""
 
     status: BookingStatus | None = None
     start_from: datetime | None = None
     start_to: datetime | None = None
     limit: int = 100
+    after: ListPosition | None = None
+
+
+@dataclass(frozen=True)
+class BookingPage:
+    """Up to `limit` bookings in listing order; `more` when further ones match after them."""
+
+    bookings: list[Booking]
+    more: bool = False
+
+    @property
+    def next_after(self) -> ListPosition | None:
+        """The `after` of the next page, if there is one."""
+        if not self.more or not self.bookings:
+            return None
+        return position_of(self.bookings[-1])
 
 
 class BookingRepository(Protocol):
@@ -111,11 +143,16 @@ class BookingRepository(Protocol):
         """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag)."""
         ...
 
-    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]: ...
+    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
+        """A page of the tenant's bookings, read from the start index only. The bookings are
+        copies written with the booking: read one (`get`) before saving it."""
+        ...
 
     def list_for_participant(
         self, tenant_id: str, participant_id: str, query: BookingQuery
-    ) -> list[Booking]: ...
+    ) -> BookingPage:
+        """A page of one participant's bookings (assignee included), from their index only."""
+        ...
 
     def list_needing_reconciliation(
         self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
@@ -127,7 +164,8 @@ class BookingRepository(Protocol):
     def list_starting_between(
         self, tenant_id: str, start_from: datetime, start_to: datetime
     ) -> list[Booking]:
-        """Bookings whose meeting is wanted and that start in [start_from, start_to)."""
+        """Bookings whose meeting is wanted and that start in [start_from, start_to), read
+        from the start index only (copies: read one with `get` before saving it)."""
         ...
 
     def list_owing_mail(
@@ -146,17 +184,24 @@ class BookingRepository(Protocol):
         ...
 
 
+def position_of(booking: Booking) -> ListPosition:
+    return ListPosition(to_utc(booking.start, "start"), booking.booking_id)
+
+
 def matches(booking: Booking, query: BookingQuery) -> bool:
     if query.status is not None and booking.status is not query.status:
         return False
     if query.start_from is not None and booking.start < query.start_from:
         return False
+    if query.after is not None and position_of(booking) <= query.after:
+        return False
     return not (query.start_to is not None and booking.start >= query.start_to)
 
 
-def sort_and_limit(bookings: Iterable[Booking], query: BookingQuery) -> list[Booking]:
-    ordered = sorted(bookings, key=lambda b: (b.start, b.booking_id))
-    return ordered[: query.limit]
+def page_of(bookings: Iterable[Booking], query: BookingQuery) -> BookingPage:
+    """The page `query` asks for out of `bookings` (for repositories that filter in memory)."""
+    ordered = sorted((b for b in bookings if matches(b, query)), key=position_of)
+    return BookingPage(ordered[: query.limit], more=len(ordered) > query.limit)
 
 
 class TableBookingRepository:
@@ -179,7 +224,7 @@ class TableBookingRepository:
         what = f"booking {booking.booking_id}"
         with translated_errors(what):
             results = self._table.submit_transaction(operations)
-        return replace(booking, etag=results[0]["etag"])
+        return replace(booking, etag=results[0]["etag"], index_rows=_moving_keys(booking))
 
     def find_request(self, tenant_id: str, request: RequestKey) -> RequestRecord | None:
         pk = validate_key(tenant_id, "tenant id")
@@ -224,33 +269,41 @@ class TableBookingRepository:
             self._clear_marker(saved, up_to_version=saved.version)
         if not saved.mail.pending:
             self._clear_marker(saved, up_to_version=saved.version, kind=_MAIL)
-        return replace(saved, etag=results[0]["etag"])
+        return replace(saved, etag=results[0]["etag"], index_rows=_moving_keys(saved))
 
-    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
+    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
         pk = validate_key(tenant_id, "tenant id")
-        found = (
-            entity_to_booking(e)
-            for e in self._query(f"{_pk_filter(pk)} and {prefix_range(_BOOKING + '|')}")
-        )
-        return sort_and_limit((b for b in found if matches(b, query)), query)
+        return self._page(pk, row_key(_BY_START, ""), query)
 
     def list_for_participant(
         self, tenant_id: str, participant_id: str, query: BookingQuery
-    ) -> list[Booking]:
+    ) -> BookingPage:
         pk = validate_key(tenant_id, "tenant id")
         prefix = row_key(_PARTICIPANT, validate_key(participant_id, "participant id"), "")
-        ids = [e["BookingId"] for e in self._query(f"{_pk_filter(pk)} and {prefix_range(prefix)}")]
-        # Index rows of a participant who was later removed are left behind: the point read
-        # is the truth, so such a row simply filters out.
-        found = (self._get_or_none(pk, booking_id) for booking_id in ids)
-        return sort_and_limit(
-            (
-                b
-                for b in found
-                if b is not None and participant_id in b.participant_ids and matches(b, query)
-            ),
-            query,
-        )
+        return self._page(pk, prefix, query)
+
+    def _page(self, pk: str, prefix: str, query: BookingQuery) -> BookingPage:
+        """One page over an index by start whose rows are copies of the bookings: the window
+        and the position bound the row keys, the service applies the status filter and stops
+        at the page size (one more row says whether another page follows)."""
+        low = prefix + ("" if query.start_from is None else _list_stamp(query.start_from))
+        high = prefix + ("~" if query.start_to is None else _list_stamp(query.start_to))
+        flt = f"{_pk_filter(pk)} and RowKey ge '{_quote(low)}' and RowKey lt '{_quote(high)}'"
+        if query.after is not None:
+            after = prefix + _listing_suffix(query.after.start, query.after.booking_id)
+            flt += f" and RowKey gt '{_quote(after)}'"
+        if query.status is not None:
+            flt += f" and Status eq '{query.status.value}'"
+        wanted = query.limit + 1
+        rows: list[Any] = []
+        with translated_errors("bookings query"):
+            for page in self._table.query_entities(flt, results_per_page=wanted).by_page():
+                rows += page
+                if len(rows) >= wanted:
+                    break
+        self._tables.reads += len(rows)
+        found = [_copy_to_booking(row) for row in rows[:wanted]]
+        return BookingPage(found[: query.limit], more=len(found) > query.limit)
 
     def list_needing_reconciliation(
         self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
@@ -282,14 +335,17 @@ class TableBookingRepository:
         flt = f"{_pk_filter(pk)} and RowKey ge '{low}' and RowKey lt '{high}'"
         found: list[Booking] = []
         for row in list(self._query(flt)):
+            if "Version" in row:
+                found.append(_copy_to_booking(row))  # written with the booking: never stale
+                continue
+            # A row of the older layout carries no copy and may be left behind by a reschedule
+            # or a cancellation: the point read is the truth.
             booking = self._get_or_none(pk, row["BookingId"])
             if booking is not None and _start_row_key(booking) == row["RowKey"]:
                 found.append(booking)
                 continue
-            # Left behind by a reschedule or a cancellation: the point read is the truth.
-            with contextlib.suppress(NotFoundError), translated_errors("start index row"):
-                self._table.delete_entity(pk, row["RowKey"])
-        return sorted(found, key=lambda b: (b.start, b.booking_id))
+            self._delete_unchanged(pk, row)
+        return sorted(found, key=position_of)
 
     def list_owing_mail(
         self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
@@ -324,11 +380,47 @@ class TableBookingRepository:
         found = [entity_to_booking(e) for e in self._query(flt)]
         return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
 
+    def reindex(self, tenant_id: str) -> int:
+        """Bring the tenant's bookings stored before the listing indexes into the current
+        layout: each booking without `IndexRows` is saved once (so its copies are written),
+        then the rows of the older participant index are deleted. Returns how many bookings
+        were saved. Safe alongside the app (a booking saved meanwhile was indexed by that save)
+        and to run again."""
+        pk = validate_key(tenant_id, "tenant id")
+        saved = 0
+        for entity in list(self._query(f"{_pk_filter(pk)} and {prefix_range(_BOOKING + '|')}")):
+            if entity.get("IndexRows") is not None:
+                continue
+            with contextlib.suppress(ConcurrencyError):
+                self.update(entity_to_booking(entity))
+                saved += 1
+        for row in list(self._query(f"{_pk_filter(pk)} and {prefix_range(_LEGACY + '|')}")):
+            with contextlib.suppress(NotFoundError), translated_errors("old index row"):
+                self._table.delete_entity(pk, row["RowKey"])
+        return saved
+
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):
             for entity in self._table.query_entities(flt):
                 self._tables.reads += 1
                 yield entity
+
+    def _delete_unchanged(self, pk: str, row: Any) -> None:
+        """Delete an index row unless it was written again since it was read (by a save that
+        moved its booking back to it: then it is that save's row)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        with (
+            contextlib.suppress(NotFoundError, ConcurrencyError, ResourceModifiedError),
+            translated_errors("start index row"),
+        ):
+            self._table.delete_entity(
+                pk,
+                row["RowKey"],
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
 
     def _get_or_none(self, tenant_id: str, booking_id: str) -> Booking | None:
         try:
@@ -370,17 +462,56 @@ def _booking_keys(tenant_id: str, booking_id: str) -> tuple[str, str]:
     )
 
 
-def _participant_rows(booking: Booking) -> list[dict[str, Any]]:
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _list_stamp(moment: datetime) -> str:
+    # Fixed width to the microsecond, so that row keys sort exactly as the starts do.
+    return to_utc(moment, "start").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _listing_suffix(start: datetime, booking_id: str) -> str:
+    return row_key(_list_stamp(start), validate_key(booking_id, "booking id"))
+
+
+def _listing_keys(booking: Booking) -> list[str]:
+    """The keys of the booking's listing rows: by start, and by participant and start."""
+    suffix = _listing_suffix(booking.start, booking.booking_id)
     return [
-        {
-            "PartitionKey": booking.tenant_id,
-            "RowKey": row_key(
-                _PARTICIPANT, validate_key(pid, "participant id"), booking.booking_id
-            ),
-            "Kind": "participant",
-            "BookingId": booking.booking_id,
-        }
-        for pid in sorted(booking.participant_ids)
+        row_key(_BY_START, suffix),
+        *(
+            row_key(_PARTICIPANT, validate_key(pid, "participant id"), suffix)
+            for pid in sorted(booking.participant_ids)
+        ),
+    ]
+
+
+def _moving_keys(booking: Booking) -> tuple[str, ...]:
+    """The index rows whose keys follow the booking's state; a save deletes the ones its
+    previous version had and it no longer has (markers are cleared on their own)."""
+    start_key = _start_row_key(booking)
+    return (*_listing_keys(booking), *([] if start_key is None else [start_key]))
+
+
+def _copy_row(entity: dict[str, Any], rk: str, kind: str) -> dict[str, Any]:
+    # The keys of the index rows matter only on the booking's own row (its save reads them).
+    copy = {**entity, "RowKey": rk, "Kind": kind}
+    del copy["IndexRows"]
+    return copy
+
+
+def _copy_to_booking(row: Any) -> Booking:
+    # A copy's ETag is the index row's, not the booking's: it cannot guard a save.
+    return replace(entity_to_booking(row), etag=None)
+
+
+def _participant_rows(booking: Booking, entity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The listing rows: the booking's copy by start, and by each participant and start."""
+    by_start, *by_participant = _listing_keys(booking)
+    return [
+        _copy_row(entity, by_start, "listing"),
+        *(_copy_row(entity, rk, "participant") for rk in by_participant),
     ]
 
 
@@ -397,35 +528,44 @@ def _request_row(booking: Booking, request: RequestKey) -> dict[str, Any]:
 
 def rows_for(booking: Booking) -> list[dict[str, Any]]:
     """Every row a booking is stored as (the booking and its index rows), for bulk loads."""
-    return [booking_to_entity(booking), *_index_rows(booking)]
+    entity = booking_to_entity(booking)
+    return [entity, *_index_rows(booking, entity)]
 
 
 def _index_upserts(booking: Booking) -> list[Any]:
     """The index rows as whole-row upserts: a merge would keep properties a newer write left
-    out (the SDK drops None), e.g. an old retry time on the marker."""
+    out (the SDK drops None), e.g. an old retry time on the marker. A save of a booking read
+    earlier also deletes the index rows its stored version had and this one does not."""
     from azure.data.tables import UpdateMode
 
-    return [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in _index_rows(booking)]
+    operations: list[Any] = [
+        ("upsert", row, {"mode": UpdateMode.REPLACE}) for row in _index_rows(booking)
+    ]
+    if booking.etag is not None:
+        keep = set(_moving_keys(booking))
+        operations += [
+            ("delete", {"PartitionKey": booking.tenant_id, "RowKey": rk})
+            for rk in booking.index_rows
+            if rk not in keep
+        ]
+    return operations
 
 
-def _index_rows(booking: Booking) -> list[dict[str, Any]]:
-    """The rows written with the booking in its transaction: participants, the "needs work"
-    marker while a meeting step is outstanding, and the start index while a meeting is wanted."""
-    rows = _participant_rows(booking)
+def _index_rows(booking: Booking, entity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows written with the booking in its transaction: its listing copies (by start, by
+    participant), the "needs work" marker while a meeting step is outstanding, and the start
+    index copy while a meeting is wanted. `entity`: the booking's own row, if made already."""
+    entity = booking_to_entity(booking) if entity is None else entity
+    rows = _participant_rows(booking, entity)
     if booking.needs_reconciliation:
         rows.append(_marker_row(booking))
     if booking.mail.pending:
         rows.append(_mail_marker_row(booking))
     start_key = _start_row_key(booking)
     if start_key is not None:
-        rows.append(
-            {
-                "PartitionKey": booking.tenant_id,
-                "RowKey": start_key,
-                "Kind": "start",
-                "BookingId": booking.booking_id,
-            }
-        )
+        # A copy: verification decides from it whether Teams is due to be asked (its last
+        # answer is recorded in the same write), so a booking checked recently costs one row.
+        rows.append(_copy_row(entity, start_key, "start"))
     return rows
 
 
@@ -598,6 +738,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "MeetingChangedAt": _opt_utc(meeting.changed_at, "changed"),
         **_payment_fields(booking.payment),
         "Mail": check_string(_mail_json(booking.mail), "mail"),
+        "IndexRows": json.dumps(_moving_keys(booking), separators=(",", ":")),
     }
 
 
@@ -733,5 +874,16 @@ def entity_to_booking(entity: Any) -> Booking:
             mail=_mail_state(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+            index_rows=_stored_index_rows(r),
         )
     )
+
+
+def _stored_index_rows(r: EntityReader) -> tuple[str, ...]:
+    # A booking of the older layout names none: its save deletes nothing it cannot know of.
+    if r.opt_text("IndexRows") is None:
+        return ()
+    keys = r.json_value("IndexRows")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise r.fail("IndexRows does not fit the schema")
+    return tuple(keys)

@@ -15,12 +15,13 @@ from shared.domain.audit import AuditRecord
 from shared.domain.booking import Booking, settled
 from shared.domain.tenant import Tenant
 from shared.storage.bookings import (
+    BookingPage,
     BookingQuery,
     RequestKey,
     RequestRecord,
     booking_to_entity,
-    matches,
-    sort_and_limit,
+    page_of,
+    position_of,
 )
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from shared.storage.tables import validate_key
@@ -100,25 +101,30 @@ class InMemoryBookingRepository:
             self._mail_markers.pop(key, None)
         return stored
 
-    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
+    def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
         validate_key(tenant_id, "tenant id")
         with self._lock:
             found = [b for (t, _), b in self._rows.items() if t == tenant_id]
-            self.reads += len(found)
-        return sort_and_limit((b for b in found if matches(b, query)), query)
+        return self._index_page(found, query)
 
     def list_for_participant(
         self, tenant_id: str, participant_id: str, query: BookingQuery
-    ) -> list[Booking]:
+    ) -> BookingPage:
         validate_key(tenant_id, "tenant id")
         validate_key(participant_id, "participant id")
         with self._lock:
-            ids = sorted(self._participant_rows.get((tenant_id, participant_id), set()))
+            ids = self._participant_rows.get((tenant_id, participant_id), set())
             found = [self._rows[(tenant_id, i)] for i in ids]
-            self.reads += 2 * len(found)
-        return sort_and_limit(
-            (b for b in found if participant_id in b.participant_ids and matches(b, query)), query
-        )
+            # As the table deletes a removed assignee's rows in the same save.
+            found = [b for b in found if participant_id in b.participant_ids]
+        return self._index_page(found, query)
+
+    def _index_page(self, bookings: list[Booking], query: BookingQuery) -> BookingPage:
+        """As the table's index pages: the page and one more row are read, copies are returned."""
+        page = page_of(bookings, query)
+        with self._lock:
+            self.reads += len(page.bookings) + (1 if page.more else 0)
+        return replace(page, bookings=[replace(b, etag=None) for b in page.bookings])
 
     def list_needing_reconciliation(
         self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
@@ -152,8 +158,8 @@ class InMemoryBookingRepository:
                 and b.meeting.wanted
                 and start_from <= b.start < start_to
             ]
-            self.reads += 2 * len(found)
-        return sorted(found, key=lambda b: (b.start, b.booking_id))
+            self.reads += len(found)  # the start index rows, which carry copies
+        return sorted((replace(b, etag=None) for b in found), key=position_of)
 
     def list_owing_mail(
         self, tenant_id: str, limit: int = 100, due_by: datetime | None = None

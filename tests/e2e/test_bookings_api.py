@@ -282,6 +282,75 @@ def test_list_filters(stack, staff, student):
     assert all("internalNotes" not in b for b in mine)
 
 
+def pages(who, query):
+    """Every page's ids of `GET /v1/bookings?{query}`, following nextPageToken."""
+    found, token = [], None
+    while True:
+        suffix = "" if token is None else f"&pageToken={token}"
+        response = who.call("GET", f"/v1/bookings?{query}{suffix}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        found.append([b["id"] for b in body["bookings"]])
+        token = body["nextPageToken"]
+        if token is None:
+            return found
+
+
+def test_pages_chain_to_every_booking_once_for_staff_and_participants(stack, staff, student):
+    # GIVEN five bookings at one start, on a day nothing else is booked, one of them declined
+    start, end = future_slot(days=40)
+    made = [create(student, startDateTime=start, endDateTime=end)["id"] for _ in range(5)]
+    staff.call("POST", f"/v1/bookings/{made[0]}/decline", {})
+    window = f"from={start}&to={end}"
+
+    # WHEN the lists are followed two at a time
+    everything = pages(staff, f"{window}&limit=2")
+    pending = pages(staff, f"{window}&status=pending&limit=2")
+    mine = pages(student, f"{window}&limit=2")
+    theirs = pages(staff, f"{window}&participant=student-1&limit=2")
+
+    # THEN each holds every booking it should exactly once, by id (their start is the same)
+    assert [i for page in everything for i in page] == sorted(made)
+    assert [len(page) for page in everything] == [2, 2, 1]
+    assert [i for page in pending for i in page] == sorted(made[1:])
+    assert [i for page in mine for i in page] == sorted(made)
+    assert [i for page in theirs for i in page] == sorted(made)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not a token",
+        "e30",  # {}
+        "eyJzIjoieCIsImIiOiJ5IiwicSI6InoifQ",  # {"s":"x","b":"y","q":"z"}
+        "A" * 601,
+        "%C3%A9",
+    ],
+)
+def test_a_page_token_the_list_did_not_give_out_is_a_400(staff, token):
+    response = staff.call("GET", f"/v1/bookings?pageToken={token}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_page_token"
+    assert response.json()["error"]
+
+
+def test_a_page_token_sent_with_other_filters_is_a_400(stack, staff, student):
+    start, end = future_slot(days=41)
+    for _ in range(2):
+        create(student, startDateTime=start, endDateTime=end)
+    first = staff.call("GET", f"/v1/bookings?from={start}&limit=1").json()
+    token = first["nextPageToken"]
+
+    refused = staff.call("GET", f"/v1/bookings?from={end}&limit=1&pageToken={token}")
+    accepted = staff.call("GET", f"/v1/bookings?from={start}&limit=5&pageToken={token}")
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_page_token"
+    assert accepted.status_code == 200  # the page size may change between pages
+    assert first["bookings"][0]["id"] not in {b["id"] for b in accepted.json()["bookings"]}
+
+
 # -- Idempotency-Key on create -------------------------------------------------------------------
 
 

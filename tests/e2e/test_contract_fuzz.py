@@ -7,9 +7,11 @@ requests the schema calls valid must not be refused as malformed, and invalid on
 Some rules are relative to the moment, to each other or to what was stored before, which JSON
 Schema cannot say: a booking starts between now and the horizon and ends 5 minutes to 12 hours
 after it starts, in a time zone that exists, with each participant listed once, and a new
-Idempotency-Key names a new booking. For requests generated as valid, those fields are moved
-into range before sending, a booking id names a booking that exists, and a webhook event is
-signed with the stack's Stripe secret over the bytes sent; everything else is sent as generated.
+Idempotency-Key names a new booking, and a list's page token is one a list with the same filters
+gave out. For requests generated as valid, those fields are moved into range before sending, a
+booking id names a booking that exists, a page token is made for the filters sent, and a webhook
+event is signed with the stack's Stripe secret over the bytes sent; everything else is sent as
+generated.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 import requests
 import schemathesis
@@ -29,6 +32,10 @@ from schemathesis.config import SchemathesisConfig
 
 from localdev.stack import local_stack
 from localdev.stripe_events import signature
+from shared.api.commands import booking_query, next_page_token
+from shared.api.validation import ValidationError
+from shared.storage.bookings import BookingPage
+from tests.builders import a_booking
 from tests.conftest import DEV_ISSUER
 from tests.e2e.conftest import QUIET_TIMER
 
@@ -133,6 +140,17 @@ def in_range(case: Any, existing: list[str], secret: str) -> None:
         payload = json.dumps(case.body, allow_nan=False).encode()
         case.headers = {**(case.headers or {}), "Stripe-Signature": signature(payload, secret)}
         return
+    query = case.query
+    if case.path == "/v1/bookings" and isinstance(query, dict) and "pageToken" in query:
+        # A token as the list gives out, after some booking, for the filters being sent.
+        unpaged = {k: str(v) for k, v in query.items() if k != "pageToken"}
+        request = func.HttpRequest("GET", "/api/v1/bookings", params=unpaged, body=b"")
+        try:
+            filters, participant = booking_query(request)
+        except ValidationError:
+            return
+        page = BookingPage([a_booking()], more=True)
+        query["pageToken"] = next_page_token(page, filters, participant)
     if case.path_parameters and "id" in case.path_parameters:
         case.path_parameters["id"] = existing[hash(str(case.body)) % len(existing)]
     body = case.body

@@ -326,10 +326,12 @@ def test_lists_show_participants_their_own_and_staff_the_tenants(deps):
     mine = pending(deps)
     other = pending(deps, participants=(replace(a_booking().participants[0], user_id="x-9"),))
 
-    assert {b.booking_id for b in use_cases.list_bookings(STUDENT, BookingQuery(), None, deps)} == {
-        mine.booking_id
-    }
-    assert {b.booking_id for b in use_cases.list_bookings(STAFF, BookingQuery(), None, deps)} == {
+    assert {
+        b.booking_id for b in use_cases.list_bookings(STUDENT, BookingQuery(), None, deps).bookings
+    } == {mine.booking_id}
+    assert {
+        b.booking_id for b in use_cases.list_bookings(STAFF, BookingQuery(), None, deps).bookings
+    } == {
         mine.booking_id,
         other.booking_id,
     }

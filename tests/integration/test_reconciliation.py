@@ -38,8 +38,9 @@ def approved(svc, start, last_seen=None):
     return stored
 
 
-def load_healthy(svc, count, start):
-    """`count` confirmed bookings whose meetings are in step, written in bulk transactions."""
+def load_healthy(svc, count, start, verified_at=None):
+    """`count` confirmed bookings whose meetings are in step, written in bulk transactions;
+    `verified_at`: when Teams last confirmed them."""
     table = svc.tables.table("bookings")
     batch: list[dict] = []
     for i in range(count):
@@ -58,6 +59,7 @@ def load_healthy(svc, count, start):
                 synced_start=start,
                 synced_end=start + timedelta(hours=1),
                 options_applied=True,
+                verified_at=verified_at,
             ),
             version=1,
         )
@@ -109,6 +111,37 @@ def test_reconciliation_reads_grow_with_the_work_not_with_all_bookings(make_serv
             f"5,000 healthy + 10 drifted = {read[5000]} (ratio {read[5000] / read[0]:.2f})"
         )
     assert read[5000] <= 1.5 * read[0]
+
+
+def test_verifying_bookings_checked_recently_reads_their_start_index_rows_only(
+    make_services, emulator
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now + timedelta(hours=3)
+    read = {}
+    for healthy in (0, 300):
+        # GIVEN `healthy` bookings in the window that Teams confirmed a minute ago, and one
+        # last checked days ago whose meeting was since moved in Teams
+        svc = make_services()
+        load_healthy(svc, healthy, start, verified_at=now - timedelta(minutes=1))
+        drifted = approved(svc, start, now - timedelta(days=3))
+        emulator.edit_meeting_by_hand(
+            drifted.meeting.meeting_id, start=start + timedelta(hours=2), end=start + timedelta(3)
+        )
+        gets = emulator.calls["getMeeting"]
+
+        # WHEN the timer runs
+        report = svc.reconciler.run()
+
+        # THEN only the drifted one is asked about, and it is moved back
+        assert report.in_window == healthy + 1
+        assert (report.verified, report.repaired) == (1, 1)
+        assert emulator.calls["getMeeting"] - gets == 1
+        assert svc.bookings.get(TENANT, drifted.booking_id).meeting.synced_start == start
+        read[healthy] = report.entities_read
+
+    # AND each booking checked recently cost its start index row alone: no point read
+    assert read[300] - read[0] == 300
 
 
 def test_pre_start_verification_remakes_deleted_meetings_and_moves_edited_ones_back(svc, emulator):

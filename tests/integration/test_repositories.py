@@ -181,7 +181,9 @@ def test_racing_creates_with_one_request_key_make_one_booking(bookings):
     assert len(refused) == 7
     record = bookings.find_request("tenant-a", request)
     assert (record.booking_id, record.fingerprint) == (winner, "fingerprint-1")
-    assert [b.booking_id for b in bookings.list_for_tenant("tenant-a", BookingQuery())] == [winner]
+    assert [
+        b.booking_id for b in bookings.list_for_tenant("tenant-a", BookingQuery()).bookings
+    ] == [winner]
     assert bookings.find_request("tenant-a", replace(request, caller_id="student-2")) is None
     assert bookings.find_request("tenant-b", request) is None
 
@@ -202,16 +204,18 @@ def test_list_for_tenant_filters_and_orders_by_start(bookings):
     early = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
     bookings.add(a_booking(tenant_id="tenant-b"))
 
-    everything = bookings.list_for_tenant("tenant-a", BookingQuery())
-    confirmed = bookings.list_for_tenant("tenant-a", BookingQuery(status=BookingStatus.CONFIRMED))
+    everything = bookings.list_for_tenant("tenant-a", BookingQuery()).bookings
+    confirmed = bookings.list_for_tenant(
+        "tenant-a", BookingQuery(status=BookingStatus.CONFIRMED)
+    ).bookings
     from_tomorrow = bookings.list_for_tenant(
         "tenant-a", BookingQuery(start_from=T0 + timedelta(days=1))
-    )
+    ).bookings
 
     assert [b.booking_id for b in everything] == [early.booking_id, late.booking_id]
     assert [b.booking_id for b in confirmed] == [early.booking_id]
     assert [b.booking_id for b in from_tomorrow] == [late.booking_id]
-    assert len(bookings.list_for_tenant("tenant-a", BookingQuery(limit=1))) == 1
+    assert len(bookings.list_for_tenant("tenant-a", BookingQuery(limit=1)).bookings) == 1
 
 
 def test_list_for_participant_sees_only_their_bookings(bookings):
@@ -220,14 +224,14 @@ def test_list_for_participant_sees_only_their_bookings(bookings):
         a_booking(participants=(replace(theirs.participants[0], user_id="student-2"),))
     )
 
-    mine = bookings.list_for_participant("tenant-a", "student-1", BookingQuery())
-    tutors = bookings.list_for_participant("tenant-a", "tutor-1", BookingQuery())
-    other = bookings.list_for_participant("tenant-a", "student-2", BookingQuery())
+    mine = bookings.list_for_participant("tenant-a", "student-1", BookingQuery()).bookings
+    tutors = bookings.list_for_participant("tenant-a", "tutor-1", BookingQuery()).bookings
+    other = bookings.list_for_participant("tenant-a", "student-2", BookingQuery()).bookings
 
     assert [b.booking_id for b in mine] == [theirs.booking_id]
     assert [b.booking_id for b in tutors] == [theirs.booking_id]
     assert [b.booking_id for b in other] == [other_student.booking_id]
-    assert bookings.list_for_participant("tenant-b", "student-1", BookingQuery()) == []
+    assert bookings.list_for_participant("tenant-b", "student-1", BookingQuery()).bookings == []
 
 
 def test_an_assignee_added_later_finds_the_booking(bookings):
@@ -235,7 +239,7 @@ def test_an_assignee_added_later_finds_the_booking(bookings):
 
     bookings.update(replace(booking, assignee_id="technician-9"))
 
-    found = bookings.list_for_participant("tenant-a", "technician-9", BookingQuery())
+    found = bookings.list_for_participant("tenant-a", "technician-9", BookingQuery()).bookings
     assert [b.booking_id for b in found] == [booking.booking_id]
 
 

@@ -1,0 +1,155 @@
+"""What one page of `GET /bookings` costs as the tenant grows.
+
+Starts Azurite (in memory, free ports), bulk-loads 100 and then 4,000 bookings into a tenant (in
+entity-group transactions, as the tests do) and lists `--limit` (default 20) of them through the
+booking repository: the staff list, a one-day window of it, and one participant's list (a tutor
+who takes part in every booking). For each it prints the entities read (query results and point
+reads), the storage requests sent (counted at the transport) and the median milliseconds of
+`--runs` (default 5) repetitions. Last, what the indexes cost a write: the median milliseconds of
+saving one confirmed booking that wants a meeting (one entity-group transaction).
+
+    .venv/bin/python -m scripts.bench_listing [--limit 20] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+
+from localdev.azurite import start_azurite
+from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole
+from shared.storage.bookings import BookingQuery, TableBookingRepository, rows_for
+from shared.storage.tables import Tables
+from tests.builders import a_booking
+
+TENANT = "tenant-bench"
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+ONE_DAY = timedelta(days=1)
+STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.CANCELLED)
+
+
+class CountingTransport(RequestsTransport):  # type: ignore[misc]
+    """Counts every HTTP request the storage clients send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return super().send(request, **kwargs)
+
+
+def load(tables: Tables, count: int) -> None:
+    """`count` bookings, two to each hour (equal start times on purpose), in bulk transactions."""
+    table = tables.table("bookings")
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        start = START + timedelta(hours=i // 2)
+        booking = a_booking(
+            tenant_id=TENANT,
+            booking_id=f"bench{i:05d}",
+            status=STATUSES[i % len(STATUSES)],
+            start=start,
+            end=start + timedelta(hours=1),
+            participants=(
+                Participant(f"student-{i % 50}", ParticipantRole.STUDENT, "s@example.com"),
+                Participant("tutor-1", ParticipantRole.TUTOR, "t@example.com"),
+            ),
+            version=1,
+        )
+        rows = rows_for(booking)
+        if len(batch) + len(rows) > 100:
+            table.submit_transaction([("upsert", row) for row in batch])
+            batch = []
+        batch += rows
+    if batch:
+        table.submit_transaction([("upsert", row) for row in batch])
+
+
+def measure(
+    repo: TableBookingRepository,
+    tables: Tables,
+    transport: CountingTransport,
+    runs: int,
+    query: BookingQuery,
+    participant: str | None,
+) -> tuple[int, int, float]:
+    def list_page() -> object:
+        if participant is None:
+            return repo.list_for_tenant(TENANT, query)
+        return repo.list_for_participant(TENANT, participant, query)
+
+    list_page()  # warm: the table client exists, the connection is open
+    timings = []
+    reads = requests = 0
+    for _ in range(runs):
+        reads_before, requests_before = tables.reads, transport.requests
+        started = time.perf_counter()
+        list_page()
+        timings.append((time.perf_counter() - started) * 1000)
+        reads, requests = tables.reads - reads_before, transport.requests - requests_before
+    return reads, requests, statistics.median(timings)
+
+
+def save_ms(repo: TableBookingRepository) -> float:
+    booking = repo.add(
+        a_booking(
+            tenant_id=TENANT,
+            status=BookingStatus.CONFIRMED,
+            start=START,
+            end=START + ONE_DAY / 24,
+            meeting=MeetingState(wanted=True),
+        )
+    )
+    timings = []
+    for n in range(21):
+        started = time.perf_counter()
+        booking = repo.update(replace(booking, internal_notes=f"note {n}"))
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    query = BookingQuery(limit=args.limit)
+    day = START + ONE_DAY
+    cases: list[tuple[str, BookingQuery, str | None]] = [
+        ("staff", query, None),
+        ("staff, one-day window", replace(query, start_from=day, start_to=day + ONE_DAY), None),
+        ("staff, status=confirmed", replace(query, status=BookingStatus.CONFIRMED), None),
+        ("participant (tutor-1)", query, "tutor-1"),
+    ]
+    azurite = start_azurite()
+    try:
+        print(f"limit={args.limit}, median of {args.runs} runs, Azurite in memory")
+        print(f"{'bookings':>8}  {'list':<24} {'entities read':>13} {'requests':>8} {'ms':>8}")
+        for count in (100, 4000):
+            transport = CountingTransport()
+            service = TableServiceClient.from_connection_string(
+                azurite.connection_string, transport=transport
+            )
+            tables = Tables(service, prefix=f"b{uuid.uuid4().hex[:10]}")
+            load(tables, count)
+            repo = TableBookingRepository(tables)
+            for name, case, participant in cases:
+                reads, requests, ms = measure(repo, tables, transport, args.runs, case, participant)
+                print(f"{count:>8}  {name:<24} {reads:>13} {requests:>8} {ms:>8.1f}")
+        print(f"save of one booking (median of 20): {save_ms(repo):.1f} ms")
+    finally:
+        azurite.stop()
+
+
+if __name__ == "__main__":
+    main()
