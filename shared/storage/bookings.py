@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,6 +60,9 @@ if TYPE_CHECKING:
 TABLE = "bookings"
 _BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "p", "r", "k", "s"
 _MAIL = "m"
+_MARKER_KINDS = frozenset((_RECONCILE, _MAIL))
+# Booking versions whose markers a repository remembers (see `TableBookingRepository.update`).
+_KNOWN_VERSIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,11 @@ class TableBookingRepository:
 
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
+        # The markers each booking version read or written here is stored with, by (tenant,
+        # booking, ETag): a save of that version deletes a marker it no longer needs in its own
+        # transaction (see `update`). Bounded; a version not in it is cleaned up apart.
+        self._stored_markers: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
+        self._stored_lock = threading.Lock()
 
     @property
     def _table(self) -> TableClient:
@@ -179,7 +189,7 @@ class TableBookingRepository:
         what = f"booking {booking.booking_id}"
         with translated_errors(what):
             results = self._table.submit_transaction(operations)
-        return replace(booking, etag=results[0]["etag"])
+        return self._remember(replace(booking, etag=results[0]["etag"]))
 
     def find_request(self, tenant_id: str, request: RequestKey) -> RequestRecord | None:
         pk = validate_key(tenant_id, "tenant id")
@@ -196,7 +206,7 @@ class TableBookingRepository:
         with translated_errors(f"booking {booking_id}"):
             entity = self._table.get_entity(*keys)
         self._tables.reads += 1
-        return entity_to_booking(entity)
+        return self._remember(entity_to_booking(entity))
 
     def update(self, booking: Booking) -> Booking:
         from azure.core import MatchConditions
@@ -218,13 +228,25 @@ class TableBookingRepository:
             )
         ]
         operations += _index_upserts(saved)
+        # A marker the new version no longer needs goes in the same transaction when the
+        # version read is known to have it: the booking's ETag condition then proves that no
+        # newer write happened, so the marker is the one that version's save put there (a
+        # newer save would have changed the ETag and failed this whole transaction).
+        known = self._markers_of_version(booking)
+        apart: list[str] = []
+        for kind in sorted(_MARKER_KINDS - _wanted(saved)):
+            if known is None:
+                apart.append(kind)
+            elif kind in known:
+                row = {"PartitionKey": booking.tenant_id, "RowKey": row_key(kind, saved.booking_id)}
+                operations.append(("delete", row))
         with translated_errors(f"booking {booking.booking_id}"):
             results = self._table.submit_transaction(operations)
-        if not saved.needs_reconciliation:
-            self._clear_marker(saved, up_to_version=saved.version)
-        if not saved.mail.pending:
-            self._clear_marker(saved, up_to_version=saved.version, kind=_MAIL)
-        return replace(saved, etag=results[0]["etag"])
+        for kind in apart:
+            # The version read is not known here (read by another repository, or long ago):
+            # delete the marker apart, unless a newer write (a higher booking version) put it.
+            self._clear_marker(saved, up_to_version=saved.version, kind=kind)
+        return self._remember(replace(saved, etag=results[0]["etag"]))
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]:
         pk = validate_key(tenant_id, "tenant id")
@@ -324,6 +346,24 @@ class TableBookingRepository:
         found = [entity_to_booking(e) for e in self._query(flt)]
         return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
 
+    def _remember(self, booking: Booking) -> Booking:
+        """Note which markers this version is stored with; returns `booking`."""
+        if booking.etag is not None:
+            key = (booking.tenant_id, booking.booking_id, booking.etag)
+            with self._stored_lock:
+                self._stored_markers[key] = _wanted(booking)
+                self._stored_markers.move_to_end(key)
+                while len(self._stored_markers) > _KNOWN_VERSIONS:
+                    self._stored_markers.popitem(last=False)
+        return booking
+
+    def _markers_of_version(self, booking: Booking) -> frozenset[str] | None:
+        """The markers stored with the version `booking` was read as (its ETag), if known."""
+        if booking.etag is None:
+            return None
+        with self._stored_lock:
+            return self._stored_markers.get((booking.tenant_id, booking.booking_id, booking.etag))
+
     def _query(self, flt: str) -> Iterator[Any]:
         with translated_errors("bookings query"):
             for entity in self._table.query_entities(flt):
@@ -357,6 +397,16 @@ class TableBookingRepository:
                 etag=marker.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
+
+
+def _wanted(booking: Booking) -> frozenset[str]:
+    """The marker kinds a booking version is saved with (in the transaction of its row)."""
+    kinds = set()
+    if booking.needs_reconciliation:
+        kinds.add(_RECONCILE)
+    if booking.mail.pending:
+        kinds.add(_MAIL)
+    return frozenset(kinds)
 
 
 def _pk_filter(pk: str) -> str:
