@@ -30,6 +30,7 @@ from shared.domain.booking import (
     Step,
 )
 from shared.domain.notices import NoticeKind
+from shared.domain.tenant import Tenant
 from shared.graph.errors import GraphError
 from shared.services.access import (
     Command,
@@ -234,7 +235,7 @@ def approve_booking(
         return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
     saved = _change(deps, booking, approve)
-    result = _sync(caller, saved, "Booking approved", deps)
+    result = _sync(caller, saved, "Booking approved", deps, tenant)
     return replace(result, warning=result.warning or notice)
 
 
@@ -307,7 +308,7 @@ def reschedule_booking(
             only_if=lambda b: b.status is BookingStatus.CONFIRMED,
         ),
     )
-    return _sync(caller, saved, "Booking rescheduled", deps)
+    return _sync(caller, saved, "Booking rescheduled", deps, tenant)
 
 
 def generate_meeting(
@@ -324,11 +325,12 @@ def generate_meeting(
         raise IllegalTransitionError(NOT_CONFIRMED, "booking_not_confirmed")
     if booking.meeting.status is MeetingStatus.CREATED:
         return ActionResult(booking)
-    capability = deps.tenants.get(caller.tenant_id).meeting_capability()
+    tenant = deps.tenants.get(caller.tenant_id)
+    capability = tenant.meeting_capability()
     if not capability.available:
         raise TeamsUnavailableError(capability.reason or "not_configured")
     requested = _change(deps, booking, lambda b: lifecycle.meeting_requested(b, now=deps.clock()))
-    synced = deps.sync.after_change(requested, actor=caller.user_id)
+    synced = deps.sync.after_change(requested, actor=caller.user_id, tenant=tenant)
     if synced.error is not None:
         raise MeetingGenerationError(synced.error)
     return ActionResult(synced.booking)
@@ -377,12 +379,19 @@ def _notifying(
     return changed
 
 
-def _sync(caller: Principal, saved: Booking, action: str, deps: BookingDeps) -> ActionResult:
+def _sync(
+    caller: Principal,
+    saved: Booking,
+    action: str,
+    deps: BookingDeps,
+    tenant: Tenant | None = None,
+) -> ActionResult:
     """The meeting follows the saved change; a Graph failure becomes a warning, never an error
     (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
     saved with the change), so the warning says so. Then the mail outbox message: after the
-    inline meeting attempt, so that mail finds the join link when there is one."""
-    synced = deps.sync.after_change(saved, actor=caller.user_id)
+    inline meeting attempt, so that mail finds the join link when there is one. `tenant`: as
+    the action read it, so that the meeting step need not read it again."""
+    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant)
     if deps.mail is not None:
         deps.mail.after_change(synced.booking)
     if synced.error is None:

@@ -101,6 +101,7 @@ class Converger:
         budget: float | None = None,
         token: str | None = None,
         hold: float | None = None,
+        tenant: Tenant | None = None,
     ) -> ConvergeResult:
         """Take steps until the meeting is as the booking says, a call fails, another worker
         holds the booking, or `budget` seconds are spent. `latest`: a version just read or
@@ -108,13 +109,16 @@ class Converger:
 
         `token` and `hold`: the caller owns the round. It passes the same token to each of its
         attempts, and after a retryable failure the claim stays its own for `hold` seconds
-        (plus a claim's length), so that it alone retries or schedules the next round."""
+        (plus a claim's length), so that it alone retries or schedules the next round.
+        `tenant`: the tenant as the caller read it in the same request, to save a read."""
         deadline = None if budget is None else time.monotonic() + budget
         token = token or uuid.uuid4().hex
         keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
-        tenant: Tenant | None = None  # read once, when a step needs it
+        # Read once, when a step needs it (unless the caller read it in the same request).
         made_here: set[int] = set()  # generations this call made
+        # The last record also took the claim for the step that follows (see `_claiming`).
+        ahead: list[Step] = []
         for _ in range(MAX_STEPS):
             step = booking.next_step
             if step is Step.NONE or booking.meeting.failed:
@@ -127,6 +131,8 @@ class Converger:
                 return ConvergeResult(booking, not_due=True)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
+                if ahead:
+                    booking = self._let_go(booking, token)
                 return ConvergeResult(booking, out_of_time=True)
             tenant = tenant or self._tenants.get(tenant_id)
             organizer = None
@@ -136,15 +142,21 @@ class Converger:
                 except GraphError as error:
                     fact = self._failure(step, error, booking, booking, None, keep=keep)
                     return ConvergeResult(self.record(booking, fact), error=error)
-            try:
-                held = self._bookings.update(
-                    facts.claimed(
-                        booking, token, self._clock() + self._claim, organizer_id=organizer
+            if ahead == [step] and booking.meeting.claim_token == token:
+                # Claimed when the previous answer was recorded: the same claim carries on.
+                held = booking
+            else:
+                try:
+                    held = self._bookings.update(
+                        facts.claimed(
+                            booking, token, self._clock() + self._claim, organizer_id=organizer
+                        )
                     )
-                )
-            except ConcurrencyError:
-                booking = self._bookings.get(tenant_id, booking_id)
-                continue
+                except ConcurrencyError:
+                    ahead.clear()
+                    booking = self._bookings.get(tenant_id, booking_id)
+                    continue
+            ahead.clear()
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
             if result.gone and step is Step.UPDATE and result.generation in made_here:
                 # Teams says the meeting it made moments ago is missing: Graph is wrong, not
@@ -179,6 +191,9 @@ class Converger:
                 )
             else:
                 fact = self._answer(result, token)
+                if step is Step.CREATE:
+                    # The options PATCH that follows a create goes under the same claim.
+                    fact = self._claiming(fact, token, Step.UPDATE, ahead)
             booking = self.record(held, fact)
             if (
                 result.error is not None
@@ -187,7 +202,29 @@ class Converger:
             ):
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
-        return ConvergeResult(booking)
+        return ConvergeResult(self._let_go(booking, token) if ahead else booking)
+
+    def _claiming(self, fact: Fact, token: str, following: Step, taken: list[Step]) -> Fact:
+        """`fact`, and if the booking's next step is then `following`, the claim for it (as
+        the claim write before that step would take it), so that the step needs no write of
+        its own. `taken` says whether it was taken on the version finally saved."""
+        until = self._clock() + self._claim
+
+        def and_claim(b: Booking) -> Booking:
+            taken.clear()
+            after = fact(b)
+            meeting = after.meeting
+            if (
+                after.next_step is following
+                and not meeting.failed
+                and meeting.claim_token is None
+                and meeting.due(token, self._clock())
+            ):
+                taken.append(following)
+                return facts.claimed(after, token, until)
+            return after
+
+        return and_claim
 
     def _let_go(self, booking: Booking, token: str) -> Booking:
         """Nothing (more) to do: a claim this call still holds (kept over a pause after a

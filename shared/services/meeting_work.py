@@ -26,6 +26,7 @@ from shared import telemetry
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
+from shared.domain.tenant import Tenant
 from shared.graph.errors import TENANT_CAUSED_CODES, GraphError
 from shared.observability import log_event
 from shared.services.convergence import Converger, ConvergeResult
@@ -85,8 +86,11 @@ class MeetingSync:
         self._policy = policy
         self._clock = clock
 
-    def after_change(self, saved: Booking, *, actor: str | None) -> SyncResult:
-        """Send the outbox message, then one inline attempt within the budget."""
+    def after_change(
+        self, saved: Booking, *, actor: str | None, tenant: Tenant | None = None
+    ) -> SyncResult:
+        """Send the outbox message, then one inline attempt within the budget. `tenant`: the
+        booking's tenant as the caller read it in the same request (saves a read)."""
         if not saved.needs_reconciliation:
             return SyncResult(saved)
         work = MeetingWork(saved.tenant_id, saved.booking_id)
@@ -103,6 +107,7 @@ class MeetingSync:
                 actor=actor,
                 latest=saved,
                 budget=self._policy.inline_budget,
+                tenant=tenant,
             )
         except StorageError:
             logger.warning("inline meeting attempt for %s stopped by storage", saved.booking_id)
