@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -203,9 +204,13 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def app_env(connection_string: str, issuer: DevIssuer, stripe_secret: str) -> dict[str, str]:
-    """The settings of the app in process: Azurite, Graph at the wire, no timer of its own."""
+def app_env(
+    connection_string: str, issuer: DevIssuer, stripe_secret: str, mail_folder: Path
+) -> dict[str, str]:
+    """The settings of the app in process: Azurite, Graph at the wire, mail to a folder."""
     return {
+        "MAIL_TRANSPORT": "folder",
+        "MAIL_FOLDER": str(mail_folder),
         "AzureWebJobsStorage": connection_string,
         "GRAPH_BASE_URL": f"{GRAPH_BASE}/v1.0",
         "MICROSOFT_AUTHORITY_HOST": GRAPH_BASE,

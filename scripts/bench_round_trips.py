@@ -83,7 +83,8 @@ def main() -> None:
         azurite = start_azurite(log_file=Path(state) / "azurite.log")
         issuer = ensure_dev_issuer(Path(state) / "dev-auth")
         stripe_secret = f"whsec_{secrets.token_hex(16)}"
-        before = set_environment(app_env(azurite.connection_string, issuer, stripe_secret))
+        env = app_env(azurite.connection_string, issuer, stripe_secret, Path(state) / "mail")
+        before = set_environment(env)
         try:
             with app_in_process(issuer, stripe_secret) as app:
                 results: dict[str, list[Measured]] = {}

@@ -234,8 +234,9 @@ def approve_booking(
         )
         return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
-    saved = _change(deps, booking, approve)
-    result = _sync(caller, saved, "Booking approved", deps, tenant)
+    token = uuid.uuid4().hex
+    saved = _change(deps, booking, deps.sync.claiming(approve, token, tenant))
+    result = _sync(caller, saved, "Booking approved", deps, tenant, token)
     return replace(result, warning=result.warning or notice)
 
 
@@ -269,16 +270,14 @@ def cancel_booking(
         "Only the booking's participants, staff and admins can cancel it",
     )
     reason = read_command(command)
-    saved = _change(
+    token = uuid.uuid4().hex
+    cancel = _notifying(
+        lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
         deps,
-        booking,
-        _notifying(
-            lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
-            deps,
-            NoticeKind.CANCELLED,
-        ),
+        NoticeKind.CANCELLED,
     )
-    return _sync(caller, saved, "Booking cancelled", deps)
+    saved = _change(deps, booking, deps.sync.claiming(cancel, token))
+    return _sync(caller, saved, "Booking cancelled", deps, token=token)
 
 
 def reschedule_booking(
@@ -297,18 +296,16 @@ def reschedule_booking(
             + ("" if tenant.participants_can_reschedule else " in this tenant")
         )
     start, end = read_command(command)
-    saved = _change(
+    token = uuid.uuid4().hex
+    reschedule = _notifying(
+        lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
         deps,
-        booking,
-        _notifying(
-            lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
-            deps,
-            NoticeKind.RESCHEDULED,
-            # A pending request has no invite out yet: its approval will carry the new time.
-            only_if=lambda b: b.status is BookingStatus.CONFIRMED,
-        ),
+        NoticeKind.RESCHEDULED,
+        # A pending request has no invite out yet: its approval will carry the new time.
+        only_if=lambda b: b.status is BookingStatus.CONFIRMED,
     )
-    return _sync(caller, saved, "Booking rescheduled", deps, tenant)
+    saved = _change(deps, booking, deps.sync.claiming(reschedule, token, tenant))
+    return _sync(caller, saved, "Booking rescheduled", deps, tenant, token)
 
 
 def generate_meeting(
@@ -385,13 +382,15 @@ def _sync(
     action: str,
     deps: BookingDeps,
     tenant: Tenant | None = None,
+    token: str | None = None,
 ) -> ActionResult:
     """The meeting follows the saved change; a Graph failure becomes a warning, never an error
     (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
     saved with the change), so the warning says so. Then the mail outbox message: after the
     inline meeting attempt, so that mail finds the join link when there is one. `tenant`: as
-    the action read it, so that the meeting step need not read it again."""
-    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant)
+    the action read it, so that the meeting step need not read it again; `token`: the claim
+    saved with the change (`MeetingSync.claiming`), so that the step needs no claim write."""
+    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant, token=token)
     if deps.mail is not None:
         deps.mail.after_change(synced.booking)
     if synced.error is None:

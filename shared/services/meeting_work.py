@@ -86,11 +86,32 @@ class MeetingSync:
         self._policy = policy
         self._clock = clock
 
+    def claiming(
+        self, transition: Callable[[Booking], Booking], token: str, tenant: Tenant | None = None
+    ) -> Callable[[Booking], Booking]:
+        """`transition`, saved with `token`'s claim for the meeting step it asks for, so that
+        `after_change(..., token=token)` starts that step without a claim write of its own. A
+        transition that changes nothing stays so."""
+
+        def claimed(booking: Booking) -> Booking:
+            changed = transition(booking)
+            if changed is booking:
+                return booking
+            return self._converger.claim_ahead(changed, token, tenant)
+
+        return claimed
+
     def after_change(
-        self, saved: Booking, *, actor: str | None, tenant: Tenant | None = None
+        self,
+        saved: Booking,
+        *,
+        actor: str | None,
+        tenant: Tenant | None = None,
+        token: str | None = None,
     ) -> SyncResult:
         """Send the outbox message, then one inline attempt within the budget. `tenant`: the
-        booking's tenant as the caller read it in the same request (saves a read)."""
+        booking's tenant as the caller read it in the same request (saves a read). `token`:
+        the claim `claiming` saved with the change, if any."""
         if not saved.needs_reconciliation:
             return SyncResult(saved)
         work = MeetingWork(saved.tenant_id, saved.booking_id)
@@ -108,6 +129,8 @@ class MeetingSync:
                 latest=saved,
                 budget=self._policy.inline_budget,
                 tenant=tenant,
+                token=token,
+                preclaimed=token is not None and saved.meeting.claim_token == token,
             )
         except StorageError:
             logger.warning("inline meeting attempt for %s stopped by storage", saved.booking_id)

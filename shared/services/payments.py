@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -226,7 +227,11 @@ class PaymentEvents:
                 b = record_payment(b, each, now=now, with_meeting=with_meeting)
             return b
 
-        saved = save_transition(self._bookings, booking, apply_all)
+        # The claim for the meeting step the payment asks for is saved with it.
+        token = uuid.uuid4().hex
+        saved = save_transition(
+            self._bookings, booking, self._sync.claiming(apply_all, token, tenant)
+        )
         try:
             self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
         except ConcurrencyError:
@@ -245,7 +250,7 @@ class PaymentEvents:
             bookingStatus=saved.status.value,
             paymentStatus=saved.payment.status.value,
         )
-        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant)
+        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant, token=token)
         if self._mail is not None:
             # After the inline meeting attempt, so that the e-mail finds the join link.
             self._mail.after_change(synced.booking)

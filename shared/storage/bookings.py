@@ -9,6 +9,8 @@ Partition design (one table, `bookings`; see docs/architecture.md):
             s|{startUtc}|{bookingId}      start-time index of bookings whose meeting is wanted
             k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
             m|{bookingId}                 marker: this booking owes e-mail (the mail outbox)
+            a|...                         audit records (shared/storage/audit.py), written in
+                                          the transaction of the booking state they led to
 
 Because the three kinds share the tenant's partition, a booking and its index rows are written
 in one entity-group transaction, guarded by the booking's ETag. Listing a tenant's bookings is a
@@ -27,11 +29,12 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.audit import AuditRecord
 from shared.domain.booking import (
     Booking,
     BookingStatus,
@@ -42,6 +45,7 @@ from shared.domain.booking import (
 )
 from shared.domain.notices import MailState, Notice, NoticeKind
 from shared.domain.payment import IntentPayment, PaymentState
+from shared.storage.audit import audit_rows
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
     EntityReader,
@@ -112,8 +116,9 @@ class BookingRepository(Protocol):
         """The booking, or `NotFoundError`."""
         ...
 
-    def update(self, booking: Booking) -> Booking:
-        """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag)."""
+    def update(self, booking: Booking, audit: Sequence[AuditRecord] = ()) -> Booking:
+        """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag). `audit`:
+        records of what led to this state, stored with it (all or nothing)."""
         ...
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> list[Booking]: ...
@@ -208,7 +213,7 @@ class TableBookingRepository:
         self._tables.reads += 1
         return self._remember(entity_to_booking(entity))
 
-    def update(self, booking: Booking) -> Booking:
+    def update(self, booking: Booking, audit: Sequence[AuditRecord] = ()) -> Booking:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
@@ -240,6 +245,10 @@ class TableBookingRepository:
             elif kind in known:
                 row = {"PartitionKey": booking.tenant_id, "RowKey": row_key(kind, saved.booking_id)}
                 operations.append(("delete", row))
+        for record in audit:
+            if record.tenant_id != booking.tenant_id:
+                raise SchemaError(f"audit record {record.record_id} is another tenant's")
+            operations += [("create", row) for row in audit_rows(record)]
         with translated_errors(f"booking {booking.booking_id}"):
             results = self._table.submit_transaction(operations)
         for kind in apart:
