@@ -5,7 +5,7 @@ index (see localdev/round_trips.py), Graph answered at the wire by the emulator,
 table: for approve, reschedule, cancel and a Stripe payment webhook (payment_intent.succeeded for
 a pending booking), the median of `--runs` runs of each count and of the time.
 
-    .venv/bin/python -m scripts.bench_round_trips [--runs 5]
+    .venv/bin/python -m scripts.bench_round_trips [--runs 5] [--only approve]
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ def table(results: dict[str, list[Measured]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=["approve", "reschedule", "cancel", "payment webhook"], default=None
+    )
     args = parser.parse_args()
 
     from localdev.azurite import start_azurite
@@ -89,6 +92,8 @@ def main() -> None:
             with app_in_process(issuer, stripe_secret) as app:
                 results: dict[str, list[Measured]] = {}
                 for name, run in actions(app).items():
+                    if args.only not in (None, name):
+                        continue
                     results[name] = [run() for _ in range(args.runs)]
                     bad = [r for r in results[name] if r.status != 200]
                     if bad:

@@ -41,7 +41,7 @@ from shared.services.access import (
     read_command,
     require_role,
 )
-from shared.services.meeting_work import MeetingSync
+from shared.services.meeting_work import Claiming, MeetingSync
 from shared.services.meetings import TeamsUnavailableError, describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
@@ -208,7 +208,7 @@ def approve_booking(
     )
     booking = deps.bookings.get(caller.tenant_id, booking_id)
     approval = read_command(command)
-    tenant = deps.tenants.get(caller.tenant_id)
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
     capability = tenant.meeting_capability()
     wanted = (
         capability.available
@@ -234,9 +234,9 @@ def approve_booking(
         )
         return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
-    token = uuid.uuid4().hex
-    saved = _change(deps, booking, deps.sync.claiming(approve, token, tenant))
-    result = _sync(caller, saved, "Booking approved", deps, tenant, token)
+    claim = deps.sync.claiming(approve, tenant)
+    saved = _change(deps, booking, claim)
+    result = _sync(caller, saved, "Booking approved", deps, tenant, claim)
     return replace(result, warning=result.warning or notice)
 
 
@@ -270,14 +270,14 @@ def cancel_booking(
         "Only the booking's participants, staff and admins can cancel it",
     )
     reason = read_command(command)
-    token = uuid.uuid4().hex
     cancel = _notifying(
         lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
         deps,
         NoticeKind.CANCELLED,
     )
-    saved = _change(deps, booking, deps.sync.claiming(cancel, token))
-    return _sync(caller, saved, "Booking cancelled", deps, token=token)
+    claim = deps.sync.claiming(cancel)
+    saved = _change(deps, booking, claim)
+    return _sync(caller, saved, "Booking cancelled", deps, claim=claim)
 
 
 def reschedule_booking(
@@ -287,7 +287,7 @@ def reschedule_booking(
     deps: BookingDeps,
 ) -> ActionResult:
     booking = load_visible(caller, deps.bookings, booking_id)
-    tenant = deps.tenants.get(caller.tenant_id)
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
     if not caller.is_tenant_wide and not (
         tenant.participants_can_reschedule and is_participant(caller, booking)
     ):
@@ -296,7 +296,6 @@ def reschedule_booking(
             + ("" if tenant.participants_can_reschedule else " in this tenant")
         )
     start, end = read_command(command)
-    token = uuid.uuid4().hex
     reschedule = _notifying(
         lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
         deps,
@@ -304,8 +303,9 @@ def reschedule_booking(
         # A pending request has no invite out yet: its approval will carry the new time.
         only_if=lambda b: b.status is BookingStatus.CONFIRMED,
     )
-    saved = _change(deps, booking, deps.sync.claiming(reschedule, token, tenant))
-    return _sync(caller, saved, "Booking rescheduled", deps, tenant, token)
+    claim = deps.sync.claiming(reschedule, tenant)
+    saved = _change(deps, booking, claim)
+    return _sync(caller, saved, "Booking rescheduled", deps, tenant, claim)
 
 
 def generate_meeting(
@@ -322,7 +322,7 @@ def generate_meeting(
         raise IllegalTransitionError(NOT_CONFIRMED, "booking_not_confirmed")
     if booking.meeting.status is MeetingStatus.CREATED:
         return ActionResult(booking)
-    tenant = deps.tenants.get(caller.tenant_id)
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
     capability = tenant.meeting_capability()
     if not capability.available:
         raise TeamsUnavailableError(capability.reason or "not_configured")
@@ -382,15 +382,16 @@ def _sync(
     action: str,
     deps: BookingDeps,
     tenant: Tenant | None = None,
-    token: str | None = None,
+    claim: Claiming | None = None,
 ) -> ActionResult:
     """The meeting follows the saved change; a Graph failure becomes a warning, never an error
     (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
     saved with the change), so the warning says so. Then the mail outbox message: after the
     inline meeting attempt, so that mail finds the join link when there is one. `tenant`: as
-    the action read it, so that the meeting step need not read it again; `token`: the claim
-    saved with the change (`MeetingSync.claiming`), so that the step needs no claim write."""
-    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant, token=token)
+    the action read it, so that the meeting step need not read it again; `claim`: the
+    transition that saved the claim for the step with the change (`MeetingSync.claiming`), so
+    that the step needs no claim write."""
+    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant, claim=claim)
     if deps.mail is not None:
         deps.mail.after_change(synced.booking)
     if synced.error is None:

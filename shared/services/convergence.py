@@ -108,6 +108,7 @@ class Converger:
         hold: float | None = None,
         tenant: Tenant | None = None,
         preclaimed: bool = False,
+        doubt_before: bool = False,
     ) -> ConvergeResult:
         """Take steps until the meeting is as the booking says, a call fails, another worker
         holds the booking, or `budget` seconds are spent. `latest`: a version just read or
@@ -118,7 +119,8 @@ class Converger:
         (plus a claim's length), so that it alone retries or schedules the next round.
         `tenant`: the tenant as the caller read it in the same request, to save a read.
         `preclaimed`: `latest` was saved with `token`'s claim for its next step (`claim_ahead`),
-        so that step needs no claim write of its own."""
+        so that step needs no claim write of its own; `doubt_before`: whether a create was in
+        doubt before that claim."""
         deadline = None if budget is None else time.monotonic() + budget
         token = token or uuid.uuid4().hex
         keep = None if hold is None else (token, hold)
@@ -157,7 +159,7 @@ class Converger:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
-            tenant = tenant or self._tenants.get(tenant_id)
+            tenant = tenant or self._tenants.get(tenant_id, recent=True)
             organizer = None
             held_already = ahead == [step] and booking.meeting.claim_token == token
             if step is Step.CREATE and not held_already:
@@ -166,10 +168,14 @@ class Converger:
                 except GraphError as error:
                     fact = self._failure(step, error, booking, booking, None, keep=keep)
                     return ConvergeResult(self.record(booking, fact), error=error)
+            before_claim = booking
             if held_already:
                 # Claimed with the change that asked for the work, or with the create's answer
                 # (not saved yet: `unsaved`).
                 held = booking
+                if preclaimed and unsaved is None:
+                    meeting = replace(booking.meeting, create_in_doubt=doubt_before)
+                    before_claim = replace(booking, meeting=meeting)
             else:
                 try:
                     held = self._bookings.update(
@@ -211,7 +217,7 @@ class Converger:
                 made_here.add(result.generation)
             if result.error is not None:
                 fact = self._failure(
-                    step, result.error, held, booking, token, sent_step=True, keep=keep
+                    step, result.error, held, before_claim, token, sent_step=True, keep=keep
                 )
             else:
                 fact = self._answer(result, token)
@@ -231,6 +237,7 @@ class Converger:
                     booking = pending
                     continue
             booking = self.record(base, fact, audit)
+            ahead.clear()
             if (
                 result.error is not None
                 and facts.Work.of(held).still(booking)
@@ -265,7 +272,7 @@ class Converger:
             if meeting.create_in_doubt and meeting.organizer_id:
                 organizer = meeting.organizer_id
             else:
-                tenant = tenant or self._tenants.get(booking.tenant_id)
+                tenant = tenant or self._tenants.get(booking.tenant_id, recent=True)
                 if not tenant.meeting_capability().available:
                     return booking
                 organizer = self._steps.known_organizer(tenant)
@@ -333,7 +340,8 @@ class Converger:
             )
         except ConcurrencyError:
             return None  # it changed just now: whoever changed it converges it
-        result = self._steps.check(held, self._tenants.get(booking.tenant_id), actor=actor)
+        tenant = self._tenants.get(booking.tenant_id, recent=True)
+        result = self._steps.check(held, tenant, actor=actor)
         if result.gone and facts.would_remake(held) and held.meeting.remade >= MAX_REMADE:
             result = replace(
                 result,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -218,7 +217,7 @@ class PaymentEvents:
         if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
             # Before the booking changes, so that a refund racing this success finds the booking.
             facts += [p.fact for p in self._events.link_intent(fact.intent_id, ref)]
-        tenant = self._directory.get(ref.tenant_id)
+        tenant = self._directory.get(ref.tenant_id, recent=True)
         with_meeting = tenant.meeting_capability().available
         now = self._clock()
 
@@ -228,10 +227,8 @@ class PaymentEvents:
             return b
 
         # The claim for the meeting step the payment asks for is saved with it.
-        token = uuid.uuid4().hex
-        saved = save_transition(
-            self._bookings, booking, self._sync.claiming(apply_all, token, tenant)
-        )
+        claim = self._sync.claiming(apply_all, tenant)
+        saved = save_transition(self._bookings, booking, claim)
         try:
             self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
         except ConcurrencyError:
@@ -250,7 +247,7 @@ class PaymentEvents:
             bookingStatus=saved.status.value,
             paymentStatus=saved.payment.status.value,
         )
-        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant, token=token)
+        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant, claim=claim)
         if self._mail is not None:
             # After the inline meeting attempt, so that the e-mail finds the join link.
             self._mail.after_change(synced.booking)

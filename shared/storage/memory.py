@@ -197,9 +197,7 @@ class InMemoryBookingRepository:
 
 
 class InMemoryTenantRepository:
-    def __init__(self, audit: InMemoryAuditRepository | None = None) -> None:
-        # Where the audit records saved with a booking go (a list of its own without one).
-        self._audit = audit if audit is not None else InMemoryAuditRepository()
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._etags = itertools.count(1)
         self._rows: dict[str, Tenant] = {}
@@ -211,6 +209,9 @@ class InMemoryTenantRepository:
         if found is None:
             raise NotFoundError(f"tenant {tenant_id} was not found")
         return found
+
+    def get_recent(self, tenant_id: str) -> Tenant:
+        return self.get(tenant_id)
 
     def add(self, tenant: Tenant) -> Tenant:
         tenant_to_entity(tenant)

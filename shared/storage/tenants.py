@@ -1,9 +1,9 @@
 """Tenant persistence.
 
 Table `tenants`: PartitionKey = "tenant", RowKey = tenant id. Tenants are few and read by id
-(a point read, kept for `CACHE_SECONDS` in the process) or all at once by the reconciler (one
-partition scan). No secret is ever stored: the Microsoft profile keeps the *name* of the app
-setting that holds the client secret.
+(a point read; `get_recent` keeps it for `CACHE_SECONDS` in the process) or all at once by the
+reconciler (one partition scan). No secret is ever stored: the Microsoft profile keeps the
+*name* of the app setting that holds the client secret.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class TenantRepository(Protocol):
         """The tenant, or `NotFoundError`."""
         ...
 
+    def get_recent(self, tenant_id: str) -> Tenant:
+        """The tenant as read (or saved) at most a few seconds ago in this process, or read
+        now: for the meeting steps of a request, not for showing or changing settings."""
+        ...
+
     def add(self, tenant: Tenant) -> Tenant:
         """Insert; `AlreadyExistsError` if the id is taken."""
         ...
@@ -61,9 +66,10 @@ class TenantRepository(Protocol):
     def list_all(self) -> list[Tenant]: ...
 
 
-# How long a tenant read here is used again without reading it (a request reads its tenant
-# once or twice, and tenants change seldom). A save in this process replaces the copy at once
-# (with its new ETag); one made by another process is seen within this time.
+# How long a tenant read here serves `get_recent` without a read (the meeting steps of every
+# request need their tenant, and tenants change seldom). A save in this process replaces the
+# copy at once (with its new ETag); one made by another process is seen within this time.
+# `get` always reads (settings, capability, credential checks).
 CACHE_SECONDS = 30.0
 
 
@@ -86,12 +92,16 @@ class TableTenantRepository:
     def _table(self) -> TableClient:
         return self._tables.table(TABLE)
 
-    def get(self, tenant_id: str) -> Tenant:
+    def get_recent(self, tenant_id: str) -> Tenant:
         key = validate_key(tenant_id, "tenant id")
         with self._cache_lock:
             cached = self._cache.get(key)
         if cached is not None and self._clock() < cached[0]:
             return cached[1]
+        return self.get(tenant_id)
+
+    def get(self, tenant_id: str) -> Tenant:
+        key = validate_key(tenant_id, "tenant id")
         with translated_errors(f"tenant {tenant_id}"):
             entity = self._table.get_entity(_PARTITION, key)
         return self._keep(entity_to_tenant(entity))

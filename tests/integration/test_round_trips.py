@@ -26,7 +26,7 @@ def app(azurite, dev_issuer, monkeypatch, tmp_path):
 
 
 def explain(measured: Measured) -> str:
-    graph = "; ".join(call.split("?")[0] for call in measured.graph) or "none"
+    graph = ", ".join(graph_operations(measured)) or "none"
     return f"{measured.action}: {describe(measured.storage)}; Graph: {graph}"
 
 
