@@ -22,7 +22,8 @@ def add_booking(world) -> str:
     booking = world.bookings.add(
         a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
     )
-    return booking.booking_id
+    booking_id: str = booking.booking_id
+    return booking_id
 
 
 def test_an_approval_is_three_versions_the_claim_saved_with_it_and_both_answers_in_one_write():
