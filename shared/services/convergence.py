@@ -125,7 +125,6 @@ class Converger:
         token = token or uuid.uuid4().hex
         keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
-        # Read once, when a step needs it (unless the caller read it in the same request).
         made_here: set[int] = set()  # generations this call made
         # A create's answer not yet saved, because the options PATCH that follows it goes under
         # the same claim and both answers are saved at once: (the version saved with the
@@ -136,6 +135,8 @@ class Converger:
         # The step `booking` already holds this call's claim for (taken with the change that
         # asked for it, or with a create's answer), so that it needs no claim write.
         ahead: list[Step] = [booking.next_step] if preclaimed else []
+        # The doubt before the claim saved with the change, for the first step's failure.
+        doubt: bool | None = doubt_before if preclaimed else None
         for _ in range(MAX_STEPS):
             step = booking.next_step
             if unsaved is not None and not (
@@ -159,6 +160,7 @@ class Converger:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
+            # Read once, when a step needs it (unless the caller read it in the same request).
             tenant = tenant or self._tenants.get(tenant_id, recent=True)
             organizer = None
             held_already = ahead == [step] and booking.meeting.claim_token == token
@@ -173,8 +175,8 @@ class Converger:
                 # Claimed with the change that asked for the work, or with the create's answer
                 # (not saved yet: `unsaved`).
                 held = booking
-                if preclaimed and unsaved is None:
-                    meeting = replace(booking.meeting, create_in_doubt=doubt_before)
+                if doubt is not None and unsaved is None:
+                    meeting = replace(booking.meeting, create_in_doubt=doubt)
                     before_claim = replace(booking, meeting=meeting)
             else:
                 try:
@@ -187,6 +189,7 @@ class Converger:
                     booking = self._bookings.get(tenant_id, booking_id)
                     continue
             ahead.clear()
+            doubt = None
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
             if result.gone and step is Step.UPDATE and result.generation in made_here:
                 # Teams says the meeting it made moments ago is missing: Graph is wrong, not
