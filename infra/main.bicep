@@ -193,7 +193,7 @@ var storageAccountName = 'st${token}'
 var keyVaultName = 'kv-${token}'
 var deploymentContainerName = 'deploymentpackage'
 // What shared/storage/ uses; the app also creates them if missing.
-var tables = ['bookings', 'tenants', 'audit', 'paymentevents', 'mailsent', 'checkmeetings']
+var tables = ['bookings', 'tenants', 'paymentevents', 'mailsent', 'checkmeetings']
 var queues = ['meeting-ops', 'meeting-ops-poison', 'meeting-ops-parked', 'mail', 'mail-poison', 'mail-parked']
 var hasMicrosoftProfile = !empty(microsoftTenantId)
 

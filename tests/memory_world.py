@@ -125,7 +125,8 @@ def memory_world(
             http=session,
             timeout=5.0,
         )
-        bookings = InMemoryBookingRepository()
+        audit = InMemoryAuditRepository()
+        bookings = InMemoryBookingRepository(audit)
         tenants = InMemoryTenantRepository()
         tenants.add(
             Tenant(
@@ -136,7 +137,6 @@ def memory_world(
             )
         )
         directory = TenantDirectory(tenants, None)
-        audit = InMemoryAuditRepository()
         queue = InMemoryMeetingWorkQueue()
         steps = MeetingSteps(graph, directory, audit, clock)
         converger = Converger(bookings, directory, steps, clock, claim_seconds=claim_seconds)

@@ -1,9 +1,9 @@
 // One storage account for the Functions host, the deployment package, the queues and the tables.
 //
-// This account IS the booking database: bookings, tenants, audit, payment events, the sent-mail
-// ledger and the organizer checks live in its tables, and the meeting and mail outboxes in its
-// queues. Storage offers no soft delete, versioning or point-in-time restore for tables or
-// queues (those exist for blobs only), so the data is protected by:
+// This account IS the booking database: bookings (with their audit records), tenants, payment
+// events, the sent-mail ledger and the organizer checks live in its tables, and the meeting and
+// mail outboxes in its queues. Storage offers no soft delete, versioning or point-in-time
+// restore for tables or queues (those exist for blobs only), so the data is protected by:
 //   - redundancy: Standard_ZRS by default (three copies in three zones of the region);
 //     Standard_GZRS / Standard_RAGZRS add an asynchronous copy in the paired region, for a
 //     customer-initiated account failover;

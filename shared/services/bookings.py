@@ -30,6 +30,7 @@ from shared.domain.booking import (
     Step,
 )
 from shared.domain.notices import NoticeKind
+from shared.domain.tenant import Tenant
 from shared.graph.errors import GraphError
 from shared.services.access import (
     Command,
@@ -40,7 +41,7 @@ from shared.services.access import (
     read_command,
     require_role,
 )
-from shared.services.meeting_work import MeetingSync
+from shared.services.meeting_work import Claiming, MeetingSync
 from shared.services.meetings import TeamsUnavailableError, describe_failure
 from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
@@ -207,7 +208,7 @@ def approve_booking(
     )
     booking = deps.bookings.get(caller.tenant_id, booking_id)
     approval = read_command(command)
-    tenant = deps.tenants.get(caller.tenant_id)
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
     capability = tenant.meeting_capability()
     wanted = (
         capability.available
@@ -233,8 +234,9 @@ def approve_booking(
         )
         return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
-    saved = _change(deps, booking, approve)
-    result = _sync(caller, saved, "Booking approved", deps)
+    claim = deps.sync.claiming(approve, tenant)
+    saved = _change(deps, booking, claim)
+    result = _sync(caller, saved, "Booking approved", deps, tenant, claim)
     return replace(result, warning=result.warning or notice)
 
 
@@ -268,16 +270,14 @@ def cancel_booking(
         "Only the booking's participants, staff and admins can cancel it",
     )
     reason = read_command(command)
-    saved = _change(
+    cancel = _notifying(
+        lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
         deps,
-        booking,
-        _notifying(
-            lambda b: lifecycle.cancel(b, now=deps.clock(), reason=reason),
-            deps,
-            NoticeKind.CANCELLED,
-        ),
+        NoticeKind.CANCELLED,
     )
-    return _sync(caller, saved, "Booking cancelled", deps)
+    claim = deps.sync.claiming(cancel)
+    saved = _change(deps, booking, claim)
+    return _sync(caller, saved, "Booking cancelled", deps, claim=claim)
 
 
 def reschedule_booking(
@@ -287,7 +287,7 @@ def reschedule_booking(
     deps: BookingDeps,
 ) -> ActionResult:
     booking = load_visible(caller, deps.bookings, booking_id)
-    tenant = deps.tenants.get(caller.tenant_id)
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
     if not caller.is_tenant_wide and not (
         tenant.participants_can_reschedule and is_participant(caller, booking)
     ):
@@ -296,18 +296,16 @@ def reschedule_booking(
             + ("" if tenant.participants_can_reschedule else " in this tenant")
         )
     start, end = read_command(command)
-    saved = _change(
+    reschedule = _notifying(
+        lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
         deps,
-        booking,
-        _notifying(
-            lambda b: lifecycle.reschedule(b, start=start, end=end, now=deps.clock()),
-            deps,
-            NoticeKind.RESCHEDULED,
-            # A pending request has no invite out yet: its approval will carry the new time.
-            only_if=lambda b: b.status is BookingStatus.CONFIRMED,
-        ),
+        NoticeKind.RESCHEDULED,
+        # A pending request has no invite out yet: its approval will carry the new time.
+        only_if=lambda b: b.status is BookingStatus.CONFIRMED,
     )
-    return _sync(caller, saved, "Booking rescheduled", deps)
+    claim = deps.sync.claiming(reschedule, tenant)
+    saved = _change(deps, booking, claim)
+    return _sync(caller, saved, "Booking rescheduled", deps, tenant, claim)
 
 
 def generate_meeting(
@@ -324,11 +322,12 @@ def generate_meeting(
         raise IllegalTransitionError(NOT_CONFIRMED, "booking_not_confirmed")
     if booking.meeting.status is MeetingStatus.CREATED:
         return ActionResult(booking)
-    capability = deps.tenants.get(caller.tenant_id).meeting_capability()
+    tenant = deps.tenants.get(caller.tenant_id, recent=True)
+    capability = tenant.meeting_capability()
     if not capability.available:
         raise TeamsUnavailableError(capability.reason or "not_configured")
     requested = _change(deps, booking, lambda b: lifecycle.meeting_requested(b, now=deps.clock()))
-    synced = deps.sync.after_change(requested, actor=caller.user_id)
+    synced = deps.sync.after_change(requested, actor=caller.user_id, tenant=tenant)
     if synced.error is not None:
         raise MeetingGenerationError(synced.error)
     return ActionResult(synced.booking)
@@ -377,12 +376,22 @@ def _notifying(
     return changed
 
 
-def _sync(caller: Principal, saved: Booking, action: str, deps: BookingDeps) -> ActionResult:
+def _sync(
+    caller: Principal,
+    saved: Booking,
+    action: str,
+    deps: BookingDeps,
+    tenant: Tenant | None = None,
+    claim: Claiming | None = None,
+) -> ActionResult:
     """The meeting follows the saved change; a Graph failure becomes a warning, never an error
     (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
     saved with the change), so the warning says so. Then the mail outbox message: after the
-    inline meeting attempt, so that mail finds the join link when there is one."""
-    synced = deps.sync.after_change(saved, actor=caller.user_id)
+    inline meeting attempt, so that mail finds the join link when there is one. `tenant`: as
+    the action read it, so that the meeting step need not read it again; `claim`: the
+    transition that saved the claim for the step with the change (`MeetingSync.claiming`), so
+    that the step needs no claim write."""
+    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant, claim=claim)
     if deps.mail is not None:
         deps.mail.after_change(synced.booking)
     if synced.error is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.domain import convergence as facts
+from shared.domain.audit import AuditRecord
 from shared.domain.booking import Booking
 from shared.domain.meeting import Step
 from shared.domain.tenant import Tenant
@@ -73,6 +74,10 @@ class ConvergeResult:
 Fact = Callable[[Booking], Booking]
 
 
+def _then(first: Fact, second: Fact) -> Fact:
+    return lambda b: second(first(b))
+
+
 class Converger:
     def __init__(
         self,
@@ -101,6 +106,9 @@ class Converger:
         budget: float | None = None,
         token: str | None = None,
         hold: float | None = None,
+        tenant: Tenant | None = None,
+        preclaimed: bool = False,
+        doubt_before: bool = False,
     ) -> ConvergeResult:
         """Take steps until the meeting is as the booking says, a call fails, another worker
         holds the booking, or `budget` seconds are spent. `latest`: a version just read or
@@ -108,15 +116,39 @@ class Converger:
 
         `token` and `hold`: the caller owns the round. It passes the same token to each of its
         attempts, and after a retryable failure the claim stays its own for `hold` seconds
-        (plus a claim's length), so that it alone retries or schedules the next round."""
+        (plus a claim's length), so that it alone retries or schedules the next round.
+        `tenant`: the tenant as the caller read it in the same request, to save a read.
+        `preclaimed`: `latest` was saved with `token`'s claim for its next step (`claim_ahead`),
+        so that step needs no claim write of its own; `doubt_before`: whether a create was in
+        doubt before that claim."""
         deadline = None if budget is None else time.monotonic() + budget
         token = token or uuid.uuid4().hex
         keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
-        tenant: Tenant | None = None  # read once, when a step needs it
         made_here: set[int] = set()  # generations this call made
+        # A create's answer not yet saved, because the options PATCH that follows it goes under
+        # the same claim and both answers are saved at once: (the version saved with the
+        # claim, the create's fact and the claim for the PATCH, its audit record). If the
+        # worker dies in between, the claim's `create_in_doubt` has the next attempt find the
+        # meeting by its externalId.
+        unsaved: tuple[Booking, Fact, Fact, tuple[AuditRecord, ...]] | None = None
+        # The step `booking` already holds this call's claim for (taken with the change that
+        # asked for it, or with a create's answer), so that it needs no claim write.
+        ahead: list[Step] = [booking.next_step] if preclaimed else []
+        # The doubt before the claim saved with the change, for the first step's failure.
+        doubt: bool | None = doubt_before if preclaimed else None
         for _ in range(MAX_STEPS):
             step = booking.next_step
+            if unsaved is not None and not (
+                ahead == [step]
+                and booking.meeting.claim_token == token
+                and not self._out_of_time(deadline)
+            ):
+                base, _, answer, audit = unsaved
+                unsaved = None
+                ahead.clear()
+                booking = self.record(base, answer, audit)
+                continue
             if step is Step.NONE or booking.meeting.failed:
                 return ConvergeResult(self._let_go(booking, token))
             if booking.meeting.claimed_by_other(token, self._clock()):
@@ -128,23 +160,36 @@ class Converger:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
-            tenant = tenant or self._tenants.get(tenant_id)
+            # Read once, when a step needs it (unless the caller read it in the same request).
+            tenant = tenant or self._tenants.get(tenant_id, recent=True)
             organizer = None
-            if step is Step.CREATE:
+            held_already = ahead == [step] and booking.meeting.claim_token == token
+            if step is Step.CREATE and not held_already:
                 try:
                     organizer = self._organizer(booking, tenant, remaining)
                 except GraphError as error:
                     fact = self._failure(step, error, booking, booking, None, keep=keep)
                     return ConvergeResult(self.record(booking, fact), error=error)
-            try:
-                held = self._bookings.update(
-                    facts.claimed(
-                        booking, token, self._clock() + self._claim, organizer_id=organizer
+            before_claim = booking
+            if held_already:
+                # Claimed with the change that asked for the work, or with the create's answer
+                # (not saved yet: `unsaved`).
+                held = booking
+                if doubt is not None and unsaved is None:
+                    meeting = replace(booking.meeting, create_in_doubt=doubt)
+                    before_claim = replace(booking, meeting=meeting)
+            else:
+                try:
+                    held = self._bookings.update(
+                        facts.claimed(
+                            booking, token, self._clock() + self._claim, organizer_id=organizer
+                        )
                     )
-                )
-            except ConcurrencyError:
-                booking = self._bookings.get(tenant_id, booking_id)
-                continue
+                except ConcurrencyError:
+                    booking = self._bookings.get(tenant_id, booking_id)
+                    continue
+            ahead.clear()
+            doubt = None
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
             if result.gone and step is Step.UPDATE and result.generation in made_here:
                 # Teams says the meeting it made moments ago is missing: Graph is wrong, not
@@ -175,11 +220,27 @@ class Converger:
                 made_here.add(result.generation)
             if result.error is not None:
                 fact = self._failure(
-                    step, result.error, held, booking, token, sent_step=True, keep=keep
+                    step, result.error, held, before_claim, token, sent_step=True, keep=keep
                 )
             else:
                 fact = self._answer(result, token)
-            booking = self.record(held, fact)
+            audit = result.audit
+            base = held
+            if unsaved is not None:
+                base, carried, _, earlier = unsaved
+                unsaved = None
+                fact = _then(carried, fact)
+                audit = earlier + audit
+            elif step is Step.CREATE and result.error is None:
+                # The options PATCH that follows a create goes under the same claim.
+                claiming = self._claiming(fact, token, Step.UPDATE, ahead)
+                pending = claiming(held)
+                if ahead == [Step.UPDATE]:
+                    unsaved = (held, claiming, fact, audit)
+                    booking = pending
+                    continue
+            booking = self.record(base, fact, audit)
+            ahead.clear()
             if (
                 result.error is not None
                 and facts.Work.of(held).still(booking)
@@ -187,7 +248,66 @@ class Converger:
             ):
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
+        if unsaved is not None:
+            base, _, answer, audit = unsaved
+            booking = self.record(base, answer, audit)
         return ConvergeResult(booking)
+
+    def claim_ahead(self, booking: Booking, token: str, tenant: Tenant | None = None) -> Booking:
+        """`booking`, a change about to be saved, with `token`'s claim for its next step taken
+        as `converge` would take it (for a create: the organizer and the write-ahead doubt), so
+        that the inline attempt after the save needs no claim write of its own (pass
+        `preclaimed`). Unchanged when `converge` would not act now."""
+        step = booking.next_step
+        now = self._clock()
+        meeting = booking.meeting
+        if (
+            step is Step.NONE
+            or meeting.failed
+            or meeting.claimed_by_other(token, now)
+            or not meeting.due(token, now)
+        ):
+            return booking
+        organizer = None
+        if step is Step.CREATE:
+            # Only an organizer known without a Graph call: a lookup (and its failure, which
+            # the attempt records) belongs to the attempt, within its budget.
+            if meeting.create_in_doubt and meeting.organizer_id:
+                organizer = meeting.organizer_id
+            else:
+                tenant = tenant or self._tenants.get(booking.tenant_id, recent=True)
+                if not tenant.meeting_capability().available:
+                    return booking
+                organizer = self._steps.known_organizer(tenant)
+            if organizer is None:
+                return booking
+        return facts.claimed(booking, token, now + self._claim, organizer_id=organizer)
+
+    @staticmethod
+    def _out_of_time(deadline: float | None) -> bool:
+        return deadline is not None and deadline - time.monotonic() < MIN_CALL_SECONDS
+
+    def _claiming(self, fact: Fact, token: str, following: Step, taken: list[Step]) -> Fact:
+        """`fact`, and if the booking's next step is then `following`, the claim for it (as
+        the claim write before that step would take it), so that the step needs no write of
+        its own. `taken` says whether it was taken on the version finally saved."""
+        until = self._clock() + self._claim
+
+        def and_claim(b: Booking) -> Booking:
+            taken.clear()
+            after = fact(b)
+            meeting = after.meeting
+            if (
+                after.next_step is following
+                and not meeting.failed
+                and meeting.claim_token is None
+                and meeting.due(token, self._clock())
+            ):
+                taken.append(following)
+                return facts.claimed(after, token, until)
+            return after
+
+        return and_claim
 
     def _let_go(self, booking: Booking, token: str) -> Booking:
         """Nothing (more) to do: a claim this call still holds (kept over a pause after a
@@ -223,7 +343,8 @@ class Converger:
             )
         except ConcurrencyError:
             return None  # it changed just now: whoever changed it converges it
-        result = self._steps.check(held, self._tenants.get(booking.tenant_id), actor=actor)
+        tenant = self._tenants.get(booking.tenant_id, recent=True)
+        result = self._steps.check(held, tenant, actor=actor)
         if result.gone and facts.would_remake(held) and held.meeting.remade >= MAX_REMADE:
             result = replace(
                 result,
@@ -242,13 +363,14 @@ class Converger:
             fact = lambda b: facts.checked(b, result.generation, sighting, token, now)  # noqa: E731
         else:
             fact = lambda b: facts.gone(b, result.generation, result.gone_id, token, now)  # noqa: E731
-        return ConvergeResult(self.record(held, fact), error=result.error)
+        return ConvergeResult(self.record(held, fact, result.audit), error=result.error)
 
-    def record(self, booking: Booking, fact: Fact) -> Booking:
-        """Save `fact` on `booking`; if the booking changed meanwhile, on its newer version."""
+    def record(self, booking: Booking, fact: Fact, audit: tuple[AuditRecord, ...] = ()) -> Booking:
+        """Save `fact` on `booking`; if the booking changed meanwhile, on its newer version.
+        `audit`: the records of the Graph calls that led to it, saved with it."""
         for _ in range(MAX_RECORD_TRIES):
             try:
-                return self._bookings.update(fact(booking))
+                return self._bookings.update(fact(booking), audit)
             except ConcurrencyError:
                 booking = self._bookings.get(booking.tenant_id, booking.booking_id)
         raise StorageError(

@@ -26,6 +26,7 @@ from shared import telemetry
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
+from shared.domain.tenant import Tenant
 from shared.graph.errors import TENANT_CAUSED_CODES, GraphError
 from shared.observability import log_event
 from shared.services.convergence import Converger, ConvergeResult
@@ -70,6 +71,30 @@ def _retry_after(error: GraphError | None) -> float | None:
     return None if error is None else error.retry_after
 
 
+@dataclass
+class Claiming:
+    """A transition that takes, with the change it makes, the claim for the meeting step the
+    change asks for (as the converger would take it before that step), so that the inline
+    attempt after the save needs no claim write. A transition that changes nothing stays so."""
+
+    transition: Callable[[Booking], Booking]
+    converger: Converger
+    token: str
+    tenant: Tenant | None = None
+    # Whether a create was in doubt before the claim (the claim of a create marks it so).
+    doubt_before: bool = False
+
+    def __call__(self, booking: Booking) -> Booking:
+        changed = self.transition(booking)
+        if changed is booking:
+            return booking
+        self.doubt_before = changed.meeting.create_in_doubt
+        return self.converger.claim_ahead(changed, self.token, self.tenant)
+
+    def claimed(self, saved: Booking) -> bool:
+        return saved.meeting.claim_token == self.token
+
+
 class MeetingSync:
     """The path of a trigger that changed a booking (user action, payment)."""
 
@@ -85,8 +110,24 @@ class MeetingSync:
         self._policy = policy
         self._clock = clock
 
-    def after_change(self, saved: Booking, *, actor: str | None) -> SyncResult:
-        """Send the outbox message, then one inline attempt within the budget."""
+    def claiming(
+        self, transition: Callable[[Booking], Booking], tenant: Tenant | None = None
+    ) -> Claiming:
+        """`transition`, saved with a claim for the meeting step it asks for, so that
+        `after_change(..., claim=...)` starts that step without a claim write of its own."""
+        return Claiming(transition, self._converger, uuid.uuid4().hex, tenant)
+
+    def after_change(
+        self,
+        saved: Booking,
+        *,
+        actor: str | None,
+        tenant: Tenant | None = None,
+        claim: Claiming | None = None,
+    ) -> SyncResult:
+        """Send the outbox message, then one inline attempt within the budget. `tenant`: the
+        booking's tenant as the caller read it in the same request (saves a read). `claim`:
+        the transition `claiming` made of the change, if it was saved through one."""
         if not saved.needs_reconciliation:
             return SyncResult(saved)
         work = MeetingWork(saved.tenant_id, saved.booking_id)
@@ -103,6 +144,10 @@ class MeetingSync:
                 actor=actor,
                 latest=saved,
                 budget=self._policy.inline_budget,
+                tenant=tenant,
+                token=None if claim is None else claim.token,
+                preclaimed=claim is not None and claim.claimed(saved),
+                doubt_before=claim is not None and claim.doubt_before,
             )
         except StorageError:
             logger.warning("inline meeting attempt for %s stopped by storage", saved.booking_id)

@@ -1,8 +1,9 @@
 """Meeting steps: the one place that makes, moves, checks and removes Teams meetings in Graph.
 
 `MeetingSteps.take` carries out one step for a booking and says what Teams now holds (a
-`Sighting`, or that the meeting is gone) or how it failed. It writes the audit record and the
-log line of the attempt; it saves nothing (the converger records the answer on the booking).
+`Sighting`, or that the meeting is gone) or how it failed, with the audit record of the attempt,
+and writes its log line; it saves nothing (the converger records the answer on the booking, and
+the audit record with it, in one transaction).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class StepResult:
     gone: bool = False
     gone_id: str | None = None
     error: GraphError | None = None
+    # The audit record of the call, to be saved with the booking state it leads to.
+    audit: tuple[AuditRecord, ...] = ()
 
 
 def describe_failure(action: str, error: GraphError, *, retry_scheduled: bool) -> str:
@@ -160,10 +163,12 @@ class MeetingSteps:
             with self._graph.deadline(timeout):
                 result = calls[step](booking, tenant, ctx)
         except GraphError as error:
-            self._report(booking, ctx, started, actor, AuditEvent.MEETING_ATTEMPT_FAILED, error)
-            return StepResult(step, booking.meeting.generation, error=error)
-        self._report(booking, ctx, started, actor, _SUCCESS_EVENTS[step], None, result)
-        return result
+            record = self._report(
+                booking, ctx, started, actor, AuditEvent.MEETING_ATTEMPT_FAILED, error
+            )
+            return StepResult(step, booking.meeting.generation, error=error, audit=(record,))
+        record = self._report(booking, ctx, started, actor, _SUCCESS_EVENTS[step], None, result)
+        return replace(result, audit=(record,))
 
     def check(self, booking: Booking, tenant: Tenant, *, actor: str | None) -> StepResult:
         """GET the booking's meeting: is it still in Teams, at which times?"""
@@ -180,8 +185,10 @@ class MeetingSteps:
                 # Made anew on this answer, a wrong 404 would leave a second meeting live.
                 self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "GET")
                 result = StepResult(Step.NONE, generation, gone=True, gone_id=meeting_id)
-                self._report(booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result)
-                return result
+                record = self._report(
+                    booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result
+                )
+                return replace(result, audit=(record,))
         except GraphError as error:
             self._log(booking, ctx, started, error, None)
             return StepResult(Step.NONE, generation, error=error)
@@ -260,6 +267,16 @@ class MeetingSteps:
         if not self._graph.delete_meeting(profile, organizer_id, meeting_id, ctx):
             self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "DELETE")
         return StepResult(Step.DELETE, meeting.generation, gone=True, gone_id=meeting_id)
+
+    def known_organizer(self, tenant: Tenant) -> str | None:
+        """The organizer's object id if known without a Graph call (stored, or resolved in
+        this process), else None."""
+        if tenant.organizer_object_id:
+            return tenant.organizer_object_id
+        if tenant.microsoft is None or not tenant.organizer_upn:
+            return None
+        with self._organizers_lock:
+            return self._organizers.get((tenant.tenant_id, tenant.organizer_upn.lower()))
 
     def organizer_for(self, tenant: Tenant, *, booking_id: str | None = None) -> str:
         """The organizer's object id: stored, or resolved from the UPN once and kept, for every
@@ -340,7 +357,9 @@ class MeetingSteps:
         event: AuditEvent,
         error: GraphError | None,
         result: StepResult | None = None,
-    ) -> None:
+    ) -> AuditRecord:
+        """Log and measure the call; its audit record, which the caller saves with the booking
+        state the call leads to (in one transaction)."""
         latency = self._log(booking, ctx, started, error, result)
         self._measure(booking, ctx, event, error)
         meeting_id = booking.meeting.meeting_id
@@ -348,7 +367,7 @@ class MeetingSteps:
             meeting_id = result.sighting.meeting_id
         elif result is not None and result.gone_id:
             meeting_id = result.gone_id
-        record = AuditRecord(
+        return AuditRecord(
             tenant_id=booking.tenant_id,
             booking_id=booking.booking_id,
             event=event,
@@ -363,11 +382,6 @@ class MeetingSteps:
             actor=actor,
             requested_at=booking.meeting.requested_at,
         )
-        try:
-            self._audit.add(record)
-        except StorageError:
-            # The audit trail must not undo a meeting that exists; the log line still tells.
-            logger.exception("audit record not stored for booking %s", booking.booking_id)
 
     def _measure(
         self, booking: Booking, ctx: CallContext, event: AuditEvent, error: GraphError | None

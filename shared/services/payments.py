@@ -217,7 +217,8 @@ class PaymentEvents:
         if fact.kind is FactKind.SUCCEEDED and fact.intent_id:
             # Before the booking changes, so that a refund racing this success finds the booking.
             facts += [p.fact for p in self._events.link_intent(fact.intent_id, ref)]
-        with_meeting = self._directory.get(ref.tenant_id).meeting_capability().available
+        tenant = self._directory.get(ref.tenant_id, recent=True)
+        with_meeting = tenant.meeting_capability().available
         now = self._clock()
 
         def apply_all(b: Booking) -> Booking:
@@ -225,7 +226,9 @@ class PaymentEvents:
                 b = record_payment(b, each, now=now, with_meeting=with_meeting)
             return b
 
-        saved = save_transition(self._bookings, booking, apply_all)
+        # The claim for the meeting step the payment asks for is saved with it.
+        claim = self._sync.claiming(apply_all, tenant)
+        saved = save_transition(self._bookings, booking, claim)
         try:
             self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())
         except ConcurrencyError:
@@ -244,7 +247,7 @@ class PaymentEvents:
             bookingStatus=saved.status.value,
             paymentStatus=saved.payment.status.value,
         )
-        synced = self._sync.after_change(saved, actor="stripe")
+        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant, claim=claim)
         if self._mail is not None:
             # After the inline meeting attempt, so that the e-mail finds the join link.
             self._mail.after_change(synced.booking)

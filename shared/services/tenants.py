@@ -21,9 +21,14 @@ class TenantDirectory:
         self._repository = repository
         self._default = default
 
-    def get(self, tenant_id: str) -> Tenant:
+    def get(self, tenant_id: str, *, recent: bool = False) -> Tenant:
+        """The tenant. `recent`: a copy read moments ago in this process will do (the meeting
+        steps of a request); otherwise it is read now (settings, capability, checks)."""
         try:
-            tenant = self._repository.get(tenant_id)
+            if recent:
+                tenant = self._repository.get_recent(tenant_id)
+            else:
+                tenant = self._repository.get(tenant_id)
         except NotFoundError:
             if self._default is not None and tenant_id == self._default.tenant_id:
                 return self._default

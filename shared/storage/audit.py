@@ -1,9 +1,11 @@
 """Audit persistence.
 
-Table `audit`: PartitionKey = tenant id; each record is written twice in one transaction:
+Audit records live in the tenant's partition of the `bookings` table, so that the record of a
+meeting step is written in the same entity-group transaction as the booking state it led to
+(see `TableBookingRepository.update`). Each record is written twice:
 
-    t|{occurredAt}|{recordId}              by time (metrics over a period: a range scan)
-    b|{bookingId}|{occurredAt}|{recordId}  by booking (one booking's history: a range scan)
+    a|t|{occurredAt}|{recordId}              by time (metrics over a period: a range scan)
+    a|b|{bookingId}|{occurredAt}|{recordId}  by booking (one booking's history: a range scan)
 
 `occurredAt` is fixed-width UTC ISO 8601, so row keys sort by time. Writing a record twice (a
 retried operation) is harmless: the insert of an existing record id is treated as done.
@@ -29,8 +31,10 @@ from shared.storage.tables import (
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-TABLE = "audit"
-_BY_TIME, _BY_BOOKING = "t", "b"
+# The bookings table (shared.storage.bookings.TABLE), whose partitions are tenants too.
+TABLE = "bookings"
+_AUDIT = "a"
+_BY_TIME, _BY_BOOKING = row_key(_AUDIT, "t"), row_key(_AUDIT, "b")
 
 
 class AuditRepository(Protocol):
@@ -60,21 +64,9 @@ class TableAuditRepository:
         return self._tables.table(TABLE)
 
     def add(self, record: AuditRecord) -> None:
-        pk = validate_key(record.tenant_id, "tenant id")
-        booking_id = validate_key(record.booking_id, "booking id")
-        record_id = validate_key(record.record_id, "record id")
-        stamp = _stamp(record.occurred_at)
-        body = audit_to_entity(record)
-        rows = [
-            {**body, "PartitionKey": pk, "RowKey": row_key(_BY_TIME, stamp, record_id)},
-            {
-                **body,
-                "PartitionKey": pk,
-                "RowKey": row_key(_BY_BOOKING, booking_id, stamp, record_id),
-            },
-        ]
+        rows = audit_rows(record)
         try:
-            with translated_errors(f"audit record {record_id}"):
+            with translated_errors(f"audit record {record.record_id}"):
                 self._table.submit_transaction([("create", row) for row in rows])
         except AlreadyExistsError:
             return
@@ -94,6 +86,19 @@ class TableAuditRepository:
     def _query(self, flt: str) -> list[AuditRecord]:
         with translated_errors("audit query"):
             return [entity_to_audit(e) for e in self._table.query_entities(flt)]
+
+
+def audit_rows(record: AuditRecord) -> list[dict[str, Any]]:
+    """The two rows a record is stored as (by time, by booking), in its tenant's partition."""
+    pk = validate_key(record.tenant_id, "tenant id")
+    booking_id = validate_key(record.booking_id, "booking id")
+    record_id = validate_key(record.record_id, "record id")
+    stamp = _stamp(record.occurred_at)
+    body = audit_to_entity(record)
+    return [
+        {**body, "PartitionKey": pk, "RowKey": row_key(_BY_TIME, stamp, record_id)},
+        {**body, "PartitionKey": pk, "RowKey": row_key(_BY_BOOKING, booking_id, stamp, record_id)},
+    ]
 
 
 def audit_to_entity(record: AuditRecord) -> dict[str, Any]:

@@ -5,21 +5,23 @@ Partition design (one table, `bookings`; see docs/architecture.md):
     PartitionKey = tenant id              every query is inside one tenant
     RowKey  b|{bookingId}                 the booking itself
             t|{start}|{bookingId}         the tenant's bookings by start (a copy of the booking)
-            a|{participantId}|{start}|{bookingId}
+            u|{participantId}|{start}|{bookingId}
                                           a participant's bookings by start (a copy)
             r|{bookingId}                 marker: this booking's meeting needs work (the outbox)
             s|{startUtc}|{bookingId}      start-time index of bookings whose meeting is wanted
                                           (a copy)
             k|{requestKeyDigest}          a create's Idempotency-Key → the booking it made
             m|{bookingId}                 marker: this booking owes e-mail (the mail outbox)
+            a|...                         audit records (shared/storage/audit.py), written in
+                                          the transaction of the booking state they led to
 
 Because the kinds share the tenant's partition, a booking and its index rows are written in one
-entity-group transaction, guarded by the booking's ETag. The `t|`, `a|` and `s|` rows carry a
+entity-group transaction, guarded by the booking's ETag. The `t|`, `u|` and `s|` rows carry a
 copy of the booking written in that transaction, and the same transaction deletes the rows its
 previous version had and this one no longer wants (a moved start, a removed assignee, a meeting
 no longer wanted): the booking records their keys (`IndexRows`). So these indexes are never
 stale, and reading them is reading the booking. A page of the tenant's bookings is a range scan
-over `t|` cut by the service at the page size; a participant's over `a|{id}|`; the status filter
+over `t|` cut by the service at the page size; a participant's over `u|{id}|`; the status filter
 runs in the service too. The reconciler reads only `r|` rows, so its cost grows with the bookings
 that need work, not with all; pre-start verification reads only the `s|` rows of its window.
 A create that carries an Idempotency-Key inserts its `k|` row in the same transaction, so a
@@ -31,11 +33,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.audit import AuditRecord
 from shared.domain.booking import (
     Booking,
     BookingStatus,
@@ -46,6 +51,7 @@ from shared.domain.booking import (
 )
 from shared.domain.notices import MailState, Notice, NoticeKind
 from shared.domain.payment import IntentPayment, PaymentState
+from shared.storage.audit import audit_rows
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
     EntityReader,
@@ -62,9 +68,13 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 TABLE = "bookings"
-_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "a", "r", "k", "s"
+_BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "u", "r", "k", "s"
 _MAIL, _BY_START = "m", "t"
 _LEGACY = "p"  # the older participant index, p|{participantId}|{bookingId}: see reindex
+# "a" is the audit records' (shared/storage/audit.py), kept in this table's tenant partition.
+_MARKER_KINDS = frozenset((_RECONCILE, _MAIL))
+# Booking versions whose markers a repository remembers (see `TableBookingRepository.update`).
+_KNOWN_VERSIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,9 @@ class BookingRepository(Protocol):
         """The booking, or `NotFoundError`."""
         ...
 
-    def update(self, booking: Booking) -> Booking:
-        """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag)."""
+    def update(self, booking: Booking, audit: Sequence[AuditRecord] = ()) -> Booking:
+        """Save a booking read earlier; `ConcurrencyError` if it changed since (ETag). `audit`:
+        records of what led to this state, stored with it (all or nothing)."""
         ...
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
@@ -209,6 +220,11 @@ class TableBookingRepository:
 
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
+        # The markers each booking version read or written here is stored with, by (tenant,
+        # booking, ETag): a save of that version deletes a marker it no longer needs in its own
+        # transaction (see `update`). Bounded; a version not in it is cleaned up apart.
+        self._stored_markers: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
+        self._stored_lock = threading.Lock()
 
     @property
     def _table(self) -> TableClient:
@@ -224,7 +240,9 @@ class TableBookingRepository:
         what = f"booking {booking.booking_id}"
         with translated_errors(what):
             results = self._table.submit_transaction(operations)
-        return replace(booking, etag=results[0]["etag"], index_rows=_moving_keys(booking))
+        return self._remember(
+            replace(booking, etag=results[0]["etag"], index_rows=_moving_keys(booking))
+        )
 
     def find_request(self, tenant_id: str, request: RequestKey) -> RequestRecord | None:
         pk = validate_key(tenant_id, "tenant id")
@@ -241,9 +259,9 @@ class TableBookingRepository:
         with translated_errors(f"booking {booking_id}"):
             entity = self._table.get_entity(*keys)
         self._tables.reads += 1
-        return entity_to_booking(entity)
+        return self._remember(entity_to_booking(entity))
 
-    def update(self, booking: Booking) -> Booking:
+    def update(self, booking: Booking, audit: Sequence[AuditRecord] = ()) -> Booking:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
@@ -263,13 +281,31 @@ class TableBookingRepository:
             )
         ]
         operations += _index_upserts(saved)
+        # A marker the new version no longer needs goes in the same transaction when the
+        # version read is known to have it: the booking's ETag condition then proves that no
+        # newer write happened, so the marker is the one that version's save put there (a
+        # newer save would have changed the ETag and failed this whole transaction).
+        known = self._markers_of_version(booking)
+        apart: list[str] = []
+        for kind in sorted(_MARKER_KINDS - _wanted(saved)):
+            if known is None:
+                apart.append(kind)
+            elif kind in known:
+                row = {"PartitionKey": booking.tenant_id, "RowKey": row_key(kind, saved.booking_id)}
+                operations.append(("delete", row))
+        for record in audit:
+            if record.tenant_id != booking.tenant_id:
+                raise SchemaError(f"audit record {record.record_id} is another tenant's")
+            operations += [("create", row) for row in audit_rows(record)]
         with translated_errors(f"booking {booking.booking_id}"):
             results = self._table.submit_transaction(operations)
-        if not saved.needs_reconciliation:
-            self._clear_marker(saved, up_to_version=saved.version)
-        if not saved.mail.pending:
-            self._clear_marker(saved, up_to_version=saved.version, kind=_MAIL)
-        return replace(saved, etag=results[0]["etag"], index_rows=_moving_keys(saved))
+        for kind in apart:
+            # The version read is not known here (read by another repository, or long ago):
+            # delete the marker apart, unless a newer write (a higher booking version) put it.
+            self._clear_marker(saved, up_to_version=saved.version, kind=kind)
+        return self._remember(
+            replace(saved, etag=results[0]["etag"], index_rows=_moving_keys(saved))
+        )
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
         pk = validate_key(tenant_id, "tenant id")
@@ -380,6 +416,24 @@ class TableBookingRepository:
         found = [entity_to_booking(e) for e in self._query(flt)]
         return sorted(found, key=lambda b: (b.start, b.booking_id))[:limit]
 
+    def _remember(self, booking: Booking) -> Booking:
+        """Note which markers this version is stored with; returns `booking`."""
+        if booking.etag is not None:
+            key = (booking.tenant_id, booking.booking_id, booking.etag)
+            with self._stored_lock:
+                self._stored_markers[key] = _wanted(booking)
+                self._stored_markers.move_to_end(key)
+                while len(self._stored_markers) > _KNOWN_VERSIONS:
+                    self._stored_markers.popitem(last=False)
+        return booking
+
+    def _markers_of_version(self, booking: Booking) -> frozenset[str] | None:
+        """The markers stored with the version `booking` was read as (its ETag), if known."""
+        if booking.etag is None:
+            return None
+        with self._stored_lock:
+            return self._stored_markers.get((booking.tenant_id, booking.booking_id, booking.etag))
+
     def reindex(self, tenant_id: str) -> int:
         """Bring the tenant's bookings stored before the listing indexes into the current
         layout: each booking without `IndexRows` is saved once (so its copies are written),
@@ -449,6 +503,16 @@ class TableBookingRepository:
                 etag=marker.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
+
+
+def _wanted(booking: Booking) -> frozenset[str]:
+    """The marker kinds a booking version is saved with (in the transaction of its row)."""
+    kinds = set()
+    if booking.needs_reconciliation:
+        kinds.add(_RECONCILE)
+    if booking.mail.pending:
+        kinds.add(_MAIL)
+    return frozenset(kinds)
 
 
 def _pk_filter(pk: str) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from shared.domain.audit import AuditRecord
 from shared.domain.booking import Booking, settled
 from shared.domain.tenant import Tenant
+from shared.storage.audit import audit_rows
 from shared.storage.bookings import (
     BookingPage,
     BookingQuery,
@@ -31,7 +32,9 @@ from shared.storage.tenants import tenant_to_entity
 class InMemoryBookingRepository:
     """`BookingRepository` in memory, with ETags, the marker index and the start index."""
 
-    def __init__(self) -> None:
+    def __init__(self, audit: InMemoryAuditRepository | None = None) -> None:
+        # Where the audit records saved with a booking go (a list of its own without one).
+        self._audit = audit if audit is not None else InMemoryAuditRepository()
         self._lock = threading.Lock()
         self._etags = itertools.count(1)
         self._rows: dict[tuple[str, str], Booking] = {}
@@ -70,18 +73,23 @@ class InMemoryBookingRepository:
             raise NotFoundError(f"booking {booking_id} was not found")
         return found
 
-    def update(self, booking: Booking) -> Booking:
+    def update(self, booking: Booking, audit: Sequence[AuditRecord] = ()) -> Booking:
         if booking.etag is None:
             raise ConcurrencyError(f"booking {booking.booking_id} was not read before saving")
         saved = replace(booking, version=booking.version + 1)
         booking_to_entity(saved)
+        for record in audit:
+            audit_rows(record)  # the same key checks as the table
         with self._lock:
             current = self._rows.get((booking.tenant_id, booking.booking_id))
             if current is None:
                 raise NotFoundError(f"booking {booking.booking_id} was not found")
             if current.etag != booking.etag:
                 raise ConcurrencyError(f"booking {booking.booking_id} was changed by someone else")
-            return self._store(saved)
+            stored = self._store(saved)
+            for record in audit:
+                self._audit.add(record)
+            return stored
 
     def _store(self, booking: Booking) -> Booking:
         stored = replace(settled(booking), etag=f'W/"{next(self._etags)}"')
@@ -207,6 +215,9 @@ class InMemoryTenantRepository:
         if found is None:
             raise NotFoundError(f"tenant {tenant_id} was not found")
         return found
+
+    def get_recent(self, tenant_id: str) -> Tenant:
+        return self.get(tenant_id)
 
     def add(self, tenant: Tenant) -> Tenant:
         tenant_to_entity(tenant)

@@ -189,6 +189,10 @@ class TablePaymentEventRepository:
         return found
 
     def link_intent(self, intent_id: str, ref: BookingRef) -> list[ParkedFact]:
+        # Usually the first word of this intent: insert its row at once (no read). A row that
+        # is there already (a refund parked first, a redelivery) is read and replaced below.
+        if self._write_intent(None, _intent_entity(intent_id, ref, [])):
+            return []
         for _ in range(_INTENT_TRIES):
             row = self._intent_row(intent_id)
             parked = _parked_from(row)

@@ -217,9 +217,12 @@ def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
         TextBase64EncodePolicy,
     )
 
+    from shared.storage.wire import count_request
+
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
+        "raw_request_hook": count_request,
     }
     if storage.connection_string:
         return QueueClient.from_connection_string(

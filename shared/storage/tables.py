@@ -214,15 +214,19 @@ def make_table_service(storage: StorageSettings) -> TableServiceClient:
     """Build the process's TableServiceClient from a connection string or a managed identity."""
     from azure.data.tables import TableServiceClient
 
+    from shared.storage.wire import count_request
+
+    # Every table client comes from this service and shares its pipeline (policies and
+    # transport, so one connection pool): the pipeline is built once per process.
+    options: dict[str, Any] = {
+        "connection_timeout": 5,
+        "read_timeout": 20,
+        "raw_request_hook": count_request,
+    }
     if storage.connection_string:
-        return TableServiceClient.from_connection_string(
-            storage.connection_string, connection_timeout=5, read_timeout=20
-        )
+        return TableServiceClient.from_connection_string(storage.connection_string, **options)
     return TableServiceClient(
-        endpoint=storage.table_endpoint,
-        credential=storage_credential(storage),
-        connection_timeout=5,
-        read_timeout=20,
+        endpoint=storage.table_endpoint, credential=storage_credential(storage), **options
     )
 
 

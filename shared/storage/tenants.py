@@ -1,12 +1,16 @@
 """Tenant persistence.
 
 Table `tenants`: PartitionKey = "tenant", RowKey = tenant id. Tenants are few and read by id
-(a point read) or all at once by the reconciler (one partition scan). No secret is ever stored:
-the Microsoft profile keeps the *name* of the app setting that holds the client secret.
+(a point read; `get_recent` keeps it for `CACHE_SECONDS` in the process) or all at once by the
+reconciler (one partition scan). No secret is ever stored: the Microsoft profile keeps the
+*name* of the app setting that holds the client secret.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +29,7 @@ from shared.domain.tenant import (
     TeamsHealth,
     Tenant,
 )
-from shared.storage.errors import ConcurrencyError
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError, StorageError
 from shared.storage.tables import (
     EntityReader,
     Tables,
@@ -46,6 +50,11 @@ class TenantRepository(Protocol):
         """The tenant, or `NotFoundError`."""
         ...
 
+    def get_recent(self, tenant_id: str) -> Tenant:
+        """The tenant as read (or saved) at most a few seconds ago in this process, or read
+        now: for the meeting steps of a request, not for showing or changing settings."""
+        ...
+
     def add(self, tenant: Tenant) -> Tenant:
         """Insert; `AlreadyExistsError` if the id is taken."""
         ...
@@ -57,26 +66,64 @@ class TenantRepository(Protocol):
     def list_all(self) -> list[Tenant]: ...
 
 
-class TableTenantRepository:
-    """`TenantRepository` on Azure Table Storage."""
+# How long a tenant read here serves `get_recent` without a read (the meeting steps of every
+# request need their tenant, and tenants change seldom). A save in this process replaces the
+# copy at once (with its new ETag); one made by another process is seen within this time.
+# `get` always reads (settings, capability, credential checks).
+CACHE_SECONDS = 30.0
 
-    def __init__(self, tables: Tables) -> None:
+
+class TableTenantRepository:
+    """`TenantRepository` on Azure Table Storage, with a short per-process copy of each row."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tables = tables
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Tenant]] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def _table(self) -> TableClient:
         return self._tables.table(TABLE)
 
+    def get_recent(self, tenant_id: str) -> Tenant:
+        key = validate_key(tenant_id, "tenant id")
+        with self._cache_lock:
+            cached = self._cache.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            return cached[1]
+        return self.get(tenant_id)
+
     def get(self, tenant_id: str) -> Tenant:
         key = validate_key(tenant_id, "tenant id")
         with translated_errors(f"tenant {tenant_id}"):
             entity = self._table.get_entity(_PARTITION, key)
-        return entity_to_tenant(entity)
+        return self._keep(entity_to_tenant(entity))
+
+    def _keep(self, tenant: Tenant) -> Tenant:
+        if self._cache_seconds > 0:
+            with self._cache_lock:
+                self._cache[tenant.tenant_id] = (self._clock() + self._cache_seconds, tenant)
+        return tenant
+
+    def _forget(self, tenant_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(tenant_id, None)
 
     def add(self, tenant: Tenant) -> Tenant:
-        with translated_errors(f"tenant {tenant.tenant_id}"):
-            meta = self._table.create_entity(tenant_to_entity(tenant))
-        return replace(tenant, etag=meta["etag"])
+        try:
+            with translated_errors(f"tenant {tenant.tenant_id}"):
+                meta = self._table.create_entity(tenant_to_entity(tenant))
+        except AlreadyExistsError:
+            self._forget(tenant.tenant_id)
+            raise
+        return self._keep(replace(tenant, etag=meta["etag"]))
 
     def update(self, tenant: Tenant) -> Tenant:
         from azure.core import MatchConditions
@@ -84,20 +131,27 @@ class TableTenantRepository:
 
         if tenant.etag is None:
             raise ConcurrencyError(f"tenant {tenant.tenant_id} was not read before saving")
-        with translated_errors(f"tenant {tenant.tenant_id}"):
-            meta = self._table.update_entity(
-                tenant_to_entity(tenant),
-                mode=UpdateMode.REPLACE,
-                etag=tenant.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        return replace(tenant, etag=meta["etag"])
+        try:
+            with translated_errors(f"tenant {tenant.tenant_id}"):
+                meta = self._table.update_entity(
+                    tenant_to_entity(tenant),
+                    mode=UpdateMode.REPLACE,
+                    etag=tenant.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except StorageError:
+            # Changed elsewhere (or gone): the next read asks the table.
+            self._forget(tenant.tenant_id)
+            raise
+        return self._keep(replace(tenant, etag=meta["etag"]))
 
     def list_all(self) -> list[Tenant]:
         with translated_errors("tenants query"):
             entities = list(self._table.query_entities(f"PartitionKey eq '{_PARTITION}'"))
         self._tables.reads += len(entities)
-        return sorted((entity_to_tenant(e) for e in entities), key=lambda t: t.tenant_id)
+        return sorted(
+            (self._keep(entity_to_tenant(e)) for e in entities), key=lambda t: t.tenant_id
+        )
 
 
 def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:

@@ -191,7 +191,7 @@ def test_a_prefix_without_an_audit_table_reads_as_no_records_and_creates_none(az
 
     # THEN it says so on stderr, prints empty figures, and leaves no table behind
     assert done.returncode == 0, done.stderr
-    assert f"no {prefix}audit table" in done.stderr
+    assert f"no {prefix}{AUDIT_TABLE} table" in done.stderr
     assert json.loads(done.stdout)["successRate"]["rate"] is None
     service = make_table_service(StorageSettings(connection_string=azurite.connection_string))
     with service:
