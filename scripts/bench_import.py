@@ -1,64 +1,210 @@
-"""Cold import cost of the function app against azure.functions alone (what indexing pays).
+"""Cold start: what indexing the function app costs over azure.functions alone, and what the
+first request costs over a warm one.
 
-Runs `python -X importtime -c "import function_app"` in fresh processes and reads, from the same
-run, the cumulative microseconds of `function_app` and of `azure.functions`. Prints the median of
-each and their ratio (1.0 would mean the app adds nothing to the library's own import).
+Both run from a copy of the checkout's tracked files with no `.pyc` (as a fresh deployment
+has: its package is read-only, so the worker compiles every module it imports) and with
+`python -B`, so that no run leaves a `.pyc` for the next.
 
-    .venv/bin/python scripts/bench_import.py [runs]
+- Import: fresh processes run `import function_app` and `import azure.functions` in turn (A B A
+  B ...); each process is timed whole, from start to exit. Prints the median of each and the
+  median of the pair-by-pair ratios (1.0 would mean the app adds nothing to the library).
+- First request: against Azurite and the Graph emulator (localdev), each fresh process imports
+  function_app and approves bookings through the function index, one after another, timing each
+  call in the process: the first pays for building the clients, signing in to Microsoft and
+  looking up the organizer; the rest are warm. Prints the median first, the median warm, and
+  the median of the per-process ratios first / warm.
+
+    .venv/bin/python scripts/bench_import.py [--runs 15] [--processes 7] [--approvals 6]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$")
+# Settings that let function_app index (storage is never reached by an import).
+IMPORT_ENV = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AUTH_ISSUER": "https://issuer.example",
+    "AUTH_AUDIENCE": "meetings",
+    "AUTH_JWKS_URL": "https://issuer.example/jwks",
+    "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
+}
 
 
-def one_run() -> tuple[int, int]:
-    env = {
-        **os.environ,
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-        "AUTH_ISSUER": "https://issuer.example",
-        "AUTH_AUDIENCE": "meetings",
-        "AUTH_JWKS_URL": "https://issuer.example/jwks",
-        "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
-    }
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import function_app"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+# Left out of the copy: compiled files, the installs (the copy runs with this interpreter) and
+# tool caches.
+NOT_COPIED = shutil.ignore_patterns(
+    "__pycache__", ".git", ".venv", "node_modules", ".local", ".*_cache"
+)
+
+
+@contextmanager
+def fresh_copy() -> Iterator[Path]:
+    """The checkout in a new folder, without a `.pyc`."""
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as folder:
+        copy = Path(folder) / "app"
+        shutil.copytree(ROOT, copy, ignore=NOT_COPIED, symlinks=True)
+        yield copy
+
+
+def whole_process_seconds(code: str, cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-B", "-c", code], cwd=cwd, env=env, check=True)
+    return time.perf_counter() - started
+
+
+def bench_import(copy: Path, runs: int) -> None:
+    env = {**os.environ, **IMPORT_ENV}
+    whole_process_seconds("import function_app", copy, env)  # warm the OS's file cache
+    app: list[float] = []
+    library: list[float] = []
+    for _ in range(runs):
+        app.append(whole_process_seconds("import function_app", copy, env))
+        library.append(whole_process_seconds("import azure.functions", copy, env))
+    ratios = sorted(a / b for a, b in zip(app, library, strict=True))
+    print(f"import, {runs} fresh processes each (whole process, no .pyc in the app)")
+    print(f"  import function_app    median {statistics.median(app) * 1000:6.1f} ms")
+    print(f"  import azure.functions median {statistics.median(library) * 1000:6.1f} ms")
+    print(
+        f"  ratio: median {statistics.median(ratios):.2f} "
+        f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
     )
-    cumulative: dict[str, int] = {}
-    for line in result.stderr.splitlines():
-        match = LINE.match(line)
-        if match and match.group(3) in ("function_app", "azure.functions"):
-            cumulative[match.group(3)] = int(match.group(1))
-    return cumulative["function_app"], cumulative["azure.functions"]
+
+
+def http_function(name: str) -> Any:
+    import function_app
+
+    for fn in function_app.app.get_functions():
+        if fn.get_function_name() == name:
+            return fn.get_user_function()
+    raise LookupError(name)
+
+
+def call(handler: Any, method: str, path: str, token: str, body: Any, **route: str) -> Any:
+    import azure.functions as func
+
+    response = handler(
+        func.HttpRequest(
+            method=method,
+            url=f"http://localhost/api{path}",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            params={},
+            route_params=route,
+            body=json.dumps(body).encode(),
+        )
+    )
+    if response.status_code >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status_code} {response.get_body()!r}")
+    return json.loads(response.get_body())
+
+
+def approve_in_this_process(token: str, booking_ids: list[str]) -> None:
+    """(In the measured process.) Approve each booking; print each call's seconds as JSON."""
+    approve = http_function("bookings_approve")
+    seconds = []
+    for booking_id in booking_ids:
+        started = time.perf_counter()
+        call(approve, "POST", f"/v1/bookings/{booking_id}/approve", token, {}, id=booking_id)
+        seconds.append(time.perf_counter() - started)
+    print(json.dumps(seconds))
+
+
+def bench_first_request(copy: Path, processes: int, approvals: int) -> None:
+    from localdev.stack import DEMO_TENANT_ID, local_services
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-first-") as state,
+        local_services(state_dir=Path(state)) as services,
+    ):
+        env = {**os.environ, **services.settings, "RECONCILE_SCHEDULE": "0 0 0 1 1 *"}
+        os.environ.update(env)
+        token = services.issuer.mint(user="staff-1", roles=["staff"], tenant=DEMO_TENANT_ID)
+        create = http_function("bookings_create")
+        firsts: list[float] = []
+        warms: list[float] = []
+        ratios: list[float] = []
+        for run in range(processes + 1):  # the first process only warms the OS's file cache
+            ids = [
+                call(create, "POST", "/v1/bookings", token, booking_body(run * approvals + n))["id"]
+                for n in range(approvals)
+            ]
+            child = [sys.executable, "-B", str(copy / "scripts" / "bench_import.py")]
+            output = subprocess.run(
+                [*child, "--approve", token, *ids],
+                cwd=copy,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            seconds = json.loads(output.strip().splitlines()[-1])
+            if run == 0:
+                continue
+            warm = statistics.median(seconds[1:])
+            firsts.append(seconds[0])
+            warms.append(warm)
+            ratios.append(seconds[0] / warm)
+    ratios.sort()
+    print(
+        f"first request, {processes} fresh processes of {approvals} approvals each "
+        "(in process, through the function index; Azurite and the Graph emulator)"
+    )
+    print(f"  first approve  median {statistics.median(firsts) * 1000:6.1f} ms")
+    print(f"  warm approve   median {statistics.median(warms) * 1000:6.1f} ms")
+    print(
+        f"  ratio: median {statistics.median(ratios):.2f} "
+        f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
+    )
+
+
+def booking_body(n: int) -> dict[str, Any]:
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) + timedelta(days=3, hours=n)).replace(
+        minute=0, second=0, microsecond=0
+    )
+    return {
+        "subject": "Maths",
+        "startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endDateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timeZone": "Europe/London",
+        "participants": [
+            {"userId": "student-1", "role": "student", "email": "student@example.com"},
+            {"userId": "tutor-1", "role": "tutor", "email": "tutor@example.com"},
+        ],
+    }
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    samples = [one_run() for _ in range(runs)]
-    app = statistics.median(s[0] for s in samples)
-    library = statistics.median(s[1] for s in samples)
-    ratios = sorted(s[0] / s[1] for s in samples)
-    print(f"runs: {runs}")
-    print(f"import function_app   median {app / 1000:.1f} ms (cumulative)")
-    print(f"import azure.functions median {library / 1000:.1f} ms (same runs)")
-    print(
-        f"ratio function_app / azure.functions: median {statistics.median(ratios):.2f} "
-        f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
-    )
+    sys.path.insert(0, str(ROOT))
+    if sys.argv[1:2] == ["--approve"]:
+        approve_in_this_process(sys.argv[2], sys.argv[3:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="import: processes of each kind")
+    parser.add_argument("--processes", type=int, default=7, help="first request: processes")
+    parser.add_argument("--approvals", type=int, default=6, help="first request: per process")
+    parser.add_argument("--only", choices=("import", "first-request"))
+    args = parser.parse_args()
+    with fresh_copy() as copy:
+        if args.only != "first-request":
+            bench_import(copy, args.runs)
+        if args.only != "import":
+            bench_first_request(copy, args.processes, args.approvals)
 
 
 if __name__ == "__main__":

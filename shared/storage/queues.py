@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import telemetry
 from shared.storage.errors import StorageError
+from shared.storage.queue_names import MEETING_OPS_POISON_QUEUE as MEETING_OPS_POISON_QUEUE
+from shared.storage.queue_names import MEETING_OPS_QUEUE as MEETING_OPS_QUEUE
 from shared.storage.tables import translated_errors, validate_key
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
 
     from shared.settings import StorageSettings
 
-MEETING_OPS_QUEUE = "meeting-ops"
-MEETING_OPS_POISON_QUEUE = "meeting-ops-poison"
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest visibility timeout Storage accepts
 
 
