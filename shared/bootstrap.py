@@ -147,7 +147,7 @@ def build_services(
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
 
-    session = http or TimeoutSession(settings.graph_timeout_seconds)
+    session = http or TimeoutSession(settings.graph_timeout_seconds, proxy=settings.outbound_proxy)
     tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
     tokens = MsalTokenSource(
         authority_host=settings.authority_host,
@@ -218,7 +218,11 @@ def build_services(
             webhook_secret=settings.stripe.webhook_secret,
             mail=mail.outbox,
             undelivered=(
-                StripeUndeliveredEvents(stripe_key, timeout=settings.graph_timeout_seconds)
+                StripeUndeliveredEvents(
+                    stripe_key,
+                    timeout=settings.graph_timeout_seconds,
+                    proxy=settings.outbound_proxy,
+                )
                 if stripe_key
                 else None
             ),

@@ -1,8 +1,10 @@
 """The HTTP session Graph and msal share: pooled connections, never a call without a timeout,
-and an optional deadline for every call a thread makes (a request's time budget)."""
+an optional deadline for every call a thread makes (a request's time budget), and proxies and
+CA roots fixed when it is built rather than looked up in the environment on every call."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,11 +22,22 @@ class TimeoutSession(requests.Session):
 
     msal sends its metadata and token requests through the session it is given, without a
     timeout of its own and without telling why it failed, so both have to live here.
+
+    `proxy` (the OUTBOUND_PROXY setting) carries every call; None: calls go direct. The
+    environment's proxy variables and ~/.netrc are not read (requests would read them again
+    on every call); the CA bundle REQUESTS_CA_BUNDLE names (locally: the emulator's CA) is
+    read once, here.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, proxy: str | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
+        self.trust_env = False
+        if proxy:
+            self.proxies = {"http": proxy, "https": proxy}
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            self.verify = ca_bundle
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         timeout = kwargs.get("timeout")

@@ -17,7 +17,12 @@ from shared import telemetry
 from shared.storage.errors import StorageError
 from shared.storage.queue_names import MEETING_OPS_POISON_QUEUE as MEETING_OPS_POISON_QUEUE
 from shared.storage.queue_names import MEETING_OPS_QUEUE as MEETING_OPS_QUEUE
-from shared.storage.tables import translated_errors, validate_key
+from shared.storage.tables import (
+    STORAGE_TRANSPORT,
+    storage_credential,
+    translated_errors,
+    validate_key,
+)
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -213,16 +218,13 @@ def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
     }
     if storage.connection_string:
         return QueueClient.from_connection_string(
-            storage.connection_string, queue, connection_timeout=5, read_timeout=20, **policies
+            storage.connection_string, queue, **STORAGE_TRANSPORT, **policies
         )
-    from shared.storage.tables import storage_credential
-
     return QueueClient(
         storage.queue_endpoint,
         queue,
         credential=storage_credential(storage),
-        connection_timeout=5,
-        read_timeout=20,
+        **STORAGE_TRANSPORT,
         **policies,
     )
 

@@ -1,0 +1,56 @@
+"""Outbound calls take no proxy from the environment: Graph and sign-in go through
+OUTBOUND_PROXY when it is set (else direct), storage always goes direct, and the CA bundle the
+host names (REQUESTS_CA_BUNDLE, here the emulator's CA) is still trusted."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.auth.principal import Principal, Role
+from shared.domain.booking import BookingStatus, MeetingStatus
+from shared.services import bookings as use_cases
+from shared.services.bookings import Approval
+from shared.storage.queues import MeetingWork
+from tests.builders import a_booking
+from tests.integration.conftest import TENANT
+
+pytestmark = pytest.mark.integration
+
+START = (datetime.now(UTC) + timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+STAFF = Principal("staff-1", TENANT, frozenset({Role.STAFF}))
+
+
+@pytest.fixture
+def dead_proxy_in_environment(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every proxy variable names a port nothing listens on; nothing is exempt."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, dead)
+    return dead
+
+
+def test_an_approval_reaches_storage_and_graph_past_a_dead_proxy_in_the_environment(
+    make_services, emulator, dead_proxy_in_environment
+):
+    # GIVEN services built while the environment names a proxy nothing answers at
+    svc = make_services()
+    booking = svc.bookings.add(
+        a_booking(tenant_id=TENANT, start=START, end=START + timedelta(hours=1))
+    )
+
+    # WHEN staff approve a booking (tables, sign-in, the organizer, the meeting) and work is
+    # queued
+    result = use_cases.approve_booking(STAFF, booking.booking_id, Approval(), svc.booking_deps)
+    svc.queue.send(MeetingWork(TENANT, booking.booking_id))
+
+    # THEN every call went direct, and the emulator's certificate was trusted
+    assert result.booking.status is BookingStatus.CONFIRMED
+    assert result.booking.meeting.status is MeetingStatus.CREATED
+    assert len(emulator.live_meetings()) == 1
