@@ -1,6 +1,7 @@
 """Outbound calls take no proxy from the environment: Graph and sign-in go through
 OUTBOUND_PROXY when it is set (else direct), storage always goes direct, and the CA bundle the
-host names (REQUESTS_CA_BUNDLE, here the emulator's CA) is still trusted."""
+host names (REQUESTS_CA_BUNDLE, here the emulator's CA) is still trusted, loaded once for every
+connection."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, MeetingStatus
+from shared.graph.session import TimeoutSession
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.storage.queues import MeetingWork
 from tests.builders import a_booking
-from tests.integration.conftest import TENANT
+from tests.integration.conftest import DIRECTORY, TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +57,24 @@ def test_an_approval_reaches_storage_and_graph_past_a_dead_proxy_in_the_environm
     assert result.booking.status is BookingStatus.CONFIRMED
     assert result.booking.meeting.status is MeetingStatus.CREATED
     assert len(emulator.live_meetings()) == 1
+
+
+def test_every_tls_connection_shares_one_context_and_still_verifies(emulator, monkeypatch):
+    # GIVEN the app's session, trusting the emulator's CA (REQUESTS_CA_BUNDLE)
+    session = TimeoutSession(5.0)
+    url = f"{emulator.base_url}/{DIRECTORY}/v2.0/.well-known/openid-configuration"
+
+    # WHEN it opens two TLS connections (the pool emptied between them)
+    contexts = []
+    for _ in range(2):
+        with session.get(url, stream=True) as answer:
+            assert answer.status_code == 200
+            contexts.append(answer.raw.connection.sock.context)
+        session.close()
+
+    # THEN both used the one context, its roots loaded once
+    assert contexts[0] is contexts[1]
+    # AND a session that does not trust the emulator's CA is refused
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    with pytest.raises(requests.exceptions.SSLError):
+        TimeoutSession(5.0).get(url)
