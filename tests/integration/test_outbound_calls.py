@@ -6,6 +6,7 @@ connection."""
 from __future__ import annotations
 
 import socket
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,7 +70,10 @@ def test_every_tls_connection_shares_one_context_and_still_verifies(emulator, mo
     for _ in range(2):
         with session.get(url, stream=True) as answer:
             assert answer.status_code == 200
-            contexts.append(answer.raw.connection.sock.context)
+            connection = answer.raw.connection
+            assert connection is not None
+            assert isinstance(connection.sock, ssl.SSLSocket)
+            contexts.append(connection.sock.context)
         session.close()
 
     # THEN both used the one context, its roots loaded once
