@@ -8,6 +8,7 @@ base64 text, as the queue trigger expects (host.json `messageEncoding`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +28,7 @@ from shared.storage.tables import (
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
 
     from shared.settings import StorageSettings
 
@@ -206,26 +207,28 @@ def ready_queue_client(
 
 
 def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
-    from azure.storage.queue import (
-        BinaryBase64DecodePolicy,
-        QueueClient,
-        TextBase64EncodePolicy,
+    """A client of `queue` (base64 text, as the trigger expects) on the process's one queue
+    service: the clients of every queue share its pipeline and connections."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
+
+    return queue_service(storage).get_queue_client(
+        queue,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=BinaryBase64DecodePolicy(),
     )
 
-    policies: dict[str, Any] = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": BinaryBase64DecodePolicy(),
-    }
+
+@functools.cache
+def queue_service(storage: StorageSettings) -> QueueServiceClient:
+    """The process's QueueServiceClient, from a connection string or a managed identity."""
+    from azure.storage.queue import QueueServiceClient
+
     if storage.connection_string:
-        return QueueClient.from_connection_string(
-            storage.connection_string, queue, **STORAGE_TRANSPORT, **policies
+        return QueueServiceClient.from_connection_string(
+            storage.connection_string, **STORAGE_TRANSPORT
         )
-    return QueueClient(
-        storage.queue_endpoint,
-        queue,
-        credential=storage_credential(storage),
-        **STORAGE_TRANSPORT,
-        **policies,
+    return QueueServiceClient(
+        storage.queue_endpoint, credential=storage_credential(storage), **STORAGE_TRANSPORT
     )
 
 

@@ -5,8 +5,11 @@ connection."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +20,9 @@ from shared.domain.booking import BookingStatus, MeetingStatus
 from shared.graph.session import TimeoutSession
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.storage.queues import MeetingWork
+from shared.settings import StorageSettings
+from shared.storage.queue_names import MAIL_POISON_QUEUE, MAIL_QUEUE
+from shared.storage.queues import MeetingWork, StorageMeetingWorkQueue
 from tests.builders import a_booking
 from tests.integration.conftest import DIRECTORY, TENANT
 
@@ -82,3 +87,60 @@ def test_every_tls_connection_shares_one_context_and_still_verifies(emulator, mo
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     with pytest.raises(requests.exceptions.SSLError):
         TimeoutSession(5.0).get(url)
+
+
+class ConnectionCounter:
+    """A TCP relay in front of a port that counts the connections made through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.connections = 0
+        self._target = target_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_the_queues_clients_share_one_pipeline_and_its_connections(azurite):
+    # GIVEN storage reached through a relay that counts connections
+    relay = ConnectionCounter(azurite.queue_port)
+    storage = StorageSettings(
+        connection_string=azurite.connection_string.replace(
+            f":{azurite.queue_port}/", f":{relay.port}/"
+        )
+    )
+    prefix = f"q{uuid.uuid4().hex[:10]}-"
+    meetings = StorageMeetingWorkQueue(storage, prefix=prefix)
+    mail = StorageMeetingWorkQueue(
+        storage, prefix=prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
+    )
+
+    # WHEN work goes to both queues, one after the other, several times
+    for n in range(3):
+        meetings.send(MeetingWork(TENANT, f"b{n}"))
+        mail.send(MeetingWork(TENANT, f"b{n}"))
+
+    # THEN one kept-alive connection carried all of it (the queues' creation included)
+    relay.close()
+    assert relay.connections == 1
