@@ -1,4 +1,10 @@
-"""The function app: creates the app and registers one blueprint per `functions/` module."""
+"""The function app: creates the app and registers one blueprint per `functions/` module.
+
+Indexing runs at every cold start, so it imports the routes and triggers and nothing else: a
+`functions/` module imports azure.functions, the response wrappers and queue names at its top,
+and each handler imports the use cases it calls (and through them the SDKs) on its first call.
+tests/unit/test_cold_start.py lists what indexing must not import.
+"""
 
 import azure.functions as func
 

@@ -1,15 +1,19 @@
-"""Bookings API (SPEC §4): create, list, read, and the lifecycle actions."""
+"""Bookings API (SPEC §4): create, list, read, and the lifecycle actions.
+
+Each handler imports what it calls on its first call, not when the app is indexed: indexing
+(every cold start) then costs the routes alone.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.api import commands as parse
-from shared.api.representations import action_json, booking_json, generation_json
 from shared.api.responses import authenticated, json_response
-from shared.auth.principal import Principal
-from shared.bootstrap import services
-from shared.services import bookings as use_cases
+
+if TYPE_CHECKING:
+    from shared.auth.principal import Principal
 
 bp = func.Blueprint()
 
@@ -18,6 +22,11 @@ bp = func.Blueprint()
 @bp.route(route="v1/bookings", methods=["POST"])
 @authenticated
 def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import booking_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     svc = services()
     created = use_cases.create_booking(
         caller,
@@ -33,6 +42,11 @@ def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings", methods=["GET"])
 @authenticated
 def list_bookings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import booking_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     query, participant = parse.booking_query(req)
     page = use_cases.list_bookings(caller, query, participant, services().booking_deps)
     return json_response(
@@ -47,6 +61,11 @@ def list_bookings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse
 @bp.route(route="v1/bookings/{id}", methods=["GET"])
 @authenticated
 def get(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import booking_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     booking = use_cases.get_booking(caller, parse.booking_id(req), services().booking_deps)
     return json_response(booking_json(booking, caller))
 
@@ -55,6 +74,11 @@ def get(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/approve", methods=["POST"])
 @authenticated
 def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     result = use_cases.approve_booking(
         caller, parse.booking_id(req), lambda: parse.approval(req), services().booking_deps
     )
@@ -65,6 +89,11 @@ def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/decline", methods=["POST"])
 @authenticated
 def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     result = use_cases.decline_booking(
         caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
     )
@@ -75,6 +104,11 @@ def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/cancel", methods=["POST"])
 @authenticated
 def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     result = use_cases.cancel_booking(
         caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
     )
@@ -85,6 +119,11 @@ def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/reschedule", methods=["POST"])
 @authenticated
 def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     svc = services()
     result = use_cases.reschedule_booking(
         caller,
@@ -99,6 +138,11 @@ def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/bookings/{id}/generate-meeting", methods=["POST"])
 @authenticated
 def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import generation_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     result = use_cases.generate_meeting(
         caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
     )
@@ -109,6 +153,11 @@ def generate_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpRespo
 @bp.route(route="v1/bookings/{id}/retry-meeting", methods=["POST"])
 @authenticated
 def retry_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
     result = use_cases.retry_meeting(
         caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.api import commands as parse
 from shared.api.responses import authenticated
-from shared.auth.principal import Principal
-from shared.bootstrap import services
-from shared.services.calendar import calendar_invite
+
+if TYPE_CHECKING:
+    from shared.auth.principal import Principal
 
 bp = func.Blueprint()
 
@@ -17,6 +18,10 @@ bp = func.Blueprint()
 @bp.route(route="v1/bookings/{id}/calendar.ics", methods=["GET"])
 @authenticated
 def calendar(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.bootstrap import services
+    from shared.services.calendar import calendar_invite
+
     body = calendar_invite(caller, parse.booking_id(req), services().booking_deps)
     return func.HttpResponse(
         body=body,

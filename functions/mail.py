@@ -8,10 +8,7 @@ import logging
 import azure.functions as func
 
 from shared import telemetry
-from shared.bootstrap import services
-from shared.notifications.delivery import MailWork, record_mail_poisoned
-from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE
-from shared.storage.queues import BadMessageError, PoisonedWork
+from shared.storage.queue_names import MAIL_POISON_QUEUE, MAIL_QUEUE
 
 bp = func.Blueprint()
 logger = logging.getLogger("meetings.queue")
@@ -20,6 +17,10 @@ logger = logging.getLogger("meetings.queue")
 @bp.function_name("mail")
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_QUEUE, connection="AzureWebJobsStorage")
 def mail(msg: func.QueueMessage) -> None:
+    from shared.bootstrap import services
+    from shared.notifications.delivery import MailWork
+    from shared.storage.queues import BadMessageError
+
     try:
         work = MailWork.from_text(msg.get_body())
     except BadMessageError as exc:
@@ -38,6 +39,10 @@ def mail(msg: func.QueueMessage) -> None:
 @bp.function_name("mail_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_POISON_QUEUE, connection="AzureWebJobsStorage")
 def mail_poison(msg: func.QueueMessage) -> None:
+    from shared.bootstrap import services
+    from shared.notifications.delivery import record_mail_poisoned
+    from shared.storage.queues import BadMessageError, PoisonedWork
+
     try:
         poisoned = PoisonedWork.from_text(msg.get_body())
     except BadMessageError as exc:
@@ -51,4 +56,6 @@ def mail_poison(msg: func.QueueMessage) -> None:
 @bp.function_name("mail_sweep")
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def mail_sweep(timer: func.TimerRequest) -> None:
+    from shared.bootstrap import services
+
     services().mail.sweep.run()

@@ -8,15 +8,7 @@ import logging
 import azure.functions as func
 
 from shared import telemetry
-from shared.bootstrap import services
-from shared.services.meeting_work import record_poisoned
-from shared.storage.queues import (
-    MEETING_OPS_POISON_QUEUE,
-    MEETING_OPS_QUEUE,
-    BadMessageError,
-    MeetingWork,
-    PoisonedWork,
-)
+from shared.storage.queue_names import MEETING_OPS_POISON_QUEUE, MEETING_OPS_QUEUE
 
 bp = func.Blueprint()
 logger = logging.getLogger("meetings.queue")
@@ -25,6 +17,9 @@ logger = logging.getLogger("meetings.queue")
 @bp.function_name("meeting_ops")
 @bp.queue_trigger(arg_name="msg", queue_name=MEETING_OPS_QUEUE, connection="AzureWebJobsStorage")
 def meeting_ops(msg: func.QueueMessage) -> None:
+    from shared.bootstrap import services
+    from shared.storage.queues import BadMessageError, MeetingWork
+
     try:
         work = MeetingWork.from_text(msg.get_body())
     except BadMessageError as exc:
@@ -50,6 +45,10 @@ def meeting_ops(msg: func.QueueMessage) -> None:
     arg_name="msg", queue_name=MEETING_OPS_POISON_QUEUE, connection="AzureWebJobsStorage"
 )
 def meeting_ops_poison(msg: func.QueueMessage) -> None:
+    from shared.bootstrap import services
+    from shared.services.meeting_work import record_poisoned
+    from shared.storage.queues import BadMessageError, PoisonedWork
+
     try:
         poisoned = PoisonedWork.from_text(msg.get_body())
     except BadMessageError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api.responses import anonymous, json_response
-from shared.bootstrap import services
 
 bp = func.Blueprint()
 
@@ -17,6 +16,8 @@ bp = func.Blueprint()
 @bp.route(route="v1/payments/webhook", methods=["POST"])
 @anonymous
 def webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.bootstrap import services
+
     receipt = services().payments.receive_webhook(
         req.get_body() or b"", req.headers.get("Stripe-Signature")
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import telemetry
-from shared.bootstrap import services
 
 bp = func.Blueprint()
 
@@ -17,6 +16,8 @@ bp = func.Blueprint()
 @bp.function_name("reconcile")
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def reconcile(timer: func.TimerRequest) -> None:
+    from shared.bootstrap import services
+
     with telemetry.span("reconcile run"):
         svc = services()
         try:

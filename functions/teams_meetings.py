@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.api import commands as parse
-from shared.api.representations import capability_json, settings_json, verification_json
 from shared.api.responses import authenticated, json_response
-from shared.auth.principal import Principal
-from shared.bootstrap import services
-from shared.services import teams_settings
+
+if TYPE_CHECKING:
+    from shared.auth.principal import Principal
 
 bp = func.Blueprint()
 
@@ -18,6 +18,10 @@ bp = func.Blueprint()
 @bp.route(route="v1/teams-meetings/capability", methods=["GET"])
 @authenticated
 def capability(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api.representations import capability_json
+    from shared.bootstrap import services
+    from shared.services import teams_settings
+
     return json_response(capability_json(teams_settings.capability(caller, services().directory)))
 
 
@@ -25,6 +29,10 @@ def capability(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/teams-meetings/settings", methods=["GET"])
 @authenticated
 def get_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api.representations import settings_json
+    from shared.bootstrap import services
+    from shared.services import teams_settings
+
     return json_response(settings_json(teams_settings.get_settings(caller, services().directory)))
 
 
@@ -32,6 +40,11 @@ def get_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/teams-meetings/settings", methods=["PUT"])
 @authenticated
 def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import settings_json
+    from shared.bootstrap import services
+    from shared.services import teams_settings
+
     svc = services()
     saved = teams_settings.update_settings(
         caller, lambda: parse.settings_change(req), svc.directory, svc.clock()
@@ -43,6 +56,11 @@ def put_settings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 @bp.route(route="v1/teams-meetings/verify-organizer", methods=["POST"])
 @authenticated
 def verify_organizer(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import verification_json
+    from shared.bootstrap import services
+    from shared.services import teams_settings
+
     svc = services()
     result = teams_settings.verify_organizer(
         caller, lambda: parse.verification(req), svc.directory, svc.graph, svc.check_meetings

@@ -97,6 +97,9 @@ param microsoftAuthorityHost string = 'https://login.microsoftonline.com'
 @description('Timeout of one Graph call, in seconds.')
 param graphTimeoutSeconds string = '10'
 
+@description('Proxy URL for the calls to Graph, sign-in, token issuers and Stripe (empty: direct).')
+param outboundProxy string = ''
+
 @description('Six-field NCRONTAB schedule of the reconciliation timer.')
 param reconcileSchedule string = '0 */5 * * * *'
 
@@ -348,6 +351,7 @@ var appSettings = {
   GRAPH_BASE_URL: graphBaseUrl
   MICROSOFT_AUTHORITY_HOST: microsoftAuthorityHost
   GRAPH_TIMEOUT_SECONDS: graphTimeoutSeconds
+  OUTBOUND_PROXY: outboundProxy
   // Meetings.
   RECONCILE_SCHEDULE: reconcileSchedule
   VERIFY_WINDOW_HOURS: verifyWindowHours

@@ -2,7 +2,8 @@
 
 Handlers ask for `services()`; tests build their own `Services` with `build_services` around
 Azurite and a faked Graph wire. Heavy SDKs are imported here, on first use, not when the
-function app is indexed, so cold starts stay short.
+function app is indexed, so cold starts stay short; `report_settings`, which indexing calls,
+needs nothing but the settings.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.domain.tenant import CredentialKind, InstallStatus, MicrosoftProfile, Tenant
-from shared.graph.errors import GraphAuthError
 from shared.observability import log_event
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     import requests
 
     from shared.auth.tokens import TokenValidator
+    from shared.domain.tenant import Tenant
     from shared.graph.client import GraphMeetingsClient
     from shared.notifications.delivery import MailServices
     from shared.notifications.transports import MailTransport, Sender
@@ -84,6 +84,8 @@ def resolve_secret_setting(name: str) -> str:
     In Azure the setting is a Key Vault reference, which the platform resolves; the tables
     only ever hold the setting's name.
     """
+    from shared.graph.errors import GraphAuthError
+
     value = os.environ.get(name, "")
     if not value:
         raise GraphAuthError(
@@ -95,6 +97,8 @@ def resolve_secret_setting(name: str) -> str:
 
 def default_tenant(settings: Settings) -> Tenant | None:
     """The tenant the seed's four variables describe, if they are set."""
+    from shared.domain.tenant import CredentialKind, InstallStatus, MicrosoftProfile, Tenant
+
     if settings.microsoft is None:
         return None
     return Tenant(
@@ -143,7 +147,7 @@ def build_services(
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenants import TableTenantRepository
 
-    session = http or TimeoutSession(settings.graph_timeout_seconds)
+    session = http or TimeoutSession(settings.graph_timeout_seconds, proxy=settings.outbound_proxy)
     tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
     tokens = MsalTokenSource(
         authority_host=settings.authority_host,
@@ -214,7 +218,11 @@ def build_services(
             webhook_secret=settings.stripe.webhook_secret,
             mail=mail.outbox,
             undelivered=(
-                StripeUndeliveredEvents(stripe_key, timeout=settings.graph_timeout_seconds)
+                StripeUndeliveredEvents(
+                    stripe_key,
+                    timeout=settings.graph_timeout_seconds,
+                    proxy=settings.outbound_proxy,
+                )
                 if stripe_key
                 else None
             ),

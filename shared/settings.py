@@ -122,6 +122,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("GRAPH_TIMEOUT_SECONDS", "Timeout of one Graph call, in seconds.", default="10"),
     SettingSpec(
+        "OUTBOUND_PROXY",
+        "Proxy URL (http:// or https://) for calls to Graph, sign-in, token issuers' keys and "
+        "Stripe; unset: direct. The environment's *_PROXY variables are not read.",
+    ),
+    SettingSpec(
         "RECONCILE_SCHEDULE",
         "NCRONTAB schedule of the reconciliation timer.",
         default="0 */5 * * * *",
@@ -344,6 +349,7 @@ class Settings:
     running_in_azure: bool
     auth: AuthSettings
     mail: MailTransportSettings = MailTransportSettings()
+    outbound_proxy: str | None = None
 
     @property
     def booking_horizon(self) -> timedelta:
@@ -382,6 +388,11 @@ class Settings:
             parts = urlsplit(url)
             if parts.scheme != "https" or not parts.netloc:
                 problems.append(f"{name} must be an https URL, got {url!r}")
+
+        proxy = value("OUTBOUND_PROXY")
+        proxy_parts = urlsplit(proxy)
+        if proxy and (proxy_parts.scheme not in ("http", "https") or not proxy_parts.netloc):
+            problems.append(f"OUTBOUND_PROXY must be an http:// or https:// URL, got {proxy!r}")
 
         timeout = 0.0
         try:
@@ -469,6 +480,7 @@ class Settings:
                 roles_claim=value("AUTH_ROLES_CLAIM"),
             ),
             mail=mail,
+            outbound_proxy=proxy or None,
         )
 
 

@@ -13,11 +13,15 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.booking import Booking, ParticipantRole
 from shared.domain.notices import Notice, NoticeKind
 from shared.notifications.strings import Strings
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_HEADER_CHARS = 200
@@ -150,20 +154,28 @@ def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
 
 class MailRenderer:
     def __init__(self, strings: Strings | None = None) -> None:
-        import jinja2
-
         self._strings = strings or Strings()
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES),
-            # HTML parts escape every value; plain-text parts are not markup.
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html",), default_for_string=True
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        self._templates: jinja2.Environment | None = None
+
+    @property
+    def _env(self) -> jinja2.Environment:
+        # Made on the first e-mail, not with the app's services: a request that only queues
+        # mail does not pay for importing jinja2.
+        if self._templates is None:
+            import jinja2
+
+            self._templates = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(TEMPLATES),
+                # HTML parts escape every value; plain-text parts are not markup.
+                autoescape=jinja2.select_autoescape(
+                    enabled_extensions=("html",), default_for_string=True
+                ),
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                keep_trailing_newline=True,
+            )
+        return self._templates
 
     def render(
         self, booking: Booking, notice: Notice, recipient: Recipient, organization: str

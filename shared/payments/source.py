@@ -21,17 +21,33 @@ MAX_EVENTS = 2000  # per timer run; the rest waits for the next
 
 
 class StripeUndeliveredEvents:
-    def __init__(self, api_key: str, *, timeout: float) -> None:
-        import stripe
+    def __init__(self, api_key: str, *, timeout: float, proxy: str | None = None) -> None:
+        self._api_key = api_key
+        self._timeout = timeout
+        self._proxy = proxy
+        self._client: Any = None
 
-        self._client = stripe.StripeClient(
-            api_key,
-            http_client=stripe.RequestsClient(timeout=timeout),
-            max_network_retries=2,
-        )
+    def _stripe(self) -> Any:
+        # Made on the timer's first recovery, not with the app's services: importing stripe
+        # costs more than a request does.
+        if self._client is None:
+            import requests
+            import stripe
+
+            session = requests.Session()
+            # Proxies from OUTBOUND_PROXY, not from the environment on every call.
+            session.trust_env = False
+            self._client = stripe.StripeClient(
+                self._api_key,
+                http_client=stripe.RequestsClient(
+                    timeout=self._timeout, session=session, proxy=self._proxy
+                ),
+                max_network_retries=2,
+            )
+        return self._client
 
     def list_since(self, since: datetime) -> Iterator[StripeEvent]:
-        listed = self._client.v1.events.list(
+        listed = self._stripe().v1.events.list(
             params={
                 "delivery_success": False,
                 "created": {"gte": int(since.timestamp())},

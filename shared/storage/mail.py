@@ -21,14 +21,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
+from shared.storage.queue_names import MAIL_POISON_QUEUE as MAIL_POISON_QUEUE
+from shared.storage.queue_names import MAIL_QUEUE as MAIL_QUEUE
 from shared.storage.tables import Tables, row_key, to_utc, translated_errors, validate_key
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 TABLE = "mailsent"
-MAIL_QUEUE = "mail"
-MAIL_POISON_QUEUE = "mail-poison"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ base64 text, as the queue trigger expects (host.json `messageEncoding`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -15,17 +16,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import telemetry
 from shared.storage.errors import StorageError
-from shared.storage.tables import translated_errors, validate_key
+from shared.storage.queue_names import MEETING_OPS_POISON_QUEUE as MEETING_OPS_POISON_QUEUE
+from shared.storage.queue_names import MEETING_OPS_QUEUE as MEETING_OPS_QUEUE
+from shared.storage.tables import (
+    STORAGE_TRANSPORT,
+    storage_credential,
+    translated_errors,
+    validate_key,
+)
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
 
     from shared.settings import StorageSettings
 
-MEETING_OPS_QUEUE = "meeting-ops"
-MEETING_OPS_POISON_QUEUE = "meeting-ops-poison"
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest visibility timeout Storage accepts
 
 
@@ -211,32 +217,29 @@ def ready_queue_client(
 
 
 def make_queue_client(storage: StorageSettings, queue: str) -> QueueClient:
-    from azure.storage.queue import (
-        BinaryBase64DecodePolicy,
-        QueueClient,
-        TextBase64EncodePolicy,
+    """A client of `queue` (base64 text, as the trigger expects) on the process's one queue
+    service: the clients of every queue share its pipeline and connections."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
+
+    return queue_service(storage).get_queue_client(
+        queue,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=BinaryBase64DecodePolicy(),
     )
+
+
+@functools.cache
+def queue_service(storage: StorageSettings) -> QueueServiceClient:
+    """The process's QueueServiceClient, from a connection string or a managed identity."""
+    from azure.storage.queue import QueueServiceClient
 
     from shared.storage.wire import count_request
 
-    policies: dict[str, Any] = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": BinaryBase64DecodePolicy(),
-        "raw_request_hook": count_request,
-    }
+    options: dict[str, Any] = {**STORAGE_TRANSPORT, "raw_request_hook": count_request}
     if storage.connection_string:
-        return QueueClient.from_connection_string(
-            storage.connection_string, queue, connection_timeout=5, read_timeout=20, **policies
-        )
-    from shared.storage.tables import storage_credential
-
-    return QueueClient(
-        storage.queue_endpoint,
-        queue,
-        credential=storage_credential(storage),
-        connection_timeout=5,
-        read_timeout=20,
-        **policies,
+        return QueueServiceClient.from_connection_string(storage.connection_string, **options)
+    return QueueServiceClient(
+        storage.queue_endpoint, credential=storage_credential(storage), **options
     )
 
 

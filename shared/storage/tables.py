@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -210,6 +211,15 @@ def translated_errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: storage answered {status} ({error_code})") from exc
 
 
+# Storage clients' transport options: bounded waits, and no proxy or CA settings looked up in
+# the environment on every call (storage is reached directly).
+STORAGE_TRANSPORT: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 20,
+    "use_env_settings": False,
+}
+
+
 def make_table_service(storage: StorageSettings) -> TableServiceClient:
     """Build the process's TableServiceClient from a connection string or a managed identity."""
     from azure.data.tables import TableServiceClient
@@ -218,11 +228,7 @@ def make_table_service(storage: StorageSettings) -> TableServiceClient:
 
     # Every table client comes from this service and shares its pipeline (policies and
     # transport, so one connection pool): the pipeline is built once per process.
-    options: dict[str, Any] = {
-        "connection_timeout": 5,
-        "read_timeout": 20,
-        "raw_request_hook": count_request,
-    }
+    options: dict[str, Any] = {**STORAGE_TRANSPORT, "raw_request_hook": count_request}
     if storage.connection_string:
         return TableServiceClient.from_connection_string(storage.connection_string, **options)
     return TableServiceClient(
@@ -230,9 +236,11 @@ def make_table_service(storage: StorageSettings) -> TableServiceClient:
     )
 
 
+@functools.cache
 def storage_credential(storage: StorageSettings) -> Any:
     """The managed identity that reaches storage: the user-assigned one the settings name
-    (`AzureWebJobsStorage__clientId`), else the platform's default chain."""
+    (`AzureWebJobsStorage__clientId`), else the platform's default chain. One per process,
+    shared by the table and queue clients, so that they share its token."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if storage.identity_client_id:

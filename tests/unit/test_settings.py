@@ -174,11 +174,19 @@ def test_a_credential_without_what_it_needs_is_named(env, names):
         ("MEETING_RETRY_SCHEDULE", "0.5,30"),
         ("MEETING_INLINE_BUDGET_SECONDS", "-1"),
         ("MEETING_INLINE_BUDGET_SECONDS", "nan"),
+        ("OUTBOUND_PROXY", "proxy.corp:3128"),
+        ("OUTBOUND_PROXY", "socks5://proxy.corp:1080"),
     ],
 )
 def test_bad_values_are_refused_by_name(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**STORAGE, name: value})
+
+
+def test_calls_go_direct_unless_an_outbound_proxy_is_set():
+    assert Settings.from_env(STORAGE).outbound_proxy is None
+    proxied = Settings.from_env({**STORAGE, "OUTBOUND_PROXY": "http://proxy.corp:3128"})
+    assert proxied.outbound_proxy == "http://proxy.corp:3128"
 
 
 def test_every_problem_is_reported_at_once():
