@@ -191,8 +191,8 @@ def test_a_table_save_deletes_the_index_rows_its_previous_version_had(tables):
         [
             "b|b00001",
             f"t|{stamp}.000000Z|b00001",
-            f"a|student-1|{stamp}.000000Z|b00001",
-            f"a|tutor-1|{stamp}.000000Z|b00001",
+            f"u|student-1|{stamp}.000000Z|b00001",
+            f"u|tutor-1|{stamp}.000000Z|b00001",
             f"s|{stamp}Z|b00001",
         ]
     )
