@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from localdev.azurite import start_azurite
 from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole

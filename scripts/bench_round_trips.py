@@ -98,11 +98,34 @@ def main() -> None:
                     bad = [r for r in results[name] if r.status != 200]
                     if bad:
                         raise SystemExit(f"{name} answered {bad[0].status}: {bad[0].body}")
+                read_ms = one_read_ms(app, args.runs)
         finally:
             restore_environment(before)
             azurite.stop()
     print(f"Storage requests per action (median of {args.runs}), Graph calls, in-process time")
     print(table(results))
+    if "approve" in results:
+        approve_ms = statistics.median(r.ms for r in results["approve"])
+        print(
+            f"One storage round trip (a booking's point read): {read_ms:.1f} ms; approve takes "
+            f"{approve_ms / read_ms:.1f} round-trip units (Graph answered in process)"
+        )
+
+
+def one_read_ms(app: AppInProcess, runs: int) -> float:
+    """The median time of one storage round trip: a point read of a booking."""
+    import time
+
+    from shared.bootstrap import services
+
+    booking_id = app.create()
+    bookings = services().bookings
+    times = []
+    for _ in range(max(runs, 5) * 4):
+        began = time.perf_counter()
+        bookings.get(app.tenant, booking_id)
+        times.append((time.perf_counter() - began) * 1000)
+    return float(statistics.median(times))
 
 
 if __name__ == "__main__":
