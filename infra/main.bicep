@@ -59,6 +59,16 @@ param maximumInstanceCount int = 40
 @description('Memory of one instance, in MB.')
 param instanceMemoryMB int = 2048
 
+@minValue(1)
+@maxValue(1000)
+@description('HTTP requests one instance takes at once before the platform adds another (docs/deployment.md, concurrency).')
+param httpPerInstanceConcurrency int = 4
+
+@minValue(1)
+@maxValue(64)
+@description('Threads of the Python worker (PYTHON_THREADPOOL_THREAD_COUNT): at least the queue messages an instance keeps in flight.')
+param pythonThreadCount int = 24
+
 @description('Comma-separated origins (https://app.example.com) allowed to call the API from a browser. Empty: none.')
 param corsAllowedOrigins string = ''
 
@@ -335,6 +345,8 @@ var appSettings = {
   AzureWebJobsStorage__queueServiceUri: 'https://${storageAccountName}.queue.${environment().suffixes.storage}'
   AzureWebJobsStorage__tableServiceUri: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
   STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage
+  // The worker's threads: a request or message waiting for Graph holds one.
+  PYTHON_THREADPOOL_THREAD_COUNT: string(pythonThreadCount)
   // Application Insights with Entra auth, as the user-assigned identity.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
@@ -397,6 +409,7 @@ module api 'app/function.bicep' = {
     zoneRedundant: zoneRedundant
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
   }
 }
 
