@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from localdev.azurite import start_azurite
 from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole
-from shared.storage.bookings import BookingQuery, TableBookingRepository, rows_for
+from shared.storage.bookings import BookingQuery, TableBookingRepository
 from shared.storage.tables import Tables
-from tests.builders import a_booking
+from tests.builders import a_booking, store_in_bulk
 
 TENANT = "tenant-bench"
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -54,8 +54,7 @@ class CountingTransport(RequestsTransport):  # type: ignore[misc]
 
 def load(tables: Tables, count: int) -> None:
     """`count` bookings, two to each hour (equal start times on purpose), in bulk transactions."""
-    table = tables.table("bookings")
-    batch: list[dict[str, Any]] = []
+    bookings = []
     for i in range(count):
         start = START + timedelta(hours=i // 2)
         booking = a_booking(
@@ -70,13 +69,8 @@ def load(tables: Tables, count: int) -> None:
             ),
             version=1,
         )
-        rows = rows_for(booking)
-        if len(batch) + len(rows) > 100:
-            table.submit_transaction([("upsert", row) for row in batch])
-            batch = []
-        batch += rows
-    if batch:
-        table.submit_transaction([("upsert", row) for row in batch])
+        bookings.append(booking)
+    store_in_bulk(tables.table("bookings"), bookings)
 
 
 def measure(

@@ -54,39 +54,10 @@ class Cost:
 def load_healthy(app: AppInProcess, count: int, start: datetime, verified_at: datetime) -> None:
     """`count` confirmed bookings whose meetings are in step, in bulk transactions."""
     from shared.bootstrap import services
-    from shared.domain.booking import BookingStatus, MeetingState
-    from shared.storage.bookings import rows_for
-    from tests.builders import a_booking
+    from tests.builders import in_step, store_in_bulk
 
-    table = services().tables.table("bookings")
-    batch: list[dict[str, Any]] = []
-    for i in range(count):
-        booking = a_booking(
-            tenant_id=app.tenant,
-            booking_id=f"healthy{i:05d}",
-            status=BookingStatus.CONFIRMED,
-            start=start,
-            end=start + timedelta(hours=1),
-            meeting=MeetingState(
-                wanted=True,
-                provider="teams",
-                meeting_id=f"m{i}",
-                join_url=f"https://teams.microsoft.com/l/meetup-join/{i}",
-                organizer_id="o1",
-                synced_start=start,
-                synced_end=start + timedelta(hours=1),
-                options_applied=True,
-                verified_at=verified_at,
-            ),
-            version=1,
-        )
-        rows = rows_for(booking)
-        if len(batch) + len(rows) > 100:
-            table.submit_transaction([("upsert", row) for row in batch])
-            batch = []
-        batch += rows
-    if batch:
-        table.submit_transaction([("upsert", row) for row in batch])
+    bookings = (in_step(app.tenant, i, start, verified_at) for i in range(count))
+    store_in_bulk(services().tables.table("bookings"), bookings)
 
 
 def missing_meetings(app: AppInProcess, start: datetime) -> None:

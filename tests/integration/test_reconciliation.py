@@ -13,8 +13,7 @@ from shared.domain.audit import AuditEvent
 from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.storage.bookings import rows_for
-from tests.builders import a_booking
+from tests.builders import a_booking, in_step, store_in_bulk
 from tests.integration.conftest import TENANT
 
 pytestmark = pytest.mark.integration
@@ -41,35 +40,8 @@ def approved(svc, start, last_seen=None):
 def load_healthy(svc, count, start, verified_at=None):
     """`count` confirmed bookings whose meetings are in step, written in bulk transactions;
     `verified_at`: when Teams last confirmed them."""
-    table = svc.tables.table("bookings")
-    batch: list[dict] = []
-    for i in range(count):
-        booking = a_booking(
-            tenant_id=TENANT,
-            booking_id=f"healthy{i:05d}",
-            status=BookingStatus.CONFIRMED,
-            start=start,
-            end=start + timedelta(hours=1),
-            meeting=MeetingState(
-                wanted=True,
-                provider="teams",
-                meeting_id=f"m{i}",
-                join_url=f"https://teams.microsoft.com/l/meetup-join/{i}",
-                organizer_id="o1",
-                synced_start=start,
-                synced_end=start + timedelta(hours=1),
-                options_applied=True,
-                verified_at=verified_at,
-            ),
-            version=1,
-        )
-        rows = rows_for(booking)
-        if len(batch) + len(rows) > 100:
-            table.submit_transaction([("upsert", row) for row in batch])
-            batch = []
-        batch += rows
-    if batch:
-        table.submit_transaction([("upsert", row) for row in batch])
+    bookings = (in_step(TENANT, i, start, verified_at) for i in range(count))
+    store_in_bulk(svc.tables.table("bookings"), bookings)
 
 
 def drifted(svc, count, start):
