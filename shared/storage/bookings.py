@@ -756,6 +756,9 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
             for p in booking.participants
         ],
         separators=(",", ":"),
+        # As the text is: an escape (\uXXXX) would take 6 to 12 characters of the property's
+        # 64 KiB for each character outside ASCII, so names the API accepts would not fit.
+        ensure_ascii=False,
     )
     return {
         "PartitionKey": pk,
