@@ -35,6 +35,7 @@ from shared.storage.memory import (
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
+from shared.storage.tables import Tables
 from shared.storage.tenants import TableTenantRepository
 from tests.builders import T0, a_booking, a_tenant
 
@@ -561,3 +562,40 @@ def test_a_save_whose_rows_to_delete_are_gone_already_still_saves(tables, lost):
         ]
     )
     assert saved.version == booking.version + 1
+
+
+def test_a_read_answered_before_a_save_here_does_not_bring_back_the_old_tenant(azurite):
+    # GIVEN a tenant read in flight whose answer (the row before the save) arrives after a save
+    # made in the same process returned (the transport holds that one answer back)
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.data.tables import TableServiceClient
+
+    answered, release = threading.Event(), threading.Event()
+    held = {"armed": False}
+
+    class HoldingTransport(RequestsTransport):  # type: ignore[misc]
+        def send(self, request, **kwargs):
+            response = super().send(request, **kwargs)
+            if held["armed"] and request.method == "GET":
+                held["armed"] = False
+                answered.set()
+                release.wait(10)
+            return response
+
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, transport=HoldingTransport()
+    )
+    tenants = TableTenantRepository(Tables(service, prefix=f"t{uuid.uuid4().hex[:10]}"))
+    tenant = tenants.add(a_tenant())
+    held["armed"] = True
+    reader = threading.Thread(target=tenants.get, args=("tenant-a",))
+    reader.start()
+    assert answered.wait(10)
+
+    # WHEN the admin's save returns (organizer cleared: the back-out switch), then the read ends
+    tenants.update(replace(tenant, organizer_upn=None))
+    release.set()
+    reader.join()
+
+    # THEN the meeting paths of this process see the saved tenant, not the older answer
+    assert tenants.get_recent("tenant-a").organizer_upn is None
