@@ -297,8 +297,23 @@ class TableBookingRepository:
             if record.tenant_id != booking.tenant_id:
                 raise SchemaError(f"audit record {record.record_id} is another tenant's")
             operations += [("create", row) for row in audit_rows(record)]
-        with translated_errors(f"booking {booking.booking_id}"):
-            results = self._table.submit_transaction(operations)
+        deletes = [op for op in operations if op[0] == "delete"]
+        try:
+            with translated_errors(f"booking {booking.booking_id}"):
+                results = self._table.submit_transaction(operations)
+        except NotFoundError:
+            if not deletes:
+                raise
+            # A row this save deletes is gone already (by hand, or never written by an older
+            # version): the whole transaction fails on it, and every retry would too. Save
+            # without the deletes, then delete each row apart unless a newer save wrote it.
+            # (If the booking itself is gone, this fails the same way.)
+            with translated_errors(f"booking {booking.booking_id}"):
+                results = self._table.submit_transaction(
+                    [op for op in operations if op[0] != "delete"]
+                )
+            for _, row in deletes:
+                self._delete_unless_newer(saved.tenant_id, row["RowKey"], saved.version)
         for kind in apart:
             # The version read is not known here (read by another repository, or long ago):
             # delete the marker apart, unless a newer write (a higher booking version) put it.
@@ -484,24 +499,27 @@ class TableBookingRepository:
 
     def _clear_marker(self, booking: Booking, up_to_version: int, kind: str = _RECONCILE) -> None:
         """Delete the marker unless a newer write (a higher booking version) put it there."""
+        self._delete_unless_newer(
+            booking.tenant_id, row_key(kind, booking.booking_id), up_to_version
+        )
+
+    def _delete_unless_newer(self, pk: str, rk: str, up_to_version: int) -> None:
+        """Delete a marker or index row unless a newer write (a higher booking version: a
+        marker's `BookingVersion`, a copy's `Version`) put it there."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        rk = row_key(kind, booking.booking_id)
         try:
-            with translated_errors(f"reconcile marker {booking.booking_id}"):
-                marker = self._table.get_entity(booking.tenant_id, rk)
+            with translated_errors(f"row {rk}"):
+                row = self._table.get_entity(pk, rk)
         except NotFoundError:
             return
-        if int(marker.get("BookingVersion", 0)) > up_to_version:
+        if int(row.get("BookingVersion", row.get("Version", 0))) > up_to_version:
             return
-        # If the marker changed or went meanwhile, someone newer owns it: leave it.
+        # If the row changed or went meanwhile, someone newer owns it: leave it.
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
             self._table.delete_entity(
-                booking.tenant_id,
-                rk,
-                etag=marker.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
+                pk, rk, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
             )
 
 
@@ -756,6 +774,9 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
             for p in booking.participants
         ],
         separators=(",", ":"),
+        # As the text is: an escape (\uXXXX) would take 6 to 12 characters of the property's
+        # 64 KiB for each character outside ASCII, so names the API accepts would not fit.
+        ensure_ascii=False,
     )
     return {
         "PartitionKey": pk,

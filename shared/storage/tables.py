@@ -32,7 +32,7 @@ _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?|\x00-\x1f\x7f-\x9f]")
 # 255 so that composite row keys ("p|{participant}|{booking}", "b|{booking}|{time}|{record}")
 # always fit.
 MAX_KEY_LENGTH = 255
-# A string property holds at most 64 KiB of UTF-16, i.e. 32 Ki characters of the BMP.
+# A string property holds at most 64 KiB of UTF-16, i.e. 32 Ki UTF-16 units.
 MAX_STRING_PROPERTY_CHARS = 32 * 1024
 KEY_SEPARATOR = "|"
 
@@ -80,7 +80,10 @@ def _quote(value: str) -> str:
 
 
 def check_string(value: str | None, what: str) -> str | None:
-    if value is not None and len(value) > MAX_STRING_PROPERTY_CHARS:
+    # Counted as Storage counts, in UTF-16 units: a character outside the BMP takes two.
+    if value is not None and len(value.encode("utf-16-le", "surrogatepass")) // 2 > (
+        MAX_STRING_PROPERTY_CHARS
+    ):
         raise SchemaError(f"{what} is longer than {MAX_STRING_PROPERTY_CHARS} characters")
     if value is not None and not _is_utf8(value):
         raise SchemaError(f"{what} is not valid text (it holds a lone surrogate)")

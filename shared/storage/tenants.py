@@ -86,6 +86,8 @@ class TableTenantRepository:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, Tenant]] = {}
+        # Saves (and forgets) made here, by tenant: a read that one overtook keeps no copy.
+        self._writes: dict[str, int] = {}
         self._cache_lock = threading.Lock()
 
     @property
@@ -102,18 +104,35 @@ class TableTenantRepository:
 
     def get(self, tenant_id: str) -> Tenant:
         key = validate_key(tenant_id, "tenant id")
+        seen = self._writes_now()
         with translated_errors(f"tenant {tenant_id}"):
             entity = self._table.get_entity(_PARTITION, key)
-        return self._keep(entity_to_tenant(entity))
+        return self._keep_read(entity_to_tenant(entity), seen)
+
+    def _writes_now(self) -> dict[str, int]:
+        with self._cache_lock:
+            return dict(self._writes)
+
+    def _keep_read(self, tenant: Tenant, seen: dict[str, int]) -> Tenant:
+        """Keep a tenant read, unless a save here since the read began (`seen`: the saves
+        counted then) may be newer than its answer: that save's copy stays."""
+        if self._cache_seconds > 0:
+            key = tenant.tenant_id
+            with self._cache_lock:
+                if self._writes.get(key, 0) == seen.get(key, 0):
+                    self._cache[key] = (self._clock() + self._cache_seconds, tenant)
+        return tenant
 
     def _keep(self, tenant: Tenant) -> Tenant:
-        if self._cache_seconds > 0:
-            with self._cache_lock:
+        with self._cache_lock:
+            self._writes[tenant.tenant_id] = self._writes.get(tenant.tenant_id, 0) + 1
+            if self._cache_seconds > 0:
                 self._cache[tenant.tenant_id] = (self._clock() + self._cache_seconds, tenant)
         return tenant
 
     def _forget(self, tenant_id: str) -> None:
         with self._cache_lock:
+            self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
             self._cache.pop(tenant_id, None)
 
     def add(self, tenant: Tenant) -> Tenant:
@@ -146,11 +165,13 @@ class TableTenantRepository:
         return self._keep(replace(tenant, etag=meta["etag"]))
 
     def list_all(self) -> list[Tenant]:
+        seen = self._writes_now()
         with translated_errors("tenants query"):
             entities = list(self._table.query_entities(f"PartitionKey eq '{_PARTITION}'"))
         self._tables.reads += len(entities)
         return sorted(
-            (self._keep(entity_to_tenant(e)) for e in entities), key=lambda t: t.tenant_id
+            (self._keep_read(entity_to_tenant(e), seen) for e in entities),
+            key=lambda t: t.tenant_id,
         )
 
 

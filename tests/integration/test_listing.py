@@ -309,3 +309,48 @@ def test_reindex_lists_bookings_of_the_older_layout_once_and_drops_its_rows(tabl
     later = T0 + timedelta(days=2)
     repo.update(replace(stored, start=later, end=later + timedelta(hours=1)))
     assert repo.list_starting_between(TENANT, T0, T0 + timedelta(1)) == []
+
+
+def test_a_page_chain_during_moves_lists_each_unmoved_booking_once_in_order(tables):
+    # GIVEN 40 bookings, the odd ones moved back and forth across the whole range meanwhile
+    bookings = TableBookingRepository(tables)
+    added = [bookings.add(a_listed_booking(i)) for i in range(40)]
+    still = [b.booking_id for b in sorted(added, key=lambda b: (b.start, b.booking_id))][::2]
+    moving = {b.booking_id for b in added} - set(still)
+    stop = False
+
+    def move() -> int:
+        moves = 0
+        while not stop:
+            for booking in added:
+                if booking.booking_id not in moving:
+                    continue
+                current = bookings.get(TENANT, booking.booking_id)
+                jump = timedelta(days=-30 if current.start > T0 + timedelta(days=1) else 30)
+                bookings.update(
+                    replace(current, start=current.start + jump, end=current.end + jump)
+                )
+                moves += 1
+        return moves
+
+    # WHEN staff and a participant follow page chains of 7 while the moves go on
+    with ThreadPoolExecutor(1) as pool:
+        mover = pool.submit(move)
+        try:
+            chains = [chain(lambda q: bookings.list_for_tenant(TENANT, q), BookingQuery(limit=7))]
+            chains += [
+                chain(
+                    lambda q: bookings.list_for_participant(TENANT, "tutor-1", q),
+                    BookingQuery(limit=7),
+                )
+                for _ in range(3)
+            ]
+        finally:
+            stop = True
+        assert mover.result() > 0
+
+    # THEN each chain lists every booking that did not move exactly once, in start order
+    for pages in chains:
+        seen = [bid for page in pages for bid in page]
+        assert [bid for bid in seen if bid not in moving] == still
+        assert all(len(page) <= 7 for page in pages)

@@ -35,6 +35,7 @@ from shared.storage.memory import (
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
+from shared.storage.tables import Tables
 from shared.storage.tenants import TableTenantRepository
 from tests.builders import T0, a_booking, a_tenant
 
@@ -517,3 +518,84 @@ def test_a_later_save_clears_the_markers_retry_time(bookings):
     # THEN the timer sees it as due (the old retry time did not linger on the marker)
     due = bookings.list_needing_reconciliation("tenant-a", due_by=T0)
     assert [b.booking_id for b in due] == [booking.booking_id]
+
+
+@pytest.mark.parametrize("lost", ["r|", "t|", "u|student-1|", "s|"])
+def test_a_save_whose_rows_to_delete_are_gone_already_still_saves(tables, lost):
+    # GIVEN a booking whose meeting needs work, read here (so its marker is known), and one of
+    # the rows its next save deletes already gone (deleted by hand, or never written by an
+    # older version)
+    bookings = TableBookingRepository(tables)
+    table = tables.table("bookings")
+    added = bookings.add(
+        a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True))
+    )
+    booking = bookings.get("tenant-a", added.booking_id)
+    (row,) = [
+        r
+        for r in table.query_entities("PartitionKey eq 'tenant-a'")
+        if r["RowKey"].startswith(lost)
+    ]
+    table.delete_entity("tenant-a", row["RowKey"])
+
+    # WHEN it is cancelled and moved (every row it had goes), THEN the save succeeds
+    moved = booking.start + timedelta(days=1)
+    saved = bookings.update(
+        replace(
+            booking,
+            status=BookingStatus.CANCELLED,
+            start=moved,
+            end=moved + timedelta(hours=1),
+            meeting=MeetingState(),
+        )
+    )
+    assert bookings.get("tenant-a", booking.booking_id).status is BookingStatus.CANCELLED
+    # and the rows left are exactly the new version's
+    left = sorted(r["RowKey"] for r in table.query_entities("PartitionKey eq 'tenant-a'"))
+    suffix = f"{moved.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}|{booking.booking_id}"
+    assert left == sorted(
+        [
+            f"b|{booking.booking_id}",
+            f"t|{suffix}",
+            f"u|student-1|{suffix}",
+            f"u|tutor-1|{suffix}",
+        ]
+    )
+    assert saved.version == booking.version + 1
+
+
+def test_a_read_answered_before_a_save_here_does_not_bring_back_the_old_tenant(azurite):
+    # GIVEN a tenant read in flight whose answer (the row before the save) arrives after a save
+    # made in the same process returned (the transport holds that one answer back)
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.data.tables import TableServiceClient
+
+    answered, release = threading.Event(), threading.Event()
+    held = {"armed": False}
+
+    class HoldingTransport(RequestsTransport):  # type: ignore[misc]
+        def send(self, request, **kwargs):
+            response = super().send(request, **kwargs)
+            if held["armed"] and request.method == "GET":
+                held["armed"] = False
+                answered.set()
+                release.wait(10)
+            return response
+
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, transport=HoldingTransport()
+    )
+    tenants = TableTenantRepository(Tables(service, prefix=f"t{uuid.uuid4().hex[:10]}"))
+    tenant = tenants.add(a_tenant())
+    held["armed"] = True
+    reader = threading.Thread(target=tenants.get, args=("tenant-a",))
+    reader.start()
+    assert answered.wait(10)
+
+    # WHEN the admin's save returns (organizer cleared: the back-out switch), then the read ends
+    tenants.update(replace(tenant, organizer_upn=None))
+    release.set()
+    reader.join()
+
+    # THEN the meeting paths of this process see the saved tenant, not the older answer
+    assert tenants.get_recent("tenant-a").organizer_upn is None
