@@ -4,7 +4,7 @@ Starts Azurite (in memory, free ports), bulk-loads 100 and then 4,000 bookings i
 entity-group transactions, as the tests do) and lists `--limit` (default 20) of them through the
 booking repository: the staff list, a one-day window of it, and one participant's list (a tutor
 who takes part in every booking). For each it prints the entities read (query results and point
-reads), the storage requests sent (counted at the transport) and the median milliseconds of
+reads), the storage requests sent (counted at the wire) and the median milliseconds of
 `--runs` (default 5) repetitions. Last, what the indexes cost a write: the median milliseconds of
 saving one confirmed booking that wants a meeting (one entity-group transaction).
 
@@ -21,17 +21,15 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableServiceClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from localdev.azurite import start_azurite
 from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole
+from shared.settings import StorageSettings
 from shared.storage.bookings import BookingQuery, TableBookingRepository
-from shared.storage.tables import Tables
+from shared.storage.tables import Tables, make_table_service
+from shared.storage.wire import WIRE
 from tests.builders import a_booking, store_in_bulk
 
 TENANT = "tenant-bench"
@@ -40,16 +38,9 @@ ONE_DAY = timedelta(days=1)
 STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.CANCELLED)
 
 
-class CountingTransport(RequestsTransport):  # type: ignore[misc]
-    """Counts every HTTP request the storage clients send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = 0
-
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        self.requests += 1
-        return super().send(request, **kwargs)
+def requests_sent() -> int:
+    """Storage requests this process has sent, counted at the wire (`shared.storage.wire`)."""
+    return sum(WIRE.snapshot().values())
 
 
 def load(tables: Tables, count: int) -> None:
@@ -76,7 +67,6 @@ def load(tables: Tables, count: int) -> None:
 def measure(
     repo: TableBookingRepository,
     tables: Tables,
-    transport: CountingTransport,
     runs: int,
     query: BookingQuery,
     participant: str | None,
@@ -90,11 +80,11 @@ def measure(
     timings = []
     reads = requests = 0
     for _ in range(runs):
-        reads_before, requests_before = tables.reads, transport.requests
+        reads_before, requests_before = tables.reads, requests_sent()
         started = time.perf_counter()
         list_page()
         timings.append((time.perf_counter() - started) * 1000)
-        reads, requests = tables.reads - reads_before, transport.requests - requests_before
+        reads, requests = tables.reads - reads_before, requests_sent() - requests_before
     return reads, requests, statistics.median(timings)
 
 
@@ -134,15 +124,14 @@ def main() -> None:
         print(f"limit={args.limit}, median of {args.runs} runs, Azurite in memory")
         print(f"{'bookings':>8}  {'list':<24} {'entities read':>13} {'requests':>8} {'ms':>8}")
         for count in (100, 4000):
-            transport = CountingTransport()
-            service = TableServiceClient.from_connection_string(
-                azurite.connection_string, transport=transport
+            service = make_table_service(
+                StorageSettings(connection_string=azurite.connection_string)
             )
             tables = Tables(service, prefix=f"b{uuid.uuid4().hex[:10]}")
             load(tables, count)
             repo = TableBookingRepository(tables)
             for name, case, participant in cases:
-                reads, requests, ms = measure(repo, tables, transport, args.runs, case, participant)
+                reads, requests, ms = measure(repo, tables, args.runs, case, participant)
                 print(f"{count:>8}  {name:<24} {reads:>13} {requests:>8} {ms:>8.1f}")
         print(f"save of one booking (median of 20): {save_ms(repo):.1f} ms")
     finally:
