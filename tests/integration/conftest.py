@@ -29,10 +29,12 @@ def emulator(local_tls, trust_local_tls):
 
 @pytest.fixture
 def make_services(azurite, emulator, dev_issuer, monkeypatch):
-    """Build the app's services on fresh tables and queues, with tenant-a configured."""
+    """Build the app's services on fresh tables and queues (or those of `prefix`, for a second
+    process's services on the same storage), with tenant-a configured unless `with_tenant` is
+    False."""
     monkeypatch.setenv("TENANT_A_SECRET", "services-secret")
 
-    def make(**env: str) -> Services:
+    def make(prefix: str | None = None, *, with_tenant: bool = True, **env: str) -> Services:
         settings = Settings.from_env(
             {
                 "AzureWebJobsStorage": azurite.connection_string,
@@ -43,8 +45,10 @@ def make_services(azurite, emulator, dev_issuer, monkeypatch):
                 **env,
             }
         )
-        prefix = f"s{uuid.uuid4().hex[:10]}"
+        prefix = prefix or f"s{uuid.uuid4().hex[:10]}"
         services = build_services(settings, table_prefix=prefix, queue_prefix=f"{prefix}-")
+        if not with_tenant:
+            return services
         services.tenants.add(
             Tenant(
                 tenant_id=TENANT,

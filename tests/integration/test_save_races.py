@@ -14,17 +14,13 @@ import pytest
 
 from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
-from shared.bootstrap import build_services
 from shared.domain.booking import BookingStatus, IllegalTransitionError
-from shared.domain.tenant import MicrosoftProfile, Tenant
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.settings import Settings
 from shared.storage.bookings import TABLE, BookingQuery
 from shared.storage.errors import ConcurrencyError
 from tests.builders import a_booking
-from tests.conftest import STRIPE_SECRET
-from tests.integration.conftest import CLIENT_ID, DIRECTORY, ORGANIZER, TENANT
+from tests.integration.conftest import TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -34,30 +30,10 @@ BOOKINGS = 6
 
 
 @pytest.fixture
-def two_processes(azurite, emulator, dev_issuer, monkeypatch):
-    monkeypatch.setenv("TENANT_A_SECRET", "services-secret")
-    settings = Settings.from_env(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "GRAPH_BASE_URL": emulator.graph_url,
-            "MICROSOFT_AUTHORITY_HOST": emulator.base_url,
-            "AUTH_DEV_JWKS_FILE": str(dev_issuer.jwks_file),
-            "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-        }
-    )
+def two_processes(make_services):
+    """Two processes' services (each its own caches) on the same tables and queues."""
     prefix = f"s{uuid.uuid4().hex[:10]}"
-    one, two = (
-        build_services(settings, table_prefix=prefix, queue_prefix=f"{prefix}-") for _ in "12"
-    )
-    one.tenants.add(
-        Tenant(
-            tenant_id=TENANT,
-            display_name="Tenant A",
-            microsoft=MicrosoftProfile(DIRECTORY, CLIENT_ID, "TENANT_A_SECRET"),
-            organizer_upn=ORGANIZER,
-        )
-    )
-    return one, two
+    return make_services(prefix), make_services(prefix, with_tenant=False)
 
 
 def rows(svc, prefix: str) -> dict[str, dict]:
