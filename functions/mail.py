@@ -18,7 +18,7 @@ logger = logging.getLogger("meetings.queue")
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_QUEUE, connection="AzureWebJobsStorage")
 def mail(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
-    from shared.notifications.delivery import MailWork
+    from shared.mail.delivery import MailWork
     from shared.storage.queues import BadMessageError
 
     try:
@@ -40,7 +40,7 @@ def mail(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_POISON_QUEUE, connection="AzureWebJobsStorage")
 def mail_poison(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
-    from shared.notifications.delivery import record_mail_poisoned
+    from shared.mail.delivery import record_mail_poisoned
     from shared.storage.queues import BadMessageError, PoisonedWork
 
     try:

@@ -46,7 +46,7 @@ def meeting_ops(msg: func.QueueMessage) -> None:
 )
 def meeting_ops_poison(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
-    from shared.services.meeting_work import record_poisoned
+    from shared.meetings.worker import record_poisoned
     from shared.storage.queues import BadMessageError, PoisonedWork
 
     try:

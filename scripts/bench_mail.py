@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from localdev.graph_emulator import Fault
 from shared.domain.booking import BookingStatus, MeetingState
 from shared.domain.notices import Notice, NoticeKind
-from shared.notifications.ics import Organizer, invite
-from shared.notifications.messages import OutgoingMail, to_mime
-from shared.notifications.rendering import MailRenderer, recipients
-from shared.notifications.transports import SendPacer
+from shared.mail.ics import Organizer, invite
+from shared.mail.messages import OutgoingMail, to_mime
+from shared.mail.rendering import MailRenderer, recipients
+from shared.mail.transports import SendPacer
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from tests.builders import a_booking

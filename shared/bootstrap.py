@@ -24,23 +24,24 @@ if TYPE_CHECKING:
     from shared.auth.tokens import TokenValidator
     from shared.domain.tenant import Tenant
     from shared.graph.client import GraphMeetingsClient
-    from shared.notifications.delivery import MailServices
-    from shared.notifications.transports import MailTransport, Sender
+    from shared.mail.delivery import MailServices
+    from shared.mail.transports import MailTransport, Sender
+    from shared.meetings.converger import Converger
+    from shared.meetings.reconciler import Reconciler
+    from shared.meetings.steps import MeetingSteps
+    from shared.meetings.worker import MeetingSync, MeetingWorker
     from shared.services.bookings import BookingDeps
     from shared.services.check_meetings import CheckMeetings
-    from shared.services.convergence import Converger
     from shared.services.credential_health import CredentialHealth
-    from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
-    from shared.services.meetings import MeetingSteps
     from shared.services.payments import PaymentEvents
-    from shared.services.reconciliation import Reconciler
-    from shared.services.tenants import TenantDirectory
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
     from shared.storage.poisoned import PoisonedMessages
     from shared.storage.queues import MeetingWorkQueue
     from shared.storage.tables import Tables
+    from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TenantRepository
+    from shared.work.policy import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,14 @@ def build_services(
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import ManagedIdentityAssertion, MsalTokenSource
+    from shared.meetings.converger import Converger
+    from shared.meetings.reconciler import Reconciler
+    from shared.meetings.steps import MeetingSteps
+    from shared.meetings.worker import MeetingSync, MeetingWorker
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.check_meetings import CheckMeetings
-    from shared.services.convergence import Converger
     from shared.services.credential_health import CredentialHealth
-    from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
-    from shared.services.meetings import MeetingSteps
     from shared.services.payments import PaymentEvents
-    from shared.services.reconciliation import Reconciler
-    from shared.services.tenants import TenantDirectory
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
     from shared.storage.check_meetings import TableCheckMeetingRepository
@@ -145,7 +145,9 @@ def build_services(
     from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
     from shared.storage.queues import StorageMeetingWorkQueue
     from shared.storage.tables import Tables, make_table_service
+    from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TableTenantRepository
+    from shared.work.policy import RetryPolicy
 
     session = http or TimeoutSession(settings.graph_timeout_seconds, proxy=settings.outbound_proxy)
     tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
@@ -271,7 +273,7 @@ def build_mail(
     """The mail outbox, worker and timer sweep, with the transport `MAIL_TRANSPORT` names."""
     from pathlib import Path
 
-    from shared.notifications.delivery import (
+    from shared.mail.delivery import (
         MailConfig,
         MailOutbox,
         MailServices,
@@ -279,7 +281,7 @@ def build_mail(
         MailWorker,
         lease_for,
     )
-    from shared.notifications.transports import (
+    from shared.mail.transports import (
         FolderMailTransport,
         GraphMailTransport,
         SendPacer,
@@ -311,7 +313,7 @@ def build_mail(
     via_graph = mail.transport == "graph"
 
     def sender_of(tenant: Tenant) -> Sender:
-        from shared.notifications.transports import Sender
+        from shared.mail.transports import Sender
 
         # Graph sends from a mailbox of the tenant's own; SMTP and files from MAIL_FROM.
         own = tenant.mail.sender_upn or tenant.organizer_upn

@@ -17,8 +17,8 @@ from shared.domain.tenant import Tenant
 from shared.graph.client import GraphMeetingsClient
 from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
-from shared.notifications.delivery import MailConfig, MailOutbox, MailSweep, MailWorker
-from shared.notifications.transports import (
+from shared.mail.delivery import MailConfig, MailOutbox, MailSweep, MailWorker
+from shared.mail.transports import (
     FolderMailTransport,
     GraphMailTransport,
     MailTransport,
@@ -26,10 +26,10 @@ from shared.notifications.transports import (
     SendPacer,
 )
 from shared.services.bookings import BookingDeps
-from shared.services.meeting_work import RetryPolicy
-from shared.services.tenants import TenantDirectory
 from shared.storage.mail import InMemoryMailLedger
 from shared.storage.queues import InMemoryMeetingWorkQueue
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.policy import RetryPolicy
 from tests.memory_world import ORGANIZER, SECRET, TENANT, MemoryWorld, memory_world
 
 __all__ = ["TENANT", "MailWorld", "mail_world", "read_eml"]

@@ -20,19 +20,20 @@ from shared.domain.tenant import MicrosoftProfile, Tenant
 from shared.graph.client import GraphMeetingsClient
 from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
+from shared.meetings.converger import Converger
+from shared.meetings.reconciler import Reconciler
+from shared.meetings.steps import MeetingSteps
+from shared.meetings.worker import MeetingSync, MeetingWorker
 from shared.services.bookings import BookingDeps
-from shared.services.convergence import Converger
 from shared.services.credential_health import CredentialHealth
-from shared.services.meeting_work import MeetingSync, MeetingWorker, RetryPolicy
-from shared.services.meetings import MeetingSteps
-from shared.services.reconciliation import Reconciler
-from shared.services.tenants import TenantDirectory
 from shared.storage.memory import (
     InMemoryAuditRepository,
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
 from shared.storage.queues import InMemoryMeetingWorkQueue, MeetingWork
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.policy import RetryPolicy
 
 TENANT = "tenant-a"
 DIRECTORY = "7a1b2c3d-0000-4000-8000-0000000000aa"

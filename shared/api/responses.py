@@ -46,10 +46,10 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     from shared.auth.tokens import AuthError
     from shared.domain.booking import IllegalTransitionError
     from shared.graph.errors import GraphError, GraphThrottledError, GraphTransientError
+    from shared.meetings.steps import TeamsUnavailableError
     from shared.payments.events import WebhookError
     from shared.services.access import ForbiddenError
     from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
-    from shared.services.meetings import TeamsUnavailableError
     from shared.settings import SettingsError
     from shared.storage.errors import (
         ConcurrencyError,

@@ -32,6 +32,8 @@ from shared.domain.booking import (
 from shared.domain.notices import NoticeKind
 from shared.domain.tenant import Tenant
 from shared.graph.errors import GraphError
+from shared.meetings.steps import TeamsUnavailableError, describe_failure
+from shared.meetings.worker import Claiming, MeetingSync
 from shared.services.access import (
     Command,
     ForbiddenError,
@@ -41,15 +43,13 @@ from shared.services.access import (
     read_command,
     require_role,
 )
-from shared.services.meeting_work import Claiming, MeetingSync
-from shared.services.meetings import TeamsUnavailableError, describe_failure
-from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingPage, BookingQuery, BookingRepository, RequestKey
 from shared.storage.errors import AlreadyExistsError
+from shared.storage.tenant_directory import TenantDirectory
 
 if TYPE_CHECKING:
-    from shared.notifications.delivery import MailOutbox
+    from shared.mail.delivery import MailOutbox
 
 logger = logging.getLogger("meetings.bookings")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.auth.principal import Principal
-from shared.notifications.ics import Organizer, current_invite
+from shared.mail.ics import Organizer, current_invite
 from shared.services.access import load_visible
 from shared.services.bookings import BookingDeps
 

@@ -21,10 +21,10 @@ from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import GraphError
 from shared.observability import log_event
-from shared.services.meeting_work import RetryPolicy
-from shared.services.tenants import TenantDirectory
 from shared.storage.check_meetings import CheckMeeting, CheckMeetingRepository
 from shared.storage.errors import NotFoundError, StorageError
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.policy import RetryPolicy
 
 logger = logging.getLogger("meetings.check")
 

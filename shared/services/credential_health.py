@@ -48,13 +48,13 @@ from shared.graph.errors import (
     GraphNotFoundError,
     GraphPolicyMissingError,
 )
+from shared.meetings.worker import MeetingSync
 from shared.observability import log_event
-from shared.services.meeting_work import MeetingSync
-from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
 from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, StorageError
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.credentials")
 

@@ -29,11 +29,10 @@ from typing import Protocol, TypeVar
 
 from shared.domain.booking import Booking, record_payment
 from shared.domain.payment import BookingRef, FactKind
-from shared.notifications.delivery import MailOutbox
+from shared.mail.delivery import MailOutbox
+from shared.meetings.worker import MeetingSync
 from shared.observability import log_event
 from shared.payments.events import StripeEvent, interpret, verify
-from shared.services.meeting_work import MeetingSync
-from shared.services.tenants import TenantDirectory
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import (
@@ -43,6 +42,7 @@ from shared.storage.errors import (
     StorageError,
 )
 from shared.storage.payment_events import EventState, PaymentEventRepository, RecordedEvent
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.payments")
 T = TypeVar("T")

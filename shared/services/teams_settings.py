@@ -27,8 +27,8 @@ from shared.graph.errors import (
 )
 from shared.services.access import Command, read_command, require_role
 from shared.services.check_meetings import CheckBacklogError, CheckMeetings
-from shared.services.tenants import TenantDirectory
 from shared.storage.errors import StorageError
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.settings")
 

@@ -12,12 +12,12 @@ from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.services import teams_settings
 from shared.services.check_meetings import CheckMeetings
-from shared.services.meeting_work import RetryPolicy
 from shared.storage.check_meetings import (
     CheckMeeting,
     InMemoryCheckMeetingRepository,
     TableCheckMeetingRepository,
 )
+from shared.work.policy import RetryPolicy
 from tests.integration.conftest import TENANT
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from shared.auth.principal import Principal, Role
 from shared.domain.audit import TENANT_RECORD, AuditEvent
 from shared.domain.booking import MeetingStatus
 from shared.domain.tenant import Capability, CapabilityReason
+from shared.meetings.worker import record_poisoned
 from shared.services import bookings as use_cases
 from shared.services import teams_settings
 from shared.services.bookings import Approval
-from shared.services.meeting_work import record_poisoned
 from shared.storage.queues import (
     MEETING_OPS_POISON_QUEUE,
     MEETING_OPS_QUEUE,

@@ -224,9 +224,9 @@ def test_a_burst_resolves_the_organizer_once(emulator):
     from concurrent.futures import ThreadPoolExecutor
 
     from shared.domain.tenant import Tenant
-    from shared.services.meetings import MeetingSteps
-    from shared.services.tenants import TenantDirectory
+    from shared.meetings.steps import MeetingSteps
     from shared.storage.memory import InMemoryAuditRepository, InMemoryTenantRepository
+    from shared.storage.tenant_directory import TenantDirectory
 
     emulator.register_app(DIRECTORY, "client-organizer", "s")
     tenant = Tenant(

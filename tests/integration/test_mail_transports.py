@@ -27,10 +27,10 @@ from shared.domain.tenant import MicrosoftProfile
 from shared.graph.client import GraphMeetingsClient
 from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
-from shared.notifications.ics import Organizer, invite
-from shared.notifications.messages import OutgoingMail
-from shared.notifications.rendering import MailRenderer, recipients
-from shared.notifications.transports import (
+from shared.mail.ics import Organizer, invite
+from shared.mail.messages import OutgoingMail
+from shared.mail.rendering import MailRenderer, recipients
+from shared.mail.transports import (
     FolderMailTransport,
     GraphMailTransport,
     MailRejectedError,

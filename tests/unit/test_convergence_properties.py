@@ -23,8 +23,8 @@ from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, IllegalTransitionError, MeetingStatus, Step
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval, MeetingGenerationError
-from shared.services.meeting_work import RetryPolicy
 from shared.storage.queues import MeetingWork
+from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
 

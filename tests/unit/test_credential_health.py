@@ -32,6 +32,7 @@ from shared.graph.errors import (
     GraphTimeoutError,
     GraphTransientError,
 )
+from shared.meetings.worker import record_poisoned
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.services.credential_health import (
@@ -40,7 +41,6 @@ from shared.services.credential_health import (
     expiry_threshold,
     next_health,
 )
-from shared.services.meeting_work import record_poisoned
 from tests.builders import a_booking, a_tenant
 from tests.memory_world import CLIENT_ID, DIRECTORY, ORGANIZER, SECRET, TENANT, memory_world
 

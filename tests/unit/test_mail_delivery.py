@@ -22,7 +22,7 @@ from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, MeetingStatus
 from shared.domain.notices import MailStatus, Notice, NoticeKind
-from shared.notifications.delivery import MailOutbox
+from shared.mail.delivery import MailOutbox
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.storage.mail import ClaimOutcome, MailKey

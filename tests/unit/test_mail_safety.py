@@ -14,9 +14,9 @@ import pytest
 
 from shared.domain.booking import Participant, ParticipantRole
 from shared.domain.notices import MailStatus
-from shared.notifications.messages import BadAddressError, OutgoingMail, mime_bytes
-from shared.notifications.rendering import one_line
-from shared.notifications.transports import SendPacer
+from shared.mail.messages import BadAddressError, OutgoingMail, mime_bytes
+from shared.mail.rendering import one_line
+from shared.mail.transports import SendPacer
 from tests.mail_world import mail_world
 from tests.unit.test_mail_delivery import a_pending_booking, approve
 
@@ -120,8 +120,8 @@ def test_the_pacer_never_books_more_sends_than_its_rate():
 
 
 def test_the_mail_lease_outlives_one_send_with_its_retries():
-    from shared.notifications.delivery import lease_for
-    from shared.services.meeting_work import RetryPolicy
+    from shared.mail.delivery import lease_for
+    from shared.work.policy import RetryPolicy
 
     policy = RetryPolicy()
     assert lease_for(40.0, policy) > timedelta(seconds=4 * 40 + 7)
@@ -129,8 +129,8 @@ def test_the_mail_lease_outlives_one_send_with_its_retries():
 
 
 def test_times_across_a_clock_change_name_each_offset_and_a_late_end_its_date():
-    from shared.notifications.rendering import when
-    from shared.notifications.strings import Strings
+    from shared.mail.rendering import when
+    from shared.mail.strings import Strings
     from tests.builders import a_booking
 
     # GIVEN a two-hour booking over London's change from BST to GMT (00:00-02:00 UTC)
@@ -154,7 +154,7 @@ def test_times_across_a_clock_change_name_each_offset_and_a_late_end_its_date():
 
 def test_a_decline_tells_the_tutor_it_was_not_their_request():
     from shared.domain.notices import Notice, NoticeKind
-    from shared.notifications.rendering import MailRenderer, Recipient
+    from shared.mail.rendering import MailRenderer, Recipient
     from tests.builders import a_booking
 
     booking = a_booking()

@@ -15,15 +15,15 @@ import pytest
 from shared.domain import notices
 from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole
 from shared.domain.notices import Notice, NoticeKind
-from shared.notifications.ics import Organizer, invite
-from shared.notifications.messages import OutgoingMail, to_graph_message, to_mime
-from shared.notifications.rendering import (
+from shared.mail.ics import Organizer, invite
+from shared.mail.messages import OutgoingMail, to_graph_message, to_mime
+from shared.mail.rendering import (
     MailRenderer,
     Recipient,
     recipients,
     template_for,
 )
-from shared.notifications.strings import ENGLISH, Strings
+from shared.mail.strings import ENGLISH, Strings
 from tests.builders import a_booking
 
 NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
@@ -214,7 +214,7 @@ def test_a_payment_confirmation_is_owed_to_student_and_tutor_with_the_next_seque
 
 
 def test_the_current_invite_of_a_request_not_yet_approved_is_tentative():
-    from shared.notifications.ics import current_invite
+    from shared.mail.ics import current_invite
 
     raw = current_invite(a_booking(), Organizer("organizer@a.example"), NOW)
 

@@ -14,10 +14,11 @@ from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.audit import AuditEvent
 from shared.domain.booking import MeetingStatus
+from shared.meetings.worker import record_poisoned
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.services.meeting_work import RetryPolicy, record_poisoned
 from shared.storage.queues import MeetingWork, PoisonedWork
+from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import DIRECTORY, TENANT, memory_world
 

@@ -11,7 +11,7 @@ from shared.auth.principal import Principal, Role
 from shared.domain.booking import MeetingStatus
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.services.meeting_work import RetryPolicy
+from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
 

@@ -17,11 +17,11 @@ from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.audit import AuditEvent
 from shared.domain.booking import MeetingStatus
+from shared.meetings.reconciler import Reconciler
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.services.meeting_work import RetryPolicy
-from shared.services.reconciliation import Reconciler
-from shared.services.tenants import TenantDirectory
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
 

@@ -33,10 +33,10 @@ from shared.graph.errors import (
     GraphMeetingVanishingError,
     GraphTransientError,
 )
-from shared.services.meetings import MeetingSteps, StepResult, TeamsNotConfiguredError
-from shared.services.tenants import TenantDirectory
+from shared.meetings.steps import MeetingSteps, StepResult, TeamsNotConfiguredError
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, StorageError
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.converge")
 

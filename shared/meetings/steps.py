@@ -39,9 +39,9 @@ from shared.graph.errors import (
     GraphTransientError,
 )
 from shared.observability import log_event
-from shared.services.tenants import TenantDirectory
 from shared.storage.audit import AuditRepository
 from shared.storage.errors import StorageError
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.steps")
 RUNBOOK = "docs/integrations/teams-meetings-setup.md"

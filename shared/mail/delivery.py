@@ -27,10 +27,10 @@ from shared.domain import notices
 from shared.domain.booking import Booking
 from shared.domain.notices import Notice
 from shared.domain.tenant import Tenant
-from shared.notifications.ics import Organizer, invite
-from shared.notifications.messages import OutgoingMail
-from shared.notifications.rendering import MailRenderer, Recipient, recipients
-from shared.notifications.transports import (
+from shared.mail.ics import Organizer, invite
+from shared.mail.messages import OutgoingMail
+from shared.mail.rendering import MailRenderer, Recipient, recipients
+from shared.mail.transports import (
     MailError,
     MailRecipientRefusedError,
     MailTransport,
@@ -38,12 +38,12 @@ from shared.notifications.transports import (
     SendPacer,
 )
 from shared.observability import log_event
-from shared.services.meeting_work import RetryPolicy
-from shared.services.tenants import TenantDirectory
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
 from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
 from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.policy import RetryPolicy
 
 logger = logging.getLogger("meetings.mail")
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.domain.booking import Booking, BookingStatus
 from shared.domain.notices import NoticeKind
-from shared.notifications.rendering import join_url_of, one_line, recipients
-from shared.notifications.strings import Strings
+from shared.mail.rendering import join_url_of, one_line, recipients
+from shared.mail.strings import Strings
 
 PRODUCT_ID = "-//Meetings service//Bookings//EN"
 REMINDER = timedelta(minutes=15)

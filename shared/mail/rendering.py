@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.booking import Booking, ParticipantRole
 from shared.domain.notices import Notice, NoticeKind
-from shared.notifications.strings import Strings
+from shared.mail.strings import Strings
 
 if TYPE_CHECKING:
     import jinja2

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
-from shared.notifications.messages import (
+from shared.mail.messages import (
     BadAddressError,
     OutgoingMail,
     mime_bytes,

@@ -15,7 +15,7 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 from typing import Any
 
-from shared.notifications.rendering import MAX_NAME_CHARS, one_line
+from shared.mail.rendering import MAX_NAME_CHARS, one_line
 
 INVITE_FILENAME = "invite.ics"
 

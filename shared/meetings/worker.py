@@ -28,35 +28,15 @@ from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
 from shared.domain.tenant import Tenant
 from shared.graph.errors import TENANT_CAUSED_CODES, GraphError
+from shared.meetings.converger import Converger, ConvergeResult
 from shared.observability import log_event
-from shared.services.convergence import Converger, ConvergeResult
 from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.work.policy import RetryPolicy
 
 logger = logging.getLogger("meetings.work")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When meeting work is tried again."""
-
-    in_process: tuple[float, ...] = (1.0, 2.0, 4.0)
-    rounds: tuple[float, ...] = (30.0, 120.0, 600.0, 3600.0, 21600.0)
-    jitter: float = 0.2
-    # The outbox message of a user action becomes visible this long after it, when the inline
-    # attempt has normally finished; if it succeeded, the message finds nothing to do.
-    outbox_delay: float = 5.0
-    inline_budget: float = 5.0
-    # A Retry-After longer than this is waited for in the queue, not in a worker thread.
-    max_in_process_wait: float = 10.0
-
-    def round_delay(self, round_: int, retry_after: float | None, rnd: float) -> float:
-        """Seconds before delayed round `round_` (1-based); `rnd` in [0, 1) spreads them."""
-        base = self.rounds[min(round_, len(self.rounds)) - 1]
-        spread = base * self.jitter * (2 * rnd - 1)
-        return max(base + spread, retry_after or 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 
 from shared.domain.booking import Booking
 from shared.domain.meeting import Step
+from shared.meetings.converger import Converger
+from shared.meetings.worker import MeetingWorker, stop
 from shared.observability import log_event
-from shared.services.convergence import Converger
-from shared.services.meeting_work import MeetingWorker, stop
-from shared.services.tenants import TenantDirectory
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import StorageError
 from shared.storage.queues import MeetingWorkQueue
+from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.reconcile")
 

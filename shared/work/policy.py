@@ -1,0 +1,28 @@
+"""The retry schedule every kind of durable work shares (seed 000: 1 s, 2 s, 4 s in process;
+then delayed rounds of about 30 s, 2 min, 10 min, 1 h, 6 h, with jitter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When durable work (a meeting step, a mail) is tried again: in process, then in delayed
+    rounds through its queue."""
+
+    in_process: tuple[float, ...] = (1.0, 2.0, 4.0)
+    rounds: tuple[float, ...] = (30.0, 120.0, 600.0, 3600.0, 21600.0)
+    jitter: float = 0.2
+    # The outbox message of a user action becomes visible this long after it, when the inline
+    # attempt has normally finished; if it succeeded, the message finds nothing to do.
+    outbox_delay: float = 5.0
+    inline_budget: float = 5.0
+    # A Retry-After longer than this is waited for in the queue, not in a worker thread.
+    max_in_process_wait: float = 10.0
+
+    def round_delay(self, round_: int, retry_after: float | None, rnd: float) -> float:
+        """Seconds before delayed round `round_` (1-based); `rnd` in [0, 1) spreads them."""
+        base = self.rounds[min(round_, len(self.rounds)) - 1]
+        spread = base * self.jitter * (2 * rnd - 1)
+        return max(base + spread, retry_after or 0.0, 1.0)
