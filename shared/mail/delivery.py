@@ -39,11 +39,12 @@ from shared.mail.transports import (
 )
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
+from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
 from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
 from shared.storage.tenant_directory import TenantDirectory
-from shared.work.policy import RetryPolicy
+from shared.work.policy import RetryPolicy, retried_in_process
+from shared.work.record import record_on_latest
 
 logger = logging.getLogger("meetings.mail")
 
@@ -301,18 +302,15 @@ class MailWorker:
 
     def _send(self, mail: OutgoingMail, sender: Sender, booking_id: str) -> MailError | None:
         """One send, with the in-process retries for transient failures."""
-        pauses = list(self._config.policy.in_process)
-        while True:
+
+        def attempt(_: int) -> MailError | None:
             try:
                 self._transport.send(mail, sender, booking_id)
-                return None
             except MailError as error:
-                if not error.retryable or not pauses:
-                    return error
-                wait = max(pauses.pop(0), error.retry_after or 0.0)
-                if wait > self._config.policy.max_in_process_wait:
-                    return error
-                self._sleep(wait)
+                return error
+            return None
+
+        return retried_in_process(self._config.policy, self._sleep, attempt, lambda e: e)
 
     def _failed(
         self, work: MeetingWork, booking: Booking, notice: Notice, error: MailError, requeue: bool
@@ -365,12 +363,15 @@ class MailWorker:
 
     def _record(self, booking: Booking, fact: Callable[[Booking], Booking]) -> Booking:
         """Save `fact` on the latest version of the booking (user actions win races)."""
-        for _ in range(_RECORD_TRIES):
-            try:
-                return self._bookings.update(fact(booking))
-            except ConcurrencyError:
-                booking = self._bookings.get(booking.tenant_id, booking.booking_id)
-        raise StorageError(f"booking {booking.booking_id}: could not record mail progress")
+        return record_on_latest(
+            self._bookings,
+            booking,
+            fact,
+            tries=_RECORD_TRIES,
+            exhausted=lambda b: StorageError(
+                f"booking {b.booking_id}: could not record mail progress"
+            ),
+        )
 
 
 def record_mail_poisoned(poisoned: PoisonedWork) -> None:

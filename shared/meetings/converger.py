@@ -37,6 +37,7 @@ from shared.meetings.steps import MeetingSteps, StepResult, TeamsNotConfiguredEr
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, StorageError
 from shared.storage.tenant_directory import TenantDirectory
+from shared.work.record import record_on_latest
 
 logger = logging.getLogger("meetings.converge")
 
@@ -368,14 +369,16 @@ class Converger:
     def record(self, booking: Booking, fact: Fact, audit: tuple[AuditRecord, ...] = ()) -> Booking:
         """Save `fact` on `booking`; if the booking changed meanwhile, on its newer version.
         `audit`: the records of the Graph calls that led to it, saved with it."""
-        for _ in range(MAX_RECORD_TRIES):
-            try:
-                return self._bookings.update(fact(booking), audit)
-            except ConcurrencyError:
-                booking = self._bookings.get(booking.tenant_id, booking.booking_id)
-        raise StorageError(
-            f"booking {booking.booking_id}: could not record a meeting answer after "
-            f"{MAX_RECORD_TRIES} conflicting writes"
+        return record_on_latest(
+            self._bookings,
+            booking,
+            fact,
+            tries=MAX_RECORD_TRIES,
+            audit=audit,
+            exhausted=lambda b: StorageError(
+                f"booking {b.booking_id}: could not record a meeting answer after "
+                f"{MAX_RECORD_TRIES} conflicting writes"
+            ),
         )
 
     def _failure(

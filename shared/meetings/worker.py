@@ -34,7 +34,7 @@ from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
-from shared.work.policy import RetryPolicy
+from shared.work.policy import RetryPolicy, retried_in_process
 
 logger = logging.getLogger("meetings.work")
 
@@ -45,10 +45,6 @@ class SyncResult:
     error: GraphError | None = None
     # The change is saved; the meeting follows through the queue or the timer.
     deferred: bool = False
-
-
-def _retry_after(error: GraphError | None) -> float | None:
-    return None if error is None else error.retry_after
 
 
 @dataclass
@@ -247,24 +243,20 @@ class MeetingWorker:
         return after
 
     def _attempts(self, work: MeetingWork, booking: Booking, token: str) -> ConvergeResult:
-        pauses = self._policy.in_process
-        # Between attempts the claim covers the longest pause taken in process.
-        hold = self._policy.max_in_process_wait if pauses else 0.0
-        result = self._converger.converge(
-            work.tenant_id, work.booking_id, latest=booking, token=token, hold=hold
-        )
-        for i, pause in enumerate(pauses):
-            if result.error is None or not result.error.retryable or result.busy:
-                break  # (a round that is not due has no error)
-            wait = max(pause, _retry_after(result.error) or 0.0)
-            if wait > self._policy.max_in_process_wait:
-                break
-            self._sleep(wait)
-            hold = self._policy.max_in_process_wait if i + 1 < len(pauses) else 0.0
-            result = self._converger.converge(
-                work.tenant_id, work.booking_id, token=token, hold=hold
+        pauses = len(self._policy.in_process)
+
+        def attempt(number: int) -> ConvergeResult:
+            # Between attempts the claim covers the longest pause taken in process.
+            hold = self._policy.max_in_process_wait if number < pauses else 0.0
+            latest = booking if number == 0 else None
+            return self._converger.converge(
+                work.tenant_id, work.booking_id, latest=latest, token=token, hold=hold
             )
-        return result
+
+        # A round that another worker holds, or that is not due, has no error to retry.
+        return retried_in_process(
+            self._policy, self._sleep, attempt, lambda r: None if r.busy else r.error
+        )
 
     def _wait_for_round(self, work: MeetingWork, booking: Booking) -> None:
         due = booking.meeting.next_attempt_at or self._clock()

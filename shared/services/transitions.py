@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from shared.domain.booking import Booking
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import ConcurrencyError
+from shared.work.record import record_on_latest
 
 # Re-applying a transition to a newer version: background writers (a worker recording what
 # Teams answered) change the ETag often, and must not turn a user's action into a conflict.
@@ -19,13 +19,4 @@ def save_transition(
     """Save `transition(booking)`; on a lost ETag race, apply it again to the newer version
     (which may now refuse it: an illegal transition is a 409 with nothing saved). A transition
     that returns the booking itself changes nothing, and nothing is written."""
-    for _ in range(_CHANGE_TRIES - 1):
-        changed = transition(booking)
-        if changed is booking:
-            return booking
-        try:
-            return bookings.update(changed)
-        except ConcurrencyError:
-            booking = bookings.get(booking.tenant_id, booking.booking_id)
-    changed = transition(booking)
-    return booking if changed is booking else bookings.update(changed)
+    return record_on_latest(bookings, booking, transition, tries=_CHANGE_TRIES, skip_unchanged=True)

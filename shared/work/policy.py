@@ -3,7 +3,11 @@ then delayed rounds of about 30 s, 2 min, 10 min, 1 h, 6 h, with jitter)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -26,3 +30,36 @@ class RetryPolicy:
         base = self.rounds[min(round_, len(self.rounds)) - 1]
         spread = base * self.jitter * (2 * rnd - 1)
         return max(base + spread, retry_after or 0.0, 1.0)
+
+
+class Failure(Protocol):
+    """What the kit needs to know of an error: whether to try again, and not before when."""
+
+    @property
+    def retryable(self) -> bool: ...
+
+    @property
+    def retry_after(self) -> float | None: ...
+
+
+def retried_in_process(
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    attempt: Callable[[int], R],
+    failure: Callable[[R], Failure | None],
+) -> R:
+    """`attempt(0)`, then after each retryable `failure` of its result one more attempt
+    (`attempt(1)`, …) after the policy's next pause, never sooner than the failure's
+    Retry-After, until the pauses are spent or one would be longer than a thread should wait
+    (the queue waits those). The last attempt's result."""
+    result = attempt(0)
+    for number, pause in enumerate(policy.in_process, start=1):
+        error = failure(result)
+        if error is None or not error.retryable:
+            break
+        wait = max(pause, error.retry_after or 0.0)
+        if wait > policy.max_in_process_wait:
+            break
+        sleep(wait)
+        result = attempt(number)
+    return result
