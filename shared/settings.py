@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -45,12 +46,143 @@ def _at_fault(problem: str) -> set[str]:
     return named(re.split(r":| \(", problem, maxsplit=1)[0]) or named(problem)
 
 
+class _Refused(Exception):
+    """A setting's text is refused: `problem` says why, `value` stands in for it meanwhile."""
+
+    def __init__(self, problem: str, value: Any = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.value = value
+
+
+# A setting's parser: (name, text) -> value, or `_Refused`. The text is stripped, with the
+# default when the setting is unset ("" when it is an unresolved Key Vault reference).
+Parser = Callable[[str, str], Any]
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _number(low: float, high: float, message: str | None = None) -> Parser:
+    """A number in (low, high]."""
+    message = message or "{name} must be a number greater than {low:g} and at most {high:g}"
+
+    def parse(name: str, raw: str) -> float:
+        try:
+            number = float(raw)
+            if not low < number <= high:
+                raise ValueError
+        except ValueError:
+            problem = message.format(name=name, low=low, high=high) + f", got {raw!r}"
+            raise _Refused(problem, 0.0) from None
+        return number
+
+    return parse
+
+
+def _https_url(optional: bool = False) -> Parser:
+    """An https URL without its trailing slashes ("" when optional and unset)."""
+
+    def parse(name: str, raw: str) -> str:
+        url = raw.rstrip("/")
+        parts = urlsplit(url)
+        if (url or not optional) and (parts.scheme != "https" or not parts.netloc):
+            raise _Refused(f"{name} must be an https URL, got {url!r}", url)
+        return url
+
+    return parse
+
+
+def _proxy_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if raw and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise _Refused(f"{name} must be an http:// or https:// URL, got {raw!r}", raw)
+    return raw
+
+
+def _ncrontab(name: str, raw: str) -> str:
+    if len(raw.split()) != 6:
+        raise _Refused(
+            f"{name} must be a six-field NCRONTAB expression "
+            f"(second minute hour day month weekday), got {raw!r}",
+            raw,
+        )
+    return raw
+
+
+def _retry_schedule(name: str, raw: str) -> tuple[float, ...]:
+    try:
+        schedule = tuple(float(p) for p in raw.split(","))
+        if not schedule or not all(1 <= d <= 7 * 24 * 3600 for d in schedule):
+            raise ValueError
+    except ValueError:
+        raise _Refused(
+            f"{name} must be comma-separated seconds, each from 1 to 604800 (7 days), got {raw!r}",
+            (),
+        ) from None
+    return schedule
+
+
+def _one_of(*choices: str) -> Parser:
+    """One of `choices`, in any case."""
+
+    def parse(name: str, raw: str) -> str:
+        chosen = raw.lower()
+        if chosen not in choices:
+            problem = f"{name} must be one of {', '.join(choices)}, got {chosen!r}"
+            raise _Refused(problem, chosen)
+        return chosen
+
+    return parse
+
+
+def _webhook_secret(name: str, raw: str) -> str:
+    if not raw:
+        raise _Refused(
+            f"{name} is missing: payment webhooks cannot be verified without "
+            "the endpoint's signing secret (whsec_...)",
+            raw,
+        )
+    if not raw.startswith("whsec_"):
+        raise _Refused(f"{name} must be a webhook signing secret (whsec_...)", raw)
+    return raw
+
+
+def _issuer_list(name: str, raw: str) -> tuple[TrustedIssuer, ...]:
+    """A JSON list of {issuer, audience, jwksUrl} (refused: the issuers read before the fault)."""
+    issuers: list[TrustedIssuer] = []
+    if not raw:
+        return ()
+    try:
+        listed = json.loads(raw)
+        if not isinstance(listed, list):
+            raise ValueError
+        for item in listed:
+            issuers.append(
+                TrustedIssuer(str(item["issuer"]), str(item["audience"]), str(item["jwksUrl"]))
+            )
+    except (ValueError, KeyError, TypeError, RecursionError):
+        problem = f'{name} must be a JSON list of {{"issuer", "audience", "jwksUrl"}} objects'
+        raise _Refused(problem, tuple(issuers)) from None
+    return tuple(issuers)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     name: str
     description: str
     required: bool = False
     default: str | None = None
+    parse: Parser = _text
+
+    def read(self, raw: str, problems: list[str]) -> Any:
+        """This setting's value from its text; a refusal is added to `problems`."""
+        try:
+            return self.parse(self.name, raw)
+        except _Refused as refused:
+            problems.append(refused.problem)
+            return refused.value
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
@@ -67,10 +199,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "AzureWebJobsStorage__tableServiceUri",
         "Table endpoint of the storage account, with a managed identity (any cloud).",
+        parse=_https_url(optional=True),
     ),
     SettingSpec(
         "AzureWebJobsStorage__queueServiceUri",
         "Queue endpoint of the storage account, with a managed identity (any cloud).",
+        parse=_https_url(optional=True),
     ),
     SettingSpec(
         "AzureWebJobsStorage__clientId",
@@ -113,55 +247,77 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("DEFAULT_TENANT_ID", "Id of the default tenant.", default="default"),
     SettingSpec(
-        "GRAPH_BASE_URL", "Microsoft Graph root.", default="https://graph.microsoft.com/v1.0"
+        "GRAPH_BASE_URL",
+        "Microsoft Graph root.",
+        default="https://graph.microsoft.com/v1.0",
+        parse=_https_url(),
     ),
     SettingSpec(
         "MICROSOFT_AUTHORITY_HOST",
         "Microsoft Entra login host.",
         default="https://login.microsoftonline.com",
+        parse=_https_url(),
     ),
-    SettingSpec("GRAPH_TIMEOUT_SECONDS", "Timeout of one Graph call, in seconds.", default="10"),
+    SettingSpec(
+        "GRAPH_TIMEOUT_SECONDS",
+        "Timeout of one Graph call, in seconds.",
+        default="10",
+        parse=_number(0, 120, "{name} must be a number of seconds between 0 and 120"),
+    ),
     SettingSpec(
         "OUTBOUND_PROXY",
         "Proxy URL (http:// or https://) for calls to Graph, sign-in, token issuers' keys and "
         "Stripe; unset: direct. The environment's *_PROXY variables are not read.",
+        parse=_proxy_url,
     ),
     SettingSpec(
         "RECONCILE_SCHEDULE",
         "NCRONTAB schedule of the reconciliation timer.",
         default="0 */5 * * * *",
+        parse=_ncrontab,
     ),
     SettingSpec(
         "VERIFY_WINDOW_HOURS",
         "How far ahead meetings are verified against Teams before they start, in hours.",
         default="24",
+        parse=_number(0, 24 * 14),
     ),
     SettingSpec(
         "CREDENTIAL_CHECK_MINUTES",
         "How often the timer checks each tenant's Microsoft credential, consent, access policy "
         "and organizer, in minutes (at most once per timer run).",
         default="15",
+        parse=_number(0, 24 * 60),
     ),
     SettingSpec(
         "MEETING_RETRY_SCHEDULE",
         "Seconds between the delayed retries of failed meeting work (comma-separated).",
         default="30,120,600,3600,21600",
+        parse=_retry_schedule,
     ),
     SettingSpec(
         "MEETING_INLINE_BUDGET_SECONDS",
         "How long a request may spend on its meeting before the queue takes over.",
         default="5",
+        parse=_number(0, 60),
     ),
     SettingSpec(
         "BOOKING_HORIZON_DAYS",
         "How far ahead a booking may start, in days (requests beyond it are refused).",
         default="730",
+        parse=_number(0, 365 * 10),
     ),
-    SettingSpec("MAIL_TRANSPORT", "graph, smtp or folder.", default="folder"),
+    SettingSpec(
+        "MAIL_TRANSPORT",
+        "graph, smtp or folder.",
+        default="folder",
+        parse=_one_of("graph", "smtp", "folder"),
+    ),
     SettingSpec(
         "STRIPE_WEBHOOK_SECRET",
         "Signing secret (whsec_...) of the Stripe webhook endpoint (Key Vault reference).",
         required=True,
+        parse=_webhook_secret,
     ),
     SettingSpec(
         "STRIPE_API_KEY",
@@ -175,24 +331,33 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MAIL_FOLDER", "Folder the folder transport writes .eml files to.", default=".local/mail"
     ),
     SettingSpec("MAIL_SMTP_HOST", "SMTP submission server (MAIL_TRANSPORT=smtp)."),
-    SettingSpec("MAIL_SMTP_PORT", "SMTP submission port (STARTTLS).", default="587"),
+    SettingSpec(
+        "MAIL_SMTP_PORT",
+        "SMTP submission port (STARTTLS).",
+        default="587",
+        parse=_number(0, 65535),
+    ),
     SettingSpec("MAIL_SMTP_USERNAME", "SMTP sign-in user, if the server wants one."),
     SettingSpec("MAIL_SMTP_PASSWORD", "SMTP password (in Azure a Key Vault reference)."),
     SettingSpec(
         "MAIL_LINK_WAIT_SECONDS",
         "How long an e-mail waits for its booking's Teams meeting before it goes without the link.",
         default="600",
+        parse=_number(0, 86400),
     ),
     SettingSpec(
         "MAIL_SEND_RATE_PER_MINUTE",
         "Most e-mails one worker sends from one mailbox per minute (Exchange: about 30).",
         default="30",
+        parse=_number(0, 10000),
     ),
     SettingSpec("AUTH_ISSUER", "Trusted OIDC issuer of frontend tokens (iss)."),
     SettingSpec("AUTH_AUDIENCE", "Audience (aud) those tokens must carry."),
     SettingSpec("AUTH_JWKS_URL", "https URL of the issuer's signing keys (JWKS)."),
     SettingSpec(
-        "AUTH_ISSUERS", "Several trusted issuers: JSON list of {issuer, audience, jwksUrl}."
+        "AUTH_ISSUERS",
+        "Several trusted issuers: JSON list of {issuer, audience, jwksUrl}.",
+        parse=_issuer_list,
     ),
     SettingSpec("AUTH_TENANT_CLAIM", "Token claim naming the tenant.", default="tenant"),
     SettingSpec("AUTH_ROLES_CLAIM", "Token claim holding the roles.", default="roles"),
@@ -218,7 +383,6 @@ CREDENTIAL_SETTING = {
     "certificate": "MICROSOFT_CLIENT_CERTIFICATE",
     "secret": "MICROSOFT_CLIENT_SECRET",
 }
-_MAIL_TRANSPORTS = ("graph", "smtp", "folder")
 
 
 @dataclass(frozen=True)
@@ -248,22 +412,25 @@ class StorageSettings:
     ) -> StorageSettings:
         """Storage from the AzureWebJobsStorage* settings; `problems` names what is wrong."""
         problems = problems if problems is not None else []
+        parsed = {
+            spec.name: spec.read(value(spec.name), problems)
+            for spec in SETTINGS
+            if spec.name.startswith("AzureWebJobsStorage") or spec.name == "STORAGE_ENDPOINT_SUFFIX"
+        }
+        return cls._from_parsed(parsed.__getitem__, problems)
+
+    @classmethod
+    def _from_parsed(cls, value: Callable[[str], Any], problems: list[str]) -> StorageSettings:
         connection_string = value("AzureWebJobsStorage")
         account_name = value("AzureWebJobsStorage__accountName")
-        table_uri = value("AzureWebJobsStorage__tableServiceUri").rstrip("/")
-        queue_uri = value("AzureWebJobsStorage__queueServiceUri").rstrip("/")
+        table_uri = value("AzureWebJobsStorage__tableServiceUri")
+        queue_uri = value("AzureWebJobsStorage__queueServiceUri")
         if not connection_string and not account_name and not (table_uri and queue_uri):
             problems.append(
                 "AzureWebJobsStorage is missing (or, to use the managed identity, set "
                 "AzureWebJobsStorage__tableServiceUri and __queueServiceUri, or "
                 "AzureWebJobsStorage__accountName)"
             )
-        for name, uri in (
-            ("AzureWebJobsStorage__tableServiceUri", table_uri),
-            ("AzureWebJobsStorage__queueServiceUri", queue_uri),
-        ):
-            if uri and (urlsplit(uri).scheme != "https" or not urlsplit(uri).netloc):
-                problems.append(f"{name} must be an https URL, got {uri!r}")
         return cls(
             connection_string=connection_string or None,
             account_name=account_name or None,
@@ -344,9 +511,7 @@ class Settings:
     retry_schedule: tuple[float, ...]
     inline_budget_seconds: float
     booking_horizon_days: float
-    mail_transport: str
     stripe: StripeSettings
-    running_in_azure: bool
     auth: AuthSettings
     mail: MailTransportSettings = MailTransportSettings()
     outbound_proxy: str | None = None
@@ -357,131 +522,54 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from `env`; raise `SettingsError` naming every missing or bad one."""
+        """Build settings from `env`; raise `SettingsError` naming every missing or bad one
+        (each row's problems in the table's order, then those between settings)."""
         problems: list[str] = []
-
-        def value(name: str) -> str:
-            raw = env.get(name, "").strip()
-            if raw.startswith(UNRESOLVED_REFERENCE) and name not in unresolved:
-                # The platform leaves a Key Vault reference it cannot resolve as its own text.
-                unresolved.append(name)
-                problems.append(
-                    f"{name} is an unresolved Key Vault reference (the secret does not exist, "
-                    "or the app's identity may not read it)"
-                )
-            if raw.startswith(UNRESOLVED_REFERENCE):
-                return ""
-            return raw or (_SPEC_BY_NAME[name].default or "")
-
-        unresolved: list[str] = []
-
-        storage = StorageSettings.from_values(value, problems)
-
+        values = {
+            spec.name: spec.read(_text_of(env, spec, problems), problems) for spec in SETTINGS
+        }
+        value = values.__getitem__
+        storage = StorageSettings._from_parsed(value, problems)
         microsoft = _microsoft_profile(env, value, problems)
-
-        graph_base_url = value("GRAPH_BASE_URL").rstrip("/")
-        authority_host = value("MICROSOFT_AUTHORITY_HOST").rstrip("/")
-        for name, url in (
-            ("GRAPH_BASE_URL", graph_base_url),
-            ("MICROSOFT_AUTHORITY_HOST", authority_host),
-        ):
-            parts = urlsplit(url)
-            if parts.scheme != "https" or not parts.netloc:
-                problems.append(f"{name} must be an https URL, got {url!r}")
-
-        proxy = value("OUTBOUND_PROXY")
-        proxy_parts = urlsplit(proxy)
-        if proxy and (proxy_parts.scheme not in ("http", "https") or not proxy_parts.netloc):
-            problems.append(f"OUTBOUND_PROXY must be an http:// or https:// URL, got {proxy!r}")
-
-        timeout = 0.0
-        try:
-            timeout = float(value("GRAPH_TIMEOUT_SECONDS"))
-            if not 0 < timeout <= 120:
-                raise ValueError
-        except ValueError:
-            problems.append(
-                "GRAPH_TIMEOUT_SECONDS must be a number of seconds between 0 and 120, "
-                f"got {value('GRAPH_TIMEOUT_SECONDS')!r}"
-            )
-
-        schedule = value("RECONCILE_SCHEDULE")
-        if len(schedule.split()) != 6:
-            problems.append(
-                "RECONCILE_SCHEDULE must be a six-field NCRONTAB expression "
-                f"(second minute hour day month weekday), got {schedule!r}"
-            )
-
-        verify_window = _number(
-            "VERIFY_WINDOW_HOURS", value("VERIFY_WINDOW_HOURS"), 0, 24 * 14, problems
-        )
-        credential_check = _number(
-            "CREDENTIAL_CHECK_MINUTES", value("CREDENTIAL_CHECK_MINUTES"), 0, 24 * 60, problems
-        )
-        inline_budget = _number(
-            "MEETING_INLINE_BUDGET_SECONDS", value("MEETING_INLINE_BUDGET_SECONDS"), 0, 60, problems
-        )
-        horizon = _number(
-            "BOOKING_HORIZON_DAYS", value("BOOKING_HORIZON_DAYS"), 0, 365 * 10, problems
-        )
-        retry_schedule: tuple[float, ...] = ()
-        try:
-            retry_schedule = tuple(float(p) for p in value("MEETING_RETRY_SCHEDULE").split(","))
-            if not retry_schedule or not all(1 <= d <= 7 * 24 * 3600 for d in retry_schedule):
-                raise ValueError
-        except ValueError:
-            problems.append(
-                "MEETING_RETRY_SCHEDULE must be comma-separated seconds, each from 1 to 604800 "
-                f"(7 days), got {value('MEETING_RETRY_SCHEDULE')!r}"
-            )
-
-        mail_transport = value("MAIL_TRANSPORT").lower()
-        if mail_transport not in _MAIL_TRANSPORTS:
-            problems.append(
-                f"MAIL_TRANSPORT must be one of {', '.join(_MAIL_TRANSPORTS)}, "
-                f"got {mail_transport!r}"
-            )
-
-        webhook_secret = value("STRIPE_WEBHOOK_SECRET")
-        if not webhook_secret:
-            problems.append(
-                "STRIPE_WEBHOOK_SECRET is missing: payment webhooks cannot be verified without "
-                "the endpoint's signing secret (whsec_...)"
-            )
-        elif not webhook_secret.startswith("whsec_"):
-            problems.append("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
-
-        mail = _mail_settings(mail_transport, value, problems)
+        mail = _mail_settings(value, problems)
         issuers = _trusted_issuers(env, value, problems)
-
-        for spec in SETTINGS:
-            value(spec.name)  # an unresolved Key Vault reference anywhere is named too
         if problems:
             raise SettingsError(problems)
         return cls(
             storage=storage,
             default_tenant_id=value("DEFAULT_TENANT_ID"),
             microsoft=microsoft,
-            graph_base_url=graph_base_url,
-            authority_host=authority_host,
-            graph_timeout_seconds=timeout,
-            reconcile_schedule=schedule,
-            verify_window_hours=verify_window,
-            credential_check_minutes=credential_check,
-            retry_schedule=retry_schedule,
-            inline_budget_seconds=inline_budget,
-            booking_horizon_days=horizon,
-            mail_transport=mail_transport,
-            stripe=StripeSettings(webhook_secret, value("STRIPE_API_KEY") or None),
-            running_in_azure=bool(env.get("WEBSITE_INSTANCE_ID")),
+            graph_base_url=value("GRAPH_BASE_URL"),
+            authority_host=value("MICROSOFT_AUTHORITY_HOST"),
+            graph_timeout_seconds=value("GRAPH_TIMEOUT_SECONDS"),
+            reconcile_schedule=value("RECONCILE_SCHEDULE"),
+            verify_window_hours=value("VERIFY_WINDOW_HOURS"),
+            credential_check_minutes=value("CREDENTIAL_CHECK_MINUTES"),
+            retry_schedule=value("MEETING_RETRY_SCHEDULE"),
+            inline_budget_seconds=value("MEETING_INLINE_BUDGET_SECONDS"),
+            booking_horizon_days=value("BOOKING_HORIZON_DAYS"),
+            stripe=StripeSettings(value("STRIPE_WEBHOOK_SECRET"), value("STRIPE_API_KEY") or None),
             auth=AuthSettings(
                 issuers=issuers,
                 tenant_claim=value("AUTH_TENANT_CLAIM"),
                 roles_claim=value("AUTH_ROLES_CLAIM"),
             ),
             mail=mail,
-            outbound_proxy=proxy or None,
+            outbound_proxy=value("OUTBOUND_PROXY") or None,
         )
+
+
+def _text_of(env: Mapping[str, str], spec: SettingSpec, problems: list[str]) -> str:
+    """The setting's text in `env`, stripped, or its default; "" for a Key Vault reference the
+    platform could not resolve (it leaves the reference as its own text), which is a problem."""
+    raw = env.get(spec.name, "").strip()
+    if raw.startswith(UNRESOLVED_REFERENCE):
+        problems.append(
+            f"{spec.name} is an unresolved Key Vault reference (the secret does not exist, "
+            "or the app's identity may not read it)"
+        )
+        return ""
+    return raw or (spec.default or "")
 
 
 def _microsoft_profile(
@@ -541,28 +629,8 @@ def _microsoft_profile(
     )
 
 
-def _number(name: str, raw: str, low: float, high: float, problems: list[str]) -> float:
-    """A number in (low, high], or a problem naming the setting."""
-    try:
-        number = float(raw)
-        if not low < number <= high:
-            raise ValueError
-    except ValueError:
-        problems.append(
-            f"{name} must be a number greater than {low:g} and at most {high:g}, got {raw!r}"
-        )
-        return 0.0
-    return number
-
-
-def _mail_settings(
-    transport: str, value: Callable[[str], str], problems: list[str]
-) -> MailTransportSettings:
-    port = _number("MAIL_SMTP_PORT", value("MAIL_SMTP_PORT"), 0, 65535, problems)
-    wait = _number("MAIL_LINK_WAIT_SECONDS", value("MAIL_LINK_WAIT_SECONDS"), 0, 86400, problems)
-    rate = _number(
-        "MAIL_SEND_RATE_PER_MINUTE", value("MAIL_SEND_RATE_PER_MINUTE"), 0, 10000, problems
-    )
+def _mail_settings(value: Callable[[str], Any], problems: list[str]) -> MailTransportSettings:
+    transport = value("MAIL_TRANSPORT")
     if transport == "smtp":
         for name in ("MAIL_SMTP_HOST", "MAIL_FROM"):
             if not value(name):
@@ -572,16 +640,16 @@ def _mail_settings(
         from_address=value("MAIL_FROM") or None,
         folder=value("MAIL_FOLDER"),
         smtp_host=value("MAIL_SMTP_HOST") or None,
-        smtp_port=int(port),
+        smtp_port=int(value("MAIL_SMTP_PORT")),
         smtp_username=value("MAIL_SMTP_USERNAME") or None,
         smtp_password=value("MAIL_SMTP_PASSWORD") or None,
-        link_wait_seconds=wait,
-        send_rate_per_minute=max(1, int(rate)),
+        link_wait_seconds=value("MAIL_LINK_WAIT_SECONDS"),
+        send_rate_per_minute=max(1, int(value("MAIL_SEND_RATE_PER_MINUTE"))),
     )
 
 
 def _trusted_issuers(
-    env: Mapping[str, str], value: Callable[[str], str], problems: list[str]
+    env: Mapping[str, str], value: Callable[[str], Any], problems: list[str]
 ) -> tuple[TrustedIssuer, ...]:
     issuers: list[TrustedIssuer] = []
     trio = ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL")
@@ -593,19 +661,7 @@ def _trusted_issuers(
         issuers.append(
             TrustedIssuer(value("AUTH_ISSUER"), value("AUTH_AUDIENCE"), value("AUTH_JWKS_URL"))
         )
-    if value("AUTH_ISSUERS"):
-        try:
-            listed = json.loads(value("AUTH_ISSUERS"))
-            if not isinstance(listed, list):
-                raise ValueError
-            for item in listed:
-                issuers.append(
-                    TrustedIssuer(str(item["issuer"]), str(item["audience"]), str(item["jwksUrl"]))
-                )
-        except (ValueError, KeyError, TypeError, RecursionError):
-            problems.append(
-                'AUTH_ISSUERS must be a JSON list of {"issuer", "audience", "jwksUrl"} objects'
-            )
+    issuers.extend(value("AUTH_ISSUERS"))
     for issuer in issuers:
         if urlsplit(issuer.jwks_url or "").scheme != "https":
             problems.append(

@@ -138,7 +138,6 @@ def test_the_printed_settings_over_the_example_are_accepted_by_the_app(values):
     assert settings.microsoft is not None
     assert settings.microsoft.organizer_upn == ORGANIZER_UPN
     assert settings.graph_base_url.startswith("https://127.0.0.1:")
-    assert not settings.running_in_azure
 
 
 def test_azurite_and_the_emulator_answer_at_the_printed_addresses(values):

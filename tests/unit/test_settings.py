@@ -32,9 +32,8 @@ def test_defaults_apply_when_only_storage_is_set():
     assert settings.authority_host == "https://login.microsoftonline.com"
     assert settings.default_tenant_id == "default"
     assert settings.microsoft is None
-    assert settings.mail_transport == "folder"
+    assert settings.mail.transport == "folder"
     assert settings.graph_timeout_seconds == 10.0
-    assert settings.running_in_azure is False
     assert settings.verify_window_hours == 24.0
     assert settings.retry_schedule == (30.0, 120.0, 600.0, 3600.0, 21600.0)
     assert settings.inline_budget_seconds == 5.0
@@ -203,7 +202,7 @@ def test_settings_are_frozen_and_never_show_the_secret():
     settings = Settings.from_env({**STORAGE, **PROFILE})
 
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.mail_transport = "smtp"  # type: ignore[misc]
+        settings.mail.transport = "smtp"  # type: ignore[misc]
     assert "shh-secret" not in repr(settings)
     assert "UseDevelopmentStorage" not in repr(settings)
 
@@ -212,10 +211,6 @@ def test_trailing_slashes_are_trimmed_from_urls():
     settings = Settings.from_env({**STORAGE, "GRAPH_BASE_URL": "https://graph.microsoft.us/v1.0/"})
 
     assert settings.graph_base_url == "https://graph.microsoft.us/v1.0"
-
-
-def test_running_in_azure_is_recognised():
-    assert Settings.from_env({**STORAGE, "WEBSITE_INSTANCE_ID": "abc"}).running_in_azure
 
 
 def test_one_trusted_issuer_from_the_three_auth_settings():
