@@ -10,6 +10,7 @@ from shared.domain import notices
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
 from shared.domain.notices import MailState, NoticeKind
 from shared.domain.payment import PaymentFact, PaymentState, merge
+from shared.domain.work import Works
 
 __all__ = [
     "Booking",
@@ -30,6 +31,11 @@ class IllegalTransitionError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+# The kinds of durable work a booking's marker rows name (the sweep lists them by kind).
+MEETING_WORK = "meeting"
+MAIL_WORK = "mail"
 
 
 class BookingStatus(StrEnum):
@@ -76,6 +82,8 @@ class Booking:
     meeting: MeetingState = field(default_factory=MeetingState)
     payment: PaymentState = field(default_factory=PaymentState)
     mail: MailState = field(default_factory=MailState)  # notices owed (shared/domain/notices.py)
+    # Other kinds of durable work it owes (shared/domain/work.py), one state per kind.
+    work: Works = ()
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
     # guards each save against a lost race, and the keys of the index rows stored with this
     # version let the next save delete those its new state no longer wants (a moved start).
@@ -110,6 +118,23 @@ class Booking:
     def needs_reconciliation(self) -> bool:
         """A step is outstanding and retries have not stopped: the "needs work" marker."""
         return self.next_step is not Step.NONE and not self.meeting.failed
+
+    def owed(self) -> dict[str, datetime | None]:
+        """Each kind of durable work this version owes, with when its next attempt is due
+        (None: now): the marker rows saved with it, which the timer sweeps by kind."""
+        owed: dict[str, datetime | None] = {}
+        if self.needs_reconciliation:
+            owed[MEETING_WORK] = self.meeting.next_attempt_at
+        if self.mail.pending:
+            owed[MAIL_WORK] = self.mail.next_attempt_at()
+        for state in self.work:
+            if state.owed:
+                owed[state.kind] = state.next_attempt_at
+        return owed
+
+    def works(self) -> frozenset[str]:
+        """Every kind of work this version may carry a marker of, owed or not."""
+        return frozenset((MEETING_WORK, MAIL_WORK, *(state.kind for state in self.work)))
 
 
 def settled(booking: Booking) -> Booking:

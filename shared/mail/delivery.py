@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from shared.domain import notices
-from shared.domain.booking import Booking
+from shared.domain.booking import MAIL_WORK, Booking
 from shared.domain.notices import Notice
 from shared.domain.tenant import Tenant
 from shared.mail.ics import Organizer, invite
@@ -426,8 +426,8 @@ class MailSweep:
         for tenant_id in self._tenants.tenant_ids():
             report.tenants += 1
             try:
-                owing = self._bookings.list_owing_mail(
-                    tenant_id, self._per_tenant, due_by=self._clock()
+                owing = self._bookings.list_marked(
+                    MAIL_WORK, tenant_id, self._per_tenant, due_by=self._clock()
                 )
             except StorageError:
                 logger.exception("mail sweep of tenant %s stopped by storage", tenant_id)

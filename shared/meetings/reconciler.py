@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from shared.domain.booking import Booking
+from shared.domain.booking import MEETING_WORK, Booking
 from shared.domain.meeting import Step
 from shared.meetings.converger import Converger
 from shared.meetings.worker import MeetingWorker, stop
@@ -106,9 +106,7 @@ class Reconciler:
 
     def _converge_marked(self, tenant_id: str, report: ReconcileReport, deadline: float) -> None:
         now = self._clock()
-        marked = self._bookings.list_needing_reconciliation(
-            tenant_id, MARKERS_PER_TENANT, due_by=now
-        )
+        marked = self._bookings.list_marked(MEETING_WORK, tenant_id, MARKERS_PER_TENANT, due_by=now)
         report.marked += len(marked)
         for booking in marked:
             if time.monotonic() > deadline:

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.audit import AuditRecord
 from shared.domain.booking import (
+    MAIL_WORK,
+    MEETING_WORK,
     Booking,
     BookingStatus,
     MeetingState,
@@ -51,6 +53,7 @@ from shared.domain.booking import (
 )
 from shared.domain.notices import MailState, Notice, NoticeKind
 from shared.domain.payment import IntentPayment, PaymentState
+from shared.domain.work import Works, WorkState
 from shared.storage.audit import audit_rows
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
@@ -72,7 +75,10 @@ _BOOKING, _PARTICIPANT, _RECONCILE, _REQUEST, _START = "b", "u", "r", "k", "s"
 _MAIL, _BY_START = "m", "t"
 _LEGACY = "p"  # the older participant index, p|{participantId}|{bookingId}: see reindex
 # "a" is the audit records' (shared/storage/audit.py), kept in this table's tenant partition.
-_MARKER_KINDS = frozenset((_RECONCILE, _MAIL))
+_WORK = "w"  # w|{kind}|{bookingId}: the marker of any other kind of work (shared/domain/work.py)
+# The meeting's and the mail's markers keep the layout they had before other kinds.
+_MARKER_PREFIX = {MEETING_WORK: _RECONCILE, MAIL_WORK: _MAIL}
+_MARKER_KIND_COLUMN = {MEETING_WORK: "reconcile"}
 # Booking versions whose markers a repository remembers (see `TableBookingRepository.update`).
 _KNOWN_VERSIONS = 10_000
 
@@ -165,11 +171,12 @@ class BookingRepository(Protocol):
         """A page of one participant's bookings (assignee included), from their index only."""
         ...
 
-    def list_needing_reconciliation(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    def list_marked(
+        self, kind: str, tenant_id: str, limit: int = 100, due_by: datetime | None = None
     ) -> list[Booking]:
-        """Bookings carrying the "needs work" marker, read through the marker index only.
-        With `due_by`, those whose scheduled retry is later are left to it."""
+        """Bookings carrying the marker of `kind` of work (`Booking.owed`), read through that
+        kind's marker rows only. With `due_by`, those whose next attempt is later are left to
+        it (their delayed round's message takes them)."""
         ...
 
     def list_starting_between(
@@ -177,13 +184,6 @@ class BookingRepository(Protocol):
     ) -> list[Booking]:
         """Bookings whose meeting is wanted and that start in [start_from, start_to), read
         from the start index only (copies: read one with `get` before saving it)."""
-        ...
-
-    def list_owing_mail(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
-    ) -> list[Booking]:
-        """Bookings with pending notices, read through the mail marker index only. With
-        `due_by`, those whose every notice waits for a later scheduled retry are left to it."""
         ...
 
     def list_meeting_failed(
@@ -287,12 +287,12 @@ class TableBookingRepository:
         # newer save would have changed the ETag and failed this whole transaction).
         known = self._markers_of_version(booking)
         apart: list[str] = []
-        for kind in sorted(_MARKER_KINDS - _wanted(saved)):
+        for kind in sorted(saved.works() - _wanted(saved)):
             if known is None:
                 apart.append(kind)
             elif kind in known:
-                row = {"PartitionKey": booking.tenant_id, "RowKey": row_key(kind, saved.booking_id)}
-                operations.append(("delete", row))
+                marker = _marker_key(kind, saved.booking_id)
+                operations.append(("delete", {"PartitionKey": booking.tenant_id, "RowKey": marker}))
         for record in audit:
             if record.tenant_id != booking.tenant_id:
                 raise SchemaError(f"audit record {record.record_id} is another tenant's")
@@ -317,7 +317,7 @@ class TableBookingRepository:
         for kind in apart:
             # The version read is not known here (read by another repository, or long ago):
             # delete the marker apart, unless a newer write (a higher booking version) put it.
-            self._clear_marker(saved, up_to_version=saved.version, kind=kind)
+            self._clear_marker(saved, saved.version, kind)
         return self._remember(
             replace(saved, etag=results[0]["etag"], index_rows=_moving_keys(saved))
         )
@@ -356,21 +356,21 @@ class TableBookingRepository:
         found = [_copy_to_booking(row) for row in rows[:wanted]]
         return BookingPage(found[: query.limit], more=len(found) > query.limit)
 
-    def list_needing_reconciliation(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    def list_marked(
+        self, kind: str, tenant_id: str, limit: int = 100, due_by: datetime | None = None
     ) -> list[Booking]:
         pk = validate_key(tenant_id, "tenant id")
-        flt = f"{_pk_filter(pk)} and {prefix_range(_RECONCILE + '|')}"
+        flt = f"{_pk_filter(pk)} and {prefix_range(_marker_key(kind, ''))}"
         result: list[Booking] = []
         for marker in self._query(flt):
             not_before = marker.get("NotBefore")
             if due_by is not None and not_before is not None and not_before > due_by:
                 continue
             booking = self._get_or_none(pk, marker["BookingId"])
-            if booking is None or not booking.needs_reconciliation:
+            if booking is None or kind not in booking.owed():
                 # A marker outlived its reason (its clean-up was interrupted): heal it.
                 if booking is not None:
-                    self._clear_marker(booking, up_to_version=marker.get("BookingVersion", 0))
+                    self._clear_marker(booking, marker.get("BookingVersion", 0), kind)
                 continue
             result.append(booking)
             if len(result) >= limit:
@@ -397,27 +397,6 @@ class TableBookingRepository:
                 continue
             self._delete_unchanged(pk, row)
         return sorted(found, key=position_of)
-
-    def list_owing_mail(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
-    ) -> list[Booking]:
-        pk = validate_key(tenant_id, "tenant id")
-        result: list[Booking] = []
-        for marker in self._query(f"{_pk_filter(pk)} and {prefix_range(_MAIL + '|')}"):
-            not_before = marker.get("NotBefore")
-            if due_by is not None and not_before is not None and not_before > due_by:
-                continue
-            booking = self._get_or_none(pk, marker["BookingId"])
-            if booking is None or not booking.mail.pending:
-                if booking is not None:
-                    self._clear_marker(
-                        booking, up_to_version=marker.get("BookingVersion", 0), kind=_MAIL
-                    )
-                continue
-            result.append(booking)
-            if len(result) >= limit:
-                break
-        return result
 
     def list_meeting_failed(
         self, tenant_id: str, start_from: datetime, limit: int = 500
@@ -497,10 +476,10 @@ class TableBookingRepository:
         except NotFoundError:
             return None
 
-    def _clear_marker(self, booking: Booking, up_to_version: int, kind: str = _RECONCILE) -> None:
+    def _clear_marker(self, booking: Booking, up_to_version: int, kind: str) -> None:
         """Delete the marker unless a newer write (a higher booking version) put it there."""
         self._delete_unless_newer(
-            booking.tenant_id, row_key(kind, booking.booking_id), up_to_version
+            booking.tenant_id, _marker_key(kind, booking.booking_id), up_to_version
         )
 
     def _delete_unless_newer(self, pk: str, rk: str, up_to_version: int) -> None:
@@ -524,13 +503,15 @@ class TableBookingRepository:
 
 
 def _wanted(booking: Booking) -> frozenset[str]:
-    """The marker kinds a booking version is saved with (in the transaction of its row)."""
-    kinds = set()
-    if booking.needs_reconciliation:
-        kinds.add(_RECONCILE)
-    if booking.mail.pending:
-        kinds.add(_MAIL)
-    return frozenset(kinds)
+    """The kinds of work whose markers a booking version is saved with (in its transaction)."""
+    return frozenset(booking.owed())
+
+
+def _marker_key(kind: str, booking_id: str) -> str:
+    prefix = _MARKER_PREFIX.get(kind)
+    if prefix is not None:
+        return row_key(prefix, booking_id)
+    return row_key(_WORK, kind, booking_id)
 
 
 def _pk_filter(pk: str) -> str:
@@ -639,10 +620,8 @@ def _index_rows(booking: Booking, entity: dict[str, Any] | None = None) -> list[
     index copy while a meeting is wanted. `entity`: the booking's own row, if made already."""
     entity = booking_to_entity(booking) if entity is None else entity
     rows = _participant_rows(booking, entity)
-    if booking.needs_reconciliation:
-        rows.append(_marker_row(booking))
-    if booking.mail.pending:
-        rows.append(_mail_marker_row(booking))
+    for kind, not_before in booking.owed().items():
+        rows.append(_marker_row(booking, kind, not_before))
     start_key = _start_row_key(booking)
     if start_key is not None:
         # A copy: verification decides from it whether Teams is due to be asked (its last
@@ -662,26 +641,15 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _marker_row(booking: Booking) -> dict[str, Any]:
+def _marker_row(booking: Booking, kind: str, not_before: datetime | None) -> dict[str, Any]:
     return {
         "PartitionKey": booking.tenant_id,
-        "RowKey": row_key(_RECONCILE, booking.booking_id),
-        "Kind": "reconcile",
+        "RowKey": _marker_key(kind, booking.booking_id),
+        "Kind": _MARKER_KIND_COLUMN.get(kind, kind),
         "BookingId": booking.booking_id,
         "BookingVersion": booking.version,
-        # A retry is already scheduled for then: the reconciler leaves it to the queue.
-        "NotBefore": _opt_utc(booking.meeting.next_attempt_at, "next attempt"),
-    }
-
-
-def _mail_marker_row(booking: Booking) -> dict[str, Any]:
-    return {
-        "PartitionKey": booking.tenant_id,
-        "RowKey": row_key(_MAIL, booking.booking_id),
-        "Kind": "mail",
-        "BookingId": booking.booking_id,
-        "BookingVersion": booking.version,
-        "NotBefore": _opt_utc(booking.mail.next_attempt_at(), "next mail attempt"),
+        # A retry is already scheduled for then: the timer leaves it to the queue.
+        "NotBefore": _opt_utc(not_before, f"next {kind} attempt"),
     }
 
 
@@ -756,6 +724,52 @@ def _mail_state(reader: EntityReader) -> MailState:
         raise reader.fail(f"Mail does not fit the schema ({exc})") from exc
 
 
+def _work_json(works: Works) -> str | None:
+    if not works:
+        return None
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else to_utc(value, "work time").isoformat()
+
+    return json.dumps(
+        [
+            {
+                "kind": w.kind,
+                "owed": w.owed,
+                "rounds": w.rounds,
+                "nextAttemptAt": moment(w.next_attempt_at),
+                "failedCode": w.failed_code,
+                "doneAt": moment(w.done_at),
+            }
+            for w in works
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _work_states(reader: EntityReader) -> Works:
+    if reader.opt_text("Work") is None:
+        return ()
+
+    def moment(value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value))
+
+    try:
+        return tuple(
+            WorkState(
+                kind=str(w["kind"]),
+                owed=bool(w["owed"]),
+                rounds=int(w["rounds"]),
+                next_attempt_at=moment(w.get("nextAttemptAt")),
+                failed_code=w.get("failedCode"),
+                done_at=moment(w.get("doneAt")),
+            )
+            for w in reader.json_value("Work")
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise reader.fail(f"Work does not fit the schema ({exc})") from exc
+
+
 def booking_to_entity(booking: Booking) -> dict[str, Any]:
     """Map a booking to its table entity; raise `SchemaError`/`InvalidKeyError` if it can't fit."""
     pk, rk = _booking_keys(booking.tenant_id, booking.booking_id)
@@ -823,6 +837,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "MeetingChangedAt": _opt_utc(meeting.changed_at, "changed"),
         **_payment_fields(booking.payment),
         "Mail": check_string(_mail_json(booking.mail), "mail"),
+        "Work": check_string(_work_json(booking.work), "work"),
         "IndexRows": json.dumps(_moving_keys(booking), separators=(",", ":")),
     }
 
@@ -957,6 +972,7 @@ def entity_to_booking(entity: Any) -> Booking:
             ),
             payment=_payment_from(r),
             mail=_mail_state(r),
+            work=_work_states(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
             index_rows=_stored_index_rows(r),

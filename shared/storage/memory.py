@@ -39,8 +39,8 @@ class InMemoryBookingRepository:
         self._etags = itertools.count(1)
         self._rows: dict[tuple[str, str], Booking] = {}
         self._requests: dict[tuple[str, str], RequestRecord] = {}
-        self._markers: dict[tuple[str, str], tuple[int, datetime | None]] = {}
-        self._mail_markers: dict[tuple[str, str], datetime | None] = {}
+        # (kind, tenant, booking) -> not before: the marker rows of each kind of work.
+        self._markers: dict[tuple[str, str, str], datetime | None] = {}
         self._participant_rows: dict[tuple[str, str], set[str]] = {}
         self.reads = 0
 
@@ -99,14 +99,12 @@ class InMemoryBookingRepository:
             self._participant_rows.setdefault((booking.tenant_id, participant), set()).add(
                 booking.booking_id
             )
-        if booking.needs_reconciliation:
-            self._markers[key] = (booking.version, booking.meeting.next_attempt_at)
-        else:
-            self._markers.pop(key, None)
-        if booking.mail.pending:
-            self._mail_markers[key] = booking.mail.next_attempt_at()
-        else:
-            self._mail_markers.pop(key, None)
+        owed = booking.owed()
+        for kind in booking.works():
+            if kind in owed:
+                self._markers[(kind, *key)] = owed[kind]
+            else:
+                self._markers.pop((kind, *key), None)
         return stored
 
     def list_for_tenant(self, tenant_id: str, query: BookingQuery) -> BookingPage:
@@ -134,15 +132,15 @@ class InMemoryBookingRepository:
             self.reads += len(page.bookings) + (1 if page.more else 0)
         return replace(page, bookings=[replace(b, etag=None) for b in page.bookings])
 
-    def list_needing_reconciliation(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
+    def list_marked(
+        self, kind: str, tenant_id: str, limit: int = 100, due_by: datetime | None = None
     ) -> list[Booking]:
         validate_key(tenant_id, "tenant id")
         with self._lock:
             marked = sorted(
                 (booking_id, not_before)
-                for (t, booking_id), (_, not_before) in self._markers.items()
-                if t == tenant_id
+                for (k, t, booking_id), not_before in self._markers.items()
+                if k == kind and t == tenant_id
             )
             self.reads += len(marked)
             found = []
@@ -168,25 +166,6 @@ class InMemoryBookingRepository:
             ]
             self.reads += len(found)  # the start index rows, which carry copies
         return sorted((replace(b, etag=None) for b in found), key=position_of)
-
-    def list_owing_mail(
-        self, tenant_id: str, limit: int = 100, due_by: datetime | None = None
-    ) -> list[Booking]:
-        validate_key(tenant_id, "tenant id")
-        with self._lock:
-            marked = sorted(
-                (booking_id, not_before)
-                for (t, booking_id), not_before in self._mail_markers.items()
-                if t == tenant_id
-            )
-            self.reads += len(marked)
-            found = []
-            for booking_id, not_before in marked:
-                if due_by is not None and not_before is not None and not_before > due_by:
-                    continue
-                self.reads += 1
-                found.append(self._rows[(tenant_id, booking_id)])
-        return found[:limit]
 
     def list_meeting_failed(
         self, tenant_id: str, start_from: datetime, limit: int = 500

@@ -10,7 +10,7 @@ import pytest
 from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.audit import AuditEvent
-from shared.domain.booking import BookingStatus, IllegalTransitionError, MeetingStatus
+from shared.domain.booking import MEETING_WORK, BookingStatus, IllegalTransitionError, MeetingStatus
 from shared.domain.tenant import CapabilityReason
 from shared.graph.errors import GraphPolicyMissingError
 from shared.services import bookings as use_cases
@@ -66,7 +66,7 @@ def test_approve_makes_exactly_one_meeting_and_stores_its_link(svc, deps, emulat
     assert meeting.external_id == f"{TENANT}:{booking.booking_id}"
     assert meeting.subject == "Computer Science A-Level Lesson"
     assert {a["upn"] for a in meeting.participants} == {"student@example.com", "tutor@example.com"}
-    assert deps.bookings.list_needing_reconciliation(TENANT) == []
+    assert deps.bookings.list_marked(MEETING_WORK, TENANT) == []
     # the create, then the PATCH that puts the tenant's options on it
     assert audit_events(svc, booking.booking_id) == [
         AuditEvent.MEETING_ATTACHED,
@@ -167,7 +167,7 @@ def test_approval_succeeds_when_graph_fails(svc, deps, emulator, fault, status, 
     assert (stored.meeting.status, stored.meeting.last_error_code) == (status, code)
     assert stored.meeting.attempts == 1
     # a retryable failure keeps its "needs work" marker; a permanent one stops at once
-    marked = [b.booking_id for b in deps.bookings.list_needing_reconciliation(TENANT)]
+    marked = [b.booking_id for b in deps.bookings.list_marked(MEETING_WORK, TENANT)]
     assert marked == ([booking.booking_id] if status is MeetingStatus.PENDING else [])
     assert emulator.live_meetings() == []
     (record,) = svc.audit.list_for_booking(TENANT, booking.booking_id)
@@ -210,7 +210,7 @@ def test_cancel_after_an_unanswered_create_removes_the_meeting_teams_made(svc, d
     assert emulator.live_meetings() == []
     assert emulator.calls["deleteMeeting"] == 1
     assert result.booking.meeting.status is MeetingStatus.DELETED
-    assert deps.bookings.list_needing_reconciliation(TENANT) == []
+    assert deps.bookings.list_marked(MEETING_WORK, TENANT) == []
     assert audit_events(svc, booking.booking_id)[-1] is AuditEvent.MEETING_DELETED
 
 
@@ -223,7 +223,7 @@ def test_cancel_after_a_refused_create_calls_graph_no_more(deps, emulator):
 
     assert result.booking.meeting.status is MeetingStatus.NONE
     assert (emulator.calls["createOrGet"], emulator.calls["deleteMeeting"]) == (1, 0)
-    assert deps.bookings.list_needing_reconciliation(TENANT) == []
+    assert deps.bookings.list_marked(MEETING_WORK, TENANT) == []
 
 
 def test_clearing_the_organizer_turns_creation_off(svc, deps, emulator):

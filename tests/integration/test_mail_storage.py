@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from shared.domain import notices
-from shared.domain.booking import BookingStatus
+from shared.domain.booking import MAIL_WORK, BookingStatus
 from shared.domain.notices import MailStatus, NoticeKind
 from shared.storage.bookings import TableBookingRepository
 from shared.storage.mail import ClaimOutcome, InMemoryMailLedger, MailKey, TableMailLedger
@@ -55,13 +55,15 @@ def test_the_mail_marker_follows_the_pending_notices(bookings):
     booking = bookings.add(
         notices.requested(a_booking(status=BookingStatus.CONFIRMED), NoticeKind.APPROVED, now=T0)
     )
-    assert [b.booking_id for b in bookings.list_owing_mail("tenant-a")] == [booking.booking_id]
+    assert [b.booking_id for b in bookings.list_marked(MAIL_WORK, "tenant-a")] == [
+        booking.booking_id
+    ]
 
     # WHEN its notice is delivered
     saved = bookings.update(notices.delivered(booking, 1, T0))
 
     # THEN it no longer shows, and its mail says sent
-    assert bookings.list_owing_mail("tenant-a") == []
+    assert bookings.list_marked(MAIL_WORK, "tenant-a") == []
     assert saved.mail.status is MailStatus.SENT
 
 
@@ -69,15 +71,15 @@ def test_mail_waiting_for_a_scheduled_retry_is_left_to_it(bookings):
     booking = notices.requested(a_booking(), NoticeKind.APPROVED, now=T0)
     booking = bookings.add(notices.retry_scheduled(booking, 1, T0 + timedelta(minutes=10)))
 
-    assert bookings.list_owing_mail("tenant-a", due_by=T0) == []
-    due = bookings.list_owing_mail("tenant-a", due_by=T0 + timedelta(minutes=11))
+    assert bookings.list_marked(MAIL_WORK, "tenant-a", due_by=T0) == []
+    due = bookings.list_marked(MAIL_WORK, "tenant-a", due_by=T0 + timedelta(minutes=11))
     assert [b.booking_id for b in due] == [booking.booking_id]
 
 
 def test_other_tenants_mail_is_not_listed(bookings):
     bookings.add(notices.requested(a_booking(tenant_id="tenant-b"), NoticeKind.APPROVED, now=T0))
 
-    assert bookings.list_owing_mail("tenant-a") == []
+    assert bookings.list_marked(MAIL_WORK, "tenant-a") == []
 
 
 def key(booking: str = "b1", recipient: str = "student@example.com") -> MailKey:
@@ -155,4 +157,6 @@ def test_a_delivered_notice_finishes_on_the_latest_version(bookings):
     saved = bookings.update(notices.delivered(newer, 1, T0))
 
     assert [n.kind for n in saved.mail.pending] == [NoticeKind.CANCELLED]
-    assert [b.booking_id for b in bookings.list_owing_mail("tenant-a")] == [booking.booking_id]
+    assert [b.booking_id for b in bookings.list_marked(MAIL_WORK, "tenant-a")] == [
+        booking.booking_id
+    ]

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import pytest
 
 from shared.domain.audit import AuditEvent, AuditRecord
-from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.domain.booking import MEETING_WORK, BookingStatus, MeetingState, MeetingStatus
 from shared.domain.tenant import (
     HealthReason,
     HealthState,
@@ -250,7 +250,7 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
         a_booking(status=BookingStatus.CONFIRMED, meeting=MeetingState(wanted=True))
     )
     calm = bookings.add(a_booking(status=BookingStatus.CONFIRMED))
-    assert [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")] == [
+    assert [b.booking_id for b in bookings.list_marked(MEETING_WORK, "tenant-a")] == [
         booking.booking_id
     ]
 
@@ -270,17 +270,17 @@ def test_reconciliation_index_follows_the_meeting_state(bookings):
     )
 
     # THEN it no longer needs work; moving it makes it need work again
-    assert bookings.list_needing_reconciliation("tenant-a") == []
+    assert bookings.list_marked(MEETING_WORK, "tenant-a") == []
     moved = bookings.update(
         replace(
             synced, start=synced.start + timedelta(hours=1), end=synced.end + timedelta(hours=1)
         )
     )
-    assert [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")] == [
+    assert [b.booking_id for b in bookings.list_marked(MEETING_WORK, "tenant-a")] == [
         moved.booking_id
     ]
     assert calm.booking_id not in {
-        b.booking_id for b in bookings.list_needing_reconciliation("tenant-a")
+        b.booking_id for b in bookings.list_marked(MEETING_WORK, "tenant-a")
     }
 
 
@@ -308,7 +308,7 @@ def test_failed_meetings_are_listed_by_start_without_a_marker(bookings):
     assert [b.booking_id for b in bookings.list_meeting_failed("tenant-a", T0, limit=1)] == [
         soon.booking_id
     ]
-    assert bookings.list_needing_reconciliation("tenant-a") != found
+    assert bookings.list_marked(MEETING_WORK, "tenant-a") != found
 
 
 def test_a_leftover_marker_heals_itself(tables):
@@ -326,7 +326,7 @@ def test_a_leftover_marker_heals_itself(tables):
     )
 
     # WHEN the reconciler looks, THEN the booking is not returned and the marker is gone
-    assert bookings.list_needing_reconciliation("tenant-a") == []
+    assert bookings.list_marked(MEETING_WORK, "tenant-a") == []
     rows = list(tables.table("bookings").query_entities("RowKey ge 'r|' and RowKey lt 'r|~'"))
     assert rows == []
 
@@ -462,8 +462,8 @@ def test_a_marker_whose_retry_is_scheduled_later_is_left_to_it(bookings):
     )
 
     # WHEN the reconciler asks for what is due now, THEN only the first is returned
-    now = [b.booking_id for b in bookings.list_needing_reconciliation("tenant-a", due_by=T0)]
-    after = bookings.list_needing_reconciliation("tenant-a", due_by=T0 + timedelta(hours=2))
+    now = [b.booking_id for b in bookings.list_marked(MEETING_WORK, "tenant-a", due_by=T0)]
+    after = bookings.list_marked(MEETING_WORK, "tenant-a", due_by=T0 + timedelta(hours=2))
     assert now == [due.booking_id]
     assert {b.booking_id for b in after} == {due.booking_id, later.booking_id}
 
@@ -516,7 +516,7 @@ def test_a_later_save_clears_the_markers_retry_time(bookings):
     bookings.update(replace(later, meeting=replace(later.meeting, next_attempt_at=None)))
 
     # THEN the timer sees it as due (the old retry time did not linger on the marker)
-    due = bookings.list_needing_reconciliation("tenant-a", due_by=T0)
+    due = bookings.list_marked(MEETING_WORK, "tenant-a", due_by=T0)
     assert [b.booking_id for b in due] == [booking.booking_id]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from localdev.round_trips import AppInProcess, Measured, app_env, app_in_process
 from shared.bootstrap import services
+from shared.domain.booking import MAIL_WORK, MEETING_WORK
 from shared.storage.wire import describe
 from tests.conftest import STRIPE_SECRET
 
@@ -42,8 +43,8 @@ def graph_operations(measured: Measured) -> list[str]:
 def work_left(app: AppInProcess, booking_id: str) -> tuple[bool, bool]:
     """Whether the booking still carries its "needs work" and its mail markers."""
     svc = services()
-    meeting = [b.booking_id for b in svc.bookings.list_needing_reconciliation(app.tenant)]
-    mail = [b.booking_id for b in svc.bookings.list_owing_mail(app.tenant)]
+    meeting = [b.booking_id for b in svc.bookings.list_marked(MEETING_WORK, app.tenant)]
+    mail = [b.booking_id for b in svc.bookings.list_marked(MAIL_WORK, app.tenant)]
     return booking_id in meeting, booking_id in mail
 
 

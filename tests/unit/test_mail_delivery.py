@@ -20,7 +20,7 @@ import vobject
 
 from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
-from shared.domain.booking import BookingStatus, MeetingStatus
+from shared.domain.booking import MAIL_WORK, BookingStatus, MeetingStatus
 from shared.domain.notices import MailStatus, Notice, NoticeKind
 from shared.mail.delivery import MailOutbox
 from shared.services import bookings as use_cases
@@ -378,7 +378,7 @@ def test_mail_whose_queue_message_was_lost_is_sent_by_the_timer():
 
         assert report.sent == 2
         assert len(mw.world.emulator.mail) == 2
-        assert mw.world.bookings.list_owing_mail(TENANT) == []
+        assert mw.world.bookings.list_marked(MAIL_WORK, TENANT) == []
         assert mw.queue.messages == []  # the timer schedules nothing of its own
 
 

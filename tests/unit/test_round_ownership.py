@@ -16,7 +16,7 @@ import pytest
 from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.audit import AuditEvent
-from shared.domain.booking import MeetingStatus
+from shared.domain.booking import MEETING_WORK, MeetingStatus
 from shared.meetings.reconciler import Reconciler
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
@@ -169,9 +169,10 @@ class ListsThenWaits:
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
-    def list_needing_reconciliation(self, *args, **kwargs):
-        listed = self._inner.list_needing_reconciliation(*args, **kwargs)
-        self._meanwhile()
+    def list_marked(self, kind, *args, **kwargs):
+        listed = self._inner.list_marked(kind, *args, **kwargs)
+        if kind == MEETING_WORK:
+            self._meanwhile()
         return listed
 
 
