@@ -18,6 +18,7 @@ logger = logging.getLogger("meetings.queue")
 @bp.queue_trigger(arg_name="msg", queue_name=MEETING_OPS_QUEUE, connection="AzureWebJobsStorage")
 def meeting_ops(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
+    from shared.services.follow_up import FollowUp
     from shared.storage.queues import BadMessageError, MeetingWork
 
     try:
@@ -37,7 +38,7 @@ def meeting_ops(msg: func.QueueMessage) -> None:
         result = svc.worker.handle(work)
         if result is not None:
             # Mail that waited for this meeting (or owes its link) can go now.
-            svc.mail.outbox.after_meeting(result.booking)
+            FollowUp(svc.sync, svc.mail.outbox).after_meeting(result.booking)
 
 
 @bp.function_name("meeting_ops_poison")

@@ -43,6 +43,7 @@ from shared.services.access import (
     read_command,
     require_role,
 )
+from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingPage, BookingQuery, BookingRepository, RequestKey
 from shared.storage.errors import AlreadyExistsError
@@ -64,6 +65,11 @@ class BookingDeps:
     clock: Callable[[], datetime]
     # The mail outbox; the notices themselves are saved with each change (SPEC §8).
     mail: MailOutbox | None = None
+
+    @property
+    def follow_up(self) -> FollowUp:
+        """What each saved change implies: its meeting, then its mail."""
+        return FollowUp(self.sync, self.mail)
 
 
 @dataclass(frozen=True)
@@ -384,16 +390,13 @@ def _sync(
     tenant: Tenant | None = None,
     claim: Claiming | None = None,
 ) -> ActionResult:
-    """The meeting follows the saved change; a Graph failure becomes a warning, never an error
-    (SPEC §2). Retryable failures are retried by the queue and the timer (the marker was
-    saved with the change), so the warning says so. Then the mail outbox message: after the
-    inline meeting attempt, so that mail finds the join link when there is one. `tenant`: as
+    """The saved change's follow-up (`FollowUp`: the meeting, then the mail); a Graph failure
+    becomes a warning, never an error (SPEC §2). Retryable failures are retried by the queue
+    and the timer (the marker was saved with the change), so the warning says so. `tenant`: as
     the action read it, so that the meeting step need not read it again; `claim`: the
     transition that saved the claim for the step with the change (`MeetingSync.claiming`), so
     that the step needs no claim write."""
-    synced = deps.sync.after_change(saved, actor=caller.user_id, tenant=tenant, claim=claim)
-    if deps.mail is not None:
-        deps.mail.after_change(synced.booking)
+    synced = deps.follow_up.after_change(saved, actor=caller.user_id, tenant=tenant, claim=claim)
     if synced.error is None:
         return ActionResult(synced.booking)
     warning = describe_failure(action, synced.error, retry_scheduled=synced.error.retryable)

@@ -50,6 +50,7 @@ from shared.graph.errors import (
 )
 from shared.meetings.worker import MeetingSync
 from shared.observability import log_event
+from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
@@ -163,7 +164,8 @@ class CredentialHealth:
         self._graph = graph
         self._audit = audit
         self._bookings = bookings
-        self._sync = sync
+        # A restart asks for meeting work and owes no notice: no mail outbox here.
+        self._follow_up = FollowUp(sync)
         self._clock = clock
         self._interval = interval
         self._inconclusive_at: dict[str, datetime] = {}
@@ -393,7 +395,7 @@ class CredentialHealth:
                 ),
             )
             if saved is not booking:
-                self._sync.after_change(saved, actor=ACTOR)
+                self._follow_up.after_change(saved, actor=ACTOR)
         if len(failed) <= RESTARTS_PER_RUN and len(listed) < FAILED_LISTED:
             health = tenant.teams_health
             assert health is not None

@@ -7,8 +7,9 @@ Receiving an event:
    transaction). A second delivery meets the record and does nothing more; 20 at once, the same.
 4. The fact is applied to the booking by the state it describes (`record_payment`): the
    booking's payment facts merge, so order and repetition cannot change the outcome.
-5. The record is marked applied (its pending row deleted); then the meeting converges through
-   `MeetingSync` (outbox message + one inline attempt under the short budget).
+5. The record is marked applied (its pending row deleted); then the change's follow-up
+   (`FollowUp`): the meeting converges through `MeetingSync` (outbox message + one inline
+   attempt under the short budget), then the mail outbox message.
 
 If the process stops between 3 and 5, the pending row stays. The record carries a short claim:
 once it lapses, a redelivery of the event, or the reconciliation timer, applies it again
@@ -33,6 +34,7 @@ from shared.mail.delivery import MailOutbox
 from shared.meetings.worker import MeetingSync
 from shared.observability import log_event
 from shared.payments.events import StripeEvent, interpret, verify
+from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import (
@@ -107,7 +109,7 @@ class PaymentEvents:
         self._sync = sync
         self._clock = clock
         self._secret = webhook_secret
-        self._mail = mail
+        self._follow_up = FollowUp(sync, mail)
         self._undelivered = undelivered
 
     def receive_webhook(self, raw: bytes, signature: str | None) -> Receipt:
@@ -247,10 +249,7 @@ class PaymentEvents:
             bookingStatus=saved.status.value,
             paymentStatus=saved.payment.status.value,
         )
-        synced = self._sync.after_change(saved, actor="stripe", tenant=tenant, claim=claim)
-        if self._mail is not None:
-            # After the inline meeting attempt, so that the e-mail finds the join link.
-            self._mail.after_change(synced.booking)
+        self._follow_up.after_change(saved, actor="stripe", tenant=tenant, claim=claim)
         return Receipt(record.event_id, Outcome.APPLIED)
 
     def _park(self, record: RecordedEvent) -> Receipt:
