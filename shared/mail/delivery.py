@@ -45,6 +45,7 @@ from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.policy import RetryPolicy, retried_in_process
 from shared.work.record import record_on_latest
+from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.mail")
 
@@ -393,10 +394,16 @@ def record_mail_poisoned(poisoned: PoisonedWork) -> None:
 @dataclass
 class SweepReport:
     tenants: int = 0
-    owing: int = 0
+    marked: int = 0
     sent: int = 0
     errors: int = 0
+    out_of_time: bool = False
     failed_tenants: list[str] = field(default_factory=list)
+
+    @property
+    def owing(self) -> int:
+        """Bookings listed as owing mail."""
+        return self.marked
 
 
 class MailSweep:
@@ -413,38 +420,28 @@ class MailSweep:
         budget_seconds: float = 120.0,
         per_tenant: int = 200,
     ) -> None:
-        self._bookings = bookings
-        self._tenants = tenants
         self._worker = worker
-        self._clock = clock
         self._budget = budget_seconds
-        self._per_tenant = per_tenant
+        self._sweep = MarkerSweep(
+            bookings,
+            tenants,
+            MAIL_WORK,
+            clock,
+            per_tenant=per_tenant,
+            logger=logger,
+            what="mail sweep",
+        )
 
     def run(self) -> SweepReport:
         report = SweepReport()
-        deadline = time.monotonic() + self._budget
-        for tenant_id in self._tenants.tenant_ids():
-            report.tenants += 1
-            try:
-                owing = self._bookings.list_marked(
-                    MAIL_WORK, tenant_id, self._per_tenant, due_by=self._clock()
-                )
-            except StorageError:
-                logger.exception("mail sweep of tenant %s stopped by storage", tenant_id)
-                report.failed_tenants.append(tenant_id)
-                continue
-            report.owing += len(owing)
-            for booking in owing:
-                if time.monotonic() > deadline:
-                    return report
-                try:
-                    done = self._worker.handle(
-                        MailWork(tenant_id, booking.booking_id), requeue=False
-                    )
-                    report.sent += done.sent
-                except Exception:
-                    report.errors += 1
-                    logger.exception("mail sweep of booking %s failed", booking.booking_id)
+
+        def send(booking: Booking) -> None:
+            done = self._worker.handle(
+                MailWork(booking.tenant_id, booking.booking_id), requeue=False
+            )
+            report.sent += done.sent
+
+        self._sweep.run(send, report, time.monotonic() + self._budget)
         log_event(logger, logging.INFO, "mail_sweep", **{k: v for k, v in vars(report).items()})
         return report
 

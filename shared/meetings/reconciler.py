@@ -20,9 +20,9 @@ from shared.meetings.converger import Converger
 from shared.meetings.worker import MeetingWorker, stop
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import StorageError
 from shared.storage.queues import MeetingWorkQueue
 from shared.storage.tenant_directory import TenantDirectory
+from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.reconcile")
 
@@ -83,36 +83,29 @@ class Reconciler:
         self._window = verify_window
         self._entities_read = entities_read
         self._budget = budget_seconds
+        self._sweep = MarkerSweep(
+            bookings,
+            tenants,
+            MEETING_WORK,
+            clock,
+            per_tenant=MARKERS_PER_TENANT,
+            logger=logger,
+            what="reconciliation",
+        )
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
         reads_before = self._entities_read()
         deadline = time.monotonic() + self._budget
-        tenant_ids = self._tenants.tenant_ids()
-        report.tenants = len(tenant_ids)
-        for tenant_id in tenant_ids:
-            try:
-                self._converge_marked(tenant_id, report, deadline)
-                self._verify_window(tenant_id, report, deadline)
-            except StorageError:
-                logger.exception("reconciliation of tenant %s stopped by storage", tenant_id)
-                report.failed_tenants.append(tenant_id)
-            if time.monotonic() > deadline:
-                report.out_of_time = True
-                break
+        self._sweep.run(
+            lambda booking: self._converge(booking, report),
+            report,
+            deadline,
+            then=lambda tenant_id: self._verify_window(tenant_id, report, deadline),
+        )
         report.entities_read = self._entities_read() - reads_before
         log_event(logger, logging.INFO, "reconcile_run", **asdict(report))
         return report
-
-    def _converge_marked(self, tenant_id: str, report: ReconcileReport, deadline: float) -> None:
-        now = self._clock()
-        marked = self._bookings.list_marked(MEETING_WORK, tenant_id, MARKERS_PER_TENANT, due_by=now)
-        report.marked += len(marked)
-        for booking in marked:
-            if time.monotonic() > deadline:
-                report.out_of_time = True
-                return
-            self._guarded(self._converge, booking, report)
 
     def _converge(self, booking: Booking, report: ReconcileReport) -> None:
         # A due marker nobody holds: this run owns the round (one attempt) and schedules the
@@ -154,24 +147,7 @@ class Reconciler:
                 continue  # checked recently, or work is outstanding and converging already
             if not booking.meeting.in_teams or booking.meeting.failed:
                 continue
-            self._guarded(self._verify, booking, report)
-
-    @staticmethod
-    def _guarded(
-        work: Callable[[Booking, ReconcileReport], None], booking: Booking, report: ReconcileReport
-    ) -> None:
-        """One booking's trouble must not stop the sweep for every other booking."""
-        try:
-            work(booking, report)
-        except StorageError:
-            raise  # storage is down: the whole tenant waits for the next run
-        except Exception:
-            report.errors += 1
-            logger.exception(
-                "reconciliation of booking %s in tenant %s failed",
-                booking.booking_id,
-                booking.tenant_id,
-            )
+            self._sweep.guarded(lambda b: self._verify(b, report), booking, report)
 
     def _verify(self, booking: Booking, report: ReconcileReport) -> None:
         if booking.etag is None:
