@@ -45,6 +45,7 @@ from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.policy import RetryPolicy, retried_in_process
 from shared.work.record import record_on_latest
+from shared.work.rounds import RetryRounds, RoundEnd
 from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.mail")
@@ -143,7 +144,15 @@ class MailWorker:
         self._renderer = renderer or MailRenderer()
         self._pacer = pacer or SendPacer(30)
         self._sleep = sleep
-        self._rnd = rnd
+        self._rounds = RetryRounds(
+            "mail",
+            queue,
+            self._config.policy,
+            clock,
+            logger,
+            unsent_poison=record_mail_poisoned,
+            rnd=rnd,
+        )
 
     def handle(self, work: MeetingWork, *, requeue: bool = True) -> MailReport:
         """Send what the booking owes. `requeue=False` (the timer): leave waiting notices for
@@ -316,51 +325,28 @@ class MailWorker:
     def _failed(
         self, work: MeetingWork, booking: Booking, notice: Notice, error: MailError, requeue: bool
     ) -> Booking:
-        now = self._clock()
-        policy = self._config.policy
-        round_ = notice.rounds + 1
-        permanent = not error.retryable or round_ > len(policy.rounds)
-        booking = self._record(
-            booking,
-            lambda b: notices.attempt_failed(
-                b, notice.number, error.code, permanent=permanent, now=now
-            ),
-        )
-        if permanent:
-            reason = "permanent" if not error.retryable else "retries_exhausted"
-            poisoned = PoisonedWork(
+        def poisoned(_: Booking, end: RoundEnd) -> PoisonedWork:
+            return PoisonedWork(
                 booking.tenant_id,
                 booking.booking_id,
                 notice.rounds,
-                reason=reason,
+                reason=end.reason,
                 step="email",
                 error_code=error.code,
                 notice=notice.number,
                 notice_kind=notice.kind.value,
                 sequence=notice.sequence,
             )
-            try:
-                self._queue.send_poison(poisoned)
-            except StorageError:
-                record_mail_poisoned(poisoned)
-            return booking
-        delay = policy.round_delay(round_, error.retry_after, self._rnd())
-        at = now + timedelta(seconds=delay)
-        booking = self._record(booking, lambda b: notices.retry_scheduled(b, notice.number, at))
-        if requeue:
-            self._queue.send(work, delay)
-        log_event(
-            logger,
-            logging.INFO,
-            "mail_retry_scheduled",
-            tenant=booking.tenant_id,
-            bookingId=booking.booking_id,
+
+        return self._rounds.end(
+            booking,
+            _NoticeRounds(notice.number, error.code, self._clock()),
+            error,
+            self._record,
+            poisoned,
+            requeue=requeue,
             notice=notice.number,
-            round=round_,
-            delaySeconds=round(delay, 1),
-            errorCode=error.code,
         )
-        return booking
 
     def _record(self, booking: Booking, fact: Callable[[Booking], Booking]) -> Booking:
         """Save `fact` on the latest version of the booking (user actions win races)."""
@@ -372,6 +358,30 @@ class MailWorker:
             exhausted=lambda b: StorageError(
                 f"booking {b.booking_id}: could not record mail progress"
             ),
+        )
+
+
+@dataclass(frozen=True)
+class _NoticeRounds:
+    """The rounds of notice `number`, kept on the notice itself."""
+
+    number: int
+    error_code: str
+    now: datetime
+
+    def taken(self, booking: Booking) -> int | None:
+        notice = booking.mail.notice(self.number)
+        return None if notice is None else notice.rounds
+
+    def scheduled(self, booking: Booking, at: datetime) -> Booking:
+        failed = notices.attempt_failed(
+            booking, self.number, self.error_code, permanent=False, now=self.now
+        )
+        return notices.retry_scheduled(failed, self.number, at)
+
+    def stopped(self, booking: Booking, reason: str) -> Booking:
+        return notices.attempt_failed(
+            booking, self.number, self.error_code, permanent=True, now=self.now
         )
 
 

@@ -35,6 +35,7 @@ from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
 from shared.work.policy import RetryPolicy, retried_in_process
+from shared.work.rounds import RETRIES_EXHAUSTED, RetryRounds, poison
 
 logger = logging.getLogger("meetings.work")
 
@@ -169,7 +170,9 @@ class MeetingWorker:
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
-        self._rnd = rnd
+        self._rounds = RetryRounds(
+            "meeting", queue, policy, clock, logger, unsent_poison=_record_unsent, rnd=rnd
+        )
 
     def handle(self, work: MeetingWork) -> ConvergeResult | None:
         """Converge the booking the message names. Storage errors propagate, so the host
@@ -205,42 +208,13 @@ class MeetingWorker:
         holder does this, once per round; a round whose claim is gone (lapsed and taken, or
         new work saved meanwhile) is someone else's to end. The count lives on the booking:
         new work starts again at round 1, whatever messages of older work are on their way."""
-        work = facts.Work.of(booking)
-        now = self._clock()
-        rnd = self._rnd()
-        decided: list[tuple[int, float | None]] = []
-
-        def next_round(b: Booking) -> Booking:
-            decided.clear()
-            if not facts.owns_round(b, work, token):
-                return b
-            round_ = b.meeting.rounds + 1
-            if round_ > len(self._policy.rounds):
-                decided.append((round_, None))
-                return facts.gave_up(b, error.code, now, token)
-            delay = self._policy.round_delay(round_, error.retry_after, rnd)
-            decided.append((round_, delay))
-            return facts.retry_scheduled(b, now + timedelta(seconds=delay), token)
-
-        after = self._converger.record(booking, next_round)
-        if not decided:
-            return after
-        round_, delay = decided[0]
-        if delay is None:
-            stop(self._queue, after, error, "retries_exhausted")
-            return after
-        self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id), delay)
-        log_event(
-            logger,
-            logging.INFO,
-            "meeting_retry_scheduled",
-            tenant=booking.tenant_id,
-            bookingId=booking.booking_id,
-            round=round_,
-            delaySeconds=round(delay, 1),
-            errorCode=error.code,
+        return self._rounds.end(
+            booking,
+            _MeetingRounds(facts.Work.of(booking), token, error.code, self._clock()),
+            error,
+            self._converger.record,
+            lambda after, end: poisoned_work(after, error, end.reason or RETRIES_EXHAUSTED),
         )
-        return after
 
     def _attempts(self, work: MeetingWork, booking: Booking, token: str) -> ConvergeResult:
         pauses = len(self._policy.in_process)
@@ -268,9 +242,34 @@ class MeetingWorker:
         self._queue.send(work, (until - self._clock()).total_seconds() + 1)
 
 
+@dataclass(frozen=True)
+class _MeetingRounds:
+    """The rounds of the booking's current meeting work, ended by the holder of `token`."""
+
+    work: facts.Work
+    token: str
+    error_code: str
+    now: datetime
+
+    def taken(self, booking: Booking) -> int | None:
+        if not facts.owns_round(booking, self.work, self.token):
+            return None
+        return booking.meeting.rounds
+
+    def scheduled(self, booking: Booking, at: datetime) -> Booking:
+        return facts.retry_scheduled(booking, at, self.token)
+
+    def stopped(self, booking: Booking, reason: str) -> Booking:
+        return facts.gave_up(booking, self.error_code, self.now, self.token)
+
+
 def stop(queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str) -> None:
     """Work stopped for good: the message goes to the poison queue, whose trigger records it."""
-    poisoned = PoisonedWork(
+    poison(queue, poisoned_work(booking, error, reason), _record_unsent)
+
+
+def poisoned_work(booking: Booking, error: GraphError, reason: str) -> PoisonedWork:
+    return PoisonedWork(
         booking.tenant_id,
         booking.booking_id,
         booking.meeting.rounds,
@@ -280,11 +279,11 @@ def stop(queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: s
         error_code=error.code,
         requested_at=_iso(booking.meeting.requested_at),
     )
-    try:
-        queue.send_poison(poisoned)
-    except StorageError:
-        # The booking already says `failed`; without the poison consumer, log it here.
-        record_poisoned(poisoned, None, datetime.now().astimezone())
+
+
+def _record_unsent(poisoned: PoisonedWork) -> None:
+    # The booking already says `failed`; without the poison consumer, log it here.
+    record_poisoned(poisoned, None, datetime.now().astimezone())
 
 
 def record_poisoned(poisoned: PoisonedWork, audit: AuditRepository | None, now: datetime) -> None:
