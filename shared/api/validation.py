@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import azure.functions as func
 
 from shared.json_depth import nesting_depth
-from shared.storage.errors import InvalidKeyError
-from shared.storage.tables import validate_key
+from shared.keys import InvalidKeyError, validate_key
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8  # our bodies nest three levels at most

@@ -20,9 +20,8 @@ import jwt
 import requests
 
 from shared.auth.principal import Principal, Role
+from shared.keys import InvalidKeyError, validate_key
 from shared.settings import AuthSettings, TrustedIssuer
-from shared.storage.errors import InvalidKeyError
-from shared.storage.tables import validate_key
 
 ALLOWED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}

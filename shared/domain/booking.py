@@ -6,9 +6,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from shared.domain import notices
+from shared.domain.mail_state import MailState, NoticeKind
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
-from shared.domain.notices import MailState, NoticeKind
 from shared.domain.payment import PaymentFact, PaymentState, merge
 from shared.domain.work import Works
 
@@ -288,8 +287,9 @@ def record_payment(
     changed = replace(booking, payment=payment, updated_at=now)
     if payment.refunded and booking.status in _OPEN:
         cancelled = _closed(changed, BookingStatus.CANCELLED, now, REFUNDED_REASON)
-        return notices.requested(cancelled, NoticeKind.REFUNDED, now=now)
+        return replace(cancelled, mail=cancelled.mail.requested(NoticeKind.REFUNDED, now=now))
     if payment.live and booking.status is BookingStatus.PENDING:
         confirmed = approve(changed, now=now, with_meeting=with_meeting)
-        return notices.requested(confirmed, NoticeKind.PAYMENT_CONFIRMED, now=now)
+        mail = confirmed.mail.requested(NoticeKind.PAYMENT_CONFIRMED, now=now)
+        return replace(confirmed, mail=mail)
     return changed

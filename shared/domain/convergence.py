@@ -18,6 +18,7 @@ from datetime import datetime
 
 from shared.domain import notices
 from shared.domain.booking import Booking, settled
+from shared.domain.lease import Lease
 from shared.domain.meeting import TEAMS, Step
 
 
@@ -65,7 +66,7 @@ def claimed(
     which organizer: if the worker dies before it records the answer, the meeting is in doubt,
     not forgotten, and the retry or the removal asks the same organizer.
     """
-    meeting = replace(booking.meeting, claim_token=token, claim_until=until)
+    meeting = booking.meeting.leased(Lease(token, until))
     if not check:
         creating = booking.next_step is Step.CREATE
         # `next_attempt_at` stays: the round it was scheduled for is now under way, held by
@@ -80,9 +81,9 @@ def claimed(
 
 
 def released(booking: Booking, token: str | None) -> Booking:
-    if token is None or booking.meeting.claim_token != token:
+    if not booking.meeting.lease.mine(token):
         return booking
-    return replace(booking, meeting=replace(booking.meeting, claim_token=None, claim_until=None))
+    return replace(booking, meeting=booking.meeting.leased(Lease()))
 
 
 def seen(

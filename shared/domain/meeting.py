@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from shared.domain.lease import Lease
+
 TEAMS = "teams"
 # A scheduled time this close counts as due (queue visibility has whole-second precision).
 DUE_SLACK = timedelta(seconds=1)
@@ -96,6 +98,15 @@ class MeetingState:
     changed_at: datetime | None = None
 
     @property
+    def lease(self) -> Lease:
+        """The short claim (`claim_token`, `claim_until`) on the booking's Graph calls."""
+        return Lease(self.claim_token, self.claim_until)
+
+    def leased(self, lease: Lease) -> MeetingState:
+        """The same state under `lease` (`Lease()` releases it)."""
+        return replace(self, claim_token=lease.token, claim_until=lease.until)
+
+    @property
     def in_teams(self) -> bool:
         """Teams is known to hold this generation's meeting."""
         return self.meeting_id is not None and not self.removed
@@ -119,17 +130,12 @@ class MeetingState:
     def due(self, token: str | None, now: datetime) -> bool:
         """An attempt may start now: no delayed round is scheduled later (queue visibility has
         whole-second precision, hence the slack), or `token` holds the round under way."""
-        if self.claim_token is not None and self.claim_token == token:
+        if self.lease.mine(token):
             return True
         return self.next_attempt_at is None or self.next_attempt_at - now <= DUE_SLACK
 
     def claimed_by_other(self, token: str | None, now: datetime) -> bool:
-        return (
-            self.claim_token is not None
-            and self.claim_token != token
-            and self.claim_until is not None
-            and self.claim_until > now
-        )
+        return self.lease.held_by_other(token, now)
 
 
 def plan(meeting: MeetingState, *, live: bool, start: datetime, end: datetime) -> Step:

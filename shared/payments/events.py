@@ -16,8 +16,7 @@ from typing import Any
 
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
 from shared.json_depth import nesting_depth
-from shared.storage.errors import InvalidKeyError
-from shared.storage.tables import validate_key
+from shared.keys import InvalidKeyError, validate_key
 
 SIGNATURE_TOLERANCE_SECONDS = 300  # Stripe's default
 MAX_PAYLOAD_BYTES = 512 * 1024  # Stripe's events are far smaller

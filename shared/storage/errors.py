@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared import keys
+
 
 class StorageError(Exception):
     """Base of every persistence error."""
@@ -19,7 +21,7 @@ class ConcurrencyError(StorageError):
     """Someone else changed the entity since it was read; re-read and decide again."""
 
 
-class InvalidKeyError(StorageError, ValueError):
+class InvalidKeyError(StorageError, keys.InvalidKeyError):
     """A key holds characters Table Storage forbids, or is empty or too long."""
 
 

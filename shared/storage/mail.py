@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from shared.domain.lease import Lease
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError
 from shared.storage.queue_names import MAIL_POISON_QUEUE as MAIL_POISON_QUEUE
 from shared.storage.queue_names import MAIL_QUEUE as MAIL_QUEUE
@@ -112,9 +113,9 @@ class TableMailLedger:
             return Claim(key, ClaimOutcome.HELD, until=now)
         if found.get("State") == "sent":
             return Claim(key, ClaimOutcome.SENT)
-        held_until = found.get("Until")
-        if held_until is not None and held_until > now:
-            return Claim(key, ClaimOutcome.HELD, until=held_until)
+        held = Lease(found.get("Token"), found.get("Until"))
+        if held.held(now):
+            return Claim(key, ClaimOutcome.HELD, until=held.until)
         # The holder's lease lapsed (it died, or hangs): take the claim over, if still lapsed.
         try:
             with translated_errors(what):
@@ -171,11 +172,12 @@ class InMemoryMailLedger:
         with self._lock:
             found = self._rows.get(address)
             if found is not None:
-                state, _, held_until = found
+                state, holder, held_until = found
                 if state == "sent":
                     return Claim(key, ClaimOutcome.SENT)
-                if held_until is not None and held_until > now:
-                    return Claim(key, ClaimOutcome.HELD, until=held_until)
+                held = Lease(holder, held_until)
+                if held.held(now):
+                    return Claim(key, ClaimOutcome.HELD, until=held.until)
             token = uuid.uuid4().hex
             self._rows[address] = ("sending", token, until)
             return Claim(key, ClaimOutcome.CLAIMED, token, until, etag=token)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.lease import Lease
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, NotFoundError, SchemaError
 from shared.storage.tables import (
@@ -75,7 +76,7 @@ class RecordedEvent:
     etag: str | None = None
 
     def claimed(self, now: datetime) -> bool:
-        return self.claim_until is not None and self.claim_until > now
+        return Lease(None, self.claim_until).held(now)
 
 
 class PaymentEventRepository(Protocol):

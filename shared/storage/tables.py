@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared import keys
+from shared.keys import is_utf8
 from shared.storage.errors import (
     AlreadyExistsError,
     ConcurrencyError,
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
 
     from shared.settings import StorageSettings
 
-# Table Storage forbids / \ # ? and control characters in PartitionKey and RowKey, and caps
-# each at 1 KiB. We also forbid "|", which our composite row keys use as the separator.
-_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?|\x00-\x1f\x7f-\x9f]")
-# PartitionKey and RowKey hold at most 1 KiB of UTF-16, i.e. 512 characters. Ids are kept to
-# 255 so that composite row keys ("p|{participant}|{booking}", "b|{booking}|{time}|{record}")
-# always fit.
-MAX_KEY_LENGTH = 255
 # A string property holds at most 64 KiB of UTF-16, i.e. 32 Ki UTF-16 units.
 MAX_STRING_PROPERTY_CHARS = 32 * 1024
 KEY_SEPARATOR = "|"
@@ -40,29 +34,12 @@ T = TypeVar("T")
 
 
 def validate_key(value: str, what: str) -> str:
-    """Return `value` if it can be part of a table key, else raise `InvalidKeyError`."""
-    if not isinstance(value, str) or not value:
-        raise InvalidKeyError(f"{what} must be a non-empty string")
-    if len(value) > MAX_KEY_LENGTH:
-        raise InvalidKeyError(f"{what} is longer than {MAX_KEY_LENGTH} characters")
-    bad = _FORBIDDEN_KEY_CHARS.search(value)
-    if bad:
-        raise InvalidKeyError(
-            f"{what} {value!r} contains {bad.group()!r}; keys may not contain "
-            "'/', '\\', '#', '?', '|' or control characters"
-        )
-    if not _is_utf8(value):
-        raise InvalidKeyError(f"{what} is not valid text (it holds a lone surrogate)")
-    return value
-
-
-def _is_utf8(value: str) -> bool:
-    # A lone surrogate cannot be stored (nor sent as JSON to Storage): refuse it before any call.
+    """Return `value` if it can be part of a table key, else raise `InvalidKeyError`: the
+    rule of `shared.keys`, failing as a storage error."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return keys.validate_key(value, what)
+    except keys.InvalidKeyError as exc:
+        raise InvalidKeyError(str(exc)) from None
 
 
 def row_key(*parts: str) -> str:
@@ -85,7 +62,7 @@ def check_string(value: str | None, what: str) -> str | None:
         MAX_STRING_PROPERTY_CHARS
     ):
         raise SchemaError(f"{what} is longer than {MAX_STRING_PROPERTY_CHARS} characters")
-    if value is not None and not _is_utf8(value):
+    if value is not None and not is_utf8(value):
         raise SchemaError(f"{what} is not valid text (it holds a lone surrogate)")
     return value
 
