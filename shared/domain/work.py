@@ -8,8 +8,10 @@ owed, so that a lost queue message is found by the timer (SPEC §7's outbox, for
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from shared.domain.lease import Lease
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class WorkState:
     # Set when the work stopped for good (a permanent error, or its rounds spent).
     failed_code: str | None = None
     done_at: datetime | None = None
+    # Who is doing it now: one worker at a time (a lapsed lease may be taken over).
+    lease: Lease = field(default_factory=Lease)
 
 
 Works = tuple[WorkState, ...]
@@ -41,24 +45,35 @@ def owe(works: Works, kind: str) -> Works:
     return with_state(works, WorkState(kind))
 
 
+def leased(works: Works, kind: str, lease: Lease) -> Works:
+    """The work is taken (or, with an empty lease, let go) by a worker."""
+    state = state_of(works, kind)
+    if state is None or not state.owed:
+        return works
+    return with_state(works, replace(state, lease=lease))
+
+
 def done(works: Works, kind: str, now: datetime) -> Works:
     state = state_of(works, kind)
     if state is None or not state.owed:
         return works
-    return with_state(works, replace(state, owed=False, next_attempt_at=None, done_at=now))
+    finished = replace(state, owed=False, next_attempt_at=None, done_at=now, lease=Lease())
+    return with_state(works, finished)
 
 
 def retry_scheduled(works: Works, kind: str, at: datetime) -> Works:
     state = state_of(works, kind)
     if state is None or not state.owed:
         return works
-    return with_state(works, replace(state, rounds=state.rounds + 1, next_attempt_at=at))
+    scheduled = replace(state, rounds=state.rounds + 1, next_attempt_at=at, lease=Lease())
+    return with_state(works, scheduled)
 
 
 def gave_up(works: Works, kind: str, error_code: str) -> Works:
     state = state_of(works, kind)
     if state is None or not state.owed:
         return works
-    return with_state(
-        works, replace(state, owed=False, next_attempt_at=None, failed_code=error_code)
+    stopped = replace(
+        state, owed=False, next_attempt_at=None, failed_code=error_code, lease=Lease()
     )
+    return with_state(works, stopped)

@@ -51,6 +51,7 @@ from shared.domain.booking import (
     ParticipantRole,
     settled,
 )
+from shared.domain.lease import Lease
 from shared.domain.notices import MailState, Notice, NoticeKind
 from shared.domain.payment import IntentPayment, PaymentState
 from shared.domain.work import Works, WorkState
@@ -740,6 +741,8 @@ def _work_json(works: Works) -> str | None:
                 "nextAttemptAt": moment(w.next_attempt_at),
                 "failedCode": w.failed_code,
                 "doneAt": moment(w.done_at),
+                "leaseToken": w.lease.token,
+                "leaseUntil": moment(w.lease.until),
             }
             for w in works
         ],
@@ -763,6 +766,7 @@ def _work_states(reader: EntityReader) -> Works:
                 next_attempt_at=moment(w.get("nextAttemptAt")),
                 failed_code=w.get("failedCode"),
                 done_at=moment(w.get("doneAt")),
+                lease=Lease(w.get("leaseToken"), moment(w.get("leaseUntil"))),
             )
             for w in reader.json_value("Work")
         )
