@@ -8,16 +8,20 @@ import importlib
 import json
 import pkgutil
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 
 import azure.functions as func
 import pytest
 
 import functions
 import shared
+from localdev.graph_emulator import Fault
 from shared.api.responses import anonymous
 from shared.api.validation import ValidationError
+from shared.auth.principal import Principal, Role
 from shared.auth.tokens import AuthError, InvalidTokenError
-from shared.domain.booking import IllegalTransitionError
+from shared.domain.booking import IllegalTransitionError, MeetingStatus
 from shared.domain.subject import TemplateError
 from shared.errors import AppError
 from shared.graph import errors as graph
@@ -35,13 +39,17 @@ from shared.payments.events import (
     SignatureError,
     WebhookError,
 )
+from shared.services import bookings as use_cases
 from shared.services.access import ForbiddenError
-from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
+from shared.services.bookings import Approval, IdempotencyKeyReusedError, MeetingGenerationError
 from shared.services.check_meetings import CheckBacklogError
 from shared.services.replay import ReplayError
 from shared.settings import SettingsError
 from shared.storage import errors as storage
 from shared.storage.queues import BadMessageError
+from shared.work.policy import RetryPolicy
+from tests.builders import a_booking
+from tests.memory_world import TENANT, MemoryWorld, memory_world
 
 GRAPH_ERRORS: tuple[type[graph.GraphError], ...] = (
     graph.GraphError,
@@ -654,3 +662,55 @@ def test_teams_not_configured_is_a_fact_of_the_tenant_recorded_like_a_graph_erro
         None,
         None,
     )
+
+
+STAFF = Principal("staff-1", TENANT, frozenset({Role.STAFF}))
+
+
+def a_booking_whose_create_failed_once(world: MemoryWorld, status: int) -> str:
+    """Approved while Graph answered the create with `status`: the create is due again later
+    (in doubt after a 503, for the organizer it was sent for; after a 429, not)."""
+    world.emulator.add_fault(Fault(operation="createOrGet", status=status, count=1))
+    start = world.clock.now + timedelta(days=3)
+    booking = world.bookings.add(
+        a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
+    )
+    use_cases.approve_booking(STAFF, booking.booking_id, Approval(), world.deps)
+    return booking.booking_id
+
+
+@pytest.mark.parametrize(
+    ("status", "change"),
+    [
+        # the create step itself finds no profile
+        pytest.param(503, {"microsoft": None}, id="in-doubt-no-microsoft-profile"),
+        # choosing the organizer finds Teams unavailable
+        pytest.param(429, {"microsoft": None}, id="no-microsoft-profile"),
+        pytest.param(429, {"organizer_upn": None, "organizer_object_id": None}, id="no-organizer"),
+    ],
+)
+def test_a_tenant_without_teams_fails_the_meeting_work_as_not_worth_repeating(status, change):
+    with memory_world(policy=RetryPolicy(rounds=(30.0,))) as world:
+        # GIVEN a meeting create that is due again
+        booking_id = a_booking_whose_create_failed_once(world, status)
+        calls = world.emulator.calls["createOrGet"]
+        # AND its tenant no longer has Teams set up
+        world.tenants.update(replace(world.tenants.get(TENANT), **change))
+
+        # WHEN the worker takes the work
+        world.drain()
+
+        # THEN Graph is not called again, the meeting fails at once as teams_unavailable
+        assert world.emulator.calls["createOrGet"] == calls
+        meeting = world.booking(booking_id).meeting
+        assert (meeting.status, meeting.last_error_code) == (
+            MeetingStatus.FAILED,
+            "teams_unavailable",
+        )
+        # AND the work is poisoned as permanent, with no Graph status
+        (poisoned,) = world.queue.poisoned
+        assert (poisoned.reason, poisoned.error_code, poisoned.graph_status) == (
+            "permanent",
+            "teams_unavailable",
+            None,
+        )
