@@ -40,59 +40,17 @@ def error_response(
 
 
 def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
-    """(status, message, code, headers) for an exception a handler raised."""
-    # Imported here so that answering a request that succeeds costs none of these imports.
-    from shared.api.validation import ValidationError
-    from shared.auth.tokens import AuthError
-    from shared.domain.booking import IllegalTransitionError
-    from shared.graph.errors import GraphError, GraphThrottledError, GraphTransientError
-    from shared.meetings.steps import TeamsUnavailableError
-    from shared.payments.events import WebhookError
-    from shared.services.access import ForbiddenError
-    from shared.services.bookings import IdempotencyKeyReusedError, MeetingGenerationError
+    """(status, message, code, headers) for an exception a handler raised: what the error says
+    of itself. An error that answers 500, or that is not the app's, says only "Internal error"."""
+    # Imported here so that answering a request that succeeds costs none of these imports (an
+    # AppError that was raised has loaded shared.errors already).
+    from shared.errors import AppError
     from shared.settings import SettingsError
-    from shared.storage.errors import (
-        ConcurrencyError,
-        InvalidKeyError,
-        NotFoundError,
-        StorageUnavailableError,
-    )
 
     if isinstance(exc, SettingsError):
         return 503, misconfigured_message(exc), exc.code, {"Retry-After": "60"}
-    if isinstance(exc, ValidationError | WebhookError):
-        return exc.status, exc.message, exc.code, {}
-    if isinstance(exc, AuthError):
-        return 401, exc.message, exc.code, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    if isinstance(exc, ForbiddenError):
-        return 403, exc.message, exc.code, {}
-    if isinstance(exc, InvalidKeyError):
-        return 400, str(exc), "invalid_id", {}
-    if isinstance(exc, NotFoundError):
-        return 404, "Booking not found", "not_found", {}
-    if isinstance(exc, IllegalTransitionError):
-        return 409, exc.message, exc.code, {}
-    if isinstance(exc, ConcurrencyError):
-        return 409, "The booking was changed by someone else; reload and try again", "conflict", {}
-    if isinstance(exc, IdempotencyKeyReusedError):
-        return 422, exc.message, "idempotency_key_reused", {}
-    if isinstance(exc, TeamsUnavailableError):
-        return 409, str(exc), "teams_unavailable", {}
-    if isinstance(exc, MeetingGenerationError):
-        error = exc.error
-        if isinstance(error, GraphThrottledError | GraphTransientError):
-            retry = {"Retry-After": str(max(1, round(error.retry_after or 5)))}
-            return 503, exc.message, error.code, retry
-        return 502, exc.message, error.code, {}
-    if isinstance(exc, StorageUnavailableError):
-        return (
-            503,
-            "Storage is unavailable; try again shortly",
-            "storage_unavailable",
-            {"Retry-After": "5"},
-        )
-    if isinstance(exc, GraphError):
-        return 502, f"Microsoft Graph refused the request: {exc.message}", exc.code, {}
+    if isinstance(exc, AppError) and exc.http_status != 500:
+        return exc.http_status, exc.public_message, exc.code, dict(exc.headers)
     return 500, "Internal error", "internal_error", {}
 
 

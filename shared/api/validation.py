@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import azure.functions as func
 
+from shared.errors import AppError
 from shared.json_depth import nesting_depth
 from shared.keys import InvalidKeyError, validate_key
 
@@ -43,12 +44,16 @@ _JSON_TYPES = ("application/json",)
 E = TypeVar("E")
 
 
-class ValidationError(Exception):
+class ValidationError(AppError):
     def __init__(self, message: str, code: str = "invalid_request", status: int = 400) -> None:
         super().__init__(message)
-        self.message = message
         self.code = code
-        self.status = status
+        self.http_status = status
+
+    @property
+    def status(self) -> int:
+        """The HTTP status it answers with (`http_status`)."""
+        return self.http_status
 
 
 def read_json(

@@ -14,12 +14,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jwt
 import requests
 
 from shared.auth.principal import Principal, Role
+from shared.errors import AppError
 from shared.keys import InvalidKeyError, validate_key
 from shared.settings import AuthSettings, TrustedIssuer
 
@@ -36,14 +38,15 @@ _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
-class AuthError(Exception):
+class AuthError(AppError):
     """The caller is not authenticated (401). The message says why, without token contents."""
 
+    http_status = 401
     code = "unauthenticated"
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class InvalidTokenError(AuthError):

@@ -10,6 +10,7 @@ from shared.domain.mail_state import MailState, NoticeKind
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
 from shared.domain.payment import PaymentFact, PaymentState, merge
 from shared.domain.work import Works
+from shared.errors import AppError
 
 __all__ = [
     "Booking",
@@ -23,12 +24,13 @@ __all__ = [
 ]
 
 
-class IllegalTransitionError(Exception):
+class IllegalTransitionError(AppError):
     """The booking's state does not allow this action; nothing was changed."""
+
+    http_status = 409
 
     def __init__(self, message: str, code: str = "illegal_transition") -> None:
         super().__init__(message)
-        self.message = message
         self.code = code
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from shared.domain.booking import Booking, ParticipantRole
+from shared.errors import AppError
 
 DEFAULT_TEMPLATE = "{subject} {level} Lesson"
 MAX_TEMPLATE_CHARS = 200
@@ -55,7 +56,7 @@ FIELDS: Mapping[str, Callable[[Booking], str]] = {
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
-class TemplateError(ValueError):
+class TemplateError(AppError, ValueError):
     """The template is not one this product renders; the message names the problem."""
 
     code = "invalid_template"

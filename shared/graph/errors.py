@@ -10,10 +10,14 @@ import email.utils
 import time
 from typing import Any
 
+from shared.errors import AppError
 
-class GraphError(Exception):
-    """A Graph call failed. `code` is our machine code, stable for API clients."""
 
+class GraphError(AppError):
+    """A Graph call failed. `code` is our machine code, stable for API clients; `status` is the
+    status Graph answered with, and `http_status` (502) the one our caller gets."""
+
+    http_status = 502
     code = "graph_error"
     retryable = False
 
@@ -41,6 +45,10 @@ class GraphError(Exception):
         status = f"{self.status} " if self.status is not None else ""
         graph = f" [{self.graph_code}]" if self.graph_code else ""
         return f"{status}{self.code}{graph}: {self.message}"
+
+    @property
+    def public_message(self) -> str:
+        return f"Microsoft Graph refused the request: {self.message}"
 
 
 class GraphThrottledError(GraphError):

@@ -15,13 +15,16 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 from typing import Any
 
+from shared.errors import AppError
 from shared.mail.rendering import MAX_NAME_CHARS, one_line
 
 INVITE_FILENAME = "invite.ics"
 
 
-class BadAddressError(ValueError):
+class BadAddressError(AppError, ValueError):
     """An address a message cannot be sent to (or from), or text a message cannot carry."""
+
+    code = "bad_address"
 
 
 # What a message carries at its top level; anything else in the serialized bytes would be a

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from shared.errors import AppError
 from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
 from shared.mail.messages import (
     BadAddressError,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("meetings.mail")
 
 
-class MailError(Exception):
+class MailError(AppError):
     """A mail was not sent. `retryable`: the same mail may go through later."""
 
     retryable = False

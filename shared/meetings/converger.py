@@ -33,7 +33,7 @@ from shared.graph.errors import (
     GraphMeetingVanishingError,
     GraphTransientError,
 )
-from shared.meetings.steps import MeetingSteps, StepResult, TeamsNotConfiguredError
+from shared.meetings.steps import MeetingSteps, StepError, StepResult, TeamsNotConfiguredError
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, StorageError
 from shared.storage.tenant_directory import TenantDirectory
@@ -62,7 +62,7 @@ class ConvergeResult:
     """
 
     booking: Booking
-    error: GraphError | None = None
+    error: StepError | None = None
     busy: bool = False
     out_of_time: bool = False
     not_due: bool = False
@@ -168,7 +168,7 @@ class Converger:
             if step is Step.CREATE and not held_already:
                 try:
                     organizer = self._organizer(booking, tenant, remaining)
-                except GraphError as error:
+                except (GraphError, TeamsNotConfiguredError) as error:
                     fact = self._failure(step, error, booking, booking, None, keep=keep)
                     return ConvergeResult(self.record(booking, fact), error=error)
             before_claim = booking
@@ -384,7 +384,7 @@ class Converger:
     def _failure(
         self,
         step: Step,
-        error: GraphError,
+        error: StepError,
         held: Booking,
         before_claim: Booking,
         token: str | None,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeAlias
 
 from shared import telemetry
 from shared.domain.audit import AuditEvent, AuditRecord
@@ -24,6 +25,7 @@ from shared.domain.convergence import Sighting
 from shared.domain.meeting import Step
 from shared.domain.subject import DEFAULT, SubjectTemplate, TemplateError
 from shared.domain.tenant import MicrosoftProfile, Tenant
+from shared.errors import AppError
 from shared.graph.bodies import Attendee, MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient, OnlineMeeting
 from shared.graph.errors import (
@@ -31,7 +33,6 @@ from shared.graph.errors import (
     GraphError,
     GraphForbiddenError,
     GraphInconsistentError,
-    GraphInvalidRequestError,
     GraphNotFoundError,
     GraphPolicyMissingError,
     GraphThrottledError,
@@ -47,18 +48,38 @@ logger = logging.getLogger("meetings.steps")
 RUNBOOK = "docs/integrations/teams-meetings-setup.md"
 
 
-class TeamsUnavailableError(Exception):
+class TeamsUnavailableError(AppError):
     """The tenant cannot make meetings now (not configured, no organizer, disabled)."""
+
+    http_status = 409
+    code = "teams_unavailable"
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"Teams meetings are not available for this tenant ({reason})")
         self.reason = reason
 
 
-class TeamsNotConfiguredError(GraphInvalidRequestError):
-    """A step needs the tenant's Microsoft profile or organizer, and it has none (any more)."""
+class TeamsNotConfiguredError(AppError):
+    """A step needs the tenant's Microsoft profile or organizer, and it has none (any more).
 
+    A fact of the tenant, not an answer of Graph; a step's failure all the same, recorded like
+    a Graph error that will not help to repeat: no `status` from Graph, not `retryable`."""
+
+    http_status = 502
     code = "teams_unavailable"
+    retryable = False
+    retry_after: float | None = None
+    status: int | None = None
+
+    @property
+    def public_message(self) -> str:
+        # Unchanged from when it was a Graph error; it reaches a caller wrapped in a
+        # MeetingGenerationError, which says what it means.
+        return f"Microsoft Graph refused the request: {self.message}"
+
+
+# What a meeting step fails with.
+StepError: TypeAlias = GraphError | TeamsNotConfiguredError
 
 
 @dataclass(frozen=True)
@@ -71,12 +92,12 @@ class StepResult:
     sighting: Sighting | None = None
     gone: bool = False
     gone_id: str | None = None
-    error: GraphError | None = None
+    error: StepError | None = None
     # The audit record of the call, to be saved with the booking state it leads to.
     audit: tuple[AuditRecord, ...] = ()
 
 
-def describe_failure(action: str, error: GraphError, *, retry_scheduled: bool) -> str:
+def describe_failure(action: str, error: StepError, *, retry_scheduled: bool) -> str:
     """The sentence for a warning or an error response: the real cause, and whether a retry
     is scheduled (said only when one is)."""
     if isinstance(error, GraphPolicyMissingError):
@@ -162,7 +183,7 @@ class MeetingSteps:
         try:
             with self._graph.deadline(timeout):
                 result = calls[step](booking, tenant, ctx)
-        except GraphError as error:
+        except (GraphError, TeamsNotConfiguredError) as error:
             record = self._report(
                 booking, ctx, started, actor, AuditEvent.MEETING_ATTEMPT_FAILED, error
             )
@@ -189,7 +210,7 @@ class MeetingSteps:
                     booking, ctx, started, actor, AuditEvent.MEETING_MISSING, None, result
                 )
                 return replace(result, audit=(record,))
-        except GraphError as error:
+        except (GraphError, TeamsNotConfiguredError) as error:
             self._log(booking, ctx, started, error, None)
             return StepResult(Step.NONE, generation, error=error)
         result = StepResult(Step.NONE, generation, sighting=_sighting(found, organizer_id, booking))
@@ -355,7 +376,7 @@ class MeetingSteps:
         started: float,
         actor: str | None,
         event: AuditEvent,
-        error: GraphError | None,
+        error: StepError | None,
         result: StepResult | None = None,
     ) -> AuditRecord:
         """Log and measure the call; its audit record, which the caller saves with the booking
@@ -384,7 +405,7 @@ class MeetingSteps:
         )
 
     def _measure(
-        self, booking: Booking, ctx: CallContext, event: AuditEvent, error: GraphError | None
+        self, booking: Booking, ctx: CallContext, event: AuditEvent, error: StepError | None
     ) -> None:
         """Seed 000's metrics as instruments, from the same facts as the audit record: an
         attempt is a retry when an earlier attempt at the same work failed."""
@@ -412,7 +433,7 @@ class MeetingSteps:
         booking: Booking,
         ctx: CallContext,
         started: float,
-        error: GraphError | None,
+        error: StepError | None,
         result: StepResult | None,
     ) -> int:
         latency = round((time.perf_counter() - started) * 1000)

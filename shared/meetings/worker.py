@@ -27,8 +27,9 @@ from shared.domain import convergence as facts
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking
 from shared.domain.tenant import Tenant
-from shared.graph.errors import TENANT_CAUSED_CODES, GraphError
+from shared.graph.errors import TENANT_CAUSED_CODES
 from shared.meetings.converger import Converger, ConvergeResult
+from shared.meetings.steps import StepError
 from shared.observability import log_event
 from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
@@ -43,7 +44,7 @@ logger = logging.getLogger("meetings.work")
 @dataclass(frozen=True)
 class SyncResult:
     booking: Booking
-    error: GraphError | None = None
+    error: StepError | None = None
     # The change is saved; the meeting follows through the queue or the timer.
     deferred: bool = False
 
@@ -202,7 +203,7 @@ class MeetingWorker:
             self._queue.send(work)  # more steps than one call takes: carry on at once
         return result
 
-    def schedule(self, booking: Booking, error: GraphError, token: str) -> Booking:
+    def schedule(self, booking: Booking, error: StepError, token: str) -> Booking:
         """End the round under way, held by `token`'s claim: schedule the next delayed round
         of the booking's current work, or stop when its rounds are spent. Only the claim's
         holder does this, once per round; a round whose claim is gone (lapsed and taken, or
@@ -263,12 +264,12 @@ class _MeetingRounds:
         return facts.gave_up(booking, self.error_code, self.now, self.token)
 
 
-def stop(queue: MeetingWorkQueue, booking: Booking, error: GraphError, reason: str) -> None:
+def stop(queue: MeetingWorkQueue, booking: Booking, error: StepError, reason: str) -> None:
     """Work stopped for good: the message goes to the poison queue, whose trigger records it."""
     poison(queue, poisoned_work(booking, error, reason), _record_unsent)
 
 
-def poisoned_work(booking: Booking, error: GraphError, reason: str) -> PoisonedWork:
+def poisoned_work(booking: Booking, error: StepError, reason: str) -> PoisonedWork:
     return PoisonedWork(
         booking.tenant_id,
         booking.booking_id,

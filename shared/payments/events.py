@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
+from shared.errors import AppError
 from shared.json_depth import nesting_depth
 from shared.keys import InvalidKeyError, validate_key
 
@@ -37,15 +38,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _MAX_AMOUNT = 2**31 - 1
 
 
-class WebhookError(Exception):
+class WebhookError(AppError):
     """A webhook request that cannot be an event from Stripe; nothing is written."""
 
     code = "invalid_webhook"
-    status = 400
+    http_status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
+
+    @property
+    def status(self) -> int:
+        """The HTTP status it answers with (`http_status`)."""
+        return self.http_status
 
 
 class SignatureError(WebhookError):
@@ -62,7 +67,7 @@ class PayloadError(WebhookError):
 
 class PayloadTooLargeError(WebhookError):
     code = "body_too_large"
-    status = 413
+    http_status = 413
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import TypeAlias, TypeVar
 
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import Booking, ParticipantRole
+from shared.errors import AppError
 from shared.storage.bookings import BookingRepository
 
 T = TypeVar("T")
@@ -20,12 +21,13 @@ def read_command(command: Command[T]) -> T:
     return command() if callable(command) else command
 
 
-class ForbiddenError(Exception):
+class ForbiddenError(AppError):
     """The caller is known but may not do this (403). Seed 000's text is "Unauthorized"."""
+
+    http_status = 403
 
     def __init__(self, message: str = "Unauthorized", code: str = "forbidden") -> None:
         super().__init__(message)
-        self.message = message
         self.code = code
 
 

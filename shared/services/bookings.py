@@ -31,8 +31,8 @@ from shared.domain.booking import (
 )
 from shared.domain.notices import NoticeKind
 from shared.domain.tenant import Tenant
-from shared.graph.errors import GraphError
-from shared.meetings.steps import TeamsUnavailableError, describe_failure
+from shared.errors import AppError, retry_after
+from shared.meetings.steps import StepError, TeamsUnavailableError, describe_failure
 from shared.meetings.worker import Claiming, MeetingSync
 from shared.services.access import (
     Command,
@@ -89,13 +89,18 @@ class Created:
     replayed: bool = False  # an earlier request with the same Idempotency-Key made it
 
 
-class IdempotencyKeyReusedError(Exception):
+class IdempotencyKeyReusedError(AppError):
     """The Idempotency-Key was used before for a different request."""
 
+    http_status = 422
+    code = "idempotency_key_reused"
     message = (
         "This Idempotency-Key was already used for a different booking request; "
         "use a new key for a new booking"
     )
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -111,17 +116,23 @@ class ActionResult:
     warning: str | None = None
 
 
-class MeetingGenerationError(Exception):
-    """Manual generation failed in Graph; carries the Graph error for the response."""
+class MeetingGenerationError(AppError):
+    """Manual generation failed in Graph; carries the Graph error for the response: its code,
+    with 503 and when to try again if Graph may do it later, else 502."""
 
-    def __init__(self, error: GraphError) -> None:
+    http_status = 502
+
+    def __init__(self, error: StepError) -> None:
         super().__init__(
             describe_failure(
                 "The Teams meeting could not be generated", error, retry_scheduled=error.retryable
             )
         )
         self.error = error
-        self.message = str(self)
+        self.code = error.code
+        if error.retryable:
+            self.http_status = 503
+            self.headers = retry_after(error.retry_after, default=5)
 
 
 def create_booking(

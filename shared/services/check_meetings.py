@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.domain.tenant import MicrosoftProfile
+from shared.errors import AppError
 from shared.graph.bodies import MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import GraphError
@@ -37,8 +38,10 @@ SWEEP_LIMIT = 100
 MAX_OUTSTANDING = 10
 
 
-class CheckBacklogError(Exception):
+class CheckBacklogError(AppError):
     """Too many of the tenant's check meetings are still waiting to be removed."""
+
+    code = "check_meetings_left"
 
 
 @dataclass

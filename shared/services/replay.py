@@ -18,6 +18,7 @@ from datetime import datetime
 from shared.domain import notices
 from shared.domain.booking import Booking, IllegalTransitionError
 from shared.domain.notices import NoticeKind
+from shared.errors import AppError
 from shared.services.bookings import restart_meeting_work
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
@@ -27,8 +28,10 @@ from shared.storage.queues import BadMessageError, MeetingWork, MeetingWorkQueue
 _SAVE_TRIES = 5
 
 
-class ReplayError(Exception):
+class ReplayError(AppError):
     """This message cannot be replayed as it is; it stays where it is."""
+
+    code = "not_replayable"
 
 
 @dataclass(frozen=True)

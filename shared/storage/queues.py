@@ -38,6 +38,8 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest visibility timeout Storage acce
 class BadMessageError(StorageError, ValueError):
     """A queue message that is not a meeting work item (it cannot ever succeed)."""
 
+    code = "bad_message"
+
 
 @dataclass(frozen=True)
 class MeetingWork:
