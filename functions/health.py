@@ -14,7 +14,6 @@ bp = func.Blueprint()
 @bp.route(route="v1/health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     from shared import __version__
-    from shared.api.responses import misconfigured_message
     from shared.bootstrap import services
     from shared.settings import SettingsError
     from shared.storage.errors import StorageError
@@ -26,7 +25,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         body = {
             "status": "misconfigured",
-            "error": misconfigured_message(exc),
+            "error": exc.public_message,
             "code": exc.code,
             "settings": list(exc.names),
             "version": __version__,

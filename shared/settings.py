@@ -13,23 +13,35 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.errors import AppError
 
-class SettingsError(Exception):
+
+class SettingsError(AppError):
     """The environment does not describe a runnable app; the message names every problem.
 
     `names` are the settings at fault (never their values): health and every function report
-    them as 503 `misconfigured`, so that a bad setting is seen, not a dead app.
+    them as 503 `misconfigured`, so that a bad setting is seen, not a dead app. A caller is
+    told the names only (`public_message`); the problems, which may quote values, are logged.
     """
 
+    http_status = 503
     code = "misconfigured"
+    headers = MappingProxyType({"Retry-After": "60"})
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("Invalid app settings: " + "; ".join(problems) + ".")
         self.problems = tuple(problems)
         self.names = tuple(sorted({name for p in problems for name in _at_fault(p)}))
+
+    @property
+    def public_message(self) -> str:
+        return "The service is misconfigured: check the app settings " + ", ".join(
+            self.names or ("(see the start-up log)",)
+        )
 
 
 def _at_fault(problem: str) -> set[str]:

@@ -16,7 +16,6 @@ from shared.observability import log_event
 
 if TYPE_CHECKING:
     from shared.auth.principal import Principal
-    from shared.settings import SettingsError
 
 logger = logging.getLogger("meetings.api")
 
@@ -45,20 +44,10 @@ def _status_for(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     # Imported here so that answering a request that succeeds costs none of these imports (an
     # AppError that was raised has loaded shared.errors already).
     from shared.errors import AppError
-    from shared.settings import SettingsError
 
-    if isinstance(exc, SettingsError):
-        return 503, misconfigured_message(exc), exc.code, {"Retry-After": "60"}
     if isinstance(exc, AppError) and exc.http_status != 500:
         return exc.http_status, exc.public_message, exc.code, dict(exc.headers)
     return 500, "Internal error", "internal_error", {}
-
-
-def misconfigured_message(exc: SettingsError) -> str:
-    """What a caller of a misconfigured app is told: the settings' names, never values."""
-    return "The service is misconfigured: check the app settings " + ", ".join(
-        exc.names or ("(see the start-up log)",)
-    )
 
 
 def _refusal_level(exc: Exception) -> int:

@@ -43,6 +43,7 @@ INDEXING = {
     "shared.api",
     "shared.api.responses",
     "shared.bootstrap",
+    "shared.errors",  # the error base SettingsError derives from; it imports nothing
     "shared.observability",
     "shared.settings",
     "shared.storage",
