@@ -1,0 +1,236 @@
+"""A new kind of durable work needs only a handler and a registration: the kit retries it on
+its schedule, poisons it after its rounds, and the timer sweeps it when its message is lost —
+on Table Storage (Azurite) and on the in-memory store, which keep the same contract."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from shared.domain.booking import Booking, BookingStatus
+from shared.domain.lease import Lease
+from shared.domain.work import WorkState, state_of
+from shared.storage.bookings import TableBookingRepository
+from shared.storage.memory import InMemoryBookingRepository, InMemoryTenantRepository
+from shared.storage.queues import InMemoryMeetingWorkQueue, MeetingWork
+from shared.storage.tenant_directory import TenantDirectory
+from shared.work.kinds import KindWorker, Outcome, WorkFailed, WorkKind, owe
+from shared.work.policy import RetryPolicy
+from tests.builders import T0, a_booking, a_tenant
+
+pytestmark = pytest.mark.integration
+
+TOY = "toy"
+# No in-process pauses: each failure ends a round, so the delayed schedule shows.
+ROUNDS_ONLY = RetryPolicy(in_process=(), rounds=(30.0, 120.0), jitter=0.2)
+
+
+@pytest.fixture(params=["table", "memory"])
+def bookings(request):
+    if request.param == "memory":
+        return InMemoryBookingRepository()
+    return TableBookingRepository(request.getfixturevalue("tables"))
+
+
+@dataclass
+class Clock:
+    now: datetime = T0 - timedelta(days=2)
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Toy:
+    """A handler that fails transiently `failures` times, then stamps the booking."""
+
+    failures: int = 0
+    retryable: bool = True
+    calls: int = 0
+
+    def __call__(self, booking: Booking):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise WorkFailed("the toy service is busy", "toy_busy", retryable=self.retryable)
+        return lambda b: replace(b, internal_notes=f"toy done after {self.calls} calls")
+
+
+def kit(bookings, toy: Toy, policy: RetryPolicy = ROUNDS_ONLY):
+    clock = Clock()
+    queue = InMemoryMeetingWorkQueue()
+    worker = KindWorker(
+        bookings,
+        TenantDirectory(InMemoryTenantRepository(), a_tenant()),
+        policy,
+        clock,
+        sleep=clock.sleep,
+        rnd=lambda: 0.5,  # no jitter: the delays are the schedule's own
+    )
+    worker.register(WorkKind(TOY, queue, toy))
+    return worker, queue, clock
+
+
+def owing_toy_work(bookings, worker) -> Booking:
+    saved: Booking = bookings.add(owe(a_booking(status=BookingStatus.CONFIRMED), TOY))
+    worker.after_change(saved)
+    return saved
+
+
+def toy_state(bookings, booking_id: str) -> WorkState:
+    state = state_of(bookings.get("tenant-a", booking_id).work, TOY)
+    assert state is not None
+    return state
+
+
+def deliver(worker, queue, clock) -> list[Outcome]:
+    """Deliver each message when it becomes visible, as the queue trigger would."""
+    outcomes = []
+    while queue.messages:
+        delay, message = queue.messages.pop(0)
+        clock.now += timedelta(seconds=delay)
+        outcomes.append(worker.handle(TOY, message))
+    return outcomes
+
+
+def test_a_new_kind_failing_transiently_twice_is_retried_on_the_kits_schedule(bookings):
+    # GIVEN a toy kind registered with a handler that fails twice, then succeeds
+    toy = Toy(failures=2)
+    worker, queue, clock = kit(bookings, toy)
+    booking = owing_toy_work(bookings, worker)
+    assert [b.booking_id for b in bookings.list_marked(TOY, "tenant-a")] == [booking.booking_id]
+
+    # WHEN its messages are delivered as they become visible
+    outcomes = deliver(worker, queue, clock)
+
+    # THEN two delayed rounds (30 s, then 120 s) came before it was done, and it is off the
+    # timer's list
+    assert outcomes == [Outcome.RETRYING, Outcome.RETRYING, Outcome.DONE]
+    assert toy.calls == 3
+    after = bookings.get("tenant-a", booking.booking_id)
+    state = state_of(after.work, TOY)
+    assert state is not None
+    assert (state.owed, state.rounds, state.failed_code) == (False, 2, None)
+    assert state.done_at == T0 - timedelta(days=2) + timedelta(seconds=150)
+    assert after.internal_notes == "toy done after 3 calls"
+    assert bookings.list_marked(TOY, "tenant-a") == []
+    assert queue.poisoned == []
+
+
+def test_the_in_process_pauses_come_first(bookings):
+    # GIVEN the default policy (1 s, 2 s, 4 s in process) and a handler failing twice
+    toy = Toy(failures=2)
+    worker, queue, clock = kit(bookings, toy, RetryPolicy())
+    booking = owing_toy_work(bookings, worker)
+
+    # WHEN its message is delivered
+    outcomes = deliver(worker, queue, clock)
+
+    # THEN it was retried in process after 1 s and 2 s and needed no delayed round
+    assert outcomes == [Outcome.DONE]
+    assert clock.sleeps == [1.0, 2.0]
+    assert toy_state(bookings, booking.booking_id).rounds == 0
+
+
+def test_a_new_kind_that_keeps_failing_is_poisoned_after_its_rounds(bookings, caplog):
+    # GIVEN a handler that never succeeds
+    caplog.set_level(logging.INFO, logger="meetings.work")
+    toy = Toy(failures=99)
+    worker, queue, clock = kit(bookings, toy)
+    booking = owing_toy_work(bookings, worker)
+
+    # WHEN every message is delivered
+    outcomes = deliver(worker, queue, clock)
+
+    # THEN after its two rounds it stopped for good, poisoned once, with why
+    assert outcomes == [Outcome.RETRYING, Outcome.RETRYING, Outcome.STOPPED]
+    ((poisoned),) = queue.poisoned
+    assert (poisoned.step, poisoned.reason, poisoned.round) == (TOY, "retries_exhausted", 2)
+    assert poisoned.booking_id == booking.booking_id
+    state = toy_state(bookings, booking.booking_id)
+    assert (state.owed, state.failed_code) == (False, "toy_busy")
+    assert bookings.list_marked(TOY, "tenant-a") == []
+    scheduled = [r for r in caplog.records if '"event":"toy_retry_scheduled"' in r.getMessage()]
+    assert len(scheduled) == 2
+
+
+def test_a_permanent_failure_is_poisoned_at_once(bookings):
+    toy = Toy(failures=1, retryable=False)
+    worker, queue, clock = kit(bookings, toy)
+    owing_toy_work(bookings, worker)
+
+    assert deliver(worker, queue, clock) == [Outcome.STOPPED]
+    ((poisoned),) = queue.poisoned
+    assert (poisoned.reason, poisoned.round) == ("permanent", 0)
+    assert toy.calls == 1
+
+
+def test_a_new_kind_whose_message_was_lost_is_swept_by_the_timer(bookings):
+    # GIVEN toy work saved with its marker, whose queue message is lost
+    toy = Toy()
+    worker, queue, _ = kit(bookings, toy)
+    booking = owing_toy_work(bookings, worker)
+    queue.messages.clear()
+
+    # WHEN the timer sweeps the registered kinds
+    (report,) = worker.sweep()
+
+    # THEN it found the marker and did the work, queueing nothing of its own
+    assert (report.kind, report.tenants, report.marked, report.done) == (TOY, 1, 1, 1)
+    assert toy.calls == 1
+    assert not toy_state(bookings, booking.booking_id).owed
+    assert queue.messages == []
+    assert worker.sweep()[0].marked == 0
+
+
+def test_the_timer_leaves_a_round_scheduled_later_to_its_message(bookings):
+    # GIVEN toy work that failed once: its next round is 30 s away
+    toy = Toy(failures=1)
+    worker, queue, clock = kit(bookings, toy)
+    owing_toy_work(bookings, worker)
+    _, message = queue.messages.pop(0)
+    assert worker.handle(TOY, message) is Outcome.RETRYING
+
+    # WHEN the timer sweeps before the round is due
+    (report,) = worker.sweep()
+
+    # THEN it does not take the round; the delayed message does
+    assert (report.marked, report.done, toy.calls) == (0, 0, 1)
+    assert deliver(worker, queue, clock) == [Outcome.DONE]
+
+
+def test_work_another_worker_holds_is_left_to_it(bookings):
+    # GIVEN toy work whose lease another worker holds for a minute
+    toy = Toy()
+    worker, queue, clock = kit(bookings, toy)
+    booking = owing_toy_work(bookings, worker)
+    queue.messages.clear()
+    state = state_of(booking.work, TOY)
+    assert state is not None
+    held = replace(state, lease=Lease("someone-else", clock() + timedelta(seconds=60)))
+    bookings.update(replace(booking, work=(held,)))
+
+    # WHEN a message for it arrives
+    outcome = worker.handle(TOY, MeetingWork("tenant-a", booking.booking_id))
+
+    # THEN the handler is not called, and the message comes back once the lease has run out
+    assert outcome is Outcome.BUSY
+    assert toy.calls == 0
+    assert [delay for delay, _ in queue.messages] == [61.0]
+    clock.now += timedelta(seconds=61)
+    assert deliver(worker, queue, clock) == [Outcome.DONE]
+
+
+def test_a_kind_must_be_a_key_part_and_not_the_kits_own():
+    queue = InMemoryMeetingWorkQueue()
+    with pytest.raises(ValueError, match="work kind"):
+        WorkKind("to|y", queue, Toy())
+    with pytest.raises(ValueError, match="the kit's own"):
+        WorkKind("meeting", queue, Toy())
