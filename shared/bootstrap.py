@@ -1,9 +1,10 @@
 """The one place that builds real clients, once per worker process.
 
-Handlers ask for `services()`; tests build their own `Services` with `build_services` around
-Azurite and a faked Graph wire. Heavy SDKs are imported here, on first use, not when the
-function app is indexed, so cold starts stay short; `report_settings`, which indexing calls,
-needs nothing but the settings.
+Handlers ask for `services()`. Tests build their own `Services` with the same `bootstrap`: around
+Azurite and a faked Graph wire (`build_services`), or with in-memory repositories, queues and a
+clock of their own in place of the real ones (`tests/memory_world.py`). Heavy SDKs are
+imported here, on first use, not when the function app is indexed, so cold starts stay short;
+`report_settings`, which indexing calls, needs nothing but the settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
     from shared.domain.tenant import Tenant
     from shared.graph.client import GraphMeetingsClient
     from shared.mail.delivery import MailServices
-    from shared.mail.transports import MailTransport, Sender
+    from shared.mail.transports import MailTransport, Sender, SendPacer
     from shared.meetings.converger import Converger
     from shared.meetings.reconciler import Reconciler
     from shared.meetings.steps import MeetingSteps
@@ -36,12 +40,19 @@ if TYPE_CHECKING:
     from shared.services.payments import PaymentEvents
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
+    from shared.storage.check_meetings import CheckMeetingRepository
+    from shared.storage.mail import MailLedger
+    from shared.storage.payment_events import PaymentEventRepository
     from shared.storage.poisoned import PoisonedMessages
     from shared.storage.queues import MeetingWorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TenantRepository
     from shared.work.policy import RetryPolicy
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -66,9 +77,8 @@ class Services:
     credential_health: CredentialHealth
     # Poisoned work kept for the operator's replay, by kind ("meeting", "mail").
     poisoned: dict[str, PoisonedMessages]
-
-    def clock(self) -> datetime:
-        return datetime.now(UTC)
+    # The time every service reads (a test's own clock in place of the wall clock's).
+    clock: Callable[[], datetime] = _utc_now
 
     @property
     def booking_deps(self) -> BookingDeps:
@@ -126,21 +136,51 @@ def build_services(
 ) -> Services:
     """Every client and service of the app. Tests give their own table and queue prefixes, so
     that they share one Azurite without sharing data."""
+    return bootstrap(settings, http=http, table_prefix=table_prefix, queue_prefix=queue_prefix)
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    http: requests.Session | None = None,
+    table_prefix: str = "",
+    queue_prefix: str = "",
+    tables: Tables | None = None,
+    bookings: BookingRepository | None = None,
+    tenants: TenantRepository | None = None,
+    audit: AuditRepository | None = None,
+    payment_events: PaymentEventRepository | None = None,
+    check_meetings: CheckMeetingRepository | None = None,
+    mail_ledger: MailLedger | None = None,
+    queue: MeetingWorkQueue | None = None,
+    mail_queue: MeetingWorkQueue | None = None,
+    mail_transport: MailTransport | None = None,
+    policy: RetryPolicy | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rnd: Callable[[], float] = random.random,
+    resolve_secret: Callable[[str], str] = resolve_secret_setting,
+    claim_seconds: float | None = None,
+    entities_read: Callable[[], int] | None = None,
+) -> Services:
+    """The app's services, wired as production wires them. Each replacement given is used in
+    place of what `settings` would build, and everything else is built around it the same way:
+    tests give in-memory repositories and queues, the tables, a transport, a clock with the
+    workers' `sleep` and `rnd`, the retry `policy`, the converger's `claim_seconds`, a counter
+    of `entities_read`. With none, this is the app."""
     from shared.auth.tokens import JwksCache, TokenValidator
     from shared.graph.client import GraphMeetingsClient
     from shared.graph.session import TimeoutSession
     from shared.graph.tokens import ManagedIdentityAssertion, MsalTokenSource
+    from shared.mail.transports import SendPacer
     from shared.meetings.converger import Converger
-    from shared.meetings.reconciler import Reconciler
     from shared.meetings.steps import MeetingSteps
-    from shared.meetings.worker import MeetingSync, MeetingWorker
-    from shared.payments.source import StripeUndeliveredEvents
     from shared.services.check_meetings import CheckMeetings
     from shared.services.credential_health import CredentialHealth
-    from shared.services.payments import PaymentEvents
     from shared.storage.audit import TableAuditRepository
     from shared.storage.bookings import TableBookingRepository
     from shared.storage.check_meetings import TableCheckMeetingRepository
+    from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE, TableMailLedger
     from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
     from shared.storage.queues import StorageMeetingWorkQueue
@@ -149,12 +189,14 @@ def build_services(
     from shared.storage.tenants import TableTenantRepository
     from shared.work.policy import RetryPolicy
 
+    now = clock or _utc_now
     session = http or TimeoutSession(settings.graph_timeout_seconds, proxy=settings.outbound_proxy)
-    tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
+    if tables is None:
+        tables = Tables(make_table_service(settings.storage), prefix=table_prefix)
     tokens = MsalTokenSource(
         authority_host=settings.authority_host,
         graph_base_url=settings.graph_base_url,
-        resolve_secret=resolve_secret_setting,
+        resolve_secret=resolve_secret,
         http=session,
         timeout=settings.graph_timeout_seconds,
         identity=ManagedIdentityAssertion(
@@ -162,8 +204,8 @@ def build_services(
             timeout=settings.graph_timeout_seconds,
         ),
     )
-    tenants = TableTenantRepository(tables)
-    audit = TableAuditRepository(tables)
+    tenants = TableTenantRepository(tables) if tenants is None else tenants
+    audit = TableAuditRepository(tables) if audit is None else audit
     directory = TenantDirectory(tenants, default_tenant(settings))
     graph = GraphMeetingsClient(
         base_url=settings.graph_base_url,
@@ -171,23 +213,48 @@ def build_services(
         http=session,
         timeout=settings.graph_timeout_seconds,
     )
-    bookings = TableBookingRepository(tables)
-    queue = StorageMeetingWorkQueue(settings.storage, prefix=queue_prefix)
-    steps = MeetingSteps(graph, directory, audit, _utc_now)
-    policy = RetryPolicy(
-        rounds=settings.retry_schedule,
-        inline_budget=settings.inline_budget_seconds,
-        outbox_delay=settings.inline_budget_seconds,
-    )
+    bookings = TableBookingRepository(tables) if bookings is None else bookings
+    if queue is None:
+        queue = StorageMeetingWorkQueue(settings.storage, prefix=queue_prefix)
+    if mail_queue is None:
+        mail_queue = StorageMeetingWorkQueue(
+            settings.storage, prefix=queue_prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
+        )
+    steps = MeetingSteps(graph, directory, audit, now)
+    if policy is None:
+        policy = RetryPolicy(
+            rounds=settings.retry_schedule,
+            inline_budget=settings.inline_budget_seconds,
+            outbox_delay=settings.inline_budget_seconds,
+        )
     # A claim outlives the longest step: sign-in (metadata + token), the organizer lookup and
     # the step's own request, each bounded by the Graph timeout, and two table writes.
-    converger = Converger(
-        bookings, directory, steps, _utc_now, claim_seconds=6 * settings.graph_timeout_seconds
+    if claim_seconds is None:
+        claim_seconds = 6 * settings.graph_timeout_seconds
+    converger = Converger(bookings, directory, steps, now, claim_seconds=claim_seconds)
+    work = build_work(
+        settings,
+        bookings=bookings,
+        directory=directory,
+        converger=converger,
+        queue=queue,
+        policy=policy,
+        clock=now,
+        sleep=sleep,
+        rnd=rnd,
+        entities_read=entities_read or (lambda: tables.reads),
+        payment_events=(
+            TablePaymentEventRepository(tables) if payment_events is None else payment_events
+        ),
+        mail_queue=mail_queue,
+        mail_ledger=TableMailLedger(tables) if mail_ledger is None else mail_ledger,
+        mail_transport=mail_transport or default_mail_transport(settings, graph),
+        # The mailbox's pace is kept on the test's clock when there is one.
+        pacer=SendPacer(
+            settings.mail.send_rate_per_minute,
+            clock=time.monotonic if clock is None else lambda: now().timestamp(),
+        ),
     )
-    worker = MeetingWorker(bookings, converger, queue, policy, _utc_now)
-    sync = MeetingSync(converger, queue, policy, _utc_now)
-    stripe_key = settings.stripe.api_key
-    mail = build_mail(settings, tables, bookings, directory, graph, policy, queue_prefix)
     return Services(
         settings=settings,
         tables=tables,
@@ -199,6 +266,108 @@ def build_services(
         queue=queue,
         steps=steps,
         converger=converger,
+        sync=work.sync,
+        worker=work.worker,
+        reconciler=work.reconciler,
+        payments=work.payments,
+        tokens=TokenValidator(
+            settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
+        ),
+        mail=work.mail,
+        check_meetings=CheckMeetings(
+            TableCheckMeetingRepository(tables) if check_meetings is None else check_meetings,
+            graph,
+            directory,
+            policy,
+            now,
+            # Longer than a dry run's four Graph calls, each bounded by the Graph timeout.
+            grace=timedelta(seconds=6 * settings.graph_timeout_seconds),
+            rnd=rnd,
+        ),
+        credential_health=CredentialHealth(
+            directory,
+            graph,
+            audit,
+            bookings,
+            work.sync,
+            now,
+            interval=timedelta(minutes=settings.credential_check_minutes),
+            resolve_secret=resolve_secret,
+        ),
+        poisoned={
+            kind.name: PoisonedMessages(settings.storage, kind, prefix=queue_prefix)
+            for kind in WORK_KINDS
+        },
+        clock=now,
+    )
+
+
+@dataclass(frozen=True)
+class Work:
+    """The objects that carry out durable work: meetings (inline, queued, swept), payments, mail."""
+
+    sync: MeetingSync
+    worker: MeetingWorker
+    reconciler: Reconciler
+    payments: PaymentEvents
+    mail: MailServices
+
+
+def build_work(
+    settings: Settings,
+    *,
+    bookings: BookingRepository,
+    directory: TenantDirectory,
+    converger: Converger,
+    queue: MeetingWorkQueue,
+    policy: RetryPolicy,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    rnd: Callable[[], float],
+    entities_read: Callable[[], int],
+    payment_events: PaymentEventRepository,
+    mail_queue: MeetingWorkQueue,
+    mail_ledger: MailLedger,
+    mail_transport: MailTransport,
+    pacer: SendPacer,
+) -> Work:
+    """Each worker, sweep and outbox of the app, built once here."""
+    from shared.mail.delivery import (
+        MailConfig,
+        MailOutbox,
+        MailServices,
+        MailSweep,
+        MailWorker,
+        lease_for,
+    )
+    from shared.meetings.reconciler import Reconciler
+    from shared.meetings.worker import MeetingSync, MeetingWorker
+    from shared.payments.source import StripeUndeliveredEvents
+    from shared.services.payments import PaymentEvents
+
+    worker = MeetingWorker(bookings, converger, queue, policy, clock, sleep=sleep, rnd=rnd)
+    sync = MeetingSync(converger, queue, policy, clock)
+    mail_worker = MailWorker(
+        bookings,
+        directory,
+        mail_ledger,
+        mail_transport,
+        mail_queue,
+        sender_of(settings),
+        clock,
+        config=MailConfig(
+            link_wait=timedelta(seconds=settings.mail.link_wait_seconds),
+            # A send waits at most the Graph timeout, or SMTP's own (20 s).
+            lease=lease_for(max(settings.graph_timeout_seconds, 20.0), policy),
+            policy=policy,
+        ),
+        pacer=pacer,
+        sleep=sleep,
+        rnd=rnd,
+    )
+    outbox = MailOutbox(mail_queue)
+    stripe_key = settings.stripe.api_key
+    return Work(
         sync=sync,
         worker=worker,
         reconciler=Reconciler(
@@ -207,18 +376,18 @@ def build_services(
             converger,
             worker,
             queue,
-            _utc_now,
+            clock,
             verify_window=timedelta(hours=settings.verify_window_hours),
-            entities_read=lambda: tables.reads,
+            entities_read=entities_read,
         ),
         payments=PaymentEvents(
-            TablePaymentEventRepository(tables),
+            payment_events,
             bookings,
             directory,
             sync,
-            _utc_now,
+            clock,
             webhook_secret=settings.stripe.webhook_secret,
-            mail=mail.outbox,
+            mail=outbox,
             undelivered=(
                 StripeUndeliveredEvents(
                     stripe_key,
@@ -229,90 +398,48 @@ def build_services(
                 else None
             ),
         ),
-        tokens=TokenValidator(
-            settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
+        mail=MailServices(
+            outbox=outbox,
+            worker=mail_worker,
+            sweep=MailSweep(bookings, directory, mail_worker, clock),
+            transport=mail_transport,
+            ledger=mail_ledger,
         ),
-        mail=mail,
-        check_meetings=CheckMeetings(
-            TableCheckMeetingRepository(tables),
-            graph,
-            directory,
-            policy,
-            _utc_now,
-            # Longer than a dry run's four Graph calls, each bounded by the Graph timeout.
-            grace=timedelta(seconds=6 * settings.graph_timeout_seconds),
-        ),
-        credential_health=CredentialHealth(
-            directory,
-            graph,
-            audit,
-            bookings,
-            sync,
-            _utc_now,
-            interval=timedelta(minutes=settings.credential_check_minutes),
-            resolve_secret=resolve_secret_setting,
-        ),
-        poisoned={
-            kind.name: PoisonedMessages(settings.storage, kind, prefix=queue_prefix)
-            for kind in WORK_KINDS
-        },
     )
 
 
-def build_mail(
-    settings: Settings,
-    tables: Tables,
-    bookings: BookingRepository,
-    directory: TenantDirectory,
-    graph: GraphMeetingsClient,
-    policy: RetryPolicy,
-    queue_prefix: str = "",
-    *,
-    transport: MailTransport | None = None,
-) -> MailServices:
-    """The mail outbox, worker and timer sweep, with the transport `MAIL_TRANSPORT` names."""
+def default_mail_transport(settings: Settings, graph: GraphMeetingsClient) -> MailTransport:
+    """The transport `MAIL_TRANSPORT` names."""
     from pathlib import Path
 
-    from shared.mail.delivery import (
-        MailConfig,
-        MailOutbox,
-        MailServices,
-        MailSweep,
-        MailWorker,
-        lease_for,
-    )
     from shared.mail.transports import (
         FolderMailTransport,
         GraphMailTransport,
-        SendPacer,
         SmtpMailTransport,
         SmtpSettings,
     )
-    from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE, TableMailLedger
-    from shared.storage.queues import StorageMeetingWorkQueue
 
     mail = settings.mail
-    if transport is None:
-        if mail.transport == "graph":
-            transport = GraphMailTransport(graph)
-        elif mail.transport == "smtp":
-            transport = SmtpMailTransport(
-                SmtpSettings(
-                    host=mail.smtp_host or "",
-                    port=mail.smtp_port,
-                    username=mail.smtp_username,
-                    password=mail.smtp_password,
-                )
+    if mail.transport == "graph":
+        return GraphMailTransport(graph)
+    if mail.transport == "smtp":
+        return SmtpMailTransport(
+            SmtpSettings(
+                host=mail.smtp_host or "",
+                port=mail.smtp_port,
+                username=mail.smtp_username,
+                password=mail.smtp_password,
             )
-        else:
-            transport = FolderMailTransport(Path(mail.folder))
-    queue = StorageMeetingWorkQueue(
-        settings.storage, prefix=queue_prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
-    )
-    ledger = TableMailLedger(tables)
+        )
+    return FolderMailTransport(Path(mail.folder))
+
+
+def sender_of(settings: Settings) -> Callable[[Tenant], Sender]:
+    """Who a tenant's mail is from, for the transport the settings name."""
+    mail = settings.mail
     via_graph = mail.transport == "graph"
 
-    def sender_of(tenant: Tenant) -> Sender:
+    def sender(tenant: Tenant) -> Sender:
         from shared.mail.transports import Sender
 
         # Graph sends from a mailbox of the tenant's own; SMTP and files from MAIL_FROM.
@@ -322,33 +449,7 @@ def build_mail(
             tenant.tenant_id, address or "meetings@localhost", tenant.display_name, tenant.microsoft
         )
 
-    worker = MailWorker(
-        bookings,
-        directory,
-        ledger,
-        transport,
-        queue,
-        sender_of,
-        _utc_now,
-        config=MailConfig(
-            link_wait=timedelta(seconds=mail.link_wait_seconds),
-            # A send waits at most the Graph timeout, or SMTP's own (20 s).
-            lease=lease_for(max(settings.graph_timeout_seconds, 20.0), policy),
-            policy=policy,
-        ),
-        pacer=SendPacer(mail.send_rate_per_minute),
-    )
-    return MailServices(
-        outbox=MailOutbox(queue),
-        worker=worker,
-        sweep=MailSweep(bookings, directory, worker, _utc_now),
-        transport=transport,
-        ledger=ledger,
-    )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return sender
 
 
 @functools.cache

@@ -1,5 +1,7 @@
-"""A whole meetings service in memory: in-memory repositories and queue, a controllable clock,
-and Graph faked at the wire (the Graph emulator answering through `responses`, msal included).
+"""A whole meetings service in memory: the app's own `bootstrap` with in-memory repositories and
+queues, a controllable clock, and Graph faked at the wire (the Graph emulator answering through
+`responses`, msal included). Mail is wired as in production, on an in-memory ledger and queue,
+through Graph sendMail (the emulator) or into a folder of `.eml` files.
 
 Property and worker tests use it to run thousands of steps in seconds; the same services run on
 Azurite and over real HTTP in the integration and end-to-end suites.
@@ -7,32 +9,35 @@ Azurite and over real HTTP in the integration and end-to-end suites.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import responses
 
 from localdev.graph_emulator import GraphEmulator
+from shared.bootstrap import Services, bootstrap
 from shared.domain.booking import Booking
 from shared.domain.tenant import MicrosoftProfile, Tenant
-from shared.graph.client import GraphMeetingsClient
-from shared.graph.session import TimeoutSession
-from shared.graph.tokens import MsalTokenSource
+from shared.mail.delivery import MailServices
 from shared.meetings.converger import Converger
 from shared.meetings.reconciler import Reconciler
-from shared.meetings.steps import MeetingSteps
 from shared.meetings.worker import MeetingSync, MeetingWorker
 from shared.services.bookings import BookingDeps
 from shared.services.credential_health import CredentialHealth
+from shared.settings import Settings, StorageSettings
+from shared.storage.check_meetings import InMemoryCheckMeetingRepository
+from shared.storage.mail import InMemoryMailLedger
 from shared.storage.memory import (
     InMemoryAuditRepository,
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
 from shared.storage.queues import InMemoryMeetingWorkQueue, MeetingWork
-from shared.storage.tenant_directory import TenantDirectory
+from shared.storage.tables import Tables, make_table_service
 from shared.work.policy import RetryPolicy
 
 TENANT = "tenant-a"
@@ -40,6 +45,12 @@ DIRECTORY = "7a1b2c3d-0000-4000-8000-0000000000aa"
 CLIENT_ID = "client-memory"
 SECRET = "memory-secret"
 ORGANIZER = "organizer@a.example"
+# Storage nothing here reaches: every repository and queue the services use is in memory.
+UNREACHABLE_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=placeholder;"
+    "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+)
 
 
 @dataclass
@@ -59,24 +70,45 @@ class Clock:
 class MemoryWorld:
     emulator: GraphEmulator
     clock: Clock
+    services: Services
+    # The fakes the services were built with.
     bookings: InMemoryBookingRepository
     tenants: InMemoryTenantRepository
     audit: InMemoryAuditRepository
     queue: InMemoryMeetingWorkQueue
-    converger: Converger
-    sync: MeetingSync
-    worker: MeetingWorker
-    reconciler: Reconciler
-    credential_health: CredentialHealth
+    mail_queue: InMemoryMeetingWorkQueue
+    mail_ledger: InMemoryMailLedger
     sleeps: list[float] = field(default_factory=list)
-    # Called half-way through each of the worker's in-process sleeps (e.g. a timer run).
+    # Called half-way through each of the workers' in-process sleeps (e.g. a timer run).
     during_sleep: list[Callable[[], object]] = field(default_factory=list)
 
     @property
+    def converger(self) -> Converger:
+        return self.services.converger
+
+    @property
+    def sync(self) -> MeetingSync:
+        return self.services.sync
+
+    @property
+    def worker(self) -> MeetingWorker:
+        return self.services.worker
+
+    @property
+    def reconciler(self) -> Reconciler:
+        return self.services.reconciler
+
+    @property
+    def credential_health(self) -> CredentialHealth:
+        return self.services.credential_health
+
+    @property
+    def mail(self) -> MailServices:
+        return self.services.mail
+
+    @property
     def deps(self) -> BookingDeps:
-        return BookingDeps(
-            self.bookings, TenantDirectory(self.tenants, None), self.sync, self.clock
-        )
+        return self.services.booking_deps
 
     def booking(self, booking_id: str) -> Booking:
         return self.bookings.get(TENANT, booking_id)
@@ -84,19 +116,60 @@ class MemoryWorld:
     def drain(self, rounds: int = 50) -> int:
         """Deliver queued messages (jumping the clock to when each becomes visible) until the
         queue is empty; return how many were handled."""
-        for handled in range(rounds):
-            if not self.queue.messages:
-                return handled
-            self.queue.messages.sort(key=lambda m: m[0])
-            delay, work = self.queue.messages.pop(0)
-            self.clock.sleep(max(0.0, delay))
-            # Later messages were sent relative to an earlier "now": keep their order.
-            self.queue.messages = [(max(0.0, d - delay), w) for d, w in self.queue.messages]
-            self.worker.handle(work)
-        raise AssertionError(f"the queue did not drain in {rounds} messages")
+        return drain(self.queue, self.clock, self.worker.handle, rounds, "the queue")
 
     def redeliver(self, work: MeetingWork) -> None:
         self.worker.handle(work)
+
+
+def drain(
+    queue: InMemoryMeetingWorkQueue,
+    clock: Clock,
+    handle: Callable[[MeetingWork], object],
+    rounds: int,
+    name: str,
+) -> int:
+    for handled in range(rounds):
+        if not queue.messages:
+            return handled
+        queue.messages.sort(key=lambda m: m[0])
+        delay, work = queue.messages.pop(0)
+        clock.sleep(max(0.0, delay))
+        # Later messages were sent relative to an earlier "now": keep their order.
+        queue.messages = [(max(0.0, d - delay), w) for d, w in queue.messages]
+        handle(work)
+    raise AssertionError(f"{name} did not drain in {rounds} messages")
+
+
+# Built once: a property test builds a world per example.
+@functools.cache
+def memory_settings(
+    authority: str, graph_url: str, mail_folder: Path | None, link_wait: timedelta, per_minute: int
+) -> Settings:
+    return Settings.from_env(
+        {
+            "AzureWebJobsStorage": UNREACHABLE_STORAGE,
+            "GRAPH_BASE_URL": graph_url,
+            "MICROSOFT_AUTHORITY_HOST": authority,
+            "GRAPH_TIMEOUT_SECONDS": "5",
+            "VERIFY_WINDOW_HOURS": "24",
+            "CREDENTIAL_CHECK_MINUTES": "15",
+            "STRIPE_WEBHOOK_SECRET": "whsec_memory",
+            "AUTH_ISSUER": "https://issuer.memory.test/",
+            "AUTH_AUDIENCE": "api://memory",
+            "AUTH_JWKS_URL": "https://issuer.memory.test/jwks",
+            "MAIL_TRANSPORT": "graph" if mail_folder is None else "folder",
+            "MAIL_FOLDER": str(mail_folder or ""),
+            "MAIL_LINK_WAIT_SECONDS": str(link_wait.total_seconds()),
+            "MAIL_SEND_RATE_PER_MINUTE": str(per_minute),
+        }
+    )
+
+
+@functools.cache
+def unreachable_tables() -> Tables:
+    """Tables no repository here uses (they are all in memory), for what `Services` holds."""
+    return Tables(make_table_service(StorageSettings(connection_string=UNREACHABLE_STORAGE)))
 
 
 @contextmanager
@@ -105,27 +178,17 @@ def memory_world(
     policy: RetryPolicy | None = None,
     claim_seconds: float = 40.0,
     emulator_class: type[GraphEmulator] = GraphEmulator,
+    mail_folder: Path | None = None,
+    link_wait: timedelta = timedelta(minutes=10),
+    per_minute: int = 30,
 ) -> Iterator[MemoryWorld]:
+    """Mail goes through Graph sendMail (the emulator), or into `mail_folder` when one is given."""
     emulator = emulator_class(tls=None)
     emulator.register_app(DIRECTORY, CLIENT_ID, SECRET)
     emulator.add_user(DIRECTORY, ORGANIZER, "Organizer")
     clock = Clock()
-    policy = policy or RetryPolicy(rounds=(30.0, 120.0, 600.0))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         emulator.install_responses(rsps)
-        session = TimeoutSession(5.0)
-        graph = GraphMeetingsClient(
-            base_url=emulator.graph_url,
-            tokens=MsalTokenSource(
-                authority_host=emulator.base_url,
-                graph_base_url=emulator.graph_url,
-                resolve_secret=lambda _: SECRET,
-                http=session,
-                timeout=5.0,
-            ),
-            http=session,
-            timeout=5.0,
-        )
         audit = InMemoryAuditRepository()
         bookings = InMemoryBookingRepository(audit)
         tenants = InMemoryTenantRepository()
@@ -137,54 +200,49 @@ def memory_world(
                 organizer_upn=ORGANIZER,
             )
         )
-        directory = TenantDirectory(tenants, None)
         queue = InMemoryMeetingWorkQueue()
-        steps = MeetingSteps(graph, directory, audit, clock)
-        converger = Converger(bookings, directory, steps, clock, claim_seconds=claim_seconds)
-        world_sleeps: list[float] = []
+        mail_queue = InMemoryMeetingWorkQueue()
+        mail_ledger = InMemoryMailLedger()
+        sleeps: list[float] = []
         during_sleep: list[Callable[[], object]] = []
 
         def sleep(seconds: float) -> None:
-            world_sleeps.append(seconds)
+            sleeps.append(seconds)
             clock.sleep(seconds / 2)
             for hook in during_sleep:
                 hook()
             clock.sleep(seconds / 2)
 
-        worker = MeetingWorker(
-            bookings, converger, queue, policy, clock, sleep=sleep, rnd=lambda: 0.5
+        services = bootstrap(
+            memory_settings(
+                emulator.base_url, emulator.graph_url, mail_folder, link_wait, per_minute
+            ),
+            tables=unreachable_tables(),
+            bookings=bookings,
+            tenants=tenants,
+            audit=audit,
+            check_meetings=InMemoryCheckMeetingRepository(),
+            mail_ledger=mail_ledger,
+            queue=queue,
+            mail_queue=mail_queue,
+            policy=policy or RetryPolicy(rounds=(30.0, 120.0, 600.0)),
+            clock=clock,
+            sleep=sleep,
+            rnd=lambda: 0.5,
+            resolve_secret=lambda _: SECRET,
+            claim_seconds=claim_seconds,
+            entities_read=lambda: bookings.reads,
         )
-        sync = MeetingSync(converger, queue, policy, clock)
         yield MemoryWorld(
             emulator=emulator,
             clock=clock,
+            services=services,
             bookings=bookings,
             tenants=tenants,
             audit=audit,
             queue=queue,
-            converger=converger,
-            sync=sync,
-            worker=worker,
-            reconciler=Reconciler(
-                bookings,
-                directory,
-                converger,
-                worker,
-                queue,
-                clock,
-                verify_window=timedelta(hours=24),
-                entities_read=lambda: bookings.reads,
-            ),
-            credential_health=CredentialHealth(
-                directory,
-                graph,
-                audit,
-                bookings,
-                sync,
-                clock,
-                interval=timedelta(minutes=15),
-                resolve_secret=lambda _: SECRET,
-            ),
-            sleeps=world_sleeps,
+            mail_queue=mail_queue,
+            mail_ledger=mail_ledger,
+            sleeps=sleeps,
             during_sleep=during_sleep,
         )
