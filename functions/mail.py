@@ -18,11 +18,10 @@ logger = logging.getLogger("meetings.queue")
 @bp.queue_trigger(arg_name="msg", queue_name=MAIL_QUEUE, connection="AzureWebJobsStorage")
 def mail(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
-    from shared.mail.delivery import MailWork
-    from shared.storage.queues import BadMessageError
+    from shared.storage.queues import BadMessageError, WorkMessage
 
     try:
-        work = MailWork.from_text(msg.get_body())
+        work = WorkMessage.from_text(msg.get_body())
     except BadMessageError as exc:
         logger.error("mail message %s dropped: %s", msg.id, exc)
         return

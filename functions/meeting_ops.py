@@ -19,10 +19,10 @@ logger = logging.getLogger("meetings.queue")
 def meeting_ops(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
     from shared.services.follow_up import FollowUp
-    from shared.storage.queues import BadMessageError, MeetingWork
+    from shared.storage.queues import BadMessageError, WorkMessage
 
     try:
-        work = MeetingWork.from_text(msg.get_body())
+        work = WorkMessage.from_text(msg.get_body())
     except BadMessageError as exc:
         # Retrying cannot make it readable: drop it, loudly.
         logger.error("meeting-ops message %s dropped: %s", msg.id, exc)

@@ -34,7 +34,7 @@ from shared.settings import StorageSettings
 from shared.storage.bookings import TableBookingRepository
 from shared.storage.errors import StorageError
 from shared.storage.poisoned import WORK_KINDS, HeldMessage, PoisonedMessages
-from shared.storage.queues import MeetingWorkQueue, StorageMeetingWorkQueue
+from shared.storage.queues import StorageWorkQueue, WorkQueue
 from shared.storage.tables import Tables, make_table_service
 
 
@@ -140,8 +140,8 @@ def _replay(
     storage: StorageSettings, sources: list[PoisonedMessages], message_id: str | None
 ) -> int:
     bookings = TableBookingRepository(Tables(make_table_service(storage)))
-    queues: dict[str, MeetingWorkQueue] = {
-        kind.name: StorageMeetingWorkQueue(storage, queue=kind.queue, poison=kind.poison)
+    queues: dict[str, WorkQueue] = {
+        kind.name: StorageWorkQueue(storage, queue=kind.queue, poison=kind.poison)
         for kind in WORK_KINDS
     }
     replay = PoisonReplay(bookings, queues, lambda: datetime.now(UTC))

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from shared.storage.mail import MailLedger
     from shared.storage.payment_events import PaymentEventRepository
     from shared.storage.poisoned import PoisonedMessages
-    from shared.storage.queues import MeetingWorkQueue
+    from shared.storage.queues import WorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TenantRepository
@@ -64,7 +64,7 @@ class Services:
     audit: AuditRepository
     graph: GraphMeetingsClient
     directory: TenantDirectory
-    queue: MeetingWorkQueue
+    queue: WorkQueue
     steps: MeetingSteps
     converger: Converger
     sync: MeetingSync
@@ -152,8 +152,8 @@ def bootstrap(
     payment_events: PaymentEventRepository | None = None,
     check_meetings: CheckMeetingRepository | None = None,
     mail_ledger: MailLedger | None = None,
-    queue: MeetingWorkQueue | None = None,
-    mail_queue: MeetingWorkQueue | None = None,
+    queue: WorkQueue | None = None,
+    mail_queue: WorkQueue | None = None,
     mail_transport: MailTransport | None = None,
     policy: RetryPolicy | None = None,
     clock: Callable[[], datetime] | None = None,
@@ -183,7 +183,7 @@ def bootstrap(
     from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE, TableMailLedger
     from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
-    from shared.storage.queues import StorageMeetingWorkQueue
+    from shared.storage.queues import StorageWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TableTenantRepository
@@ -215,9 +215,9 @@ def bootstrap(
     )
     bookings = TableBookingRepository(tables) if bookings is None else bookings
     if queue is None:
-        queue = StorageMeetingWorkQueue(settings.storage, prefix=queue_prefix)
+        queue = StorageWorkQueue(settings.storage, prefix=queue_prefix)
     if mail_queue is None:
-        mail_queue = StorageMeetingWorkQueue(
+        mail_queue = StorageWorkQueue(
             settings.storage, prefix=queue_prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
         )
     steps = MeetingSteps(graph, directory, audit, now)
@@ -319,14 +319,14 @@ def build_work(
     bookings: BookingRepository,
     directory: TenantDirectory,
     converger: Converger,
-    queue: MeetingWorkQueue,
+    queue: WorkQueue,
     policy: RetryPolicy,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None],
     rnd: Callable[[], float],
     entities_read: Callable[[], int],
     payment_events: PaymentEventRepository,
-    mail_queue: MeetingWorkQueue,
+    mail_queue: WorkQueue,
     mail_ledger: MailLedger,
     mail_transport: MailTransport,
     pacer: SendPacer,

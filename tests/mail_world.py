@@ -16,7 +16,7 @@ from pathlib import Path
 from shared.mail.delivery import MailSweep, MailWorker
 from shared.services.bookings import BookingDeps
 from shared.storage.mail import InMemoryMailLedger
-from shared.storage.queues import InMemoryMeetingWorkQueue
+from shared.storage.queues import InMemoryWorkQueue
 from shared.work.policy import RetryPolicy
 from tests.memory_world import TENANT, MemoryWorld, drain, memory_world
 
@@ -29,7 +29,7 @@ class MailWorld:
     folder: Path | None
 
     @property
-    def queue(self) -> InMemoryMeetingWorkQueue:
+    def queue(self) -> InMemoryWorkQueue:
         return self.world.mail_queue
 
     @property

@@ -36,7 +36,7 @@ from shared.storage.memory import (
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
-from shared.storage.queues import InMemoryMeetingWorkQueue, MeetingWork
+from shared.storage.queues import InMemoryWorkQueue, WorkMessage
 from shared.storage.tables import Tables, make_table_service
 from shared.work.policy import RetryPolicy
 
@@ -75,8 +75,8 @@ class MemoryWorld:
     bookings: InMemoryBookingRepository
     tenants: InMemoryTenantRepository
     audit: InMemoryAuditRepository
-    queue: InMemoryMeetingWorkQueue
-    mail_queue: InMemoryMeetingWorkQueue
+    queue: InMemoryWorkQueue
+    mail_queue: InMemoryWorkQueue
     mail_ledger: InMemoryMailLedger
     sleeps: list[float] = field(default_factory=list)
     # Called half-way through each of the workers' in-process sleeps (e.g. a timer run).
@@ -118,14 +118,14 @@ class MemoryWorld:
         queue is empty; return how many were handled."""
         return drain(self.queue, self.clock, self.worker.handle, rounds, "the queue")
 
-    def redeliver(self, work: MeetingWork) -> None:
+    def redeliver(self, work: WorkMessage) -> None:
         self.worker.handle(work)
 
 
 def drain(
-    queue: InMemoryMeetingWorkQueue,
+    queue: InMemoryWorkQueue,
     clock: Clock,
-    handle: Callable[[MeetingWork], object],
+    handle: Callable[[WorkMessage], object],
     rounds: int,
     name: str,
 ) -> int:
@@ -200,8 +200,8 @@ def memory_world(
                 organizer_upn=ORGANIZER,
             )
         )
-        queue = InMemoryMeetingWorkQueue()
-        mail_queue = InMemoryMeetingWorkQueue()
+        queue = InMemoryWorkQueue()
+        mail_queue = InMemoryWorkQueue()
         mail_ledger = InMemoryMailLedger()
         sleeps: list[float] = []
         during_sleep: list[Callable[[], object]] = []

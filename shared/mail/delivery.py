@@ -41,7 +41,7 @@ from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
-from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.policy import RetryPolicy, retried_in_process
 from shared.work.record import record_on_latest
@@ -50,7 +50,6 @@ from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.mail")
 
-MailWork = MeetingWork  # the same message: a tenant and a booking to look at, nothing more
 _DUE_SLACK = timedelta(seconds=1)
 _RECORD_TRIES = 8
 # While a notice waits for its meeting's link, the booking is looked at again this often.
@@ -89,7 +88,7 @@ class MailReport:
 class MailOutbox:
     """The path of a trigger that saved a change with a notice: the outbox message."""
 
-    def __init__(self, queue: MeetingWorkQueue) -> None:
+    def __init__(self, queue: WorkQueue) -> None:
         self._queue = queue
 
     def after_change(self, saved: Booking) -> None:
@@ -97,7 +96,7 @@ class MailOutbox:
         if not saved.mail.pending:
             return
         try:
-            self._queue.send(MailWork(saved.tenant_id, saved.booking_id))
+            self._queue.send(WorkMessage(saved.tenant_id, saved.booking_id))
         except StorageError:
             logger.warning(
                 "mail for booking %s not enqueued; the timer will send it", saved.booking_id
@@ -123,7 +122,7 @@ class MailWorker:
         tenants: TenantDirectory,
         ledger: MailLedger,
         transport: MailTransport,
-        queue: MeetingWorkQueue,
+        queue: WorkQueue,
         sender_of: SenderOf,
         clock: Callable[[], datetime],
         *,
@@ -154,7 +153,7 @@ class MailWorker:
             rnd=rnd,
         )
 
-    def handle(self, work: MeetingWork, *, requeue: bool = True) -> MailReport:
+    def handle(self, work: WorkMessage, *, requeue: bool = True) -> MailReport:
         """Send what the booking owes. `requeue=False` (the timer): leave waiting notices for
         the next look instead of scheduling one, so timer runs never multiply messages.
         Storage errors propagate, so the host delivers the message again."""
@@ -193,7 +192,7 @@ class MailWorker:
 
     def _deliver(
         self,
-        work: MeetingWork,
+        work: WorkMessage,
         booking: Booking,
         notice: Notice,
         report: MailReport,
@@ -323,7 +322,7 @@ class MailWorker:
         return retried_in_process(self._config.policy, self._sleep, attempt, lambda e: e)
 
     def _failed(
-        self, work: MeetingWork, booking: Booking, notice: Notice, error: MailError, requeue: bool
+        self, work: WorkMessage, booking: Booking, notice: Notice, error: MailError, requeue: bool
     ) -> Booking:
         def poisoned(_: Booking, end: RoundEnd) -> PoisonedWork:
             return PoisonedWork(
@@ -447,7 +446,7 @@ class MailSweep:
 
         def send(booking: Booking) -> None:
             done = self._worker.handle(
-                MailWork(booking.tenant_id, booking.booking_id), requeue=False
+                WorkMessage(booking.tenant_id, booking.booking_id), requeue=False
             )
             report.sent += done.sent
 

@@ -20,7 +20,7 @@ from shared.meetings.converger import Converger
 from shared.meetings.worker import MeetingWorker, stop
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
-from shared.storage.queues import MeetingWorkQueue
+from shared.storage.queues import WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.sweep import MarkerSweep
 
@@ -67,7 +67,7 @@ class Reconciler:
         tenants: TenantDirectory,
         converger: Converger,
         worker: MeetingWorker,
-        queue: MeetingWorkQueue,
+        queue: WorkQueue,
         clock: Callable[[], datetime],
         *,
         verify_window: timedelta,

@@ -34,7 +34,7 @@ from shared.observability import log_event
 from shared.storage.audit import AuditRepository
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
-from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.work.policy import RetryPolicy, retried_in_process
 from shared.work.rounds import RETRIES_EXHAUSTED, RetryRounds, poison
 
@@ -79,7 +79,7 @@ class MeetingSync:
     def __init__(
         self,
         converger: Converger,
-        queue: MeetingWorkQueue,
+        queue: WorkQueue,
         policy: RetryPolicy,
         clock: Callable[[], datetime],
     ) -> None:
@@ -108,7 +108,7 @@ class MeetingSync:
         the transition `claiming` made of the change, if it was saved through one."""
         if not saved.needs_reconciliation:
             return SyncResult(saved)
-        work = MeetingWork(saved.tenant_id, saved.booking_id)
+        work = WorkMessage(saved.tenant_id, saved.booking_id)
         message_due = self._clock() + timedelta(seconds=self._policy.outbox_delay)
         try:
             self._queue.send(work, self._policy.outbox_delay)
@@ -158,7 +158,7 @@ class MeetingWorker:
         self,
         bookings: BookingRepository,
         converger: Converger,
-        queue: MeetingWorkQueue,
+        queue: WorkQueue,
         policy: RetryPolicy,
         clock: Callable[[], datetime],
         *,
@@ -175,7 +175,7 @@ class MeetingWorker:
             "meeting", queue, policy, clock, logger, unsent_poison=_record_unsent, rnd=rnd
         )
 
-    def handle(self, work: MeetingWork) -> ConvergeResult | None:
+    def handle(self, work: WorkMessage) -> ConvergeResult | None:
         """Converge the booking the message names. Storage errors propagate, so the host
         delivers the message again (and poisons it after maxDequeueCount)."""
         try:
@@ -217,7 +217,7 @@ class MeetingWorker:
             lambda after, end: poisoned_work(after, error, end.reason or RETRIES_EXHAUSTED),
         )
 
-    def _attempts(self, work: MeetingWork, booking: Booking, token: str) -> ConvergeResult:
+    def _attempts(self, work: WorkMessage, booking: Booking, token: str) -> ConvergeResult:
         pauses = len(self._policy.in_process)
 
         def attempt(number: int) -> ConvergeResult:
@@ -233,11 +233,11 @@ class MeetingWorker:
             self._policy, self._sleep, attempt, lambda r: None if r.busy else r.error
         )
 
-    def _wait_for_round(self, work: MeetingWork, booking: Booking) -> None:
+    def _wait_for_round(self, work: WorkMessage, booking: Booking) -> None:
         due = booking.meeting.next_attempt_at or self._clock()
         self._queue.send(work, max(0.0, (due - self._clock()).total_seconds()))
 
-    def _defer_to_holder(self, work: MeetingWork, booking: Booking) -> None:
+    def _defer_to_holder(self, work: WorkMessage, booking: Booking) -> None:
         # The holder re-reads after each step and carries on; if it died, its claim lapses.
         until = booking.meeting.claim_until or self._clock()
         self._queue.send(work, (until - self._clock()).total_seconds() + 1)
@@ -264,7 +264,7 @@ class _MeetingRounds:
         return facts.gave_up(booking, self.error_code, self.now, self.token)
 
 
-def stop(queue: MeetingWorkQueue, booking: Booking, error: StepError, reason: str) -> None:
+def stop(queue: WorkQueue, booking: Booking, error: StepError, reason: str) -> None:
     """Work stopped for good: the message goes to the poison queue, whose trigger records it."""
     poison(queue, poisoned_work(booking, error, reason), _record_unsent)
 

@@ -23,7 +23,7 @@ from shared.services.bookings import restart_meeting_work
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import ConcurrencyError, NotFoundError, StorageError
 from shared.storage.poisoned import MAIL_WORK, MEETING_WORK, HeldMessage, PoisonedMessages
-from shared.storage.queues import BadMessageError, MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import BadMessageError, PoisonedWork, WorkMessage, WorkQueue
 
 _SAVE_TRIES = 5
 
@@ -45,7 +45,7 @@ class PoisonReplay:
     def __init__(
         self,
         bookings: BookingRepository,
-        queues: dict[str, MeetingWorkQueue],
+        queues: dict[str, WorkQueue],
         clock: Callable[[], datetime],
     ) -> None:
         self._bookings = bookings
@@ -67,7 +67,7 @@ class PoisonReplay:
                 # Converged meanwhile (a user action, the retry route): the message finds
                 # nothing to do, which is the truth.
                 note = "meeting already as the booking says; re-enqueued all the same"
-        self._queues[held.kind.name].send(MeetingWork(work.tenant_id, work.booking_id))
+        self._queues[held.kind.name].send(WorkMessage(work.tenant_id, work.booking_id))
         return Replayed(held, work, note)
 
     def _booking(self, work: PoisonedWork) -> Booking:

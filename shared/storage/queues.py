@@ -1,4 +1,5 @@
-"""The `meeting-ops` queue: booking ids whose meeting needs work, and its poison queue.
+"""The work queues (`meeting-ops`, `mail`, …): booking ids whose work is due, and their poison
+queues.
 
 A message names a tenant and a booking, never an operation: the worker reads the booking and
 computes the step from it, so a message that arrives late or twice can do no harm. Messages are
@@ -36,15 +37,16 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest visibility timeout Storage acce
 
 
 class BadMessageError(StorageError, ValueError):
-    """A queue message that is not a meeting work item (it cannot ever succeed)."""
+    """A queue message that is not a work message (it cannot ever succeed)."""
 
     code = "bad_message"
 
 
 @dataclass(frozen=True)
-class MeetingWork:
-    """Converge this booking's meeting. (How often it was retried is on the booking, so that a
-    late message of older work cannot speak for newer work.)"""
+class WorkMessage:
+    """Look at this booking's work of the queue's kind (its meeting, its mail, …): the message
+    names a booking, never an operation. (How often it was retried is on the booking, so that
+    a late message of older work cannot speak for newer work.)"""
 
     tenant_id: str
     booking_id: str
@@ -58,7 +60,7 @@ class MeetingWork:
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
-    def from_text(cls, text: str | bytes) -> MeetingWork:
+    def from_text(cls, text: str | bytes) -> WorkMessage:
         data = _json_object(text)
         parent = data.get("traceparent")
         traced = parent if isinstance(parent, str) and _TRACEPARENT.fullmatch(parent) else None
@@ -102,7 +104,7 @@ class PoisonedWork:
 
     @classmethod
     def from_text(cls, text: str | bytes) -> PoisonedWork:
-        work = MeetingWork.from_text(text)
+        work = WorkMessage.from_text(text)
         data = _json_object(text)
 
         def opt_text(name: str) -> str | None:
@@ -158,16 +160,16 @@ def _key(data: dict[str, Any], name: str) -> str:
         raise BadMessageError(str(exc)) from exc
 
 
-class MeetingWorkQueue(Protocol):
-    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+class WorkQueue(Protocol):
+    def send(self, work: WorkMessage, delay_seconds: float = 0) -> None:
         """Enqueue `work`, invisible for `delay_seconds`; `StorageError` if it could not."""
         ...
 
     def send_poison(self, poisoned: PoisonedWork) -> None: ...
 
 
-class StorageMeetingWorkQueue:
-    """`MeetingWorkQueue` on Azure Storage queues (base64 text, like the trigger)."""
+class StorageWorkQueue:
+    """`WorkQueue` on Azure Storage queues (base64 text, like the trigger)."""
 
     def __init__(
         self,
@@ -187,7 +189,7 @@ class StorageMeetingWorkQueue:
     def name(self) -> str:
         return f"{self._prefix}{self._queue}"
 
-    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+    def send(self, work: WorkMessage, delay_seconds: float = 0) -> None:
         delay = min(MAX_DELAY_SECONDS, max(0, round(delay_seconds)))
         parent = work.traceparent or telemetry.current_traceparent()
         self._send(self.name, replace(work, traceparent=parent).to_text(), delay)
@@ -245,21 +247,21 @@ def queue_service(storage: StorageSettings) -> QueueServiceClient:
     )
 
 
-class InMemoryMeetingWorkQueue:
-    """`MeetingWorkQueue` in memory, for unit and property tests: messages with the time
+class InMemoryWorkQueue:
+    """`WorkQueue` in memory, for unit and property tests: messages with the time
     (in the caller's clock units) they become visible."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[float, MeetingWork]] = []
+        self.messages: list[tuple[float, WorkMessage]] = []
         self.poisoned: list[PoisonedWork] = []
 
-    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+    def send(self, work: WorkMessage, delay_seconds: float = 0) -> None:
         self.messages.append((delay_seconds, work))
 
     def send_poison(self, poisoned: PoisonedWork) -> None:
         self.poisoned.append(poisoned)
 
-    def take_all(self) -> list[MeetingWork]:
+    def take_all(self) -> list[WorkMessage]:
         taken = [work for _, work in self.messages]
         self.messages.clear()
         return taken

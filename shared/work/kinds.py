@@ -33,7 +33,7 @@ from shared.keys import validate_key
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
-from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.policy import RetryPolicy, retried_in_process
 from shared.work.record import Change, record_on_latest
@@ -69,7 +69,7 @@ class WorkKind:
     queue its messages go to, and its handler."""
 
     name: str
-    queue: MeetingWorkQueue
+    queue: WorkQueue
     handler: Handler
 
     def __post_init__(self) -> None:
@@ -174,11 +174,11 @@ class KindWorker:
             if name not in owed:
                 continue
             try:
-                kind.queue.send(MeetingWork(saved.tenant_id, saved.booking_id))
+                kind.queue.send(WorkMessage(saved.tenant_id, saved.booking_id))
             except StorageError:
                 logger.warning("%s work for booking %s not enqueued", name, saved.booking_id)
 
-    def handle(self, kind_name: str, message: MeetingWork, *, requeue: bool = True) -> Outcome:
+    def handle(self, kind_name: str, message: WorkMessage, *, requeue: bool = True) -> Outcome:
         """Do the work `message` names, if the booking still owes it. `requeue=False` (the
         timer): work that is not due, or held, is left for the next look. Storage errors
         propagate, so the host delivers the message again."""
@@ -261,7 +261,7 @@ class KindWorker:
         )
 
         def handle(booking: Booking) -> None:
-            message = MeetingWork(booking.tenant_id, booking.booking_id)
+            message = WorkMessage(booking.tenant_id, booking.booking_id)
             if self.handle(name, message, requeue=False) is Outcome.DONE:
                 report.done += 1
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from shared.domain.booking import Booking
 from shared.observability import log_event
 from shared.storage.errors import StorageError
-from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.work.policy import RetryPolicy
 from shared.work.record import Change
 
@@ -70,7 +70,7 @@ Record = Callable[[Booking, Change], Booking]
 
 
 def poison(
-    queue: MeetingWorkQueue, poisoned: PoisonedWork, unsent: Callable[[PoisonedWork], None]
+    queue: WorkQueue, poisoned: PoisonedWork, unsent: Callable[[PoisonedWork], None]
 ) -> None:
     """Work stopped for good: its message goes to the poison queue, whose consumer records it;
     `unsent(poisoned)` records it here when the poison queue cannot be reached."""
@@ -86,7 +86,7 @@ class RetryRounds:
     def __init__(
         self,
         kind: str,
-        queue: MeetingWorkQueue,
+        queue: WorkQueue,
         policy: RetryPolicy,
         clock: Callable[[], datetime],
         logger: logging.Logger,
@@ -142,7 +142,7 @@ class RetryRounds:
             self.poison(poisoned(after, end))
             return after
         if requeue:
-            self._queue.send(MeetingWork(booking.tenant_id, booking.booking_id), end.delay)
+            self._queue.send(WorkMessage(booking.tenant_id, booking.booking_id), end.delay)
         log_event(
             self._logger,
             logging.INFO,

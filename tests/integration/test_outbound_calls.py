@@ -22,7 +22,7 @@ from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.settings import StorageSettings
 from shared.storage.queue_names import MAIL_POISON_QUEUE, MAIL_QUEUE
-from shared.storage.queues import MeetingWork, StorageMeetingWorkQueue
+from shared.storage.queues import StorageWorkQueue, WorkMessage
 from tests.builders import a_booking
 from tests.integration.conftest import DIRECTORY, TENANT
 
@@ -57,7 +57,7 @@ def test_an_approval_reaches_storage_and_graph_past_a_dead_proxy_in_the_environm
     # WHEN staff approve a booking (tables, sign-in, the organizer, the meeting) and work is
     # queued
     result = use_cases.approve_booking(STAFF, booking.booking_id, Approval(), svc.booking_deps)
-    svc.queue.send(MeetingWork(TENANT, booking.booking_id))
+    svc.queue.send(WorkMessage(TENANT, booking.booking_id))
 
     # THEN every call went direct, and the emulator's certificate was trusted
     assert result.booking.status is BookingStatus.CONFIRMED
@@ -131,15 +131,13 @@ def test_the_queues_clients_share_one_pipeline_and_its_connections(azurite):
         )
     )
     prefix = f"q{uuid.uuid4().hex[:10]}-"
-    meetings = StorageMeetingWorkQueue(storage, prefix=prefix)
-    mail = StorageMeetingWorkQueue(
-        storage, prefix=prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
-    )
+    meetings = StorageWorkQueue(storage, prefix=prefix)
+    mail = StorageWorkQueue(storage, prefix=prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE)
 
     # WHEN work goes to both queues, one after the other, several times
     for n in range(3):
-        meetings.send(MeetingWork(TENANT, f"b{n}"))
-        mail.send(MeetingWork(TENANT, f"b{n}"))
+        meetings.send(WorkMessage(TENANT, f"b{n}"))
+        mail.send(WorkMessage(TENANT, f"b{n}"))
 
     # THEN one kept-alive connection carried all of it (the queues' creation included)
     relay.close()

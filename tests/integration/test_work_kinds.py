@@ -15,7 +15,7 @@ from shared.domain.lease import Lease
 from shared.domain.work import WorkState, state_of
 from shared.storage.bookings import TableBookingRepository
 from shared.storage.memory import InMemoryBookingRepository, InMemoryTenantRepository
-from shared.storage.queues import InMemoryMeetingWorkQueue, MeetingWork
+from shared.storage.queues import InMemoryWorkQueue, WorkMessage
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.kinds import KindWorker, Outcome, WorkFailed, WorkKind, owe
 from shared.work.policy import RetryPolicy
@@ -65,7 +65,7 @@ class Toy:
 
 def kit(bookings, toy: Toy, policy: RetryPolicy = ROUNDS_ONLY):
     clock = Clock()
-    queue = InMemoryMeetingWorkQueue()
+    queue = InMemoryWorkQueue()
     worker = KindWorker(
         bookings,
         TenantDirectory(InMemoryTenantRepository(), a_tenant()),
@@ -218,7 +218,7 @@ def test_work_another_worker_holds_is_left_to_it(bookings):
     bookings.update(replace(booking, work=(held,)))
 
     # WHEN a message for it arrives
-    outcome = worker.handle(TOY, MeetingWork("tenant-a", booking.booking_id))
+    outcome = worker.handle(TOY, WorkMessage("tenant-a", booking.booking_id))
 
     # THEN the handler is not called, and the message comes back once the lease has run out
     assert outcome is Outcome.BUSY
@@ -229,7 +229,7 @@ def test_work_another_worker_holds_is_left_to_it(bookings):
 
 
 def test_a_kind_must_be_a_key_part_and_not_the_kits_own():
-    queue = InMemoryMeetingWorkQueue()
+    queue = InMemoryWorkQueue()
     with pytest.raises(ValueError, match="work kind"):
         WorkKind("to|y", queue, Toy())
     with pytest.raises(ValueError, match="the kit's own"):

@@ -23,7 +23,7 @@ from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, IllegalTransitionError, MeetingStatus, Step
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval, MeetingGenerationError
-from shared.storage.queues import MeetingWork
+from shared.storage.queues import WorkMessage
 from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, MemoryWorld, memory_world
@@ -132,7 +132,7 @@ def apply(world: Any, booking_id: str, event: tuple[str, int], log: list[str]) -
         elif kind == "generate":
             use_cases.generate_meeting(ADMIN, booking_id, deps)
         elif kind == "redeliver":
-            world.redeliver(MeetingWork(TENANT, booking_id))
+            world.redeliver(WorkMessage(TENANT, booking_id))
         elif kind == "timer":
             world.reconciler.run()
         elif kind == "lapse":

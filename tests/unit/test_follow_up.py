@@ -24,7 +24,7 @@ from shared.services.bookings import Approval, BookingDeps
 from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.errors import StorageError
-from shared.storage.queues import MeetingWork, MeetingWorkQueue, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.mail_world import TENANT, MailWorld, mail_world
@@ -40,11 +40,11 @@ class Watched:
 
     name: str
     mw: MailWorld
-    inner: MeetingWorkQueue
+    inner: WorkQueue
     log: list[tuple[str, int, str | None]] = field(default_factory=list)
     down: bool = False
 
-    def send(self, work: MeetingWork, delay_seconds: float = 0) -> None:
+    def send(self, work: WorkMessage, delay_seconds: float = 0) -> None:
         if self.down:
             raise StorageError("the queue service is unavailable")
         stored = self.mw.world.booking(work.booking_id)

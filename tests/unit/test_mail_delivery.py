@@ -26,7 +26,7 @@ from shared.mail.delivery import MailOutbox
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.storage.mail import ClaimOutcome, MailKey
-from shared.storage.queues import MeetingWork
+from shared.storage.queues import WorkMessage
 from tests.builders import a_booking
 from tests.mail_world import TENANT, MailWorld, mail_world
 
@@ -288,13 +288,13 @@ def test_a_redelivered_message_never_mails_twice():
         assert len(mw.world.emulator.mail) == 2
 
         # WHEN the same message comes again
-        again = mw.worker.handle(MeetingWork(TENANT, booking_id))
+        again = mw.worker.handle(WorkMessage(TENANT, booking_id))
         # and even with the delivered notice put back as pending (a crash before its record)
         stored = mw.world.booking(booking_id)
         assert stored.mail.pending == ()
         approval = Notice(NoticeKind.APPROVED, number=1, sequence=0, recorded_at=mw.world.clock.now)
         mw.world.bookings.update(replace(stored, mail=replace(stored.mail, pending=(approval,))))
-        replayed = mw.worker.handle(MeetingWork(TENANT, booking_id))
+        replayed = mw.worker.handle(WorkMessage(TENANT, booking_id))
 
         # THEN no second mail: the ledger knows both recipients have it
         assert len(mw.world.emulator.mail) == 2

@@ -17,7 +17,7 @@ from shared.domain.booking import MeetingStatus
 from shared.meetings.worker import record_poisoned
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
-from shared.storage.queues import MeetingWork, PoisonedWork
+from shared.storage.queues import PoisonedWork, WorkMessage
 from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import DIRECTORY, TENANT, memory_world
@@ -42,7 +42,7 @@ def test_a_failing_create_is_retried_1_2_4_seconds_then_requeued_on_the_schedule
         # GIVEN Graph answers every create with 503, and an approval left its outbox message
         booking_id = approved(world, status=503)
         ((outbox_delay, work),) = world.queue.messages
-        assert (work, outbox_delay) == (MeetingWork(TENANT, booking_id), 5.0)
+        assert (work, outbox_delay) == (WorkMessage(TENANT, booking_id), 5.0)
         world.queue.messages.clear()
 
         # WHEN the worker takes the message, once it is visible
@@ -53,7 +53,7 @@ def test_a_failing_create_is_retried_1_2_4_seconds_then_requeued_on_the_schedule
         assert world.sleeps == [1.0, 2.0, 4.0]
         assert world.emulator.calls["createOrGet"] == 1 + 4
         ((delay, again),) = world.queue.messages
-        assert (delay, again) == (30.0, MeetingWork(TENANT, booking_id))
+        assert (delay, again) == (30.0, WorkMessage(TENANT, booking_id))
         stored = world.booking(booking_id)
         assert stored.meeting.status is MeetingStatus.PENDING
         assert stored.meeting.next_attempt_at == world.clock.now + timedelta(seconds=30)
@@ -138,7 +138,7 @@ def test_redelivered_messages_after_success_call_graph_no_more():
         calls = dict(world.emulator.calls)
 
         for _ in range(3):
-            world.redeliver(MeetingWork(TENANT, booking_id))
+            world.redeliver(WorkMessage(TENANT, booking_id))
 
         assert dict(world.emulator.calls) == calls
         assert world.booking(booking_id).meeting.status is MeetingStatus.CREATED
@@ -158,7 +158,7 @@ def test_a_booking_claimed_by_another_worker_is_left_to_it_until_its_claim_lapse
         world.bookings.update(held)
 
         # WHEN a message for it arrives, THEN it is put back until the claim lapses
-        world.worker.handle(MeetingWork(TENANT, booking_id))
+        world.worker.handle(WorkMessage(TENANT, booking_id))
         ((delay, _),) = world.queue.messages
         assert delay == pytest.approx(41)
         assert world.emulator.calls["createOrGet"] == 1
@@ -191,9 +191,9 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
         booking_id = approved(world, status=503)
         world.queue.messages.clear()
         world.clock.sleep(5)  # the outbox message's delay
-        world.worker.handle(MeetingWork(TENANT, booking_id))
+        world.worker.handle(WorkMessage(TENANT, booking_id))
         world.clock.sleep(40)  # past round 1's time
-        world.worker.handle(MeetingWork(TENANT, booking_id))
+        world.worker.handle(WorkMessage(TENANT, booking_id))
         assert world.booking(booking_id).meeting.rounds == 2
         world.queue.messages.clear()
 
@@ -205,7 +205,7 @@ def test_new_work_starts_its_retry_rounds_afresh_whatever_old_messages_say():
         )
         world.queue.messages.clear()
         world.clock.sleep(5)
-        world.worker.handle(MeetingWork(TENANT, booking_id))
+        world.worker.handle(WorkMessage(TENANT, booking_id))
 
         # THEN the new work is on its first round, not given up
         stored = world.booking(booking_id)

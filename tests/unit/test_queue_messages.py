@@ -6,18 +6,18 @@ import json
 
 import pytest
 
-from shared.storage.queues import BadMessageError, MeetingWork, PoisonedWork
+from shared.storage.queues import BadMessageError, PoisonedWork, WorkMessage
 
 
 def test_work_reads_back_what_it_wrote():
-    work = MeetingWork("tenant-a", "b1")
+    work = WorkMessage("tenant-a", "b1")
 
-    assert MeetingWork.from_text(work.to_text()) == work
-    assert MeetingWork.from_text(work.to_text().encode()) == work
+    assert WorkMessage.from_text(work.to_text()) == work
+    assert WorkMessage.from_text(work.to_text().encode()) == work
 
 
 def test_an_older_message_with_a_round_still_reads():
-    assert MeetingWork.from_text('{"tenantId":"t","bookingId":"b","round":3}') == MeetingWork(
+    assert WorkMessage.from_text('{"tenantId":"t","bookingId":"b","round":3}') == WorkMessage(
         "t", "b"
     )
 
@@ -55,7 +55,7 @@ def test_an_older_message_with_a_round_still_reads():
 )
 def test_anything_else_is_a_bad_message(body):
     with pytest.raises(BadMessageError):
-        MeetingWork.from_text(body)
+        WorkMessage.from_text(body)
     with pytest.raises(BadMessageError):
         PoisonedWork.from_text(body)
 
