@@ -1,6 +1,7 @@
 """The reconciliation timer (SPEC §7): check each tenant's Microsoft credential when its check is
 due (shared/services/credential_health.py); converge every booking marked "needs work", across
-all tenants, and verify the meetings of bookings that start soon against Teams; then finish
+all tenants, and verify the meetings of bookings that start soon against Teams; sweep every
+other registered kind of work (shared/work/kinds.py) for lost messages; then finish
 payment events whose processing stopped half-way and recover those Stripe failed to deliver
 (SPEC §6); and remove organizer checks' throw-away meetings that a dry run could not delete."""
 
@@ -23,6 +24,7 @@ def reconcile(timer: func.TimerRequest) -> None:
         try:
             svc.credential_health.run()  # never raises
             svc.reconciler.run()
+            svc.kinds.sweep()  # the registered kinds of work beyond meetings and mail
         finally:
             # Payments do not wait on meetings: if the sweep failed, recovery still runs.
             svc.payments.recover()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from shared.storage.tables import Tables
     from shared.storage.tenant_directory import TenantDirectory
     from shared.storage.tenants import TenantRepository
+    from shared.work.kinds import KindWorker
     from shared.work.policy import RetryPolicy
 
 
@@ -73,6 +74,8 @@ class Services:
     payments: PaymentEvents
     tokens: TokenValidator
     mail: MailServices
+    # Registered kinds of work beyond meetings and mail (`register_kinds`).
+    kinds: KindWorker
     check_meetings: CheckMeetings
     credential_health: CredentialHealth
     # Poisoned work kept for the operator's replay, by kind ("meeting", "mail").
@@ -274,6 +277,7 @@ def bootstrap(
             settings.auth, JwksCache(session), default_tenant_id=settings.default_tenant_id
         ),
         mail=work.mail,
+        kinds=work.kinds,
         check_meetings=CheckMeetings(
             TableCheckMeetingRepository(tables) if check_meetings is None else check_meetings,
             graph,
@@ -311,6 +315,14 @@ class Work:
     reconciler: Reconciler
     payments: PaymentEvents
     mail: MailServices
+    kinds: KindWorker
+
+
+def register_kinds(kinds: KindWorker) -> None:
+    """Where a kind of durable work beyond meetings and mail is registered: its name, its
+    queue and its handler (`kinds.register(WorkKind(...))`), plus a queue trigger in
+    functions/ that hands its messages to `kinds.handle`. The timer sweeps every kind
+    registered here (docs/architecture.md, "Adding a kind of work"). None yet."""
 
 
 def build_work(
@@ -344,6 +356,7 @@ def build_work(
     from shared.meetings.worker import MeetingSync, MeetingWorker
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.payments import PaymentEvents
+    from shared.work.kinds import KindWorker
 
     worker = MeetingWorker(bookings, converger, queue, policy, clock, sleep=sleep, rnd=rnd)
     sync = MeetingSync(converger, queue, policy, clock)
@@ -366,6 +379,8 @@ def build_work(
         rnd=rnd,
     )
     outbox = MailOutbox(mail_queue)
+    kinds = KindWorker(bookings, directory, policy, clock, sleep=sleep, rnd=rnd)
+    register_kinds(kinds)
     stripe_key = settings.stripe.api_key
     return Work(
         sync=sync,
@@ -405,6 +420,7 @@ def build_work(
             transport=mail_transport,
             ledger=mail_ledger,
         ),
+        kinds=kinds,
     )
 
 
