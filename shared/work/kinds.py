@@ -183,41 +183,24 @@ class KindWorker:
         timer): work that is not due, or held, is left for the next look. Storage errors
         propagate, so the host delivers the message again."""
         kind, rounds = self._kinds[kind_name]
-        try:
-            booking = self._bookings.get(message.tenant_id, message.booking_id)
-        except NotFoundError:
-            logger.warning("%s work for unknown booking %s dropped", kind_name, message.booking_id)
+        booking = self._owing(kind_name, message)
+        if booking is None:
             return Outcome.NOTHING
-        state = works.state_of(booking.work, kind_name)
-        if state is None or not state.owed:
-            return Outcome.NOTHING
-        now = self._clock()
-        if state.next_attempt_at is not None and state.next_attempt_at - now > _DUE_SLACK:
-            if requeue:
-                kind.queue.send(message, (state.next_attempt_at - now).total_seconds())
-            return Outcome.NOT_DUE
         token = uuid.uuid4().hex
-        if state.lease.held_by_other(token, now):
-            if requeue and state.lease.until is not None:
-                kind.queue.send(message, (state.lease.until - now).total_seconds() + 1)
-            return Outcome.BUSY
+        later = self._not_yet(booking, kind_name, token)
+        if later is not None:
+            outcome, seconds = later
+            if requeue:
+                kind.queue.send(message, seconds)
+            return outcome
+        now = self._clock()
         lease = Lease(token, now + self._lease)
         held = self._record(
             booking, lambda b: _leased(b, kind_name, lease, token, now), skip_unchanged=True
         )
         if not _holds(held, kind_name, token):
             return Outcome.BUSY  # taken meanwhile, or no longer owed
-
-        def attempt(_: int) -> Change | WorkFailed | None:
-            try:
-                return kind.handler(held)
-            except WorkFailed as failed:
-                return failed
-
-        def failure(r: Change | WorkFailed | None) -> WorkFailed | None:
-            return r if isinstance(r, WorkFailed) else None
-
-        result = retried_in_process(self._policy, self._sleep, attempt, failure)
+        result = self._attempts(kind, held)
         if isinstance(result, WorkFailed):
             after = rounds.end(
                 held,
@@ -229,17 +212,48 @@ class KindWorker:
             )
             state = works.state_of(after.work, kind_name)
             return Outcome.RETRYING if state is not None and state.owed else Outcome.STOPPED
-        change = result
-        finished = self._clock()
-
-        def complete(b: Booking) -> Booking:
-            if not _holds(b, kind_name, token):
-                return b
-            b = change(b) if change is not None else b
-            return replace(b, work=works.done(b.work, kind_name, finished))
-
-        self._record(held, complete)
+        self._record(held, _completed(kind_name, token, result, self._clock()))
         return Outcome.DONE
+
+    def _owing(self, kind_name: str, message: WorkMessage) -> Booking | None:
+        """The booking, if it still owes the work."""
+        try:
+            booking = self._bookings.get(message.tenant_id, message.booking_id)
+        except NotFoundError:
+            logger.warning("%s work for unknown booking %s dropped", kind_name, message.booking_id)
+            return None
+        state = works.state_of(booking.work, kind_name)
+        return booking if state is not None and state.owed else None
+
+    def _not_yet(
+        self, booking: Booking, kind_name: str, token: str
+    ) -> tuple[Outcome, float] | None:
+        """Why the work may not be taken now, and in how many seconds to look again: its next
+        round is due later, or another worker's lease runs until then. None: take it."""
+        state = works.state_of(booking.work, kind_name)
+        assert state is not None
+        now = self._clock()
+        due = state.next_attempt_at
+        if due is not None and due - now > _DUE_SLACK:
+            return Outcome.NOT_DUE, (due - now).total_seconds()
+        until = state.lease.until
+        if state.lease.held_by_other(token, now) and until is not None:
+            return Outcome.BUSY, (until - now).total_seconds() + 1
+        return None
+
+    def _attempts(self, kind: WorkKind, booking: Booking) -> Change | WorkFailed | None:
+        """The handler's result, after the in-process retries of its retryable failures."""
+
+        def attempt(_: int) -> Change | WorkFailed | None:
+            try:
+                return kind.handler(booking)
+            except WorkFailed as failed:
+                return failed
+
+        def failure(r: Change | WorkFailed | None) -> WorkFailed | None:
+            return r if isinstance(r, WorkFailed) else None
+
+        return retried_in_process(self._policy, self._sleep, attempt, failure)
 
     def sweep(
         self, *, budget_seconds: float = 60.0, per_tenant: int = 200
@@ -283,6 +297,18 @@ class KindWorker:
 def _holds(booking: Booking, kind: str, token: str) -> bool:
     state = works.state_of(booking.work, kind)
     return state is not None and state.owed and state.lease.mine(token)
+
+
+def _completed(kind: str, token: str, change: Change | None, now: datetime) -> Change:
+    """The handler's change and the work's completion, recorded while the lease is ours."""
+
+    def complete(b: Booking) -> Booking:
+        if not _holds(b, kind, token):
+            return b
+        b = change(b) if change is not None else b
+        return replace(b, work=works.done(b.work, kind, now))
+
+    return complete
 
 
 def _leased(booking: Booking, kind: str, lease: Lease, token: str, now: datetime) -> Booking:
