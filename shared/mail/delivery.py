@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from functools import partial
 
 from shared.domain import notices
@@ -83,6 +84,62 @@ class MailReport:
     deferred_seconds: float | None = None
     failed: bool = False
     error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Every recipient has the notice (now or from an earlier try), as of `at`."""
+
+    at: datetime
+    without_link: bool
+
+    def fact(self, number: int) -> Callable[[Booking], Booking]:
+        return partial(
+            notices.delivered, number=number, now=self.at, without_link=self.without_link
+        )
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A later notice says it all (`notices.superseded`): this one finishes without a mail."""
+
+    def fact(self, number: int) -> Callable[[Booking], Booking]:
+        return partial(notices.dropped, number=number)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Not now. The report notes `seconds`; the queue brings the message back after `delay`.
+    `waiting`: for the meeting's link or the notice's next round, not for a claim or a slot."""
+
+    seconds: float
+    delay: float
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A send failed: the notice's rounds schedule it again or poison it. `refused`: only
+    addresses that can never have it, the others got theirs and the next notice may go."""
+
+    error: MailError
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class NoticeResult:
+    """What became of one notice, and how many of its e-mails went now or had gone before."""
+
+    outcome: Delivered | Dropped | Deferred | Failed
+    sent: int = 0
+    already_sent: int = 0
+
+
+class _Sent(Enum):
+    """One recipient's e-mail went now, or had gone before (the ledger says so)."""
+
+    NOW = "now"
+    BEFORE = "before"
 
 
 class MailOutbox:
@@ -164,21 +221,40 @@ class MailWorker:
             logger.warning("mail for unknown booking %s dropped", work.booking_id)
             return report
         for notice in booking.mail.pending:
-            now = self._clock()
-            wait = self._wait_for(booking, notice, now)
-            if wait is not None:
-                report.waiting = True
-                report.deferred_seconds = wait
-                if requeue:
-                    self._queue.send(work, wait)
-                return report
-            if notices.superseded(booking, notice):
-                booking = self._record(booking, partial(notices.dropped, number=notice.number))
-                continue
-            booking, stop = self._deliver(work, booking, notice, report, requeue)
-            if stop:
-                return report
+            result = self._attempt(booking, notice)
+            report.sent += result.sent
+            report.already_sent += result.already_sent
+            match result.outcome:
+                case Delivered() | Dropped() as finished:
+                    booking = self._record(booking, finished.fact(notice.number))
+                case Deferred() as deferred:
+                    self._defer(work, deferred, report, requeue)
+                    break
+                case Failed(error=error, refused=refused):
+                    report.failed = True
+                    report.error_code = error.code
+                    booking = self._failed(work, booking, notice, error, requeue)
+                    if not refused:
+                        break
         return report
+
+    def _attempt(self, booking: Booking, notice: Notice) -> NoticeResult:
+        """What becomes of `notice` now: it waits, is dropped, or goes to its recipients."""
+        wait = self._wait_for(booking, notice, self._clock())
+        if wait is not None:
+            return NoticeResult(Deferred(wait, delay=wait, waiting=True))
+        if notices.superseded(booking, notice):
+            return NoticeResult(Dropped())
+        return self._deliver(booking, notice)
+
+    def _defer(
+        self, work: WorkMessage, deferred: Deferred, report: MailReport, requeue: bool
+    ) -> None:
+        """Look again later: the queue brings the message back, unless the timer is the caller."""
+        report.waiting = deferred.waiting
+        report.deferred_seconds = deferred.seconds
+        if requeue:
+            self._queue.send(work, deferred.delay)
 
     def _wait_for(self, booking: Booking, notice: Notice, now: datetime) -> float | None:
         """Seconds to wait before notice can go, or None when it may go now."""
@@ -190,74 +266,71 @@ class MailWorker:
             return max(1.0, min(LINK_POLL_SECONDS, left))
         return None
 
-    def _deliver(
-        self,
-        work: WorkMessage,
-        booking: Booking,
-        notice: Notice,
-        report: MailReport,
-        requeue: bool,
-    ) -> tuple[Booking, bool]:
+    def _deliver(self, booking: Booking, notice: Notice) -> NoticeResult:
+        """Notice to each recipient. A refused address does not stop the others; anything else
+        that stops one recipient stops the notice there."""
         tenant = self._tenants.get(booking.tenant_id)
         sender = self._sender_of(tenant)
         organizer = Organizer(tenant.organizer_upn or sender.address, tenant.display_name)
-        refused: MailError | None = None
+        sent = already_sent = 0
+        refused: Failed | None = None
         for person in recipients(booking):
-            now = self._clock()
-            key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
-            claim = self._ledger.claim(key, now, now + self._config.lease)
-            if claim.outcome is ClaimOutcome.SENT:
-                report.already_sent += 1
-                continue
-            if claim.outcome is ClaimOutcome.HELD:
-                # Another worker is sending it; look again once its lease has run out.
-                held = ((claim.until or now) - now).total_seconds() + 1
-                if requeue:
-                    self._queue.send(work, max(held, 1.0))
-                report.deferred_seconds = held
-                return booking, True
-            pause = self._pace(sender.address)
-            if pause > self._config.policy.max_in_process_wait:
-                self._ledger.release(claim)
-                if requeue:
-                    self._queue.send(work, pause)
-                report.deferred_seconds = pause
-                return booking, True
-            error = self._send_to(booking, notice, person, sender, organizer, key)
-            if error is not None and not isinstance(error, MailRecipientRefusedError):
-                self._ledger.release(claim)
-                report.failed = True
-                report.error_code = error.code
-                return self._failed(work, booking, notice, error, requeue), True
-            if error is not None:
-                # This address cannot have it, whatever we retry; the others still get theirs.
-                self._ledger.release(claim)
-                refused = error
-                log_event(
-                    logger,
-                    logging.WARNING,
-                    "mail_recipient_refused",
-                    tenant=booking.tenant_id,
-                    bookingId=booking.booking_id,
-                    notice=notice.number,
-                    role=person.role.value,
-                    errorCode=error.code,
-                )
-                continue
-            self._ledger.mark_sent(claim, self._clock())
-            report.sent += 1
+            outcome = self._deliver_to(booking, notice, person, sender, organizer)
+            if outcome is _Sent.NOW:
+                sent += 1
+            elif outcome is _Sent.BEFORE:
+                already_sent += 1
+            elif isinstance(outcome, Failed) and outcome.refused:
+                refused = outcome
+            else:
+                return NoticeResult(outcome, sent, already_sent)
         if refused is not None:
-            report.failed = True
-            report.error_code = refused.code
-            return self._failed(work, booking, notice, refused, requeue), False
-        now = self._clock()
+            return NoticeResult(refused, sent, already_sent)
         # What this mail said, from the version it was rendered from.
         without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
-        booking = self._record(
-            booking,
-            lambda b: notices.delivered(b, notice.number, now, without_link=without_link),
+        return NoticeResult(Delivered(self._clock(), without_link), sent, already_sent)
+
+    def _deliver_to(
+        self,
+        booking: Booking,
+        notice: Notice,
+        person: Recipient,
+        sender: Sender,
+        organizer: Organizer,
+    ) -> _Sent | Deferred | Failed:
+        """Notice to one recipient, once: the ledger's claim before the send, its mark after."""
+        now = self._clock()
+        key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
+        claim = self._ledger.claim(key, now, now + self._config.lease)
+        if claim.outcome is ClaimOutcome.SENT:
+            return _Sent.BEFORE
+        if claim.outcome is ClaimOutcome.HELD:
+            # Another worker is sending it; look again once its lease has run out.
+            held = ((claim.until or now) - now).total_seconds() + 1
+            return Deferred(held, delay=max(held, 1.0))
+        pause = self._pace(sender.address)
+        if pause > self._config.policy.max_in_process_wait:
+            self._ledger.release(claim)
+            return Deferred(pause, delay=pause)
+        error = self._send_to(booking, notice, person, sender, organizer, key)
+        if error is None:
+            self._ledger.mark_sent(claim, self._clock())
+            return _Sent.NOW
+        self._ledger.release(claim)
+        if not isinstance(error, MailRecipientRefusedError):
+            return Failed(error)
+        # This address cannot have it, whatever we retry; the others still get theirs.
+        log_event(
+            logger,
+            logging.WARNING,
+            "mail_recipient_refused",
+            tenant=booking.tenant_id,
+            bookingId=booking.booking_id,
+            notice=notice.number,
+            role=person.role.value,
+            errorCode=error.code,
         )
-        return booking, False
+        return Failed(error, refused=True)
 
     def _pace(self, sender: str) -> float:
         """0 once a send slot is booked (after a short wait, if one frees soon); else the
