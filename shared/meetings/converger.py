@@ -95,6 +95,12 @@ def _vanishing(result: StepResult, held: Booking) -> StepResult:
     return result
 
 
+def _still_asked(step: Step, held: Booking, booking: Booking) -> bool:
+    """`booking`, saved after `step` on `held` failed, still asks for that same work: the
+    failure stops the call (else the work changed meanwhile, and the next step serves that)."""
+    return facts.Work.of(held).still(booking) and booking.next_step is step
+
+
 class _Unsaved(NamedTuple):
     """A create's answer not yet saved, because the options PATCH that follows it goes under
     the same claim and both answers are saved at once. If the worker dies in between, the
@@ -249,12 +255,7 @@ class Converger:
             result = self._guard_remakes(step, result, held, state.made_here)
             if step is Step.CREATE and result.sighting is not None:
                 state.made_here.add(result.generation)
-            if result.error is not None:
-                fact = self._failure(
-                    step, result.error, held, before_claim, token, sent_step=True, keep=state.keep
-                )
-            else:
-                fact = self._answer(result, token)
+            fact = self._outcome(step, result, held, before_claim, state)
             if state.unsaved is None and step is Step.CREATE and result.error is None:
                 pending = self._defer_for_patch(state, held, fact, result.audit)
                 if pending is not None:
@@ -262,11 +263,7 @@ class Converger:
                     continue
             booking = self.record(*state.with_unsaved(held, fact, result.audit))
             state.ahead.clear()  # replaying the create's claiming fact may have marked one
-            if (
-                result.error is not None
-                and facts.Work.of(held).still(booking)
-                and booking.next_step is step
-            ):
+            if result.error is not None and _still_asked(step, held, booking):
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
         if state.unsaved is not None:
@@ -315,6 +312,17 @@ class Converger:
         if step is Step.UPDATE and result.error is None:
             return _vanishing(result, held)
         return result
+
+    def _outcome(
+        self, step: Step, result: StepResult, held: Booking, before_claim: Booking, state: _Round
+    ) -> Fact:
+        """What to record of the step: what Teams answered, or the failure (a create that
+        surely made nothing gets back the doubt `before_claim` had)."""
+        if result.error is not None:
+            return self._failure(
+                step, result.error, held, before_claim, state.token, sent_step=True, keep=state.keep
+            )
+        return self._answer(result, state.token)
 
     def _defer_for_patch(
         self, state: _Round, held: Booking, answer: Fact, audit: tuple[AuditRecord, ...]
