@@ -19,8 +19,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from shared.domain import convergence as facts
 from shared.domain.audit import AuditRecord
@@ -79,6 +80,93 @@ def _then(first: Fact, second: Fact) -> Fact:
     return lambda b: second(first(b))
 
 
+def _vanishing(result: StepResult, held: Booking) -> StepResult:
+    """A "meeting gone" that would remake the meeting once more than `MAX_REMADE` allows,
+    turned into a failure: a meeting Teams keeps losing needs a person, not another remake."""
+    if result.gone and facts.would_remake(held) and held.meeting.remade >= MAX_REMADE:
+        return replace(
+            result,
+            gone=False,
+            error=GraphMeetingVanishingError(
+                f"Teams lost the meeting made for this booking {MAX_REMADE + 1} times",
+                status=404,
+            ),
+        )
+    return result
+
+
+def _still_asked(step: Step, held: Booking, booking: Booking) -> bool:
+    """`booking`, saved after `step` on `held` failed, still asks for that same work: the
+    failure stops the call (else the work changed meanwhile, and the next step serves that)."""
+    return facts.Work.of(held).still(booking) and booking.next_step is step
+
+
+class _Unsaved(NamedTuple):
+    """A create's answer not yet saved, because the options PATCH that follows it goes under
+    the same claim and both answers are saved at once. If the worker dies in between, the
+    claim's `create_in_doubt` has the next attempt find the meeting by its externalId."""
+
+    base: Booking  # the version saved with the create's claim
+    claiming: Fact  # the create's answer and the claim for the PATCH
+    answer: Fact  # the create's answer alone
+    audit: tuple[AuditRecord, ...]
+
+
+@dataclass
+class _Round:
+    """What one converge call carries from one step to the next."""
+
+    token: str
+    deadline: float | None  # on time.monotonic(); None: no budget
+    keep: tuple[str, float] | None  # (token, hold): the caller owns the round
+    # The step the latest version already holds this call's claim for (taken with the change
+    # that asked for it, or with a create's answer), so that it needs no claim write.
+    ahead: list[Step]
+    # The doubt before the claim saved with the change, for the first step's failure.
+    doubt: bool | None
+    unsaved: _Unsaved | None = None
+    made_here: set[int] = field(default_factory=set)  # generations this call made
+
+    def holds(self, booking: Booking) -> bool:
+        """`booking`'s next step already holds this call's claim: it needs no claim write."""
+        return self.ahead == [booking.next_step] and booking.meeting.claim_token == self.token
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and self.deadline - time.monotonic() < MIN_CALL_SECONDS
+
+    def must_flush(self, booking: Booking) -> bool:
+        """The create's answer left unsaved cannot wait for the PATCH: the next step is not the
+        one claimed, the claim is lost, or no time is left to take it."""
+        return self.unsaved is not None and not (self.holds(booking) and not self.out_of_time())
+
+    def before_claim(self, booking: Booking) -> Booking:
+        """`booking`, held ahead, as it was before the claim saved with the change (its
+        create-in-doubt flag), so that a failure of the step restores that doubt."""
+        if self.doubt is not None and self.unsaved is None:
+            meeting = replace(booking.meeting, create_in_doubt=self.doubt)
+            return replace(booking, meeting=meeting)
+        return booking
+
+    def claim_used(self) -> None:
+        """The claim held ahead goes to the step about to be taken."""
+        self.ahead.clear()
+        self.doubt = None
+
+    def with_unsaved(
+        self, held: Booking, fact: Fact, audit: tuple[AuditRecord, ...]
+    ) -> tuple[Booking, Fact, tuple[AuditRecord, ...]]:
+        """What to record for a step: its answer on `held`, or, after a create's answer left
+        unsaved, both answers at once on the version that create was claimed on."""
+        if self.unsaved is None:
+            return held, fact, audit
+        base, carried, _, earlier = self.unsaved
+        self.unsaved = None
+        return base, _then(carried, fact), earlier + audit
+
+
 class Converger:
     def __init__(
         self,
@@ -124,135 +212,137 @@ class Converger:
         doubt before that claim."""
         deadline = None if budget is None else time.monotonic() + budget
         token = token or uuid.uuid4().hex
-        keep = None if hold is None else (token, hold)
         booking = latest or self._bookings.get(tenant_id, booking_id)
-        made_here: set[int] = set()  # generations this call made
-        # A create's answer not yet saved, because the options PATCH that follows it goes under
-        # the same claim and both answers are saved at once: (the version saved with the
-        # claim, the create's fact and the claim for the PATCH, its audit record). If the
-        # worker dies in between, the claim's `create_in_doubt` has the next attempt find the
-        # meeting by its externalId.
-        unsaved: tuple[Booking, Fact, Fact, tuple[AuditRecord, ...]] | None = None
-        # The step `booking` already holds this call's claim for (taken with the change that
-        # asked for it, or with a create's answer), so that it needs no claim write.
-        ahead: list[Step] = [booking.next_step] if preclaimed else []
-        # The doubt before the claim saved with the change, for the first step's failure.
-        doubt: bool | None = doubt_before if preclaimed else None
+        state = _Round(
+            token=token,
+            deadline=deadline,
+            keep=None if hold is None else (token, hold),
+            ahead=[booking.next_step] if preclaimed else [],
+            doubt=doubt_before if preclaimed else None,
+        )
         for _ in range(MAX_STEPS):
             step = booking.next_step
-            if unsaved is not None and not (
-                ahead == [step]
-                and booking.meeting.claim_token == token
-                and not self._out_of_time(deadline)
-            ):
-                base, _, answer, audit = unsaved
-                unsaved = None
-                ahead.clear()
-                booking = self.record(base, answer, audit)
+            if state.must_flush(booking):
+                booking = self._flush(state)
                 continue
-            if step is Step.NONE or booking.meeting.failed:
-                return ConvergeResult(self._let_go(booking, token))
-            if booking.meeting.claimed_by_other(token, self._clock()):
-                return ConvergeResult(booking, busy=True)
-            if not booking.meeting.due(token, self._clock()):
-                # Read again after a lost ETag race, or listed before its round was scheduled:
-                # the round's owner scheduled the next one, and its message takes it.
-                return ConvergeResult(booking, not_due=True)
-            remaining = None if deadline is None else deadline - time.monotonic()
+            stopped = self._not_now(booking, token)
+            if stopped is not None:
+                return stopped
+            remaining = state.remaining()
             if remaining is not None and remaining < MIN_CALL_SECONDS:
                 return ConvergeResult(booking, out_of_time=True)
             # Read once, when a step needs it (unless the caller read it in the same request).
             tenant = tenant or self._tenants.get(tenant_id, recent=True)
-            organizer = None
-            held_already = ahead == [step] and booking.meeting.claim_token == token
-            if step is Step.CREATE and not held_already:
-                try:
-                    organizer = self._organizer(booking, tenant, remaining)
-                except (GraphError, TeamsNotConfiguredError) as error:
-                    fact = self._failure(step, error, booking, booking, None, keep=keep)
-                    return ConvergeResult(self.record(booking, fact), error=error)
-            before_claim = booking
-            if held_already:
+            if state.holds(booking):
                 # Claimed with the change that asked for the work, or with the create's answer
-                # (not saved yet: `unsaved`).
-                held = booking
-                if doubt is not None and unsaved is None:
-                    meeting = replace(booking.meeting, create_in_doubt=doubt)
-                    before_claim = replace(booking, meeting=meeting)
+                # (not saved yet: `state.unsaved`).
+                held, before_claim = booking, state.before_claim(booking)
             else:
-                try:
-                    held = self._bookings.update(
-                        facts.claimed(
-                            booking, token, self._clock() + self._claim, organizer_id=organizer
-                        )
-                    )
-                except ConcurrencyError:
+                organizer = None
+                if step is Step.CREATE:
+                    try:
+                        organizer = self._organizer(booking, tenant, remaining)
+                    except (GraphError, TeamsNotConfiguredError) as error:
+                        fact = self._failure(step, error, booking, booking, None, keep=state.keep)
+                        return ConvergeResult(self.record(booking, fact), error=error)
+                claimed = self._claimed(booking, token, organizer)
+                if claimed is None:
                     booking = self._bookings.get(tenant_id, booking_id)
                     continue
-            ahead.clear()
-            doubt = None
+                held, before_claim = claimed, booking
+            state.claim_used()
             result = self._steps.take(step, held, tenant, actor=actor, timeout=remaining)
-            if result.gone and step is Step.UPDATE and result.generation in made_here:
-                # Teams says the meeting it made moments ago is missing: Graph is wrong, not
-                # the meeting gone. Made anew at once, it would make meetings without end.
-                result = replace(
-                    result,
-                    gone=False,
-                    error=GraphInconsistentError(
-                        "Teams reports the meeting it has just made as missing", status=404
-                    ),
-                )
-            if (
-                result.gone
-                and step is Step.UPDATE
-                and result.error is None
-                and facts.would_remake(held)
-                and held.meeting.remade >= MAX_REMADE
-            ):
-                result = replace(
-                    result,
-                    gone=False,
-                    error=GraphMeetingVanishingError(
-                        f"Teams lost the meeting made for this booking {MAX_REMADE + 1} times",
-                        status=404,
-                    ),
-                )
+            result = self._guard_remakes(step, result, held, state.made_here)
             if step is Step.CREATE and result.sighting is not None:
-                made_here.add(result.generation)
-            if result.error is not None:
-                fact = self._failure(
-                    step, result.error, held, before_claim, token, sent_step=True, keep=keep
-                )
-            else:
-                fact = self._answer(result, token)
-            audit = result.audit
-            base = held
-            if unsaved is not None:
-                base, carried, _, earlier = unsaved
-                unsaved = None
-                fact = _then(carried, fact)
-                audit = earlier + audit
-            elif step is Step.CREATE and result.error is None:
-                # The options PATCH that follows a create goes under the same claim.
-                claiming = self._claiming(fact, token, Step.UPDATE, ahead)
-                pending = claiming(held)
-                if ahead == [Step.UPDATE]:
-                    unsaved = (held, claiming, fact, audit)
+                state.made_here.add(result.generation)
+            fact = self._outcome(step, result, held, before_claim, state)
+            if state.unsaved is None and step is Step.CREATE and result.error is None:
+                pending = self._defer_for_patch(state, held, fact, result.audit)
+                if pending is not None:
                     booking = pending
                     continue
-            booking = self.record(base, fact, audit)
-            ahead.clear()
-            if (
-                result.error is not None
-                and facts.Work.of(held).still(booking)
-                and booking.next_step is step
-            ):
+            booking = self.record(*state.with_unsaved(held, fact, result.audit))
+            state.ahead.clear()  # replaying the create's claiming fact may have marked one
+            if result.error is not None and _still_asked(step, held, booking):
                 return ConvergeResult(booking, error=result.error)
             # Succeeded, or failed at work the booking no longer asks for: carry on.
-        if unsaved is not None:
-            base, _, answer, audit = unsaved
-            booking = self.record(base, answer, audit)
+        if state.unsaved is not None:
+            booking = self._flush(state)
         return ConvergeResult(booking)
+
+    def _not_now(self, booking: Booking, token: str) -> ConvergeResult | None:
+        """Why no step is taken on `booking` now (None: one is): nothing to do (a claim this
+        call holds is released), another worker holds it, or its next round is not due."""
+        if booking.next_step is Step.NONE or booking.meeting.failed:
+            return ConvergeResult(self._let_go(booking, token))
+        if booking.meeting.claimed_by_other(token, self._clock()):
+            return ConvergeResult(booking, busy=True)
+        if not booking.meeting.due(token, self._clock()):
+            # Read again after a lost ETag race, or listed before its round was scheduled:
+            # the round's owner scheduled the next one, and its message takes it.
+            return ConvergeResult(booking, not_due=True)
+        return None
+
+    def _claimed(self, booking: Booking, token: str, organizer: str | None) -> Booking | None:
+        """`booking` saved with `token`'s claim for its next step, so that only this call
+        calls Graph for it; None when another writer saved first (read again)."""
+        try:
+            return self._bookings.update(
+                facts.claimed(booking, token, self._clock() + self._claim, organizer_id=organizer)
+            )
+        except ConcurrencyError:
+            return None
+
+    @staticmethod
+    def _guard_remakes(
+        step: Step, result: StepResult, held: Booking, made_here: set[int]
+    ) -> StepResult:
+        """An update's "meeting gone" that would remake meetings without end, turned into a
+        failure: Teams lost what this call just made, or lost this booking's meeting too often."""
+        if result.gone and step is Step.UPDATE and result.generation in made_here:
+            # Teams says the meeting it made moments ago is missing: Graph is wrong, not
+            # the meeting gone. Made anew at once, it would make meetings without end.
+            return replace(
+                result,
+                gone=False,
+                error=GraphInconsistentError(
+                    "Teams reports the meeting it has just made as missing", status=404
+                ),
+            )
+        if step is Step.UPDATE and result.error is None:
+            return _vanishing(result, held)
+        return result
+
+    def _outcome(
+        self, step: Step, result: StepResult, held: Booking, before_claim: Booking, state: _Round
+    ) -> Fact:
+        """What to record of the step: what Teams answered, or the failure (a create that
+        surely made nothing gets back the doubt `before_claim` had)."""
+        if result.error is not None:
+            return self._failure(
+                step, result.error, held, before_claim, state.token, sent_step=True, keep=state.keep
+            )
+        return self._answer(result, state.token)
+
+    def _defer_for_patch(
+        self, state: _Round, held: Booking, answer: Fact, audit: tuple[AuditRecord, ...]
+    ) -> Booking | None:
+        """A create's answer with the claim for the options PATCH that follows it, left
+        unsaved so that both answers are saved at once; None when no PATCH follows now."""
+        claiming = self._claiming(answer, state.token, Step.UPDATE, state.ahead)
+        pending = claiming(held)
+        if state.ahead != [Step.UPDATE]:
+            return None
+        state.unsaved = _Unsaved(held, claiming, answer, audit)
+        return pending
+
+    def _flush(self, state: _Round) -> Booking:
+        """Save the create's answer left unsaved (without the PATCH's claim): the PATCH will
+        not be taken under that claim in this call."""
+        unsaved, state.unsaved = state.unsaved, None
+        assert unsaved is not None  # called only when a create's answer is unsaved
+        state.ahead.clear()
+        return self.record(unsaved.base, unsaved.answer, unsaved.audit)
 
     def claim_ahead(self, booking: Booking, token: str, tenant: Tenant | None = None) -> Booking:
         """`booking`, a change about to be saved, with `token`'s claim for its next step taken
@@ -283,10 +373,6 @@ class Converger:
             if organizer is None:
                 return booking
         return facts.claimed(booking, token, now + self._claim, organizer_id=organizer)
-
-    @staticmethod
-    def _out_of_time(deadline: float | None) -> bool:
-        return deadline is not None and deadline - time.monotonic() < MIN_CALL_SECONDS
 
     def _claiming(self, fact: Fact, token: str, following: Step, taken: list[Step]) -> Fact:
         """`fact`, and if the booking's next step is then `following`, the claim for it (as
@@ -346,15 +432,7 @@ class Converger:
             return None  # it changed just now: whoever changed it converges it
         tenant = self._tenants.get(booking.tenant_id, recent=True)
         result = self._steps.check(held, tenant, actor=actor)
-        if result.gone and facts.would_remake(held) and held.meeting.remade >= MAX_REMADE:
-            result = replace(
-                result,
-                gone=False,
-                error=GraphMeetingVanishingError(
-                    f"Teams lost the meeting made for this booking {MAX_REMADE + 1} times",
-                    status=404,
-                ),
-            )
+        result = _vanishing(result, held)
         now = self._clock()
         fact: Fact
         if result.error is not None:
