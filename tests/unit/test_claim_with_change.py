@@ -11,6 +11,7 @@ from shared.domain.audit import AuditEvent
 from shared.domain.booking import MeetingStatus
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
+from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.memory_world import TENANT, memory_world
 
@@ -66,3 +67,28 @@ def test_a_create_refused_under_a_claim_saved_with_the_approval_leaves_no_doubt(
         assert cancelled.booking.meeting.status is MeetingStatus.NONE
         assert world.emulator.calls["createOrGet"] == creates + 1
         assert world.emulator.calls["deleteMeeting"] == 0
+
+
+def test_a_create_answered_as_the_budget_runs_out_is_saved_before_the_attempt_stops():
+    # GIVEN an inline budget of 1.5 s and a create that takes 1.2 s to answer (so too little is
+    # left to start the options PATCH under the same claim)
+    policy = RetryPolicy(rounds=(30.0, 120.0, 600.0), inline_budget=1.5)
+    with memory_world(policy=policy) as world:
+        use_cases.approve_booking(STAFF, add_booking(world), Approval(), world.deps)  # organizer
+        booking_id = add_booking(world)
+        world.emulator.add_fault(Fault(operation="createOrGet", latency_ms=1200, count=1))
+
+        # WHEN the booking is approved
+        result = use_cases.approve_booking(STAFF, booking_id, Approval(), world.deps)
+
+        # THEN the create's answer is saved (the meeting is known, not in doubt); the PATCH is
+        # left to the queued message, which applies it
+        stored = world.booking(booking_id)
+        assert result.warning is None
+        assert stored.meeting.meeting_id is not None
+        assert not stored.meeting.create_in_doubt
+        assert not stored.meeting.options_applied
+        assert stored.needs_reconciliation
+        world.drain()
+        assert world.booking(booking_id).meeting.options_applied
+        assert world.emulator.calls["createOrGet"] == 2
