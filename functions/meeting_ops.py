@@ -18,7 +18,6 @@ logger = logging.getLogger("meetings.queue")
 @bp.queue_trigger(arg_name="msg", queue_name=MEETING_OPS_QUEUE, connection="AzureWebJobsStorage")
 def meeting_ops(msg: func.QueueMessage) -> None:
     from shared.bootstrap import services
-    from shared.services.follow_up import FollowUp
     from shared.storage.queues import BadMessageError, WorkMessage
 
     try:
@@ -38,7 +37,7 @@ def meeting_ops(msg: func.QueueMessage) -> None:
         result = svc.worker.handle(work)
         if result is not None:
             # Mail that waited for this meeting (or owes its link) can go now.
-            FollowUp(svc.sync, svc.mail.outbox).after_meeting(result.booking)
+            svc.follow_up.after_meeting(result.booking)
 
 
 @bp.function_name("meeting_ops_poison")

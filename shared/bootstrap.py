@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shared.services.bookings import BookingDeps
     from shared.services.check_meetings import CheckMeetings
     from shared.services.credential_health import CredentialHealth
+    from shared.services.follow_up import FollowUp
     from shared.services.payments import PaymentEvents
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
@@ -88,8 +89,19 @@ class Services:
         from shared.services.bookings import BookingDeps
 
         return BookingDeps(
-            self.bookings, self.directory, self.sync, self.clock, mail=self.mail.outbox
+            self.bookings,
+            self.directory,
+            self.sync,
+            self.clock,
+            mail=self.mail.outbox,
+            kinds=self.kinds,
         )
+
+    @property
+    def follow_up(self) -> FollowUp:
+        from shared.services.follow_up import FollowUp
+
+        return FollowUp(self.sync, self.mail.outbox, self.kinds)
 
 
 def resolve_secret_setting(name: str) -> str:
@@ -403,6 +415,7 @@ def build_work(
             clock,
             webhook_secret=settings.stripe.webhook_secret,
             mail=outbox,
+            kinds=kinds,
             undelivered=(
                 StripeUndeliveredEvents(
                     stripe_key,

@@ -51,6 +51,7 @@ from shared.storage.tenant_directory import TenantDirectory
 
 if TYPE_CHECKING:
     from shared.mail.delivery import MailOutbox
+    from shared.work.kinds import KindWorker
 
 logger = logging.getLogger("meetings.bookings")
 
@@ -65,11 +66,13 @@ class BookingDeps:
     clock: Callable[[], datetime]
     # The mail outbox; the notices themselves are saved with each change (SPEC §8).
     mail: MailOutbox | None = None
+    # Other registered kinds of work a change may owe (shared/work/kinds.py).
+    kinds: KindWorker | None = None
 
     @property
     def follow_up(self) -> FollowUp:
-        """What each saved change implies: its meeting, then its mail."""
-        return FollowUp(self.sync, self.mail)
+        """What each saved change implies: its meeting, then its mail, then other work."""
+        return FollowUp(self.sync, self.mail, self.kinds)
 
 
 @dataclass(frozen=True)

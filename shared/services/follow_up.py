@@ -6,7 +6,8 @@ A transition returns the new booking, and the booking says what follows from it:
 (HTTP), a payment (Stripe), the credential check's restarts (the timer) and the queue worker:
 
 - `after_change`: the meeting's outbox message and one inline attempt (`MeetingSync`), then
-  the mail outbox message (`MailOutbox`). Mail comes after the meeting attempt, so that the
+  the mail outbox message (`MailOutbox`), then the message of each other registered kind of
+  work the booking owes (`KindWorker`). Mail comes after the meeting attempt, so that the
   e-mail finds the join link when Graph made the meeting in time.
 - `after_meeting`: the meeting worker moved a meeting on; mail that waited for it goes now.
 
@@ -24,14 +25,18 @@ if TYPE_CHECKING:
     from shared.domain.booking import Booking
     from shared.domain.tenant import Tenant
     from shared.mail.delivery import MailOutbox
+    from shared.work.kinds import KindWorker
 
 
 class FollowUp:
     """The one step after a change. Without a mail outbox, only the meeting follows."""
 
-    def __init__(self, sync: MeetingSync, mail: MailOutbox | None = None) -> None:
+    def __init__(
+        self, sync: MeetingSync, mail: MailOutbox | None = None, kinds: KindWorker | None = None
+    ) -> None:
         self._sync = sync
         self._mail = mail
+        self._kinds = kinds
 
     def after_change(
         self,
@@ -47,6 +52,8 @@ class FollowUp:
         if self._mail is not None:
             # After the inline meeting attempt, so that the e-mail finds the join link.
             self._mail.after_change(synced.booking)
+        if self._kinds is not None:
+            self._kinds.after_change(synced.booking)
         return synced
 
     def after_meeting(self, booking: Booking) -> None:

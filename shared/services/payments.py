@@ -45,6 +45,7 @@ from shared.storage.errors import (
 )
 from shared.storage.payment_events import EventState, PaymentEventRepository, RecordedEvent
 from shared.storage.tenant_directory import TenantDirectory
+from shared.work.kinds import KindWorker
 
 logger = logging.getLogger("meetings.payments")
 T = TypeVar("T")
@@ -101,6 +102,7 @@ class PaymentEvents:
         *,
         webhook_secret: str,
         mail: MailOutbox | None = None,
+        kinds: KindWorker | None = None,
         undelivered: UndeliveredEvents | None = None,
     ) -> None:
         self._events = events
@@ -109,7 +111,7 @@ class PaymentEvents:
         self._sync = sync
         self._clock = clock
         self._secret = webhook_secret
-        self._follow_up = FollowUp(sync, mail)
+        self._follow_up = FollowUp(sync, mail, kinds)
         self._undelivered = undelivered
 
     def receive_webhook(self, raw: bytes, signature: str | None) -> Receipt:

@@ -24,7 +24,8 @@ from shared.services.bookings import Approval, BookingDeps
 from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.errors import StorageError
-from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
+from shared.storage.queues import InMemoryWorkQueue, PoisonedWork, WorkMessage, WorkQueue
+from shared.work.kinds import WorkKind, owe
 from shared.work.policy import RetryPolicy
 from tests.builders import a_booking
 from tests.mail_world import TENANT, MailWorld, mail_world
@@ -185,3 +186,21 @@ def test_without_a_mail_outbox_only_the_meeting_follows():
         assert synced.booking.mail.pending
         assert [name for name, _, _ in log] == ["meeting"]
         assert mw.queue.messages == []
+
+
+def test_a_change_owing_a_registered_kind_of_work_sends_that_kinds_message_too():
+    with mail_world(policy=POLICY) as mw:
+        # GIVEN a kind of work registered on the app's kit, with a queue of its own
+        toy_queue = InMemoryWorkQueue()
+        mw.world.services.kinds.register(WorkKind("toy", toy_queue, lambda _: None))
+        booking = mw.world.bookings.add(a_booking(tenant_id=TENANT))
+
+        # WHEN a change that owes it, and a notice, is saved and followed up
+        changed = notices.requested(owe(booking, "toy"), NoticeKind.APPROVED, now=mw.world.clock())
+        saved = save_transition(mw.world.bookings, booking, lambda _: changed)
+        mw.world.deps.follow_up.after_change(saved, actor="staff-1")
+
+        # THEN the kind's queue has the booking's message, and the mail's has its own
+        assert toy_queue.messages == [(0, WorkMessage(TENANT, booking.booking_id))]
+        assert [w for _, w in mw.queue.messages] == [WorkMessage(TENANT, booking.booking_id)]
+        assert mw.world.services.kinds.handle("toy", toy_queue.messages[0][1]).value == "done"
