@@ -11,9 +11,10 @@ Receiving an event:
    (`FollowUp`): the meeting converges through `MeetingSync` (outbox message + one inline
    attempt under the short budget), then the mail outbox message.
 
-If the process stops between 3 and 5, the pending row stays. The record carries a short claim:
-once it lapses, a redelivery of the event, or the reconciliation timer, applies it again
-(applying is idempotent). Events Stripe failed to deliver are listed from its API by the timer
+If storage fails between 3 and 5, the receiver gives its claim up before answering 503, so the
+next delivery applies the event at once. If the process stops there, the pending row stays and
+the record's short claim lapses: then a redelivery of the event, or the reconciliation timer,
+applies it again (applying is idempotent). Events Stripe failed to deliver are listed from its API by the timer
 (with `STRIPE_API_KEY`) and go through the same steps.
 """
 
@@ -148,7 +149,7 @@ class PaymentEvents:
             if taken is None:
                 return Receipt(event.event_id, Outcome.DUPLICATE)
             record = taken
-        return self._apply(record)
+        return self._apply_or_let_go(record)
 
     def recover(self) -> RecoveryReport:
         """The timer's part: events recorded but not applied (their receiver stopped), then
@@ -164,7 +165,7 @@ class PaymentEvents:
             report.pending += 1
             taken = self._guarded(functools.partial(self._take_over, record), report)
             if taken is not None:
-                self._guarded(functools.partial(self._apply, taken), report)
+                self._guarded(functools.partial(self._apply_or_let_go, taken), report)
                 report.resumed += 1
         if self._undelivered is not None:
             self._recover_undelivered(self._undelivered, report)
@@ -200,6 +201,19 @@ class PaymentEvents:
             self._reject(claimed, "gave_up_after_attempts", claimed.ref)
             return None
         return claimed
+
+    def _apply_or_let_go(self, record: RecordedEvent) -> Receipt:
+        """Apply the record this receiver holds. If storage fails half-way, the claim is given
+        up before the error reaches the caller (a 503 to Stripe, or the timer's log), so that
+        the next delivery takes the event over at once instead of finding it held and
+        answering "duplicate" with nothing applied. (If giving it up fails too, the claim
+        lapses: the timer, or a redelivery after it, applies the event.)"""
+        try:
+            return self._apply(record)
+        except StorageError:
+            with contextlib.suppress(StorageError):
+                self._events.release(record)
+            raise
 
     def _apply(self, record: RecordedEvent) -> Receipt:
         fact = record.fact

@@ -93,6 +93,11 @@ class PaymentEventRepository(Protocol):
         `ConcurrencyError` if it changed meanwhile."""
         ...
 
+    def release(self, event: RecordedEvent) -> None:
+        """Give the claim up (the receiver failed): the next receiver takes the record over at
+        once. `ConcurrencyError` if it changed meanwhile (someone else holds or finished it)."""
+        ...
+
     def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
         """Save the final state and delete the pending row, in one transaction."""
         ...
@@ -152,6 +157,18 @@ class TablePaymentEventRepository:
                 match_condition=MatchConditions.IfNotModified,
             )
         return replace(claimed, etag=metadata["etag"])
+
+    def release(self, event: RecordedEvent) -> None:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        with translated_errors(f"payment event {event.event_id}"):
+            self._table.update_entity(
+                event_to_entity(replace(event, claim_until=None)),
+                mode=UpdateMode.REPLACE,
+                etag=event.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
 
     def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
         from azure.core import MatchConditions

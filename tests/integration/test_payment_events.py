@@ -19,7 +19,8 @@ from localdev import stripe_events as stripe_test
 from shared.bootstrap import Services
 from shared.domain.booking import Booking, BookingStatus, Participant, ParticipantRole
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
-from shared.storage.errors import AlreadyExistsError, ConcurrencyError
+from shared.services.payments import PaymentEvents
+from shared.storage.errors import AlreadyExistsError, ConcurrencyError, StorageUnavailableError
 from shared.storage.payment_events import EventState, RecordedEvent, TablePaymentEventRepository
 from tests.integration.conftest import TENANT
 
@@ -295,3 +296,46 @@ def test_an_event_that_fails_every_time_is_given_up_and_logged(svc, caplog):
     assert events.get("evt_hopeless").outcome == "gave_up_after_attempts"
     assert events.list_pending() == []
     assert "gave_up_after_attempts" in caplog.text
+
+
+class FailsOnce:
+    """The bookings repository, with its first save timing out (storage slow under load)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def update(self, booking: Booking, audit: Any = ()) -> Booking:
+        if not self.failed:
+            self.failed = True
+            raise StorageUnavailableError(f"booking {booking.booking_id}: storage timed out")
+        saved: Booking = self._inner.update(booking, audit)
+        return saved
+
+
+def test_a_redelivery_after_storage_failed_half_way_applies_the_event_at_once(svc):
+    # GIVEN a receiver whose save of the booking times out after it recorded the event
+    booking = a_pending_booking(svc)
+    body = stripe_test.payment_succeeded(TENANT, booking.booking_id)
+    raw = json.dumps(body).encode()
+    payments = PaymentEvents(
+        TablePaymentEventRepository(svc.tables),
+        FailsOnce(svc.bookings),
+        svc.directory,
+        svc.sync,
+        svc.clock,
+        webhook_secret=webhook_secret(svc),
+    )
+    with pytest.raises(StorageUnavailableError):  # Stripe is answered 503
+        payments.receive_webhook(raw, stripe_test.signature(raw, webhook_secret(svc)))
+
+    # WHEN Stripe delivers it again moments later (well within the receiver's 30 s claim)
+    receipt = payments.receive_webhook(raw, stripe_test.signature(raw, webhook_secret(svc)))
+
+    # THEN it is applied now, not answered "duplicate" with the booking left pending
+    assert receipt.outcome.value == "applied"
+    assert svc.bookings.get(TENANT, booking.booking_id).status is BookingStatus.CONFIRMED
+    assert TablePaymentEventRepository(svc.tables).list_pending() == []
