@@ -14,8 +14,8 @@ Receiving an event:
 If storage fails between 3 and 5, the receiver gives its claim up before answering 503, so the
 next delivery applies the event at once. If the process stops there, the pending row stays and
 the record's short claim lapses: then a redelivery of the event, or the reconciliation timer,
-applies it again (applying is idempotent). Events Stripe failed to deliver are listed from its API by the timer
-(with `STRIPE_API_KEY`) and go through the same steps.
+applies it again (applying is idempotent). Events Stripe failed to deliver are listed from its
+API by the timer (with `STRIPE_API_KEY`) and go through the same steps.
 """
 
 from __future__ import annotations

@@ -94,8 +94,9 @@ class PaymentEventRepository(Protocol):
         ...
 
     def release(self, event: RecordedEvent) -> None:
-        """Give the claim up (the receiver failed): the next receiver takes the record over at
-        once. `ConcurrencyError` if it changed meanwhile (someone else holds or finished it)."""
+        """Give the claim up (storage failed the receiver): the next receiver takes the record
+        over at once, and this receiver's attempt is not counted (storage trouble is not a
+        reason to give the event up). `ConcurrencyError` if it changed meanwhile."""
         ...
 
     def finish(self, event: RecordedEvent, state: EventState, outcome: str, at: datetime) -> None:
@@ -164,7 +165,9 @@ class TablePaymentEventRepository:
 
         with translated_errors(f"payment event {event.event_id}"):
             self._table.update_entity(
-                event_to_entity(replace(event, claim_until=None)),
+                event_to_entity(
+                    replace(event, claim_until=None, attempts=max(event.attempts - 1, 0))
+                ),
                 mode=UpdateMode.REPLACE,
                 etag=event.etag,
                 match_condition=MatchConditions.IfNotModified,

@@ -19,7 +19,7 @@ from localdev import stripe_events as stripe_test
 from shared.bootstrap import Services
 from shared.domain.booking import Booking, BookingStatus, Participant, ParticipantRole
 from shared.domain.payment import BookingRef, FactKind, PaymentFact
-from shared.services.payments import PaymentEvents
+from shared.services.payments import MAX_APPLY_ATTEMPTS, PaymentEvents
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, StorageUnavailableError
 from shared.storage.payment_events import EventState, RecordedEvent, TablePaymentEventRepository
 from tests.integration.conftest import TENANT
@@ -298,22 +298,34 @@ def test_an_event_that_fails_every_time_is_given_up_and_logged(svc, caplog):
     assert "gave_up_after_attempts" in caplog.text
 
 
-class FailsOnce:
-    """The bookings repository, with its first save timing out (storage slow under load)."""
+class FailsFirst:
+    """The bookings repository, with its first `times` saves timing out (storage slow under
+    load)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, times: int = 1) -> None:
         self._inner = inner
-        self.failed = False
+        self._left = times
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def update(self, booking: Booking, audit: Any = ()) -> Booking:
-        if not self.failed:
-            self.failed = True
+        if self._left > 0:
+            self._left -= 1
             raise StorageUnavailableError(f"booking {booking.booking_id}: storage timed out")
         saved: Booking = self._inner.update(booking, audit)
         return saved
+
+
+def receiver(svc: Services, bookings: Any) -> PaymentEvents:
+    return PaymentEvents(
+        TablePaymentEventRepository(svc.tables),
+        bookings,
+        svc.directory,
+        svc.sync,
+        svc.clock,
+        webhook_secret=webhook_secret(svc),
+    )
 
 
 def test_a_redelivery_after_storage_failed_half_way_applies_the_event_at_once(svc):
@@ -321,14 +333,7 @@ def test_a_redelivery_after_storage_failed_half_way_applies_the_event_at_once(sv
     booking = a_pending_booking(svc)
     body = stripe_test.payment_succeeded(TENANT, booking.booking_id)
     raw = json.dumps(body).encode()
-    payments = PaymentEvents(
-        TablePaymentEventRepository(svc.tables),
-        FailsOnce(svc.bookings),
-        svc.directory,
-        svc.sync,
-        svc.clock,
-        webhook_secret=webhook_secret(svc),
-    )
+    payments = receiver(svc, FailsFirst(svc.bookings))
     with pytest.raises(StorageUnavailableError):  # Stripe is answered 503
         payments.receive_webhook(raw, stripe_test.signature(raw, webhook_secret(svc)))
 
@@ -339,3 +344,22 @@ def test_a_redelivery_after_storage_failed_half_way_applies_the_event_at_once(sv
     assert receipt.outcome.value == "applied"
     assert svc.bookings.get(TENANT, booking.booking_id).status is BookingStatus.CONFIRMED
     assert TablePaymentEventRepository(svc.tables).list_pending() == []
+
+
+def test_storage_failing_for_longer_than_the_attempts_allowed_never_gives_a_payment_up(svc):
+    # GIVEN storage failing the booking's save for more deliveries than MAX_APPLY_ATTEMPTS
+    booking = a_pending_booking(svc)
+    body = stripe_test.payment_succeeded(TENANT, booking.booking_id)
+    raw = json.dumps(body).encode()
+    payments = receiver(svc, FailsFirst(svc.bookings, times=MAX_APPLY_ATTEMPTS + 2))
+    signature = stripe_test.signature(raw, webhook_secret(svc))
+    for _ in range(MAX_APPLY_ATTEMPTS + 2):
+        with pytest.raises(StorageUnavailableError):
+            payments.receive_webhook(raw, signature)
+
+    # WHEN storage answers again and Stripe delivers once more
+    receipt = payments.receive_webhook(raw, signature)
+
+    # THEN the payment is applied: storage trouble is no reason to give an event up
+    assert receipt.outcome.value == "applied"
+    assert svc.bookings.get(TENANT, booking.booking_id).status is BookingStatus.CONFIRMED
