@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -29,7 +30,6 @@ from enum import StrEnum
 from shared.domain import work as works
 from shared.domain.booking import MAIL_WORK, MEETING_WORK, Booking
 from shared.domain.lease import Lease
-from shared.keys import validate_key
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
@@ -73,15 +73,25 @@ class WorkKind:
     handler: Handler
 
     def __post_init__(self) -> None:
-        validate_key(self.name, "work kind")
-        if self.name in (MEETING_WORK, MAIL_WORK):
-            raise ValueError(f"{self.name} is the kit's own kind of work")
+        check_kind(self.name)
+
+
+# A kind's name is a constant of the code, part of its marker's key: short, lower-case ASCII.
+_KIND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+def check_kind(name: str) -> str:
+    if not _KIND_NAME.fullmatch(name):
+        raise ValueError(f"work kind {name!r}: 1-40 of a-z, 0-9, _ and -, starting with a letter")
+    if name in (MEETING_WORK, MAIL_WORK):
+        raise ValueError(f"{name} is the kit's own kind of work")
+    return name
 
 
 def owe(booking: Booking, kind: str) -> Booking:
     """`booking`, owing `kind` of work afresh (its rounds count from zero): save it, then
     `KindWorker.after_change` sends the message."""
-    return replace(booking, work=works.owe(booking.work, kind))
+    return replace(booking, work=works.owe(booking.work, check_kind(kind)))
 
 
 class Outcome(StrEnum):
@@ -104,19 +114,20 @@ class KindSweepReport:
     failed_tenants: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _KindRounds:
-    """The rounds of one kind of work, kept in its `WorkState`, ended by the lease holder."""
+    """The rounds of one kind of work, kept in its `WorkState`, ended by the lease holder.
+    `held`: whether the version the round was ended on was still this holder's."""
 
     kind: str
     token: str
     error_code: str
+    held: bool = False
 
     def taken(self, booking: Booking) -> int | None:
+        self.held = _holds(booking, self.kind, self.token)
         state = works.state_of(booking.work, self.kind)
-        if state is None or not state.owed or not state.lease.mine(self.token):
-            return None
-        return state.rounds
+        return state.rounds if self.held and state is not None else None
 
     def scheduled(self, booking: Booking, at: datetime) -> Booking:
         return replace(booking, work=works.retry_scheduled(booking.work, self.kind, at))
@@ -202,18 +213,23 @@ class KindWorker:
             return Outcome.BUSY  # taken meanwhile, or no longer owed
         result = self._attempts(kind, held)
         if isinstance(result, WorkFailed):
+            ended = _KindRounds(kind_name, token, result.code)
             after = rounds.end(
                 held,
-                _KindRounds(kind_name, token, result.code),
+                ended,
                 result,
-                self._record,
+                lambda b, change: self._record(b, change, skip_unchanged=True),
                 lambda after, end: _poisoned(after, kind_name, result, end),
                 requeue=requeue,
             )
+            if not ended.held:
+                return Outcome.BUSY  # its lease lapsed and another worker took the work over
             state = works.state_of(after.work, kind_name)
             return Outcome.RETRYING if state is not None and state.owed else Outcome.STOPPED
-        self._record(held, _completed(kind_name, token, result, self._clock()))
-        return Outcome.DONE
+        completed: list[bool] = []
+        complete = _completed(kind_name, token, result, self._clock(), completed)
+        self._record(held, complete, skip_unchanged=True)
+        return Outcome.DONE if completed and completed[-1] else Outcome.BUSY
 
     def _owing(self, kind_name: str, message: WorkMessage) -> Booking | None:
         """The booking, if it still owes the work."""
@@ -249,6 +265,13 @@ class KindWorker:
                 return kind.handler(booking)
             except WorkFailed as failed:
                 return failed
+            except StorageError:
+                raise  # the host delivers the message again
+            except Exception as exc:
+                # A handler's own trouble (a bug, a client it calls): counted as a failed
+                # round like any other, so that it stops after its rounds, never looping.
+                logger.exception("%s work for booking %s failed", kind.name, booking.booking_id)
+                return WorkFailed(type(exc).__name__, "handler_error", retryable=True)
 
         def failure(r: Change | WorkFailed | None) -> WorkFailed | None:
             return r if isinstance(r, WorkFailed) else None
@@ -299,11 +322,15 @@ def _holds(booking: Booking, kind: str, token: str) -> bool:
     return state is not None and state.owed and state.lease.mine(token)
 
 
-def _completed(kind: str, token: str, change: Change | None, now: datetime) -> Change:
-    """The handler's change and the work's completion, recorded while the lease is ours."""
+def _completed(
+    kind: str, token: str, change: Change | None, now: datetime, completed: list[bool]
+) -> Change:
+    """The handler's change and the work's completion, recorded while the lease is ours
+    (`completed` says, for the version it was last applied to, whether it was)."""
 
     def complete(b: Booking) -> Booking:
-        if not _holds(b, kind, token):
+        completed.append(_holds(b, kind, token))
+        if not completed[-1]:
             return b
         b = change(b) if change is not None else b
         return replace(b, work=works.done(b.work, kind, now))

@@ -9,6 +9,10 @@ from typing import Protocol, TypeVar
 
 R = TypeVar("R")
 
+# The longest a delayed round waits: a queue message cannot be hidden for longer (Storage's
+# longest visibility timeout), whatever Retry-After asked for.
+MAX_ROUND_SECONDS = 7 * 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -26,10 +30,11 @@ class RetryPolicy:
     max_in_process_wait: float = 10.0
 
     def round_delay(self, round_: int, retry_after: float | None, rnd: float) -> float:
-        """Seconds before delayed round `round_` (1-based); `rnd` in [0, 1) spreads them."""
+        """Seconds before delayed round `round_` (1-based); `rnd` in [0, 1) spreads them. Never
+        sooner than `retry_after`, never later than a queue message can wait."""
         base = self.rounds[min(round_, len(self.rounds)) - 1]
         spread = base * self.jitter * (2 * rnd - 1)
-        return max(base + spread, retry_after or 0.0, 1.0)
+        return min(max(base + spread, retry_after or 0.0, 1.0), MAX_ROUND_SECONDS)
 
 
 class Failure(Protocol):

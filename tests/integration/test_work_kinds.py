@@ -17,7 +17,7 @@ from shared.storage.bookings import TableBookingRepository
 from shared.storage.memory import InMemoryBookingRepository, InMemoryTenantRepository
 from shared.storage.queues import InMemoryWorkQueue, WorkMessage
 from shared.storage.tenant_directory import TenantDirectory
-from shared.work.kinds import KindWorker, Outcome, WorkFailed, WorkKind, owe
+from shared.work.kinds import Handler, KindWorker, Outcome, WorkFailed, WorkKind, owe
 from shared.work.policy import RetryPolicy
 from tests.builders import T0, a_booking, a_tenant
 
@@ -63,8 +63,8 @@ class Toy:
         return lambda b: replace(b, internal_notes=f"toy done after {self.calls} calls")
 
 
-def kit(bookings, toy: Toy, policy: RetryPolicy = ROUNDS_ONLY):
-    clock = Clock()
+def kit(bookings, handler: Handler, policy: RetryPolicy = ROUNDS_ONLY, clock: Clock | None = None):
+    clock = clock or Clock()
     queue = InMemoryWorkQueue()
     worker = KindWorker(
         bookings,
@@ -74,7 +74,7 @@ def kit(bookings, toy: Toy, policy: RetryPolicy = ROUNDS_ONLY):
         sleep=clock.sleep,
         rnd=lambda: 0.5,  # no jitter: the delays are the schedule's own
     )
-    worker.register(WorkKind(TOY, queue, toy))
+    worker.register(WorkKind(TOY, queue, handler))
     return worker, queue, clock
 
 
@@ -228,9 +228,89 @@ def test_work_another_worker_holds_is_left_to_it(bookings):
     assert deliver(worker, queue, clock) == [Outcome.DONE]
 
 
-def test_a_kind_must_be_a_key_part_and_not_the_kits_own():
-    queue = InMemoryWorkQueue()
-    with pytest.raises(ValueError, match="work kind"):
-        WorkKind("to|y", queue, Toy())
-    with pytest.raises(ValueError, match="the kit's own"):
-        WorkKind("meeting", queue, Toy())
+def test_a_handler_that_crashes_is_counted_as_a_failed_round_and_stops_after_its_rounds(
+    bookings, caplog
+):
+    # GIVEN a handler with a bug: it raises something that is not WorkFailed, every time
+    def crashes(booking: Booking):
+        raise KeyError("a bug")
+
+    worker, queue, clock = kit(bookings, crashes)
+    booking = owing_toy_work(bookings, worker)
+
+    # WHEN its messages are delivered
+    outcomes = deliver(worker, queue, clock)
+
+    # THEN it went the way of any failure: two rounds, then poisoned, never looping
+    assert outcomes == [Outcome.RETRYING, Outcome.RETRYING, Outcome.STOPPED]
+    (poisoned,) = queue.poisoned
+    assert (poisoned.error_code, poisoned.reason) == ("handler_error", "retries_exhausted")
+    assert not toy_state(bookings, booking.booking_id).owed
+
+
+def test_a_retry_after_beyond_what_a_queue_can_wait_is_cut_to_seven_days(bookings):
+    # GIVEN a handler asking to be retried in a very long time
+    def later(booking: Booking):
+        raise WorkFailed("come back much later", "toy_later", retryable=True, retry_after=1e12)
+
+    worker, queue, _ = kit(bookings, later)
+    owing_toy_work(bookings, worker)
+    _, message = queue.messages.pop(0)
+
+    # WHEN it fails, THEN its next round is in seven days (the longest a message can wait)
+    assert worker.handle(TOY, message) is Outcome.RETRYING
+    assert [delay for delay, _ in queue.messages] == [7 * 24 * 3600.0]
+
+
+def test_work_taken_over_while_its_handler_ran_is_not_recorded_by_the_first_worker(bookings):
+    # GIVEN a handler during which the lease lapses and another worker takes the work over
+    clock = Clock()
+
+    def slow(booking: Booking):
+        state = state_of(booking.work, TOY)
+        assert state is not None
+        taken = replace(state, lease=Lease("another-worker", clock() + timedelta(minutes=5)))
+        bookings.update(replace(booking, work=(taken,)))
+        return lambda b: replace(b, internal_notes="from the first worker")
+
+    worker, queue, clock = kit(bookings, slow, clock=clock)
+    booking = owing_toy_work(bookings, worker)
+    _, message = queue.messages.pop(0)
+
+    # WHEN the first worker finishes
+    outcome = worker.handle(TOY, message)
+
+    # THEN it records nothing over the new holder's lease and says the work is someone else's
+    assert outcome is Outcome.BUSY
+    after = bookings.get("tenant-a", booking.booking_id)
+    assert after.internal_notes != "from the first worker"
+    assert toy_state(bookings, booking.booking_id).lease.token == "another-worker"
+
+
+@pytest.mark.parametrize("name", ["to|y", "Toy", "", "t" * 41, "tö", "meeting", "mail"])
+def test_a_kind_is_short_lower_case_ascii_and_not_the_kits_own(name):
+    with pytest.raises(ValueError, match=r"work kind|the kit's own"):
+        WorkKind(name, InMemoryWorkQueue(), Toy())
+    with pytest.raises(ValueError, match=r"work kind|the kit's own"):
+        owe(a_booking(), name)
+
+
+def test_one_unreadable_booking_does_not_stop_the_sweep_of_the_others(tables):
+    # GIVEN two bookings owing toy work, one of whose rows was corrupted
+    bookings = TableBookingRepository(tables)
+    toy = Toy()
+    worker, queue, _ = kit(bookings, toy)
+    broken = owing_toy_work(bookings, worker)
+    healthy = owing_toy_work(bookings, worker)
+    queue.messages.clear()
+    table = tables.table("bookings")
+    row = table.get_entity("tenant-a", f"b|{broken.booking_id}")
+    row["Work"] = '[{"kind": "toy", "owed": "false", "rounds": 0}]'
+    table.update_entity(row)
+
+    # WHEN the timer sweeps
+    (report,) = worker.sweep()
+
+    # THEN the healthy booking's work is done
+    assert (report.marked, report.done) == (1, 1)
+    assert not toy_state(bookings, healthy.booking_id).owed
