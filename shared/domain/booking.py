@@ -225,10 +225,14 @@ def _closed(booking: Booking, status: BookingStatus, now: datetime, reason: str 
 
 
 def reschedule(booking: Booking, *, start: datetime, end: datetime, now: datetime) -> Booking:
-    """New times for a pending or confirmed booking; the status stays, the meeting follows."""
+    """New times for a pending or confirmed booking; the status stays, the meeting follows.
+    The times it has already change nothing: the booking itself is returned (nothing is saved,
+    no meeting update, no mail)."""
     _require(booking, _OPEN, "reschedule")
     if end <= start:
         raise ValueError("endDateTime must be after startDateTime")
+    if (start, end) == (booking.start, booking.end):
+        return booking
     meeting = booking.meeting
     if meeting.wanted:
         meeting = _asked(replace(meeting, verified_at=None), now)

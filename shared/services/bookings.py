@@ -391,6 +391,8 @@ def _notifying(
 
     def changed(booking: Booking) -> Booking:
         after = transition(booking)
+        if after is booking:
+            return booking  # a change to what it already is: nothing to tell anyone
         return notices.requested(after, kind, now=deps.clock()) if only_if(after) else after
 
     return changed
