@@ -30,7 +30,7 @@ from shared.domain.notices import Notice
 from shared.domain.tenant import Tenant
 from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail
-from shared.mail.rendering import MailRenderer, Recipient, recipients
+from shared.mail.rendering import MailRenderer, Recipient, recipients_of
 from shared.mail.transports import (
     MailError,
     MailRecipientRefusedError,
@@ -274,7 +274,7 @@ class MailWorker:
         organizer = Organizer(tenant.organizer_upn or sender.address, tenant.display_name)
         sent = already_sent = 0
         refused: Failed | None = None
-        for person in recipients(booking):
+        for person in recipients_of(booking, notice):
             outcome = self._deliver_to(booking, notice, person, sender, organizer)
             if outcome is _Sent.NOW:
                 sent += 1
