@@ -13,6 +13,9 @@ It serves, over TLS, what this service uses of the real ones:
     GET | PATCH | DELETE /v1.0/users/{organizerId}/onlineMeetings/{meetingId}
     POST /v1.0/users/{id or upn}/sendMail
 
+`users/{key}` may also be written `users('{key}')` (quotes inside doubled), the form Graph asks
+for when a UPN starts with `$`; `users/$...` is refused with 400, as Graph refuses it.
+
 Meetings live in memory. Every call is counted, and faults can be injected for a share of the
 calls or for a named operation: an HTTP status (429 with Retry-After, 503, 403 "No application
 access policy found", 404, ...), added latency, or a hang that outlasts the client's timeout.
@@ -609,6 +612,20 @@ class GraphEmulator:
             return "token", lambda h, b, q: self._token(parts[0], b, base_url or self.base_url)
         if parts == ["msi", "token"] and method == "GET":
             return "identity", lambda h, b, q: self._identity_token(h, q, base_url or self.base_url)
+        if parts[:1] == ["v1.0"] and len(parts) >= 2 and parts[1].startswith("users("):
+            # The key form `users('{id or upn}')`, which Graph asks for when a UPN starts with `$`.
+            key = _odata_string(parts[1][len("users(") :].removesuffix(")"))
+            if key is None or not parts[1].endswith(")"):
+                return "unknown", unknown
+            parts = ["v1.0", "users", key, *parts[2:]]
+        elif parts[:2] == ["v1.0", "users"] and len(parts) >= 3 and parts[2].startswith("$"):
+            # As Graph does: OData reserves a leading `$` for system query options.
+            def dollar_key(*_: Any) -> _Reply:
+                raise _graph_error(
+                    400, "BadRequest", f"Write a key that starts with '$' as users('{parts[2]}')"
+                )
+
+            return "unknown", dollar_key
         if parts[:2] != ["v1.0", "users"] or len(parts) < 3:
             return "unknown", unknown
         user_ref, rest = parts[2], parts[3:]
@@ -1006,6 +1023,16 @@ class GraphEmulator:
             return _Reply(400, {"error": str(exc)})
         with self._lock:
             return _Reply(200, meeting.resource(True))
+
+
+def _odata_string(literal: str) -> str | None:
+    """The value of an OData string literal (`'it''s'` is `it's`), or None if it is not one."""
+    if len(literal) < 2 or literal[0] != "'" or literal[-1] != "'":
+        return None
+    inner = literal[1:-1]
+    if "'" in inner.replace("''", ""):
+        return None
+    return inner.replace("''", "'") or None
 
 
 def _aware(moment: datetime) -> datetime:

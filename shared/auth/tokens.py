@@ -30,8 +30,13 @@ ALLOWED_ALGORITHMS = frozenset(
 )
 _LEEWAY_SECONDS = 60
 _MIN_REFRESH_SECONDS = 60.0
-# Real ID tokens are 1-2 KiB; anything far larger is refused before it is parsed.
-MAX_TOKEN_CHARS = 8192
+# Most tokens are 1-2 KiB, but Entra ID puts up to 200 group ids in a JWT before it sends a
+# groups overage claim instead ("Configure group claims for applications by using Microsoft
+# Entra ID", learn.microsoft.com/azure/active-directory/hybrid/how-to-connect-fed-group-claims);
+# such an access token measures about 12 KB (tests/unit/test_large_tokens.py). 16 KiB leaves
+# over 4 KiB to spare and stays well under Kestrel's default 32 KiB for all request headers.
+# Anything larger is refused before it is parsed.
+MAX_TOKEN_CHARS = 16 * 1024
 # The key type (and curve) each algorithm family needs: a token may not pick an algorithm that
 # does not fit the key its kid names.
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}

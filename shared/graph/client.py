@@ -99,7 +99,7 @@ class GraphMeetingsClient:
         """`GET /users/{upn or id}`: resolves an organizer UPN to its object id."""
         _, body = self._call(
             "GET",
-            f"/users/{_segment(user)}",
+            _user_path(user),
             profile,
             ctx,
             params={"$select": "id,displayName,userPrincipalName,mail"},
@@ -133,7 +133,7 @@ class GraphMeetingsClient:
         """
         status, body = self._call(
             "POST",
-            f"/users/{_segment(organizer_id)}/onlineMeetings/createOrGet",
+            f"{_user_path(organizer_id)}/onlineMeetings/createOrGet",
             profile,
             ctx,
             json=create_or_get_body(request),
@@ -231,7 +231,7 @@ class GraphMeetingsClient:
         """`POST /users/{sender}/sendMail` (202); `message` is Graph's message resource."""
         self._call(
             "POST",
-            f"/users/{_segment(sender)}/sendMail",
+            f"{_user_path(sender)}/sendMail",
             profile,
             ctx,
             json={"message": message, "saveToSentItems": True},
@@ -334,8 +334,21 @@ def _segment(value: str) -> str:
     return quote(value, safe="@")
 
 
+def _user_path(user: str) -> str:
+    """`/users/{id or upn}`, or `/users('{upn}')` for a UPN that starts with `$`.
+
+    Graph refuses `/users/$x@y.com` with 400, since OData reserves a leading `$` for system
+    query options; its "Get user" reference (learn.microsoft.com/graph/api/user-get, tip
+    under "HTTP request") says to drop the slash and quote the key: `/users('$x@y.com')`.
+    Inside the OData string literal a single quote is doubled.
+    """
+    if not user.startswith("$"):
+        return f"/users/{_segment(user)}"
+    return "/users('" + quote(user.replace("'", "''"), safe="@$'") + "')"
+
+
 def _meeting_path(organizer_id: str, meeting_id: str) -> str:
-    return f"/users/{_segment(organizer_id)}/onlineMeetings/{_segment(meeting_id)}"
+    return f"{_user_path(organizer_id)}/onlineMeetings/{_segment(meeting_id)}"
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

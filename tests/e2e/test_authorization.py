@@ -4,11 +4,13 @@ and a refused call changes nothing."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import jwt
 import pytest
 
 from localdev.graph_emulator import POLICY_MISSING_MESSAGE, Fault
+from shared.auth.tokens import MAX_TOKEN_CHARS
 from tests.e2e.conftest import Caller, booking_body, caller, future_slot
 
 pytestmark = pytest.mark.e2e
@@ -347,3 +349,42 @@ def test_settings_refusals_name_the_admin_role(callers):
 
     assert refused.status_code == 403
     assert "Only admins" in refused.json()["error"]
+
+
+# -- large tokens: Entra ID sends up to 200 groups in a JWT ----------------------------------------
+
+
+def test_a_token_with_entras_200_groups_is_accepted_over_http(callers):
+    # GIVEN staff whose token carries 200 group ids (Entra's maximum in a JWT, ~12 KB)
+    groups = [str(uuid.uuid4()) for _ in range(200)]
+    staff = caller(callers["admin"].stack, "staff-200", "staff", groups=groups)
+    assert len(staff.token or "") > 10_000
+
+    # WHEN it books and approves THEN the host and the app take the token as any other
+    created = staff.call("POST", "/v1/bookings", booking_body())
+    assert created.status_code == 201, created.text
+    approved = staff.call("POST", f"/v1/bookings/{created.json()['id']}/approve", {})
+    assert approved.status_code == 200, approved.text
+
+
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [
+        (MAX_TOKEN_CHARS + 1, 401),  # the app refuses it, unread
+        (1_000_000, 431),  # the HTTP server refuses the header before the app sees it
+    ],
+    ids=["just over the bound", "a megabyte"],
+)
+def test_a_token_over_the_bound_is_refused_and_changes_nothing(callers, size, status):
+    booking_id = booking_in("pending", callers)
+    before = as_saved(callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json())
+    oversized = Caller(callers["admin"].stack, "eyJhbGciOiJFUzI1NiJ9." + "A" * (size - 25) + ".sig")
+
+    refused = oversized.call("POST", f"/v1/bookings/{booking_id}/approve", {})
+
+    assert refused.status_code == status
+    if status == 401:
+        assert refused.json() == {"error": "the bearer token is too large", "code": "invalid_token"}
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    after = as_saved(callers["admin"].call("GET", f"/v1/bookings/{booking_id}").json())
+    assert after == before, "a refused call changed the booking"

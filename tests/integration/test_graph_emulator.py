@@ -171,6 +171,28 @@ def test_the_organizer_upn_resolves_to_its_object_id(organizer, client):
         client.get_user(PROFILE, "nobody@a.example", CTX)
 
 
+def test_an_organizer_whose_upn_starts_with_a_dollar_is_served_end_to_end(emulator, client):
+    # GIVEN an organizer whose UPN starts with `$` (Graph wants it as users('$...'))
+    upn = "$tutor@a.example"
+    organizer = emulator.add_user(DIRECTORY, upn, "Tutor")
+
+    # WHEN it is looked up, gets a meeting (createOrGet, then the options PATCH) and sends mail
+    assert client.get_user(PROFILE, upn, CTX).id == organizer.id
+    meeting = client.create_or_get_meeting(PROFILE, upn, request(), MeetingOptions(), CTX)
+    client.send_mail(PROFILE, upn, {"subject": "Your lesson"}, CTX)
+
+    # THEN each call reached the organizer, over TLS, as Graph would answer it
+    assert meeting.created is True
+    assert meeting.options_applied is True
+    assert [m.id for m in emulator.live_meetings()] == [meeting.id]
+    assert emulator.live_meetings()[0].organizer_id == organizer.id
+    assert emulator.statuses["getUser:200"] == 1
+    assert emulator.statuses["createOrGet:201"] == 1
+    assert emulator.statuses["patchMeeting:200"] == 1
+    assert emulator.statuses["sendMail:202"] == 1
+    assert [m["from"] for m in emulator.mail] == [upn]
+
+
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
