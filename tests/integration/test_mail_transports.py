@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from localdev.mailbox import invite_parts
 from localdev.stack import free_port
 from localdev.tls import LocalTls
 from shared.domain.booking import BookingStatus, MeetingState
@@ -79,9 +80,11 @@ def approval_mail() -> OutgoingMail:
 
 
 def calendar_part(message: Any) -> bytes:
-    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    parts: tuple[Any, Any] = invite_parts(message)
+    part, attachment = parts
     assert part.get_param("method") == "REQUEST"
     payload: bytes = part.get_payload(decode=True)
+    assert attachment.get_payload(decode=True) == payload
     return payload
 
 
