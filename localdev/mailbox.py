@@ -75,7 +75,7 @@ def _summary(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default=".local/mail", type=Path)
-    parser.add_argument("--show", help="print this file's plain-text part")
+    parser.add_argument("--show", help="print this file's MIME tree and plain-text part")
     parser.add_argument("--ics", action="store_true", help="with --show: print its invite too")
     args = parser.parse_args()
     if args.show:
