@@ -955,13 +955,80 @@ class GraphEmulator:
         return _Reply(204)
 
     def _send_mail(self, headers: Any, ref: str, body: bytes) -> _Reply:
+        """JSON (a message resource) or, with `Content-Type: text/plain`, MIME form: the body
+        is the base64 of the message's bytes. A MIME mail is kept as Graph would show it (the
+        message resource) and as it came (`mime`: the body as received, base64)."""
         sender = self._find_user(self._caller(headers), ref)
-        data = self._json(body)
+        content_type = str(headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type == "text/plain":
+            data = {
+                "message": self._mime_message(body),
+                "saveToSentItems": True,
+                "mime": body.decode("ascii"),
+            }
+        else:
+            data = self._json(body)
         if not isinstance(data.get("message"), dict):
             raise _graph_error(400, "ErrorInvalidRequest", "message is required")
         with self._lock:
             self.mail.append({"from": sender.user_principal_name, **data})
         return _Reply(202)
+
+    @staticmethod
+    def _mime_message(body: bytes) -> dict[str, Any]:
+        """The message resource of a MIME-form sendMail body, or Graph's 400 for one that is
+        not base64 or not a message with recipients."""
+        import binascii
+        import email
+        import email.policy
+        from email.message import EmailMessage
+
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise _graph_error(
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            ) from None
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        to = parsed["To"]
+        if not isinstance(parsed, EmailMessage) or to is None or not to.addresses:
+            raise _graph_error(400, "ErrorMimeContentInvalid", "The MIME content is invalid.")
+
+        def address(a: Any) -> dict[str, Any]:
+            entry = {"address": a.addr_spec}
+            return {"emailAddress": entry | ({"name": a.display_name} if a.display_name else {})}
+
+        message: dict[str, Any] = {
+            "subject": str(parsed["Subject"] or ""),
+            "toRecipients": [address(a) for a in to.addresses],
+            "attachments": [
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": part.get_filename(),
+                    "contentType": part.get_content_type(),
+                    "contentBytes": base64.b64encode(bytes(part.get_payload(decode=True))).decode(),
+                }
+                for part in parsed.iter_attachments()
+            ],
+        }
+        if parsed["From"] is not None and parsed["From"].addresses:
+            message["from"] = address(parsed["From"].addresses[0])
+        html = parsed.get_body(preferencelist=("html",))
+        text = parsed.get_body(preferencelist=("plain",))
+        if html is not None:
+            message["body"] = {"contentType": "HTML", "content": html.get_content()}
+        elif text is not None:
+            message["body"] = {"contentType": "Text", "content": text.get_content()}
+        # A text/calendar part makes Exchange send a meeting message, not a plain one.
+        for part in parsed.walk():
+            if part.get_content_type() == "text/calendar" and not part.is_attachment():
+                kind = {"REQUEST": "meetingRequest", "CANCEL": "meetingCancelled"}
+                message["meetingMessageType"] = kind.get(
+                    str(part.get_param("method") or "").upper(), "none"
+                )
+        return message
 
     # control
 

@@ -1,5 +1,6 @@
 """Read the folder transport's `.eml` files: one line per e-mail (when, to, subject, and its
-invite's METHOD, SEQUENCE and UID), or one e-mail in full with `--show NAME`.
+invite's METHOD, SEQUENCE and UID), or one e-mail with `--show NAME` (its MIME tree, then its
+plain-text part).
 
     .venv/bin/python -m localdev.mailbox [.local/mail] [--show FILE] [--ics]
 """
@@ -20,12 +21,42 @@ def _read(path: Path) -> EmailMessage:
     return message
 
 
+def invite_parts(message: EmailMessage) -> tuple[EmailMessage | None, EmailMessage | None]:
+    """The invite twice: the `text/calendar; method=…` alternative (what mail clients show as
+    an invitation) and the `invite.ics` attachment."""
+    alternative = attachment = None
+    for part in message.walk():
+        assert isinstance(part, EmailMessage)
+        if part.is_attachment() and part.get_filename() == "invite.ics":
+            attachment = part
+        elif part.get_content_type() == "text/calendar" and not part.is_attachment():
+            alternative = part
+    return alternative, attachment
+
+
 def _invite(message: EmailMessage) -> bytes | None:
-    for part in message.iter_attachments():
-        if part.get_content_type() == "text/calendar":
+    for part in invite_parts(message):
+        if part is not None:
             payload: Any = part.get_payload(decode=True)
             return bytes(payload)
     return None
+
+
+def mime_tree(part: EmailMessage, depth: int = 0) -> list[str]:
+    """One line per MIME part, indented by depth: its Content-Type, and how it is placed."""
+    line = "  " * depth + str(part.get("Content-Type", part.get_content_type())).split(";")[0]
+    given = part.get_params(header="content-type") or []
+    params = [f"{k}={v}" for k, v in given[1:] if k != "boundary"]
+    if params:
+        line += "; " + "; ".join(params)
+    if part.get_content_disposition() is not None:
+        line += f" [{part.get_content_disposition()}: {part.get_filename()}]"
+    lines = [line]
+    if part.is_multipart():
+        for child in part.iter_parts():
+            assert isinstance(child, EmailMessage)
+            lines += mime_tree(child, depth + 1)
+    return lines
 
 
 def _summary(path: Path) -> str:
@@ -44,12 +75,13 @@ def _summary(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default=".local/mail", type=Path)
-    parser.add_argument("--show", help="print this file's plain-text part")
+    parser.add_argument("--show", help="print this file's MIME tree and plain-text part")
     parser.add_argument("--ics", action="store_true", help="with --show: print its invite too")
     args = parser.parse_args()
     if args.show:
         message = _read(args.folder / args.show)
         print(f"From: {message['From']}\nTo: {message['To']}\nSubject: {message['Subject']}\n")
+        print("\n".join(mime_tree(message)) + "\n")
         body = message.get_body(preferencelist=("plain",))
         print(body.get_content() if body is not None else "(no text part)")
         invite = _invite(message)

@@ -7,6 +7,7 @@ whether a user is waiting. Every call logs one structured line (SPEC §9) and ra
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from contextlib import AbstractContextManager
@@ -237,6 +238,20 @@ class GraphMeetingsClient:
             json={"message": message, "saveToSentItems": True},
         )
 
+    def send_mime_mail(
+        self, profile: MicrosoftProfile, sender: str, mime: bytes, ctx: CallContext
+    ) -> None:
+        """`POST /users/{sender}/sendMail` in MIME form (202): the body is the base64 of the
+        message's bytes with `Content-Type: text/plain`, as Graph documents; it goes to Sent
+        Items as well."""
+        self._call(
+            "POST",
+            f"/users/{_segment(sender)}/sendMail",
+            profile,
+            ctx,
+            content=base64.b64encode(mime),
+        )
+
     def deadline(self, seconds: float | None) -> AbstractContextManager[None]:
         """Every call (sign-in included) the current thread makes ends within `seconds`."""
         return deadline(seconds)
@@ -251,6 +266,7 @@ class GraphMeetingsClient:
         ctx: CallContext,
         *,
         json: dict[str, Any] | None = None,
+        content: bytes | None = None,
         params: dict[str, str] | None = None,
         options: MeetingOptions | None = None,
     ) -> tuple[int, dict[str, Any]]:
@@ -264,11 +280,14 @@ class GraphMeetingsClient:
             headers = {"Authorization": f"Bearer {self._tokens.token(profile)}"}
             if options is not None and options.lobby_bypass_scope in EVOLVED_LOBBY_SCOPES:
                 headers["Prefer"] = "include-unknown-enum-members"
+            if content is not None:
+                headers["Content-Type"] = "text/plain"
             try:
                 response = self._http.request(
                     method,
                     self._base_url + path,
                     json=json,
+                    data=content,
                     params=params,
                     headers=headers,
                     timeout=timeout,

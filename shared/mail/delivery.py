@@ -271,7 +271,8 @@ class MailWorker:
         that stops one recipient stops the notice there."""
         tenant = self._tenants.get(booking.tenant_id)
         sender = self._sender_of(tenant)
-        organizer = Organizer(tenant.organizer_upn or sender.address, tenant.display_name)
+        # The invite's ORGANIZER is the mail's From (RFC 6047 §3: clients check they match).
+        organizer = Organizer(sender.address, tenant.display_name)
         sent = already_sent = 0
         refused: Failed | None = None
         for person in recipients_of(booking, notice):

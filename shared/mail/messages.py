@@ -1,9 +1,9 @@
-"""One e-mail to one recipient, and its two wire forms: a MIME message (SMTP, `.eml` files) and
-Graph's message resource (sendMail with the invite as a `fileAttachment`)."""
+"""One e-mail to one recipient and its one wire form: a MIME message, the same bytes over Graph
+sendMail (MIME form), SMTP and `.eml` files. The invite is iMIP (RFC 6047): a `text/calendar;
+method=…` alternative beside the text and HTML, and the same bytes attached as `invite.ics`."""
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import hashlib
 from dataclasses import dataclass
@@ -13,12 +13,15 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
-from typing import Any
 
 from shared.errors import AppError
 from shared.mail.rendering import MAX_NAME_CHARS, one_line
 
 INVITE_FILENAME = "invite.ics"
+# The attachment is `application/ics`, not a second `text/calendar; method=…` part: a client then
+# finds one scheduling message (the alternative) and the file is only a file, as Google Calendar
+# sends it; a second text/calendar part is shown twice, or as "not supported calendar message".
+INVITE_ATTACHMENT_TYPE = "application/ics"
 
 
 class BadAddressError(AppError, ValueError):
@@ -57,10 +60,6 @@ class OutgoingMail:
         digest = hashlib.sha256(self.key.encode()).hexdigest()[:32]
         return f"<{digest}@meetings-service>"
 
-    @property
-    def invite_content_type(self) -> str:
-        return f"text/calendar; method={self.method}; charset=utf-8"
-
 
 def _address(addr: str, name: str | None) -> Address:
     try:
@@ -86,7 +85,8 @@ def mime_bytes(mail: OutgoingMail) -> bytes:
 
 
 def to_mime(mail: OutgoingMail) -> EmailMessage:
-    """multipart/mixed: the text and HTML alternatives, then the invite (text/calendar)."""
+    """multipart/mixed: a multipart/alternative (text/plain, text/html, then the invite as
+    `text/calendar; method=…; charset=utf-8`), then the same invite bytes as `invite.ics`."""
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = _address(mail.sender, mail.sender_name)
     message["To"] = _address(mail.to, mail.to_name)
@@ -95,32 +95,20 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message["Message-ID"] = mail.message_id
     message.set_content(mail.text, subtype="plain", charset="utf-8")
     message.add_alternative(mail.html, subtype="html", charset="utf-8")
-    message.add_attachment(
+    message.add_alternative(
         mail.invite,
         maintype="text",
         subtype="calendar",
-        filename=INVITE_FILENAME,
         params={"method": mail.method, "charset": "utf-8"},
     )
+    maintype, subtype = INVITE_ATTACHMENT_TYPE.split("/")
+    message.add_attachment(
+        mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
+    )
+    # Boundaries from the Message-ID, so one mail is one sequence of bytes whoever writes it. A
+    # boundary with "=_" cannot occur in base64 or quoted-printable text (where "=" is "=3D").
+    token = mail.message_id[1:33]
+    message.set_boundary(f"=_mixed_{token}")
+    (alternative, _) = message.iter_parts()
+    alternative.set_boundary(f"=_alt_{token}")
     return message
-
-
-def to_graph_message(mail: OutgoingMail) -> dict[str, Any]:
-    """Graph's message resource for `POST /users/{sender}/sendMail`."""
-    _address(mail.to, mail.to_name)  # the same check as for MIME
-    recipient: dict[str, Any] = {"address": mail.to}
-    if mail.to_name:
-        recipient["name"] = one_line(mail.to_name, MAX_NAME_CHARS)
-    return {
-        "subject": one_line(mail.subject),
-        "body": {"contentType": "HTML", "content": mail.html},
-        "toRecipients": [{"emailAddress": recipient}],
-        "attachments": [
-            {
-                "@odata.type": "#microsoft.graph.fileAttachment",
-                "name": INVITE_FILENAME,
-                "contentType": mail.invite_content_type,
-                "contentBytes": base64.b64encode(mail.invite).decode("ascii"),
-            }
-        ],
-    }

@@ -18,12 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from shared.errors import AppError
 from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
-from shared.mail.messages import (
-    BadAddressError,
-    OutgoingMail,
-    mime_bytes,
-    to_graph_message,
-)
+from shared.mail.messages import BadAddressError, OutgoingMail, mime_bytes
 from shared.observability import log_event
 
 if TYPE_CHECKING:
@@ -76,7 +71,8 @@ class MailTransport(Protocol):
 
 
 class GraphMailTransport:
-    """`POST /users/{sender}/sendMail` with the invite as a fileAttachment. The app needs the
+    """`POST /users/{sender}/sendMail` in MIME form: the message's own bytes, so Exchange sees
+    the iMIP invitation the other transports send. The app needs the
     `Mail.Send` application permission, restricted to the sending mailbox by an Exchange
     application access policy (docs/integrations/teams-meetings-setup.md)."""
 
@@ -91,12 +87,12 @@ class GraphMailTransport:
                 "the tenant has no Microsoft profile to send mail with", "not_configured"
             )
         try:
-            message = to_graph_message(mail)
+            data = mime_bytes(mail)
         except BadAddressError as exc:
             raise MailRecipientRefusedError(str(exc), "bad_address") from exc
         ctx = CallContext(tenant_id=sender.tenant_id, operation="email", booking_id=booking_id)
         try:
-            self._graph.send_mail(sender.profile, sender.address, message, ctx)
+            self._graph.send_mime_mail(sender.profile, sender.address, data, ctx)
         except GraphThrottledError as exc:
             raise MailTransientError(str(exc), exc.code, exc.retry_after) from exc
         except GraphForbiddenError as exc:

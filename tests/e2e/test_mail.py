@@ -13,6 +13,7 @@ import icalendar
 import pytest
 import vobject
 
+from localdev.mailbox import invite_parts
 from tests.e2e.conftest import booking_body, caller, future_slot, settle
 
 pytestmark = pytest.mark.e2e
@@ -31,8 +32,10 @@ def mails_for(stack, booking_id: str) -> list[Any]:
 
 
 def invite(message: Any) -> Any:
-    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
-    return part.get_payload(decode=True)
+    parts: tuple[Any, Any] = invite_parts(message)
+    alternative, attachment = parts
+    assert alternative.get_payload(decode=True) == attachment.get_payload(decode=True)
+    return attachment.get_payload(decode=True)
 
 
 def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff):

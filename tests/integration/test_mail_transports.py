@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from localdev.mailbox import invite_parts
 from localdev.stack import free_port
 from localdev.tls import LocalTls
 from shared.domain.booking import BookingStatus, MeetingState
@@ -28,7 +29,7 @@ from shared.graph.client import GraphMeetingsClient
 from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
 from shared.mail.ics import Organizer, invite
-from shared.mail.messages import OutgoingMail
+from shared.mail.messages import OutgoingMail, mime_bytes
 from shared.mail.rendering import MailRenderer, recipients
 from shared.mail.transports import (
     FolderMailTransport,
@@ -40,6 +41,7 @@ from shared.mail.transports import (
     SmtpSettings,
 )
 from tests.builders import a_booking
+from tests.imip import read_imip
 from tests.integration.conftest import CLIENT_ID, DIRECTORY, ORGANIZER
 
 pytestmark = pytest.mark.integration
@@ -79,9 +81,11 @@ def approval_mail() -> OutgoingMail:
 
 
 def calendar_part(message: Any) -> bytes:
-    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    parts: tuple[Any, Any] = invite_parts(message)
+    part, attachment = parts
     assert part.get_param("method") == "REQUEST"
     payload: bytes = part.get_payload(decode=True)
+    assert attachment.get_payload(decode=True) == payload
     return payload
 
 
@@ -149,6 +153,22 @@ def test_smtp_sends_over_starttls_with_the_invite_attached(smtp: SmtpServer):
     assert str(event["URL"]) == JOIN
 
 
+def test_smtp_sends_the_mime_bytes_of_an_imip_invitation(smtp: SmtpServer):
+    mail = approval_mail()
+    transport = SmtpMailTransport(SmtpSettings("127.0.0.1", smtp.port), tls=smtp.client_tls)
+
+    transport.send(mail, SENDER, "b1")
+
+    (raw,) = smtp.inbox.messages
+    assert raw == mime_bytes(mail)  # the bytes Graph and the folder carry too
+    invitation = read_imip(raw)
+    assert (invitation.to, invitation.method, invitation.sequence) == (
+        "student@example.com",
+        "REQUEST",
+        0,
+    )
+
+
 def test_smtp_signs_in_with_the_configured_user_after_starttls(local_tls: LocalTls):
     seen: list[tuple[str, str, bool]] = []
 
@@ -207,10 +227,13 @@ def test_an_unreachable_smtp_server_is_a_transient_failure():
 
 def test_the_folder_transport_writes_eml_files_the_email_parser_reads_back(tmp_path: Path):
     transport = FolderMailTransport(tmp_path / "mail")
+    mail = approval_mail()
 
-    transport.send(approval_mail(), SENDER, "b1")
+    transport.send(mail, SENDER, "b1")
 
     (path,) = (tmp_path / "mail").glob("*.eml")
+    assert path.read_bytes() == mime_bytes(mail)  # the bytes Graph and SMTP carry too
+    assert read_imip(path.read_bytes()).method == "REQUEST"
     assert list((tmp_path / "mail").glob(".*")) == []  # no partial file left behind
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert message["From"].addresses[0].addr_spec == ORGANIZER
@@ -257,13 +280,17 @@ def test_graph_sendmail_posts_the_message_with_its_invite_to_the_emulator(emulat
     (sent,) = emulator.mail
     assert sent["from"] == ORGANIZER
     assert sent["saveToSentItems"] is True
+    # the MIME form: the body is the base64 of the very bytes SMTP and the folder write
+    assert base64.b64decode(sent["mime"]) == mime_bytes(mail)
+    assert read_imip(base64.b64decode(sent["mime"])).method == "REQUEST"
     message = sent["message"]
     assert message["toRecipients"] == [
         {"emailAddress": {"address": "student@example.com", "name": "Sam Student"}}
     ]
     assert f'href="{JOIN}"' in message["body"]["content"]
+    assert message["meetingMessageType"] == "meetingRequest"
     (attachment,) = message["attachments"]
-    assert attachment["contentType"] == "text/calendar; method=REQUEST; charset=utf-8"
+    assert attachment["contentType"] == "application/ics"
     assert base64.b64decode(attachment["contentBytes"]) == mail.invite
 
 

@@ -18,6 +18,7 @@ import icalendar
 import vobject
 
 from localdev.graph_emulator import Fault
+from localdev.mailbox import invite_parts
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import MAIL_WORK, BookingStatus, MeetingStatus
 from shared.domain.notices import MailStatus, Notice, NoticeKind
@@ -58,9 +59,12 @@ def cancel(mw: MailWorld, booking_id: str, reason: str | None = "Tutor unwell") 
 
 
 def invite_of(message):
-    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
-    assert part.get_filename() == "invite.ics"
-    return part.get_payload(decode=True)
+    alternative, attachment = invite_parts(message)
+    assert attachment is not None
+    assert attachment.get_filename() == "invite.ics"
+    assert alternative is not None
+    assert alternative.get_payload(decode=True) == attachment.get_payload(decode=True)
+    return attachment.get_payload(decode=True)
 
 
 def text_of(message):
@@ -396,7 +400,7 @@ def test_the_timer_leaves_a_waiting_mail_for_later_without_queueing_more():
         assert not mw.world.emulator.mail
 
 
-def test_graph_sendmail_carries_the_invite_as_a_base64_file_attachment():
+def test_graph_sendmail_carries_the_invite_as_a_meeting_request_with_the_file_attached():
     with mail_world() as mw:
         booking_id = a_pending_booking(mw)
         approve(mw, booking_id)
@@ -410,10 +414,11 @@ def test_graph_sendmail_carries_the_invite_as_a_base64_file_attachment():
         assert to_student["from"] == "organizer@a.example"
         message = to_student["message"]
         assert message["body"]["contentType"] == "HTML"
+        assert message["meetingMessageType"] == "meetingRequest"
         (attachment,) = message["attachments"]
         assert attachment["@odata.type"] == "#microsoft.graph.fileAttachment"
         assert attachment["name"] == "invite.ics"
-        assert attachment["contentType"] == "text/calendar; method=REQUEST; charset=utf-8"
+        assert attachment["contentType"] == "application/ics"
         calendar: Any = icalendar.Calendar.from_ical(base64.b64decode(attachment["contentBytes"]))
         assert str(calendar["METHOD"]) == "REQUEST"
         assert (
