@@ -5,10 +5,51 @@ from __future__ import annotations
 import email
 import email.policy
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import icalendar
+
+from shared.domain.booking import BookingStatus, MeetingState
+from shared.domain.notices import Notice, NoticeKind
+from shared.mail.ics import Organizer, invite
+from shared.mail.messages import OutgoingMail
+from shared.mail.rendering import MailRenderer, recipients
+from tests.builders import a_booking
+
+NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
+JOIN = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0"
+
+
+def an_approval_mail(sender: str, key_suffix: str | None = None) -> OutgoingMail:
+    """The approval e-mail of a confirmed booking with its Teams link, from `sender`."""
+    booking = a_booking(
+        status=BookingStatus.CONFIRMED,
+        meeting=MeetingState(wanted=True, meeting_id="m1", join_url=JOIN),
+    )
+    notice = Notice(NoticeKind.APPROVED, 1, 0, NOW)
+    person = recipients(booking)[0]
+    rendered = MailRenderer().render(booking, notice, person, "Tenant A")
+    return OutgoingMail(
+        key=f"tenant-a|{booking.booking_id}|1|{key_suffix or person.email}",
+        sender=sender,
+        sender_name="Tenant A",
+        to=person.email,
+        to_name=person.name,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        invite=invite(
+            booking,
+            kind=NoticeKind.APPROVED,
+            sequence=0,
+            organizer=Organizer(sender, "Tenant A"),
+            now=NOW,
+        ),
+        method="REQUEST",
+        sent_at=NOW,
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import email.policy
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from localdev.mailbox import invite_parts
 from localdev.stack import free_port
 from localdev.tls import LocalTls
-from shared.domain.booking import BookingStatus, MeetingState
-from shared.domain.notices import Notice, NoticeKind
 from shared.domain.tenant import MicrosoftProfile
 from shared.graph.client import GraphMeetingsClient
 from shared.graph.session import TimeoutSession
 from shared.graph.tokens import MsalTokenSource
-from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail, mime_bytes
-from shared.mail.rendering import MailRenderer, recipients
 from shared.mail.transports import (
     FolderMailTransport,
     GraphMailTransport,
@@ -40,44 +35,16 @@ from shared.mail.transports import (
     SmtpMailTransport,
     SmtpSettings,
 )
-from tests.builders import a_booking
-from tests.imip import read_imip
+from tests.imip import JOIN, an_approval_mail, read_imip
 from tests.integration.conftest import CLIENT_ID, DIRECTORY, ORGANIZER
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
-JOIN = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0"
 SENDER = Sender("tenant-a", ORGANIZER, "Tenant A", MicrosoftProfile(DIRECTORY, CLIENT_ID, "S"))
 
 
 def approval_mail() -> OutgoingMail:
-    booking = a_booking(
-        status=BookingStatus.CONFIRMED,
-        meeting=MeetingState(wanted=True, meeting_id="m1", join_url=JOIN),
-    )
-    notice = Notice(NoticeKind.APPROVED, 1, 0, NOW)
-    person = recipients(booking)[0]
-    rendered = MailRenderer().render(booking, notice, person, "Tenant A")
-    return OutgoingMail(
-        key=f"tenant-a|{booking.booking_id}|1|x",
-        sender=ORGANIZER,
-        sender_name="Tenant A",
-        to=person.email,
-        to_name=person.name,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        invite=invite(
-            booking,
-            kind=NoticeKind.APPROVED,
-            sequence=0,
-            organizer=Organizer(ORGANIZER, "Tenant A"),
-            now=NOW,
-        ),
-        method="REQUEST",
-        sent_at=NOW,
-    )
+    return an_approval_mail(ORGANIZER, key_suffix="x")
 
 
 def calendar_part(message: Any) -> bytes:

@@ -10,56 +10,32 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from shared.auth.principal import Principal, Role
-from shared.domain.booking import BookingStatus, MeetingState
-from shared.domain.notices import Notice, NoticeKind
+from shared.domain.booking import BookingStatus
 from shared.domain.tenant import MicrosoftProfile
-from shared.mail.ics import Organizer, invite, uid_of
+from shared.mail.ics import uid_of
 from shared.mail.messages import OutgoingMail, mime_bytes
-from shared.mail.rendering import MailRenderer, recipients
 from shared.mail.transports import FolderMailTransport, GraphMailTransport, Sender
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from tests.builders import a_booking
 from tests.imip import Invitation, read_imip
+from tests.imip import an_approval_mail as imip_mail
 from tests.mail_world import TENANT, MailWorld, mail_world
 from tests.memory_world import CLIENT_ID, DIRECTORY
 
 STAFF = Principal("staff-1", TENANT, frozenset({Role.STAFF}))
 SENDER = "organizer@a.example"
-NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
-JOIN = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0"
 Reader = Callable[[MailWorld], list[bytes]]
 
 
 def an_approval_mail() -> OutgoingMail:
-    booking = a_booking(
-        status=BookingStatus.CONFIRMED,
-        meeting=MeetingState(wanted=True, meeting_id="m1", join_url=JOIN),
-    )
-    notice = Notice(NoticeKind.APPROVED, 1, 0, NOW)
-    person = recipients(booking)[0]
-    rendered = MailRenderer().render(booking, notice, person, "Tenant A")
-    return OutgoingMail(
-        key=f"tenant-a|{booking.booking_id}|1|{person.email}",
-        sender=SENDER,
-        sender_name="Tenant A",
-        to=person.email,
-        to_name=person.name,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        invite=invite(
-            booking, kind=NoticeKind.APPROVED, sequence=0, organizer=Organizer(SENDER), now=NOW
-        ),
-        method="REQUEST",
-        sent_at=NOW,
-    )
+    return imip_mail(SENDER)
 
 
 def a_pending_booking(mw: MailWorld) -> str:
