@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from functools import partial
 
@@ -44,15 +44,13 @@ from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
 from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
-from shared.work.policy import RetryPolicy, retried_in_process
+from shared.work.policy import DUE_SLACK, RetryPolicy, retried_in_process
 from shared.work.record import record_on_latest
 from shared.work.rounds import RetryRounds, RoundEnd
 from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.mail")
 
-_DUE_SLACK = timedelta(seconds=1)
-_RECORD_TRIES = 8
 # While a notice waits for its meeting's link, the booking is looked at again this often.
 LINK_POLL_SECONDS = 15.0
 
@@ -259,7 +257,7 @@ class MailWorker:
     def _wait_for(self, booking: Booking, notice: Notice, now: datetime) -> float | None:
         """Seconds to wait before notice can go, or None when it may go now."""
         due = notice.next_attempt_at
-        if due is not None and due - now > _DUE_SLACK:
+        if due is not None and due - now > DUE_SLACK:
             return (due - now).total_seconds()
         if not notices.due(booking, notice, now, self._config.link_wait):
             left = (notice.recorded_at + self._config.link_wait - now).total_seconds()
@@ -427,10 +425,7 @@ class MailWorker:
             self._bookings,
             booking,
             fact,
-            tries=_RECORD_TRIES,
-            exhausted=lambda b: StorageError(
-                f"booking {b.booking_id}: could not record mail progress"
-            ),
+            what="mail progress",
         )
 
 
@@ -525,12 +520,8 @@ class MailSweep:
             report.sent += done.sent
 
         self._sweep.run(send, report, time.monotonic() + self._budget)
-        log_event(logger, logging.INFO, "mail_sweep", **{k: v for k, v in vars(report).items()})
+        log_event(logger, logging.INFO, "mail_sweep", **vars(report))
         return report
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from shared.graph.errors import (
 )
 from shared.meetings.steps import MeetingSteps, StepError, StepResult, TeamsNotConfiguredError
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import ConcurrencyError, StorageError
+from shared.storage.errors import ConcurrencyError
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.record import record_on_latest
 
@@ -44,8 +44,6 @@ logger = logging.getLogger("meetings.converge")
 
 # Steps one converge call may take: a create, the update a race calls for, and a delete.
 MAX_STEPS = 6
-# Re-reads to record one answer when other writers keep winning the ETag race.
-MAX_RECORD_TRIES = 8
 # Meetings one piece of work may make anew because Teams lost them, before a person looks.
 MAX_REMADE = 3
 # Below this many seconds of budget no Graph call is started.
@@ -451,12 +449,8 @@ class Converger:
             self._bookings,
             booking,
             fact,
-            tries=MAX_RECORD_TRIES,
             audit=audit,
-            exhausted=lambda b: StorageError(
-                f"booking {b.booking_id}: could not record a meeting answer after "
-                f"{MAX_RECORD_TRIES} conflicting writes"
-            ),
+            what="a meeting answer",
         )
 
     def _failure(

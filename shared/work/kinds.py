@@ -35,15 +35,12 @@ from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
 from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
-from shared.work.policy import RetryPolicy, retried_in_process
+from shared.work.policy import DUE_SLACK, RetryPolicy, retried_in_process
 from shared.work.record import Change, record_on_latest
 from shared.work.rounds import RetryRounds, RoundEnd
 from shared.work.sweep import MarkerSweep
 
 logger = logging.getLogger("meetings.work")
-
-_RECORD_TRIES = 8
-_DUE_SLACK = timedelta(seconds=1)
 
 
 class WorkFailed(Exception):
@@ -250,7 +247,7 @@ class KindWorker:
         assert state is not None
         now = self._clock()
         due = state.next_attempt_at
-        if due is not None and due - now > _DUE_SLACK:
+        if due is not None and due - now > DUE_SLACK:
             return Outcome.NOT_DUE, (due - now).total_seconds()
         until = state.lease.until
         if state.lease.held_by_other(token, now) and until is not None:
@@ -311,9 +308,8 @@ class KindWorker:
             self._bookings,
             booking,
             change,
-            tries=_RECORD_TRIES,
             skip_unchanged=skip_unchanged,
-            exhausted=lambda b: StorageError(f"booking {b.booking_id}: could not record work"),
+            what="its work's progress",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 R = TypeVar("R")
@@ -12,6 +13,9 @@ R = TypeVar("R")
 # The longest a delayed round waits: a queue message cannot be hidden for longer (Storage's
 # longest visibility timeout), whatever Retry-After asked for.
 MAX_ROUND_SECONDS = 7 * 24 * 3600.0
+# A message that arrives this close to its round's due time takes the round (queues are not
+# exact to the second).
+DUE_SLACK = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)

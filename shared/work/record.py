@@ -13,9 +13,12 @@ from collections.abc import Callable, Sequence
 from shared.domain.audit import AuditRecord
 from shared.domain.booking import Booking
 from shared.storage.bookings import BookingRepository
-from shared.storage.errors import ConcurrencyError
+from shared.storage.errors import ConcurrencyError, StorageError
 
 Change = Callable[[Booking], Booking]
+
+# Re-reads a background writer makes to record one change while other writers keep winning.
+RECORD_TRIES = 8
 
 
 def record_on_latest(
@@ -23,14 +26,15 @@ def record_on_latest(
     booking: Booking,
     change: Change,
     *,
-    tries: int,
+    tries: int = RECORD_TRIES,
     audit: Sequence[AuditRecord] = (),
     skip_unchanged: bool = False,
-    exhausted: Callable[[Booking], Exception] | None = None,
+    what: str | None = None,
 ) -> Booking:
     """Save `change(booking)`; after a lost ETag race, `change` of the version read again, at
     most `tries` saves in all. `skip_unchanged`: a change that returns the booking itself
-    saves nothing. When every try lost, `exhausted(latest)` is raised, or without it the last
+    saves nothing. When every try lost: a background writer, which names `what` it records,
+    raises `StorageError` (its message or the timer tries again); without `what` the last
     `ConcurrencyError` propagates (a user's action answers 409 then, with nothing saved)."""
     for attempt in range(tries):
         changed = change(booking)
@@ -39,8 +43,9 @@ def record_on_latest(
         try:
             return bookings.update(changed, audit)
         except ConcurrencyError:
-            if exhausted is None and attempt == tries - 1:
+            if what is None and attempt == tries - 1:
                 raise
             booking = bookings.get(booking.tenant_id, booking.booking_id)
-    assert exhausted is not None
-    raise exhausted(booking)
+    raise StorageError(
+        f"booking {booking.booking_id}: could not record {what} after {tries} conflicting writes"
+    )
