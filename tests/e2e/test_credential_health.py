@@ -43,6 +43,12 @@ def error_lines(stack) -> list[str]:
     return [line for line in stack.host_output if '"event":"tenant_credential_unhealthy"' in line]
 
 
+def check_lines(stack) -> str:
+    """The credential checks' own lines, for a failure's message."""
+    marks = ('"operation":"credential_check"', "credential_check_run", "tenant_credential_")
+    return "\n".join(line for line in stack.host_output if any(m in line for m in marks))
+
+
 def test_a_missing_policy_is_one_alert_and_granting_it_heals_the_bookings(stack, staff, student):
     # GIVEN no access policy grants the app the organizer, and three approvals failed on it
     stack.organizer.policy_granted = False
@@ -68,12 +74,16 @@ def test_a_missing_policy_is_one_alert_and_granting_it_heals_the_bookings(stack,
     assert settings["teamsHealth"]["state"] == "unhealthy"
     assert settings["teamsHealth"]["reason"] == "policy_missing"
 
-    # WHEN the policy is granted and the timer runs again
+    # WHEN the policy is granted and the timer runs again (and again, on its schedule, if a
+    # check was inconclusive: Graph slow or throttled leaves the state as it was)
     stack.organizer.policy_granted = True
-    run_timer(stack)
+
+    def healed() -> bool:
+        run_timer(stack)
+        return capability(staff) == {"available": True}
 
     # THEN the tenant is healthy and the bookings get their meetings, with no user action
-    assert settle(lambda: capability(staff) == {"available": True}, timeout=30)
+    assert settle(healed, timeout=30, every=1.0), check_lines(stack)
     assert health(stack)["unhealthyTenants"] == 0
 
     def all_created() -> bool:
@@ -81,7 +91,8 @@ def test_a_missing_policy_is_one_alert_and_granting_it_heals_the_bookings(stack,
         return statuses == ["created"] * 3
 
     assert settle(all_created, timeout=60)
+    # The bookings' own stopped work is logged, as WARNING, by the poison queue's consumer
+    # (which polls its queue on its own schedule): the tenant's line is the alert.
+    assert settle(lambda: any('"event":"meeting_work_failed"' in x for x in stack.host_output))
     assert len(error_lines(stack)) == 1
-    # The bookings' own stopped work is logged, as WARNING: the tenant's line is the alert.
-    assert any('"event":"meeting_work_failed"' in line for line in stack.host_output)
     assert [line for line in stack.host_output if " ERROR " in line] == error_lines(stack)
