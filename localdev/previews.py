@@ -1,6 +1,7 @@
-"""Render every e-mail the service sends, in every shipped language, with and without a join
-link, to HTML files and an index.html that links them; with a Chromium on PATH, a PNG
-screenshot of each too.
+"""Every e-mail the service sends, in every shipped language, with and without a join link.
+
+Written as HTML files with an index.html that links them all and, with a Chromium on PATH, a
+PNG screenshot of each:
 
     .venv/bin/python -m localdev.previews [--out previews] [--no-png] [--only approved]
     .venv/bin/python -m localdev.previews --readme-image    # docs/images/approval-mail.png
@@ -236,7 +237,8 @@ def _part(message: EmailMessage, subtype: str) -> str:
     body = message.get_body(preferencelist=(subtype,))
     if body is None:
         raise ValueError(f"the message has no text/{subtype} part")
-    return str(body.get_content())
+    # As decoded from the wire: CRLF line ends, LF in a file people open.
+    return str(body.get_content()).replace("\r\n", "\n")
 
 
 def write_one(out: Path, preview: Preview, language: str, with_link: bool) -> Written:
@@ -272,18 +274,19 @@ def find_chromium() -> str | None:
 
 
 class Chromium:
-    """Headless screenshots, one process per shot, in a throw-away profile."""
+    """Headless screenshots, one process per shot, with a throw-away profile in `scratch`."""
 
-    def __init__(self, executable: str, profile: Path) -> None:
+    def __init__(self, executable: str, scratch: Path) -> None:
+        scratch.mkdir(parents=True, exist_ok=True)
         self._command = [
             executable,
             "--headless=new",
             "--no-sandbox",  # as root (containers, CI) Chromium runs only without it
             "--disable-gpu",
             "--hide-scrollbars",
-            f"--user-data-dir={profile}",
+            f"--user-data-dir={scratch / 'profile'}",
         ]
-        self._scratch = profile / "measure.html"
+        self._probe_page = scratch / "measure.html"
 
     def _run(self, *args: str) -> str | None:
         try:
@@ -307,8 +310,10 @@ class Chromium:
         source = page.read_text(encoding="utf-8")
         cut = source.lower().rfind("</body>")
         cut = len(source) if cut < 0 else cut
-        self._scratch.write_text(source[:cut] + probe + source[cut:], encoding="utf-8")
-        dom = self._run(f"--window-size={WIDTH},{MIN_HEIGHT}", "--dump-dom", self._scratch.as_uri())
+        self._probe_page.write_text(source[:cut] + probe + source[cut:], encoding="utf-8")
+        dom = self._run(
+            f"--window-size={WIDTH},{MIN_HEIGHT}", "--dump-dom", self._probe_page.as_uri()
+        )
         marker = 'data-preview-height="'
         if dom is None or marker not in dom:
             return None
@@ -400,8 +405,8 @@ def write_previews(
     if png and executable is None:
         print(f"No Chromium on PATH ({', '.join(CHROMIUMS)}): HTML only, no PNG.")
     if executable is not None:
-        with tempfile.TemporaryDirectory(prefix="previews-chromium-") as profile:
-            chromium = Chromium(executable, Path(profile))
+        with tempfile.TemporaryDirectory(prefix="previews-chromium-") as scratch:
+            chromium = Chromium(executable, Path(scratch))
             for i, w in enumerate(written):
                 target = w.html.with_suffix(".png")
                 if chromium.shoot(w.html, target):
@@ -422,7 +427,7 @@ def readme_image(target: Path = README_IMAGE) -> Path:
     with tempfile.TemporaryDirectory(prefix="previews-") as scratch:
         page = write_one(Path(scratch), preview, language, with_link).html
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not Chromium(executable, Path(scratch) / "profile").shoot(page, target):
+        if not Chromium(executable, Path(scratch) / "chromium").shoot(page, target):
             raise SystemExit(f"Chromium could not screenshot {page.name}")
     return target
 
@@ -435,7 +440,9 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m localdev.previews", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="where to write them (default: previews/)"
     )
