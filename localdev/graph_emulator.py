@@ -238,6 +238,18 @@ class _Hang(ConnectionAbortedError):
         self.seconds = seconds
 
 
+def _with_roles(data: dict[str, Any], allowed_presenters: str) -> list[dict[str, Any]]:
+    """The attendees a request sent, as the meeting keeps them: a `presenter` role counts only
+    where allowedPresenters is roleIsPresenter (Graph's rule); elsewhere it is an attendee."""
+    attendees = list((data.get("participants") or {}).get("attendees") or [])
+    if allowed_presenters == "roleIsPresenter":
+        return attendees
+    return [
+        {**a, "role": "attendee"} if isinstance(a, dict) and a.get("role") == "presenter" else a
+        for a in attendees
+    ]
+
+
 def _graph_error(status: int, code: str, message: str) -> _Reply:
     return _Reply(
         status,
@@ -896,8 +908,9 @@ class GraphEmulator:
                     f"%22%2c%22Oid%22%3a%22{organizer.id}%22%7d"
                 ),
                 created=_now(),
-                participants=list((data.get("participants") or {}).get("attendees") or []),
             )
+            # A new meeting's presenters are everyone: a presenter role does not count yet.
+            meeting.participants = _with_roles(data, meeting.allowed_presenters)
             self.meetings[meeting.id] = meeting
         return _Reply(201, meeting.resource(evolved))
 
@@ -932,8 +945,6 @@ class GraphEmulator:
                 meeting.start, meeting.end = _graph_time(start), _graph_time(end)
             if "subject" in data:
                 meeting.subject = data["subject"]
-            if "participants" in data:
-                meeting.participants = list((data["participants"] or {}).get("attendees") or [])
             lobby = data.get("lobbyBypassSettings")
             if isinstance(lobby, dict):
                 meeting.lobby_scope = lobby.get("scope", meeting.lobby_scope)
@@ -941,6 +952,9 @@ class GraphEmulator:
                     lobby.get("isDialInBypassEnabled", meeting.dial_in_bypass)
                 )
             meeting.allowed_presenters = data.get("allowedPresenters", meeting.allowed_presenters)
+            if "participants" in data:
+                # The whole list, as Graph takes it: attendees left out are no longer invited.
+                meeting.participants = _with_roles(data, meeting.allowed_presenters)
             meeting.allow_meeting_chat = data.get("allowMeetingChat", meeting.allow_meeting_chat)
             meeting.entry_exit_announced = bool(
                 data.get("isEntryExitAnnounced", meeting.entry_exit_announced)

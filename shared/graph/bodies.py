@@ -7,13 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.domain.tenant import LobbyBypassScope, MeetingOptions
+from shared.domain.tenant import AllowedPresenters, LobbyBypassScope, MeetingOptions
+
+ATTENDEE = "attendee"
+PRESENTER = "presenter"
 
 
 @dataclass(frozen=True)
 class Attendee:
+    """A participant as Graph lists one. `presenter` counts only where the meeting's
+    allowedPresenters is roleIsPresenter (Graph ignores the role otherwise)."""
+
     upn: str
     display_name: str | None = None
+    presenter: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,28 @@ def create_or_get_body(request: MeetingRequest) -> dict[str, Any]:
 
 
 def _attendee(attendee: Attendee) -> dict[str, Any]:
-    entry: dict[str, Any] = {"upn": attendee.upn, "role": "attendee"}
+    entry: dict[str, Any] = {"upn": attendee.upn, "role": _role(attendee)}
     if attendee.display_name:
         entry["identity"] = {"user": {"displayName": attendee.display_name}}
     return entry
 
 
-def options_body(options: MeetingOptions) -> dict[str, Any]:
-    """The meeting options PATCH (lobby, presenters, chat, announcements)."""
-    return {
+def _role(attendee: Attendee) -> str:
+    return PRESENTER if attendee.presenter else ATTENDEE
+
+
+def roles_apply(options: MeetingOptions) -> bool:
+    """Whether the meeting's presenters are the attendees with the presenter role."""
+    return options.allowed_presenters is AllowedPresenters.ROLE_IS_PRESENTER
+
+
+def options_body(
+    options: MeetingOptions, attendees: Sequence[Attendee] | None = None
+) -> dict[str, Any]:
+    """The meeting options PATCH (lobby, presenters, chat, announcements). With presenters by
+    role, the PATCH also carries every attendee with their role: Graph replaces the whole list
+    with the one a PATCH sends, so a partial list would drop the others."""
+    body: dict[str, Any] = {
         "lobbyBypassSettings": {
             "scope": options.lobby_bypass_scope.value,
             "isDialInBypassEnabled": options.dial_in_bypass,
@@ -73,10 +93,18 @@ def options_body(options: MeetingOptions) -> dict[str, Any]:
         "allowMeetingChat": options.allow_meeting_chat.value,
         "isEntryExitAnnounced": options.entry_exit_announced,
     }
+    if attendees and roles_apply(options):
+        body["participants"] = {"attendees": [_attendee(a) for a in attendees]}
+    return body
 
 
-def options_match(meeting: dict[str, Any], options: MeetingOptions) -> bool:
-    """Whether a meeting Graph returned already carries `options` (so no PATCH is needed)."""
+def options_match(
+    meeting: dict[str, Any],
+    options: MeetingOptions,
+    attendees: Sequence[Attendee] | None = None,
+) -> bool:
+    """Whether a meeting Graph returned already carries `options` (so no PATCH is needed);
+    with `attendees` and presenters by role, also whether each has the role wanted."""
     wanted = options_body(options)
     lobby = meeting.get("lobbyBypassSettings") or {}
     return bool(
@@ -86,7 +114,18 @@ def options_match(meeting: dict[str, Any], options: MeetingOptions) -> bool:
         and meeting.get("allowedPresenters") == wanted["allowedPresenters"]
         and meeting.get("allowMeetingChat") == wanted["allowMeetingChat"]
         and bool(meeting.get("isEntryExitAnnounced")) == wanted["isEntryExitAnnounced"]
+        and (not attendees or not roles_apply(options) or _roles_match(meeting, attendees))
     )
+
+
+def _roles_match(meeting: dict[str, Any], attendees: Sequence[Attendee]) -> bool:
+    listed = (meeting.get("participants") or {}).get("attendees") or []
+    held = {
+        str(a.get("upn") or "").lower(): str(a.get("role") or ATTENDEE)
+        for a in listed
+        if isinstance(a, dict)
+    }
+    return all(held.get(a.upn.lower()) == _role(a) for a in attendees)
 
 
 def reschedule_body(start: datetime, end: datetime, subject: str | None = None) -> dict[str, Any]:

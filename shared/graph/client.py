@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from shared import telemetry
 from shared.domain.tenant import MeetingOptions, MicrosoftProfile
 from shared.graph.bodies import (
     EVOLVED_LOBBY_SCOPES,
+    Attendee,
     MeetingRequest,
     create_or_get_body,
     options_body,
@@ -141,16 +143,17 @@ class GraphMeetingsClient:
             options=options,
         )
         created = status == 201
-        if apply_options and options is not None and not options_match(body, options):
+        attendees = request.attendees
+        if apply_options and options is not None and not options_match(body, options, attendees):
             _, body = self._call(
                 "PATCH",
                 _meeting_path(organizer_id, str(body["id"])),
                 profile,
                 ctx,
-                json=options_body(options),
+                json=options_body(options, attendees),
                 options=options,
             )
-        return _meeting(body, created=created, options=options)
+        return _meeting(body, created=created, options=options, attendees=attendees)
 
     def get_meeting(
         self,
@@ -177,12 +180,14 @@ class GraphMeetingsClient:
         subject: str | None,
         ctx: CallContext,
         options: MeetingOptions | None = None,
+        attendees: Sequence[Attendee] = (),
     ) -> OnlineMeeting:
-        """PATCH the times (and subject, and with `options` the meeting options): same
-        meeting, same join URL."""
+        """PATCH the times (and subject, and with `options` the meeting options, with the
+        `attendees` and their roles where presenters are by role): same meeting, same join
+        URL."""
         body = reschedule_body(start, end, subject)
         if options is not None:
-            body.update(options_body(options))
+            body.update(options_body(options, attendees))
         _, answer = self._call(
             "PATCH",
             _meeting_path(organizer_id, meeting_id),
@@ -397,7 +402,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _meeting(
-    body: dict[str, Any], *, created: bool = False, options: MeetingOptions | None = None
+    body: dict[str, Any],
+    *,
+    created: bool = False,
+    options: MeetingOptions | None = None,
+    attendees: Sequence[Attendee] = (),
 ) -> OnlineMeeting:
     meeting_id = body.get("id")
     join_url = body.get("joinWebUrl") or body.get("joinUrl")
@@ -411,5 +420,5 @@ def _meeting(
         subject=body.get("subject"),
         external_id=body.get("externalId"),
         created=created,
-        options_applied=options is not None and options_match(body, options),
+        options_applied=options is not None and options_match(body, options, attendees),
     )

@@ -20,7 +20,7 @@ from typing import TypeAlias
 
 from shared import telemetry
 from shared.domain.audit import AuditEvent, AuditRecord
-from shared.domain.booking import Booking
+from shared.domain.booking import Booking, ParticipantRole
 from shared.domain.convergence import Sighting
 from shared.domain.meeting import Step
 from shared.domain.subject import DEFAULT, SubjectTemplate, TemplateError
@@ -254,6 +254,7 @@ class MeetingSteps:
                 subject=self._subject(booking, tenant, ctx),
                 ctx=ctx,
                 options=tenant.meeting_options,
+                attendees=attendees_of(booking),
             )
         except GraphNotFoundError:
             self._graph.confirm_gone(profile, organizer_id, meeting_id, ctx, "PATCH")
@@ -460,13 +461,26 @@ class MeetingSteps:
         return latency
 
 
+# Who presents where the tenant's presenters are by role: whoever teaches or runs the session.
+PRESENTERS = frozenset({ParticipantRole.TUTOR, ParticipantRole.STAFF})
+
+
+def attendees_of(booking: Booking) -> tuple[Attendee, ...]:
+    """The booking's participants as Graph lists them: its tutors and staff are the
+    presenters (where the meeting's presenters are by role), everyone else attends."""
+    return tuple(
+        Attendee(p.email, p.display_name, presenter=p.role in PRESENTERS)
+        for p in booking.participants
+    )
+
+
 def _request(booking: Booking, subject: str) -> MeetingRequest:
     return MeetingRequest(
         external_id=booking.external_id,
         subject=subject,
         start=booking.start,
         end=booking.end,
-        attendees=tuple(Attendee(p.email, p.display_name) for p in booking.participants),
+        attendees=attendees_of(booking),
     )
 
 

@@ -243,6 +243,55 @@ def test_meeting_options_saved_by_an_admin_reach_the_next_meeting(stack, admin, 
         )
 
 
+def roles(meeting) -> dict[str, str]:
+    return {a["upn"]: a["role"] for a in meeting.participants}
+
+
+def test_with_presenters_by_role_the_tutor_presents_and_the_student_attends(
+    stack, admin, staff, student
+):
+    # GIVEN a tenant whose meetings' presenters are by role
+    try:
+        saved = admin.call(
+            "PUT",
+            "/v1/teams-meetings/settings",
+            {"meetingOptions": {"allowedPresenters": "roleIsPresenter"}},
+        )
+        assert saved.status_code == 200, saved.text
+
+        # WHEN a booking is approved, and then moved
+        booking = create(student)
+        staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+
+        # THEN Teams holds the tutor as a presenter and the student as an attendee
+        (meeting,) = stack.emulator.live_meetings()
+        assert meeting.allowed_presenters == "roleIsPresenter"
+        assert roles(meeting) == {
+            "student-1@example.com": "attendee",
+            "tutor-1@example.com": "presenter",
+        }
+        start, end = future_slot(days=5)
+        moved = staff.call(
+            "POST",
+            f"/v1/bookings/{booking['id']}/reschedule",
+            {"startDateTime": start, "endDateTime": end},
+        )
+        assert moved.status_code == 200, moved.text
+        # AND the move's PATCH, which carries the whole list, keeps them so
+        (meeting,) = stack.emulator.live_meetings()
+        assert meeting.start.startswith(start[:16])
+        assert roles(meeting) == {
+            "student-1@example.com": "attendee",
+            "tutor-1@example.com": "presenter",
+        }
+    finally:
+        admin.call(
+            "PUT",
+            "/v1/teams-meetings/settings",
+            {"meetingOptions": {"allowedPresenters": "everyone"}},
+        )
+
+
 @pytest.mark.parametrize(
     ("template", "code"),
     [

@@ -6,7 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.domain.tenant import LobbyBypassScope, MeetingChatMode, MeetingOptions
+from shared.domain.tenant import (
+    AllowedPresenters,
+    LobbyBypassScope,
+    MeetingChatMode,
+    MeetingOptions,
+)
 from shared.graph.bodies import (
     Attendee,
     MeetingRequest,
@@ -109,3 +114,40 @@ def test_reschedule_sends_start_and_end_together_and_subject_only_when_given():
         "endDateTime": "2025-12-24T15:00:00Z",
     }
     assert reschedule_body(START, START + timedelta(hours=1), "New")["subject"] == "New"
+
+
+BY_ROLE = MeetingOptions(allowed_presenters=AllowedPresenters.ROLE_IS_PRESENTER)
+PEOPLE = (Attendee("student@example.com"), Attendee("tutor@example.com", presenter=True))
+
+
+def test_presenters_by_role_send_every_attendee_with_their_role_in_the_options_patch():
+    body = options_body(BY_ROLE, PEOPLE)
+    assert body["allowedPresenters"] == "roleIsPresenter"
+    assert body["participants"] == {
+        "attendees": [
+            {"upn": "student@example.com", "role": "attendee"},
+            {"upn": "tutor@example.com", "role": "presenter"},
+        ]
+    }
+
+
+def test_other_presenter_options_send_no_participants():
+    assert "participants" not in options_body(MeetingOptions(), PEOPLE)
+    assert "participants" not in options_body(BY_ROLE)
+
+
+def test_a_meeting_whose_tutor_is_not_a_presenter_does_not_match_presenters_by_role():
+    meeting = options_body(BY_ROLE)
+    as_sent = {**meeting, **options_body(BY_ROLE, PEOPLE)}
+    downgraded = {
+        **meeting,
+        "participants": {
+            "attendees": [
+                {"upn": "Student@example.com", "role": "attendee"},
+                {"upn": "tutor@example.com", "role": "attendee"},
+            ]
+        },
+    }
+    assert options_match(as_sent, BY_ROLE, PEOPLE)
+    assert not options_match(downgraded, BY_ROLE, PEOPLE)
+    assert options_match(downgraded, BY_ROLE)  # without attendees, roles are not compared
