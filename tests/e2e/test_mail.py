@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import icalendar
 import pytest
 import vobject
 
-from localdev.mailbox import invite_parts
+from localdev.mailbox import invite_parts, stories
 from tests.e2e.conftest import booking_body, caller, future_slot, settle
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,7 @@ def invite(message: Any) -> Any:
     return attachment.get_payload(decode=True)
 
 
-def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff):
+def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff, tmp_path):
     # GIVEN a booking with a student and a tutor
     booking = staff.call("POST", "/v1/bookings", booking_body()).json()
     booking_id = booking["id"]
@@ -91,6 +92,27 @@ def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, sta
     final = staff.call("GET", f"/v1/bookings/{booking_id}").json()
     assert final["mail"]["status"] == "sent"
     assert final["mail"]["sent"] == 3
+
+    # AND the mailbox tells each recipient's story in order
+    story = tmp_path / "story"
+    story.mkdir()
+    for path in mail_folder(stack).glob(f"*{booking_id[:40]}*.eml"):
+        shutil.copy(path, story / path.name)
+    told = {to.split("<")[-1].rstrip(">"): said for to, said in stories(story).items()}
+
+    def read(said: str) -> tuple[str, str]:
+        return said.split(":")[0], said[said.index("[") + 1 : said.index("]")]
+
+    assert [read(s) for s in told["student-1@example.com"]] == [
+        ("Confirmed", "REQUEST SEQUENCE:0"),
+        ("New time", "REQUEST SEQUENCE:1"),
+        ("Cancelled", "CANCEL SEQUENCE:2"),
+    ]
+    assert [s.split(":")[0] for s in told["tutor-1@example.com"]] == [
+        "Assigned to you",
+        "New time",
+        "Cancelled",
+    ]
 
 
 def test_the_calendar_route_serves_the_current_invite_to_those_who_may_see_it(stack, staff):
