@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import jsonschema
 import pytest
+import yaml
 
 from shared.api import commands as parse
 from shared.api.representations import settings_json
 from shared.api.validation import ValidationError
 from shared.auth.principal import Principal, Role
 from shared.domain.booking import BookingStatus, MeetingState
-from shared.domain.branding import DEFAULT_ACCENT, Branding
+from shared.domain.branding import DEFAULT_ACCENT, LOGO_URL, Branding
 from shared.domain.notices import Notice, NoticeKind
 from shared.mail.rendering import MailRenderer, RenderedMail, recipients
 from shared.services import bookings as use_cases
@@ -220,6 +222,29 @@ def test_branding_that_is_not_an_object_of_known_fields_is_refused(body, code):
 
         assert (refused.value.status, refused.value.code) == (400, code)
         assert shown(directory) == before
+
+
+SPEC = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text(encoding="utf-8")
+)
+
+
+def contract_allows(branding: Any) -> bool:
+    schema = {"$ref": "#/components/schemas/BrandingUpdate", "components": SPEC["components"]}
+    return jsonschema.Draft202012Validator(schema).is_valid(branding)
+
+
+def test_the_contract_says_what_the_service_accepts():
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["LogoUrl"]["pattern"] == f"^{LOGO_URL.pattern}$"
+    assert contract_allows(BRANDING)
+    assert contract_allows(dict.fromkeys(BRANDING))
+    assert contract_allows(dict.fromkeys(BRANDING, ""))
+    assert not contract_allows({"font": "Comic Sans"})
+    # JSON Schema's "$" also matches before a final newline; the service refuses those too
+    for field, value, _ in HOSTILE:
+        if not (isinstance(value, str) and value.endswith("\n")):
+            assert not contract_allows({field: value}), (field, value)
 
 
 # -- the layout --------------------------------------------------------------------------------
