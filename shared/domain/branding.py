@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 MAX_DISPLAY_NAME_CHARS = 100
 MAX_LOGO_URL_CHARS = 2048
@@ -42,7 +43,7 @@ class Branding:
     footer_text: str | None = None
 
 
-def is_color(value: object) -> bool:
+def is_color(value: object) -> TypeGuard[str]:
     """`#rgb` or `#rrggbb`, and nothing else."""
     return isinstance(value, str) and _COLOR.fullmatch(value) is not None
 
@@ -67,5 +68,5 @@ def logo_url_problem(value: object) -> str | None:
     )
 
 
-def is_logo_url(value: object) -> bool:
+def is_logo_url(value: object) -> TypeGuard[str]:
     return logo_url_problem(value) is None

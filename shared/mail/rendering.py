@@ -193,7 +193,6 @@ def look_of(branding: Branding, organization: str) -> Look:
     """The tenant's branding as a mail shows it. The name falls back to `organization` (the
     tenant's own name); a value that breaks the branding rules is left out."""
     accent = branding.accent_color if is_color(branding.accent_color) else DEFAULT_ACCENT
-    assert accent is not None
     if len(accent) == 4:  # "#rgb": some clients read only six digits in bgcolor
         accent = "#" + "".join(ch * 2 for ch in accent[1:])
     accent = accent.lower()

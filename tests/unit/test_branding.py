@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -231,7 +231,7 @@ SPEC = yaml.safe_load(
 
 def contract_allows(branding: Any) -> bool:
     schema = {"$ref": "#/components/schemas/BrandingUpdate", "components": SPEC["components"]}
-    return jsonschema.Draft202012Validator(schema).is_valid(branding)
+    return bool(jsonschema.Draft202012Validator(schema).is_valid(branding))
 
 
 def test_the_contract_says_what_the_service_accepts():
@@ -464,6 +464,13 @@ def parsed(raw: bytes) -> EmailMessage:
     return message
 
 
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    html: str = part.get_content()
+    return html
+
+
 def graph_mails(mw: MailWorld) -> list[EmailMessage]:
     return [parsed(base64.b64decode(m["mime"], validate=True)) for m in mw.world.emulator.mail]
 
@@ -480,7 +487,7 @@ def test_a_hostile_branding_stored_directly_never_reaches_a_sent_mail():
         mails = graph_mails(mw)
         assert len(mails) == 2
         for message in mails:
-            html = message.get_body(preferencelist=("html",)).get_content()
+            html = html_of(message)
             assert "<script" not in html
             assert "javascript:" not in html
             assert "evil.example" not in html
@@ -511,7 +518,7 @@ def test_the_tenants_reply_to_is_the_mails_reply_to(transport, tmp_path: Path):
         for message in mails:
             assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
             assert message["From"].addresses[0].display_name == "Acme Tutoring"
-            html = message.get_body(preferencelist=("html",)).get_content()
+            html = html_of(message)
             assert f'src="{LOGO}"' in html
             assert 'bgcolor="#0a7b83"' in html
 
