@@ -1029,6 +1029,8 @@ class GraphEmulator:
         }
         if parsed["From"] is not None and parsed["From"].addresses:
             message["from"] = address(parsed["From"].addresses[0])
+        if parsed["Reply-To"] is not None:
+            message["replyTo"] = [address(a) for a in parsed["Reply-To"].addresses]
         html = parsed.get_body(preferencelist=("html",))
         text = parsed.get_body(preferencelist=("plain",))
         if html is not None:

@@ -103,7 +103,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.show:
         message = _read(args.folder / args.show)
-        print(f"From: {message['From']}\nTo: {message['To']}\nSubject: {message['Subject']}\n")
+        reply_to = f"Reply-To: {message['Reply-To']}\n" if message["Reply-To"] else ""
+        print(
+            f"From: {message['From']}\n{reply_to}To: {message['To']}\n"
+            f"Subject: {message['Subject']}\n"
+        )
         print("\n".join(mime_tree(message)) + "\n")
         body = message.get_body(preferencelist=("plain",))
         print(body.get_content() if body is not None else "(no text part)")

@@ -475,7 +475,11 @@ def sender_of(settings: Settings) -> Callable[[Tenant], Sender]:
         own = tenant.mail.sender_upn or tenant.organizer_upn
         address = own if via_graph else (mail.from_address or own)
         return Sender(
-            tenant.tenant_id, address or "meetings@localhost", tenant.display_name, tenant.microsoft
+            tenant.tenant_id,
+            address or "meetings@localhost",
+            tenant.branding.display_name or tenant.display_name,
+            tenant.microsoft,
+            tenant.branding,
         )
 
     return sender

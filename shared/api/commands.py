@@ -20,6 +20,7 @@ from shared.api.validation import (
     email,
     identifier,
     instant,
+    plain_text,
     query_instant,
     read_json,
     required_text,
@@ -27,6 +28,7 @@ from shared.api.validation import (
     text,
     time_zone,
 )
+from shared.domain import branding as brand
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
 from shared.domain.subject import MAX_TEMPLATE_CHARS, SubjectTemplate, TemplateError
 from shared.domain.tenant import (
@@ -35,7 +37,7 @@ from shared.domain.tenant import (
     MeetingChatMode,
 )
 from shared.services.bookings import Approval, NewBooking
-from shared.services.teams_settings import UNSET, OptionsChange, SettingsChange
+from shared.services.teams_settings import UNSET, BrandingChange, OptionsChange, SettingsChange
 from shared.storage.bookings import BookingPage, BookingQuery, ListPosition
 
 MAX_PARTICIPANTS = 20
@@ -219,7 +221,7 @@ def new_times(
 def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(
         req,
-        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"),
+        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule", "branding"),
         body_required=True,
     )
     organizer: object = UNSET
@@ -233,7 +235,60 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
         organizer_upn=organizer,
         meeting_options=options,
         participants_can_reschedule=boolean(body, "participantsCanReschedule"),
+        branding=_branding(body["branding"]) if "branding" in body else None,
     )
+
+
+# JSON name -> `Branding` field.
+_BRANDING_FIELDS = {
+    "displayName": "display_name",
+    "logoUrl": "logo_url",
+    "accentColor": "accent_color",
+    "replyTo": "reply_to",
+    "contactLine": "contact_line",
+    "footerText": "footer_text",
+}
+
+
+def _branding(raw: Any) -> BrandingChange:
+    """The branding fields sent: each a value, or null (or "") to clear it; `branding: null`
+    clears them all."""
+    if raw is None:
+        return BrandingChange(dict.fromkeys(_BRANDING_FIELDS.values()))
+    if not isinstance(raw, dict):
+        raise ValidationError("branding must be an object", "invalid_type")
+    unknown = sorted(set(raw) - set(_BRANDING_FIELDS))
+    if unknown:
+        raise ValidationError(f"branding: unknown field(s) {', '.join(unknown)}", "unknown_field")
+    given = {_BRANDING_FIELDS[name]: _branding_value(raw, name) for name in raw}
+    return BrandingChange(given)
+
+
+def _branding_value(raw: dict[str, Any], name: str) -> str | None:
+    where = f"branding.{name}"
+    value = raw[name]
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{where} must be a string or null", "invalid_type")
+    if name in ("displayName", "contactLine", "footerText"):
+        limit = {
+            "displayName": brand.MAX_DISPLAY_NAME_CHARS,
+            "contactLine": brand.MAX_CONTACT_LINE_CHARS,
+            "footerText": brand.MAX_FOOTER_TEXT_CHARS,
+        }[name]
+        return plain_text({where: value}, where, max_length=limit, multiline=name == "footerText")
+    if value is None or value == "":
+        return None
+    if name == "logoUrl":
+        problem = brand.logo_url_problem(value)
+        if problem is not None:
+            code = "too_long" if len(value) > brand.MAX_LOGO_URL_CHARS else "invalid_url"
+            raise ValidationError(f"{where} {problem}", code)
+        return value
+    if name == "accentColor":
+        if not brand.is_color(value):
+            raise ValidationError(f"{where} must be a colour as #rgb or #rrggbb", "invalid_color")
+        return value.lower()
+    return email(value, where, "invalid_email")
 
 
 def _options(raw: Any) -> OptionsChange:

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.auth.principal import Principal
 from shared.domain.booking import Booking, MeetingStatus
+from shared.domain.branding import Branding
 from shared.domain.payment import IntentPayment, PaymentState
 from shared.domain.tenant import Capability, MeetingOptions, TeamsHealth, Tenant
 from shared.services.teams_settings import Verification
@@ -159,6 +160,18 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "participantsCanReschedule": tenant.participants_can_reschedule,
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
+        "branding": branding_json(tenant.branding),
+    }
+
+
+def branding_json(branding: Branding) -> dict[str, Any]:
+    return {
+        "displayName": branding.display_name,
+        "logoUrl": branding.logo_url,
+        "accentColor": branding.accent_color,
+        "replyTo": branding.reply_to,
+        "contactLine": branding.contact_line,
+        "footerText": branding.footer_text,
     }
 
 

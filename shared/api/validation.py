@@ -162,9 +162,20 @@ def identifier(value: Any, name: str) -> str:
         raise ValidationError(str(exc), "invalid_id") from None
 
 
-def email(value: Any, name: str) -> str:
+def email(value: Any, name: str, code: str = "invalid_value") -> str:
     if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
-        raise ValidationError(f"{name} must be an e-mail address", "invalid_value")
+        raise ValidationError(f"{name} must be an e-mail address", code)
+    return value
+
+
+def plain_text(
+    body: Mapping[str, Any], name: str, *, max_length: int, multiline: bool = False
+) -> str | None:
+    """Text shown as it is (a name, a footer): `text`, and no angle brackets, so that what an
+    admin types is never taken for markup, wherever it is shown."""
+    value = text(body, name, max_length=max_length, multiline=multiline)
+    if value is not None and ("<" in value or ">" in value):
+        raise ValidationError(f"{name} must be plain text, without < or >", "markup_not_allowed")
     return value
 
 

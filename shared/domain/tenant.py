@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
+from shared.domain.branding import Branding
+
 
 class InstallStatus(StrEnum):
     ACTIVE = "active"
@@ -80,8 +82,10 @@ class MicrosoftProfile:
 
 @dataclass(frozen=True)
 class MailSettings:
+    """The mailbox the tenant's mail is sent from (Graph); how it presents itself, its Reply-To
+    included, is the tenant's `Branding`."""
+
     sender_upn: str | None = None
-    reply_to: str | None = None
 
 
 class CapabilityReason(StrEnum):
@@ -151,6 +155,7 @@ class Tenant:
     organizer_object_id: str | None = None
     meeting_options: MeetingOptions = MeetingOptions()
     mail: MailSettings = MailSettings()
+    branding: Branding = field(default_factory=Branding)
     participants_can_reschedule: bool = False
     updated_at: datetime | None = None
     # None until the credential check first ran.

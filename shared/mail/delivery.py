@@ -354,7 +354,9 @@ class MailWorker:
         """Compose this recipient's e-mail and send it; the error that stopped it, if any."""
         now = self._clock()
         try:
-            rendered = self._renderer.render(booking, notice, person, sender.name or "")
+            rendered = self._renderer.render(
+                booking, notice, person, sender.name or "", sender.branding
+            )
             mail = OutgoingMail(
                 key=str(key),
                 sender=sender.address,
@@ -373,6 +375,7 @@ class MailWorker:
                 ),
                 method="CANCEL" if notice.kind.closing else "REQUEST",
                 sent_at=now,
+                reply_to=sender.branding.reply_to,
             )
         except Exception as exc:
             # Text or an address the mail and calendar libraries cannot write: no retry helps.

@@ -3,7 +3,8 @@ template, every value autoescaped in HTML, every header value one safe line.
 
 Participant text (subjects, names, reasons) is data: HTML escapes it, and what goes into a
 header (the subject line, display names) is cut to one line without control characters, so it
-can neither add markup nor add a header.
+can neither add markup nor add a header. The tenant's branding is data too, and checked again
+here: a logo that is not an https URL is left out, an accent that is not a colour is the default.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.booking import Booking, ParticipantRole
+from shared.domain.branding import (
+    DEFAULT_ACCENT,
+    MAX_CONTACT_LINE_CHARS,
+    MAX_FOOTER_TEXT_CHARS,
+    Branding,
+    is_color,
+    is_logo_url,
+)
 from shared.domain.notices import Notice, NoticeKind
 from shared.mail.strings import Strings
 
@@ -52,6 +61,19 @@ class Recipient:
     email: str
     name: str | None
     role: ParticipantRole
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the layout shows of the tenant: its name (the logo's alt text), logo, colours and
+    footer, every value checked and cut to size."""
+
+    name: str
+    logo_url: str | None
+    accent: str  # #rrggbb
+    on_accent: str  # the button's text colour, readable on the accent
+    contact_line: str
+    footer_lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -167,6 +189,51 @@ def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
     return url if url and url.startswith("https://") else None
 
 
+def look_of(branding: Branding, organization: str) -> Look:
+    """The tenant's branding as a mail shows it. The name falls back to `organization` (the
+    tenant's own name); a value that breaks the branding rules is left out."""
+    accent = branding.accent_color if is_color(branding.accent_color) else DEFAULT_ACCENT
+    if len(accent) == 4:  # "#rgb": some clients read only six digits in bgcolor
+        accent = "#" + "".join(ch * 2 for ch in accent[1:])
+    accent = accent.lower()
+    footer = (branding.footer_text or "")[:MAX_FOOTER_TEXT_CHARS]
+    return Look(
+        name=one_line(branding.display_name, MAX_NAME_CHARS)
+        or one_line(organization, MAX_NAME_CHARS),
+        logo_url=branding.logo_url if is_logo_url(branding.logo_url) else None,
+        accent=accent,
+        on_accent=_readable_on(accent),
+        contact_line=one_line(branding.contact_line, MAX_CONTACT_LINE_CHARS),
+        footer_lines=tuple(
+            line
+            for line in (one_line(raw, MAX_FOOTER_TEXT_CHARS) for raw in footer.splitlines())
+            if line
+        ),
+    )
+
+
+_DARK_TEXT = "#242424"
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of `#rrggbb`."""
+
+    def channel(hex_pair: str) -> float:
+        c = int(hex_pair, 16) / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _readable_on(accent: str) -> str:
+    """White, or the body's dark grey when that contrasts more with the accent (a yellow)."""
+    light = _luminance(accent)
+    on_white = 1.05 / (light + 0.05)
+    on_dark = (light + 0.05) / (_luminance(_DARK_TEXT) + 0.05)
+    return "#ffffff" if on_white >= on_dark else _DARK_TEXT
+
+
 class MailRenderer:
     def __init__(self, strings: Strings | None = None) -> None:
         self._strings = strings or Strings()
@@ -193,9 +260,17 @@ class MailRenderer:
         return self._templates
 
     def render(
-        self, booking: Booking, notice: Notice, recipient: Recipient, organization: str
+        self,
+        booking: Booking,
+        notice: Notice,
+        recipient: Recipient,
+        organization: str,
+        branding: Branding | None = None,
     ) -> RenderedMail:
+        """The mail `notice` owes `recipient`, signed by `organization` (the tenant's name) and
+        dressed in the tenant's `branding`."""
         t = self._strings
+        look = look_of(branding or Branding(), organization)
         template = template_for(notice.kind, recipient.role)
         wording = _WORDING_OF_KIND.get(notice.kind, template)
         if notice.kind is NoticeKind.DECLINED and recipient.role in HOSTS:
@@ -218,7 +293,8 @@ class MailRenderer:
             and meeting.wanted
             and not meeting.failed,
             "reason": booking.status_reason if notice.kind.closing else None,
-            "organization": one_line(organization, MAX_NAME_CHARS),
+            "organization": look.name,
+            "look": look,
         }
         subject = one_line(
             t(

@@ -47,8 +47,10 @@ ENGLISH: Mapping[str, str] = {
     "join.text": "Join Teams Meeting: {url}",
     "join.pending": "The Teams meeting link is not ready yet; you will get it by e-mail as "
     "soon as it is.",
+    "join.fallback": "If the button does not work, copy this link into your browser:",
     "calendar": "The calendar invite is attached (invite.ics).",
     "signature": "{organization}",
+    "footer.sent-by": "Sent by {organization}",
     "time.range": "{weekday} {day} {month} {year}, {start}\u2013{end} ({zone}, {abbreviation})",
     "time.short": "{day} {month} {year}",
     "weekdays": "Monday,Tuesday,Wednesday,Thursday,Friday,Saturday,Sunday",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.auth.principal import Principal, Role
+from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
     Capability,
@@ -52,12 +54,24 @@ class OptionsChange:
 
 
 @dataclass(frozen=True)
+class BrandingChange:
+    """The branding fields a caller sent, by `Branding` field name: a value sets the field,
+    None clears it; a field not named keeps its value."""
+
+    fields: Mapping[str, str | None] = field(default_factory=dict)
+
+    def applied_to(self, branding: Branding) -> Branding:
+        return replace(branding, **self.fields)
+
+
+@dataclass(frozen=True)
 class SettingsChange:
     """Fields of a settings update; a field left as `UNSET`/None keeps its value."""
 
     organizer_upn: object = UNSET  # str, or None to switch meeting creation off
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
+    branding: BrandingChange | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +101,8 @@ def get_settings(caller: Principal, tenants: TenantDirectory) -> Tenant:
 def update_settings(
     caller: Principal, command: Command[SettingsChange], tenants: TenantDirectory, now: datetime
 ) -> Tenant:
-    """Save the organizer and options. Clearing the organizer stops new meetings at once
-    (the PRD's back-out switch); links already stored keep working."""
+    """Save the organizer, options and mail branding. Clearing the organizer stops new
+    meetings at once (the PRD's back-out switch); links already stored keep working."""
     require_role(caller, Role.ADMIN, message=ADMINS_ONLY)
     change = read_command(command)
     tenant = tenants.get(caller.tenant_id)
@@ -103,6 +117,8 @@ def update_settings(
         )
     if change.participants_can_reschedule is not None:
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
+    if change.branding is not None:
+        updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
     return tenants.save(updated)
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
     CredentialKind,
@@ -199,11 +200,34 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "EntryExitAnnounced": options.entry_exit_announced,
         "SubjectTemplate": check_string(options.subject_template, "subject template"),
         "MailSenderUpn": tenant.mail.sender_upn,
-        "MailReplyTo": tenant.mail.reply_to,
+        **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
+
+
+def _branding_columns(branding: Branding) -> dict[str, Any]:
+    # `MailReplyTo` is the column rows held the reply-to address in before there was branding.
+    return {
+        "BrandDisplayName": check_string(branding.display_name, "branding display name"),
+        "BrandLogoUrl": check_string(branding.logo_url, "branding logo URL"),
+        "BrandAccentColor": branding.accent_color,
+        "MailReplyTo": check_string(branding.reply_to, "branding reply-to"),
+        "BrandContactLine": check_string(branding.contact_line, "branding contact line"),
+        "BrandFooterText": check_string(branding.footer_text, "branding footer text"),
+    }
+
+
+def _branding(r: EntityReader) -> Branding:
+    return Branding(
+        display_name=r.opt_text("BrandDisplayName"),
+        logo_url=r.opt_text("BrandLogoUrl"),
+        accent_color=r.opt_text("BrandAccentColor"),
+        reply_to=r.opt_text("MailReplyTo"),
+        contact_line=r.opt_text("BrandContactLine"),
+        footer_text=r.opt_text("BrandFooterText"),
+    )
 
 
 def _health_columns(health: TeamsHealth | None) -> dict[str, Any]:
@@ -251,9 +275,8 @@ def entity_to_tenant(entity: Any) -> Tenant:
             entry_exit_announced=r.flag("EntryExitAnnounced", defaults.entry_exit_announced),
             subject_template=r.opt_text("SubjectTemplate") or defaults.subject_template,
         ),
-        mail=MailSettings(
-            sender_upn=r.opt_text("MailSenderUpn"), reply_to=r.opt_text("MailReplyTo")
-        ),
+        mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
+        branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),

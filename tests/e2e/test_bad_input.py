@@ -221,6 +221,27 @@ BAD_OTHERS = [
         "unknown_field",
     ),
     ("verify bad upn", "POST", "/v1/teams-meetings/verify-organizer", {"upn": 7}, "invalid_value"),
+    *[
+        (f"branding {name}", "PUT", "/v1/teams-meetings/settings", {"branding": branding}, code)
+        for name, branding, code in [
+            ("javascript logo", {"logoUrl": "javascript:alert(1)"}, "invalid_url"),
+            ("http logo", {"logoUrl": "http://cdn.example.com/logo.png"}, "invalid_url"),
+            ("css in the colour", {"accentColor": "red;background:url(x)"}, "invalid_color"),
+            (
+                "script in the name",
+                {"displayName": "<script>alert(1)</script>"},
+                "markup_not_allowed",
+            ),
+            (
+                "markup in the footer",
+                {"footerText": '"><img src=x onerror=alert(1)>'},
+                "markup_not_allowed",
+            ),
+            ("bad reply-to", {"replyTo": "nobody"}, "invalid_email"),
+            ("unknown field", {"font": "Comic Sans"}, "unknown_field"),
+            ("not an object", "Acme", "invalid_type"),
+        ]
+    ],
 ]
 
 

@@ -174,3 +174,38 @@ def test_an_approval_whose_meeting_is_made_by_the_queue_mails_the_link(stack, st
     for message in mails_for(stack, booking_id):
         text = message.get_body(preferencelist=("plain",)).get_content()
         assert f"Join Teams Meeting: {link}" in text
+
+
+def test_the_branding_an_admin_sets_dresses_the_mail(stack, staff):
+    admin = caller(stack, "admin-1", "admin")
+    branding = {
+        "displayName": "Acme Tutoring",
+        "logoUrl": "https://cdn.example.com/logo.png",
+        "accentColor": "#0a7b83",
+        "replyTo": "help@acme.example",
+        "contactLine": "Questions? help@acme.example",
+        "footerText": "Acme Tutoring Ltd\n1 High Street",
+    }
+    try:
+        # GIVEN an admin set the tenant's branding
+        saved = admin.call("PUT", "/v1/teams-meetings/settings", {"branding": branding})
+        assert saved.status_code == 200, saved.text
+        assert admin.call("GET", "/v1/teams-meetings/settings").json()["branding"] == branding
+
+        # WHEN a booking is approved
+        booking_id = staff.call("POST", "/v1/bookings", booking_body()).json()["id"]
+        staff.call("POST", f"/v1/bookings/{booking_id}/approve", {})
+        assert settle(lambda: len(mails_for(stack, booking_id)) == 2)
+
+        # THEN its mails reply to the tenant, and show its logo, colour and footer
+        for message in mails_for(stack, booking_id):
+            assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
+            assert message["From"].addresses[0].display_name == "Acme Tutoring"
+            html = message.get_body(preferencelist=("html",)).get_content()
+            assert '<img src="https://cdn.example.com/logo.png" alt="Acme Tutoring"' in html
+            assert 'bgcolor="#0a7b83"' in html
+            text = message.get_body(preferencelist=("plain",)).get_content()
+            assert text.rstrip().endswith("Sent by Acme Tutoring")
+    finally:
+        cleared = admin.call("PUT", "/v1/teams-meetings/settings", {"branding": None})
+        assert set(cleared.json()["branding"].values()) == {None}

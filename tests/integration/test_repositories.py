@@ -14,6 +14,7 @@ import pytest
 
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import MEETING_WORK, BookingStatus, MeetingState, MeetingStatus
+from shared.domain.branding import Branding
 from shared.domain.tenant import (
     HealthReason,
     HealthState,
@@ -389,6 +390,29 @@ def test_a_tenants_teams_health_and_secret_expiry_read_back_as_saved(tenants):
     assert unhealthy.microsoft.secret_expires_on == date(2027, 3, 1)
     assert tenants.get("tenant-a").teams_health == healthy
     assert [t.teams_health for t in tenants.list_all()] == [healthy]
+
+
+def test_a_tenants_branding_reads_back_as_saved_and_clears(tenants):
+    # GIVEN a tenant with all of its branding, the footer on two lines
+    branding = Branding(
+        display_name="Acme Tutoring",
+        logo_url="https://cdn.example.com/logo.png",
+        accent_color="#0a7b83",
+        reply_to="help@acme.example",
+        contact_line="Questions? help@acme.example",
+        footer_text="Acme Tutoring Ltd\n1 High Street",
+    )
+    tenant = tenants.add(a_tenant(branding=branding))
+
+    # WHEN it is read back, then saved without the logo and the footer
+    read = tenants.get("tenant-a")
+    tenants.update(replace(read, branding=replace(branding, logo_url=None, footer_text=None)))
+
+    # THEN the first read is what was saved, and the second save cleared just those two
+    assert read == tenant
+    assert read.branding == branding
+    assert tenants.get("tenant-a").branding == replace(branding, logo_url=None, footer_text=None)
+    assert a_tenant().branding == Branding()
 
 
 def test_duplicate_and_missing_tenants(tenants):

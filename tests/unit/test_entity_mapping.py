@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.domain.branding import Branding
 from shared.storage.bookings import booking_to_entity, entity_to_booking
 from shared.storage.errors import InvalidKeyError, SchemaError
 from shared.storage.tables import MAX_STRING_PROPERTY_CHARS, validate_key
@@ -151,6 +152,28 @@ def test_a_tenant_survives_the_round_trip_and_stores_no_secret():
     assert back == tenant
     assert entity["SecretSetting"] == "TENANT_A_SECRET"
     assert not any("secret" in k.lower() and k != "SecretSetting" for k in entity)
+
+
+def test_a_tenants_branding_survives_the_round_trip_and_reply_to_keeps_its_column():
+    branding = Branding(
+        display_name="Acme Tutoring",
+        logo_url="https://cdn.example.com/logo.png",
+        accent_color="#0a7b83",
+        reply_to="help@acme.example",
+        contact_line="Call us",
+        footer_text="Acme Ltd\n1 High Street",
+    )
+    tenant = a_tenant(branding=branding)
+
+    entity = tenant_to_entity(tenant)
+    back = entity_to_tenant(StoredEntity(entity))
+
+    assert back.branding == branding
+    # rows written before branding held the reply-to address in MailReplyTo: still read
+    assert entity["MailReplyTo"] == "help@acme.example"
+    old_row = {k: v for k, v in tenant_to_entity(a_tenant()).items() if not k.startswith("Brand")}
+    old_row["MailReplyTo"] = "office@a.example"
+    assert entity_to_tenant(StoredEntity(old_row)).branding == Branding(reply_to="office@a.example")
 
 
 def test_a_tenant_with_half_a_profile_is_a_schema_error():
