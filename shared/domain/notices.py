@@ -11,6 +11,7 @@ domain; the values they change (`Notice`, `MailState`), which a booking holds, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,7 +21,17 @@ from shared.domain.mail_state import MAX_PENDING, MailState, MailStatus, Notice,
 if TYPE_CHECKING:
     from shared.domain.booking import Booking
 
-__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind"]
+__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind", "told_as"]
+
+# The mail story rule's wording, most telling first: what a recipient who never saw the
+# notices of a run is told by its one mail (a closing last notice aside, see `told_as`).
+_TELLING = (
+    NoticeKind.APPROVED,
+    NoticeKind.PAYMENT_CONFIRMED,
+    NoticeKind.RESCHEDULED,
+    NoticeKind.LINK_READY,
+    NoticeKind.LINK_CHANGED,
+)
 
 
 def requested(booking: Booking, kind: NoticeKind, *, now: datetime) -> Booking:
@@ -47,6 +58,22 @@ def due(booking: Booking, notice: Notice, now: datetime, link_wait: timedelta) -
 def superseded(booking: Booking, notice: Notice) -> bool:
     """An invite for a booking that has since closed: the closing notice tells it all."""
     return not notice.kind.closing and not booking.live
+
+
+def told_as(run: Sequence[NoticeKind]) -> NoticeKind:
+    """The wording of the one mail that tells a recipient a run of notices they have not had
+    (oldest first; the mail is the newest notice's, rendered from the booking's latest state,
+    with its SEQUENCE). A closing newest notice says it is over. Otherwise the most telling
+    change of the run: whoever was never told of the booking is told it is confirmed (at
+    the times and with the link it has now, not that it moved), whoever knew it is told of
+    its new time (with the current link), and only a run of links is a new link.
+    """
+    if not run:
+        raise ValueError("a run of notices has at least one")
+    newest = run[-1]
+    if newest.closing:
+        return newest
+    return min(run, key=lambda kind: _TELLING.index(kind) if kind in _TELLING else len(_TELLING))
 
 
 def _finished(mail: MailState, number: int, **changes: object) -> MailState:

@@ -1,13 +1,19 @@
 """Mail that makes sense to each recipient (SPEC §8): what a change tells people, and when it
-tells them nothing."""
+tells them nothing. Mail still waiting when a later change comes goes as one mail telling the
+booking as it is now (the mail story rule, docs/architecture.md)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from localdev.graph_emulator import Fault
+from shared.domain.booking import BookingStatus, Participant, ParticipantRole
+from shared.domain.notices import MailStatus
 from shared.services import bookings as use_cases
-from tests.mail_world import mail_world
+from tests.builders import a_booking
+from tests.mail_story import received
+from tests.mail_world import TENANT, MailWorld, mail_world
 from tests.unit.test_mail_delivery import STAFF, a_pending_booking, approve, cancel, reschedule
 
 
@@ -48,7 +54,7 @@ def mails_to(mw) -> dict[str, list[str]]:
     return story
 
 
-def test_a_tutor_never_told_of_a_lesson_gets_no_cancellation_for_it(tmp_path: Path):
+def test_a_cancellation_without_announcement_goes_only_to_the_requester(tmp_path: Path):
     with mail_world(tmp_path) as mw:
         # GIVEN Teams slow to make the meeting, so the approval's mail waits for its link
         mw.world.emulator.add_fault(Fault(operation="createOrGet", status=503, count=3))
@@ -97,3 +103,143 @@ def test_once_the_lesson_was_announced_a_cancellation_goes_to_everyone(tmp_path:
             "Assigned to you",
             "Cancelled",
         ]
+
+
+def a_booking_starting_soon(mw: MailWorld) -> str:
+    """Pending, starting within pre-start verification's window (the timer looks at Teams)."""
+    start = mw.world.clock.now + timedelta(hours=20)
+    booking = a_booking(
+        tenant_id=TENANT,
+        start=start,
+        end=start + timedelta(hours=1),
+        status=BookingStatus.PENDING,
+    )
+    return mw.world.bookings.add(booking).booking_id
+
+
+def test_a_meeting_remade_before_the_first_mail_sends_one_mail_with_the_current_link():
+    with mail_world() as mw:
+        # GIVEN an approved booking whose meeting was made, its approval not mailed yet
+        booking_id = a_booking_starting_soon(mw)
+        approve(mw, booking_id)
+        mw.queue.messages.clear()  # the approval's mail has not gone yet
+        old_link = mw.world.booking(booking_id).meeting.join_url
+        meeting_id = mw.world.booking(booking_id).meeting.meeting_id
+        assert old_link is not None
+        assert meeting_id is not None
+
+        # WHEN the meeting is deleted in Teams and the timer remakes it, then mail goes
+        mw.world.emulator.delete_meeting_by_hand(meeting_id)
+        mw.world.reconciler.run()
+        booking = mw.world.booking(booking_id)
+        new_link = booking.meeting.join_url
+        assert new_link is not None
+        assert new_link != old_link
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN each participant got one mail: the approval, with the new link and the newest
+        # SEQUENCE (no "New meeting link" a second later)
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["Confirmed"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        booking = mw.world.booking(booking_id)
+        for (mail,) in story.values():
+            assert mail.link == new_link
+            assert mail.method == "REQUEST"
+            assert mail.sequence == booking.mail.current_sequence == 1
+        assert booking.mail.status is MailStatus.SENT
+        assert booking.mail.pending == ()
+        assert not booking.mail.link_owed
+
+
+def test_mails_waiting_when_the_booking_moves_go_as_one_approval_at_the_new_time():
+    with mail_world() as mw:
+        # GIVEN an approved booking whose approval has not been mailed yet
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        mw.queue.messages.clear()
+
+        # WHEN it is moved before the mail goes, and mail runs
+        reschedule(mw, booking_id, days=5)
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN each is sent one approval at the new time, with the newest SEQUENCE: nobody is
+        # told of a time they never had, nor that it moved from it
+        booking = mw.world.booking(booking_id)
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["Confirmed"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        for (mail,) in story.values():
+            assert (mail.start, mail.end) == (booking.start, booking.end)
+            assert mail.sequence == booking.mail.current_sequence == 1
+            assert mail.link == booking.meeting.join_url
+        assert booking.mail.pending == ()
+        assert booking.mail.status is MailStatus.SENT
+
+
+def test_who_had_the_approval_is_told_the_new_time_and_who_had_not_the_approval():
+    with mail_world(per_minute=1) as mw:
+        # GIVEN the approval mailed to the student, the tutor's waiting for the mailbox's pace
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        ((_, work),) = mw.queue.messages
+        mw.queue.messages.clear()
+        report = mw.worker.handle(work, requeue=False)
+        assert report.sent == 1
+
+        # WHEN the booking is moved, and mail runs to the end
+        reschedule(mw, booking_id, days=5)
+        mw.drain()
+        mw.world.clock.sleep(120)
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN the student is told the new time; the tutor, never told, one assignment at it
+        booking = mw.world.booking(booking_id)
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["Confirmed", "New time"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        assert [m.sequence for m in story["student@example.com"]] == [0, 1]
+        assert story["tutor@example.com"][0].sequence == 1
+        assert (story["tutor@example.com"][0].start, story["tutor@example.com"][0].end) == (
+            booking.start,
+            booking.end,
+        )
+        assert booking.mail.pending == ()
+
+
+def test_a_host_who_had_the_assignment_is_told_of_a_cancellation_before_everyone_had_it():
+    host = Participant("tutor-1", ParticipantRole.TUTOR, "tutor@example.com", "Tia Tutor")
+    student = Participant(
+        "student-1", ParticipantRole.STUDENT, "student@example.com", "Sam Student"
+    )
+    with mail_world(per_minute=1) as mw:
+        # GIVEN the assignment mailed to the tutor, the student's waiting for the pace
+        booking_id = a_pending_booking(mw, participants=(host, student))
+        approve(mw, booking_id)
+        ((_, work),) = mw.queue.messages
+        mw.queue.messages.clear()
+        assert mw.worker.handle(work, requeue=False).sent == 1
+
+        # WHEN the student cancels it before the approval reached them
+        cancel(mw, booking_id)
+        mw.world.clock.sleep(120)
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN the tutor, who was told, is told it is off; the student, who asked, too
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "tutor@example.com": ["Assigned to you", "Cancelled"],
+            "student@example.com": ["Cancelled"],
+        }
+        assert all(mails[-1].method == "CANCEL" for mails in story.values())
+        assert mw.world.booking(booking_id).mail.pending == ()
