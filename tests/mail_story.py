@@ -46,7 +46,8 @@ def received(emulator: GraphEmulator) -> dict[str, list[Received]]:
         alternative, attachment = invite_parts(message)
         assert alternative is not None
         assert attachment is not None
-        ics = attachment.get_payload(decode=True)
+        ics: Any = attachment.get_payload(decode=True)
+        assert isinstance(ics, bytes)
         assert alternative.get_payload(decode=True) == ics
         calendar: Any = icalendar.Calendar.from_ical(ics)
         (event,) = calendar.walk("VEVENT")
