@@ -32,8 +32,17 @@ class NoticeKind(StrEnum):
 
 
 # Pending notices kept on one booking; a booking changed faster than mail can go keeps the
+# oldest (whoever has not had it is told the booking is on: it may be the approval) and the
 # newest (each renders the booking's latest state, so the newest tell the whole story).
 MAX_PENDING = 8
+
+
+def kept(pending: tuple[Notice, ...]) -> tuple[Notice, ...]:
+    """At most `MAX_PENDING` notices: the oldest and the newest; those between are told by
+    the newest anyway (the mail story rule)."""
+    if len(pending) <= MAX_PENDING:
+        return pending
+    return (pending[0], *pending[-(MAX_PENDING - 1) :])
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class MailState:
         return min(t for t in times if t is not None)
 
     def requested(self, kind: NoticeKind, *, now: datetime) -> MailState:
-        """The mail, owing one more notice of `kind` (the newest `MAX_PENDING` are kept)."""
+        """The mail, owing one more notice of `kind` (at most `MAX_PENDING` are kept)."""
         notice = Notice(kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now)
-        pending = (*self.pending, notice)[-MAX_PENDING:]
+        pending = kept((*self.pending, notice))
         return replace(self, issued=notice.number, invites=self.invites + 1, pending=pending)

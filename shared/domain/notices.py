@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.domain.mail_state import MAX_PENDING, MailState, MailStatus, Notice, NoticeKind
+from shared.domain.mail_state import MAX_PENDING, MailState, MailStatus, Notice, NoticeKind, kept
 
 if TYPE_CHECKING:
     from shared.domain.booking import Booking
@@ -167,5 +167,5 @@ def owed_again(
     notice = Notice(kind=kind, number=number, sequence=sequence, recorded_at=now)
     if superseded(booking, notice):
         return None
-    pending = (*mail.pending, notice)[-MAX_PENDING:]
+    pending = kept((*mail.pending, notice))
     return replace(booking, mail=replace(mail, pending=pending))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from localdev.graph_emulator import Fault
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
-from shared.domain.notices import MailStatus
+from shared.domain.notices import MAX_PENDING, MailStatus
 from shared.services import bookings as use_cases
 from tests.builders import a_booking
 from tests.mail_story import received
@@ -243,3 +243,30 @@ def test_a_host_who_had_the_assignment_is_told_of_a_cancellation_before_everyone
         }
         assert all(mails[-1].method == "CANCEL" for mails in story.values())
         assert mw.world.booking(booking_id).mail.pending == ()
+
+
+def test_a_booking_moved_more_often_than_notices_are_kept_is_still_announced_once():
+    with mail_world() as mw:
+        # GIVEN an approval not mailed yet, and more moves than a booking keeps notices for
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        for day in range(4, 4 + MAX_PENDING + 2):
+            reschedule(mw, booking_id, days=day)
+        mw.queue.messages.clear()
+        assert len(mw.world.booking(booking_id).mail.pending) == MAX_PENDING
+
+        # WHEN mail goes
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN each is told once that it is on, at its last time, with the newest SEQUENCE
+        booking = mw.world.booking(booking_id)
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["Confirmed"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        for (mail,) in story.values():
+            assert (mail.start, mail.end) == (booking.start, booking.end)
+            assert mail.sequence == booking.mail.current_sequence == MAX_PENDING + 2
+        assert booking.mail.pending == ()
