@@ -11,6 +11,7 @@ from localdev.graph_emulator import Fault
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
 from shared.domain.notices import MAX_PENDING, MailStatus
 from shared.services import bookings as use_cases
+from shared.storage.mail import ClaimOutcome, MailKey
 from tests.builders import a_booking
 from tests.mail_story import received
 from tests.mail_world import TENANT, MailWorld, mail_world
@@ -181,6 +182,42 @@ def test_mails_waiting_when_the_booking_moves_go_as_one_approval_at_the_new_time
             assert mail.link == booking.meeting.join_url
         assert booking.mail.pending == ()
         assert booking.mail.status is MailStatus.SENT
+        # and a worker still holding the booking as approved finds the approval's mails sent
+        now = mw.world.clock.now
+        for to in story:
+            claim = mw.ledger.claim(MailKey(TENANT, booking_id, 1, to), now, now)
+            assert claim.outcome is ClaimOutcome.SENT
+
+
+def test_an_approval_another_worker_is_sending_when_the_booking_moves_is_followed_by_the_move():
+    with mail_world() as mw:
+        # GIVEN another worker is sending the student's approval mail
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        now = mw.world.clock.now
+        held = mw.ledger.claim(
+            MailKey(TENANT, booking_id, 1, "student@example.com"), now, now + timedelta(minutes=2)
+        )
+        assert held.outcome is ClaimOutcome.CLAIMED
+        mw.queue.messages.clear()
+
+        # WHEN the booking moves, this worker looks while that send is on, then it went
+        reschedule(mw, booking_id, days=5)
+        ((_, work),) = mw.queue.messages
+        mw.queue.messages.clear()
+        assert mw.worker.handle(work, requeue=False).sent == 0
+        mw.ledger.mark_sent(held, mw.world.clock.now)
+        mw.sweep.run()
+        mw.drain()
+
+        # THEN the student, who had the approval, is told the new time; the tutor one
+        # assignment at it
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["New time"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        assert mw.world.booking(booking_id).mail.pending == ()
 
 
 def test_who_had_the_approval_is_told_the_new_time_and_who_had_not_the_approval():
