@@ -19,6 +19,7 @@ recipient received, in the order sendMail took it, must then tell them, per reci
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
@@ -168,8 +169,12 @@ def assert_each_story(mw: MailWorld, booking_id: str, log: list[Any]) -> None:
     assert story == {}, context  # nobody off the booking was mailed
 
 
+# PROPERTY_SOAK=N runs N scripts (a soak run); the README's test command runs 200.
+SOAK = int(os.environ.get("PROPERTY_SOAK", "0"))
+
+
 @settings(
-    max_examples=200,
+    max_examples=SOAK or 200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
