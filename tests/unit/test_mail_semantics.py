@@ -307,3 +307,27 @@ def test_a_booking_moved_more_often_than_notices_are_kept_is_still_announced_onc
             assert (mail.start, mail.end) == (booking.start, booking.end)
             assert mail.sequence == booking.mail.current_sequence == MAX_PENDING + 2
         assert booking.mail.pending == ()
+
+
+def test_notices_told_by_one_that_failed_for_good_finish_with_it():
+    with mail_world() as mw:
+        # GIVEN a mailbox that may not send, and an approval then a move not mailed yet
+        mw.world.emulator.add_fault(
+            Fault(operation="sendMail", status=403, graph_code="ErrorAccessDenied")
+        )
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        reschedule(mw, booking_id, days=5)
+
+        # WHEN mail runs
+        mw.drain()
+
+        # THEN one send was tried (the move's, worded as the approval), and the booking says
+        # its mail failed with nothing left owed: the approval is not sent after it, with the
+        # older SEQUENCE
+        stored = mw.world.booking(booking_id)
+        assert mw.world.emulator.calls["sendMail"] == 1
+        assert stored.mail.status is MailStatus.FAILED
+        assert stored.mail.pending == ()
+        (poisoned,) = mw.queue.poisoned
+        assert (poisoned.notice, poisoned.reason) == (2, "permanent")
