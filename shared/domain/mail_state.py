@@ -63,6 +63,16 @@ class Notice:
     last_error_code: str | None = None
 
 
+@dataclass(frozen=True)
+class Told:
+    """What the participants' calendars hold after the last notice delivered to them all: the
+    times and the join link its invite carried."""
+
+    start: datetime
+    end: datetime
+    link: str | None
+
+
 class MailStatus(StrEnum):
     """What the API shows of a booking's mail."""
 
@@ -91,6 +101,8 @@ class MailState:
     # An invite went out without the join link (the meeting did not exist yet): when it does,
     # the participants are sent the link.
     link_owed: bool = False
+    # What the last notice delivered (to everyone it was for) told them, while the booking is on.
+    told: Told | None = None
 
     @property
     def status(self) -> MailStatus:

@@ -16,12 +16,20 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.domain.mail_state import MAX_PENDING, MailState, MailStatus, Notice, NoticeKind, kept
+from shared.domain.mail_state import (
+    MAX_PENDING,
+    MailState,
+    MailStatus,
+    Notice,
+    NoticeKind,
+    Told,
+    kept,
+)
 
 if TYPE_CHECKING:
     from shared.domain.booking import Booking
 
-__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind", "told_as"]
+__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind", "Told", "told_as"]
 
 # The mail story rule's wording, most telling first: what a recipient who never saw the
 # notices of a run is told by its one mail (a closing last notice aside, see `told_as`).
@@ -82,10 +90,15 @@ def _finished(mail: MailState, number: int, **changes: object) -> MailState:
 
 
 def delivered(
-    booking: Booking, number: int, now: datetime, *, without_link: bool = False
+    booking: Booking,
+    number: int,
+    now: datetime,
+    *,
+    without_link: bool = False,
+    told: Told | None = None,
 ) -> Booking:
     """Every recipient of notice `number` has it. `without_link`: it was an invite to a
-    meeting that did not exist yet, so the link is owed."""
+    meeting that did not exist yet, so the link is owed. `told`: what its invite carried."""
     mail = booking.mail
     notice = mail.notice(number)
     if notice is None:
@@ -99,6 +112,7 @@ def delivered(
         last_error_code=None,
         last_sent_at=now,
         link_owed=owed,
+        told=None if notice.kind.closing else (told or mail.told),
     )
     after = replace(booking, mail=mail)
     # The meeting may have arrived while this mail was on its way.

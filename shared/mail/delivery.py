@@ -29,11 +29,17 @@ from functools import partial
 
 from shared.domain import notices
 from shared.domain.booking import MAIL_WORK, Booking
-from shared.domain.notices import Notice
+from shared.domain.notices import Notice, NoticeKind
 from shared.domain.tenant import Tenant
 from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail
-from shared.mail.rendering import MailRenderer, Recipient, recipients, recipients_of
+from shared.mail.rendering import (
+    MailRenderer,
+    Recipient,
+    join_url_of,
+    recipients,
+    recipients_of,
+)
 from shared.mail.transports import (
     MailError,
     MailRecipientRefusedError,
@@ -93,10 +99,15 @@ class Delivered:
 
     at: datetime
     without_link: bool
+    told: notices.Told | None = None
 
     def fact(self, number: int) -> Callable[[Booking], Booking]:
         return partial(
-            notices.delivered, number=number, now=self.at, without_link=self.without_link
+            notices.delivered,
+            number=number,
+            now=self.at,
+            without_link=self.without_link,
+            told=self.told,
         )
 
 
@@ -346,7 +357,9 @@ class MailWorker:
             return NoticeResult(refused, sent, already_sent)
         # What this mail said, from the version it was rendered from.
         without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
-        return NoticeResult(Delivered(self._clock(), without_link), sent, already_sent)
+        return NoticeResult(
+            Delivered(self._clock(), without_link, _view(booking)), sent, already_sent
+        )
 
     def _deliver_to(
         self,
@@ -371,6 +384,9 @@ class MailWorker:
             return _held(claim, now)
         claims = [claim]
         run = []
+        # Their calendar holds what the last notice delivered to all told, unless one of the
+        # notices still pending reached them since.
+        since_told = False
         for before in earlier:
             had = self._ledger.claim(
                 MailKey(booking.tenant_id, booking.booking_id, before.number, person.email),
@@ -378,6 +394,7 @@ class MailWorker:
                 until,
             )
             if had.outcome is ClaimOutcome.SENT:
+                since_told = True
                 continue
             if had.outcome is ClaimOutcome.HELD:
                 self._release(claims)
@@ -385,6 +402,12 @@ class MailWorker:
             claims.append(had)
             run.append(before.kind)
         told = replace(notice, kind=notices.told_as([*run, notice.kind]))
+        if not since_told and _nothing_new(booking, told):
+            # Moved and moved back, say, before they heard: nothing to tell them.
+            sent_at = self._clock()
+            for taken in claims:
+                self._ledger.mark_sent(taken, sent_at)
+            return _Sent.BEFORE
         pause = self._pace(sender.address)
         if pause > self._config.policy.max_in_process_wait:
             self._release(claims)
@@ -520,6 +543,23 @@ def _held(claim: Claim, now: datetime) -> Deferred:
     """Another worker is sending it; look again once its lease has run out."""
     held = ((claim.until or now) - now).total_seconds() + 1
     return Deferred(held, delay=max(held, 1.0))
+
+
+def _view(booking: Booking) -> notices.Told | None:
+    """What an invite of the booking carries now: its times and join link, while it is on."""
+    if not booking.live:
+        return None
+    return notices.Told(booking.start, booking.end, join_url_of(booking, NoticeKind.RESCHEDULED))
+
+
+def _nothing_new(booking: Booking, told: Notice) -> bool:
+    """A change of time or link whose mail would leave their calendar as the last one did."""
+    changes = (NoticeKind.RESCHEDULED, NoticeKind.LINK_CHANGED, NoticeKind.LINK_READY)
+    return (
+        told.kind in changes
+        and booking.mail.told is not None
+        and (booking.mail.told == _view(booking))
+    )
 
 
 def _absorbed(
