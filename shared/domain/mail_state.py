@@ -61,6 +61,10 @@ class Notice:
     rounds: int = 0
     next_attempt_at: datetime | None = None
     last_error_code: str | None = None
+    # Only these addresses (lower case) are sent it; empty: everyone it is for.
+    to: tuple[str, ...] = ()
+    # The addresses sent it without the join link while it is still owed to others.
+    without_link: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,9 @@ class MailState:
     # An invite went out without the join link (the meeting did not exist yet): when it does,
     # the participants are sent the link.
     link_owed: bool = False
+    # Who is owed it, when only some are (the notice went to them before the meeting existed,
+    # to the others after); empty: everyone.
+    owed_to: tuple[str, ...] = ()
     # What the last notice delivered (to everyone it was for) told them, while the booking is on.
     told: Told | None = None
 
@@ -127,8 +134,11 @@ class MailState:
             return None
         return min(t for t in times if t is not None)
 
-    def requested(self, kind: NoticeKind, *, now: datetime) -> MailState:
-        """The mail, owing one more notice of `kind` (at most `MAX_PENDING` are kept)."""
-        notice = Notice(kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now)
+    def requested(self, kind: NoticeKind, *, now: datetime, to: tuple[str, ...] = ()) -> MailState:
+        """The mail, owing one more notice of `kind` (at most `MAX_PENDING` are kept), to the
+        addresses `to` only when some are given."""
+        notice = Notice(
+            kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now, to=to
+        )
         pending = kept((*self.pending, notice))
         return replace(self, issued=notice.number, invites=self.invites + 1, pending=pending)

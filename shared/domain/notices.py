@@ -98,12 +98,22 @@ def delivered(
     told: Told | None = None,
 ) -> Booking:
     """Every recipient of notice `number` has it. `without_link`: it was an invite to a
-    meeting that did not exist yet, so the link is owed. `told`: what its invite carried."""
+    meeting that did not exist yet, so the link is owed (to those it reached without it
+    before, `Notice.without_link`, when it reached the others with it). `told`: what its
+    invite carried."""
     mail = booking.mail
     notice = mail.notice(number)
     if notice is None:
         return booking
-    owed = mail.link_owed or (without_link and not notice.kind.closing)
+    owed_to = mail.owed_to
+    if notice.kind.closing:
+        owed = mail.link_owed
+    elif without_link:
+        owed, owed_to = True, ()
+    elif notice.without_link and not (mail.link_owed and not mail.owed_to):
+        owed, owed_to = True, tuple(sorted({*mail.owed_to, *notice.without_link}))
+    else:
+        owed = mail.link_owed
     mail = _finished(
         mail,
         number,
@@ -112,6 +122,7 @@ def delivered(
         last_error_code=None,
         last_sent_at=now,
         link_owed=owed,
+        owed_to=owed_to if owed else (),
         told=None if notice.kind.closing else (told or mail.told),
     )
     after = replace(booking, mail=mail)
@@ -123,10 +134,25 @@ def link_arrived(booking: Booking, now: datetime) -> Booking:
     """The booking's meeting now exists: if an e-mail went without its link, send the link."""
     if not booking.mail.link_owed:
         return booking
-    booking = replace(booking, mail=replace(booking.mail, link_owed=False))
+    to = booking.mail.owed_to
+    booking = replace(booking, mail=replace(booking.mail, link_owed=False, owed_to=()))
     if not booking.live:
         return booking
-    return requested(booking, NoticeKind.LINK_READY, now=now)
+    return replace(booking, mail=booking.mail.requested(NoticeKind.LINK_READY, now=now, to=to))
+
+
+def sent_without_link(booking: Booking, number: int, addresses: Sequence[str]) -> Booking:
+    """Notice `number` reached `addresses` without the join link, and not everyone yet: if
+    the others get it with the link, these are still owed it."""
+    notice = booking.mail.notice(number)
+    if notice is None or not addresses:
+        return booking
+    marked = replace(
+        notice,
+        without_link=tuple(sorted({*notice.without_link, *(a.lower() for a in addresses)})),
+    )
+    pending = tuple(marked if n.number == number else n for n in booking.mail.pending)
+    return replace(booking, mail=replace(booking.mail, pending=pending))
 
 
 def dropped(booking: Booking, number: int) -> Booking:

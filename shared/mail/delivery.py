@@ -145,6 +145,8 @@ class NoticeResult:
     outcome: Delivered | Dropped | Deferred | Failed
     sent: int = 0
     already_sent: int = 0
+    # Who was sent it now, when it went without the join link.
+    without_link: tuple[str, ...] = ()
 
 
 class _Sent(Enum):
@@ -251,11 +253,13 @@ class MailWorker:
                     )
                     absorbed = []
                 case Deferred() as deferred:
+                    booking = self._partly_without_link(booking, notice, result)
                     self._defer(work, deferred, report, requeue)
                     break
                 case Failed(error=error, refused=refused):
                     report.failed = True
                     report.error_code = error.code
+                    booking = self._partly_without_link(booking, notice, result)
                     booking = self._failed(work, booking, notice, error, requeue)
                     if absorbed and booking.mail.notice(notice.number) is None:
                         # It finished as failed: what it was to tell finishes with it.
@@ -264,6 +268,18 @@ class MailWorker:
                     if not refused:
                         break
         return report
+
+    def _partly_without_link(
+        self, booking: Booking, notice: Notice, result: NoticeResult
+    ) -> Booking:
+        """Some had the notice without the link and others have yet to: remember who, so that
+        if the others get it with the link, these are sent the link."""
+        if not result.without_link:
+            return booking
+        return self._record(
+            booking,
+            partial(notices.sent_without_link, number=notice.number, addresses=result.without_link),
+        )
 
     def _told(self, booking: Booking) -> frozenset[str]:
         """The addresses that have had a notice still pending for others, when a closing notice
@@ -336,7 +352,9 @@ class MailWorker:
         # The invite's ORGANIZER is the mail's From (RFC 6047 §3: clients check they match).
         organizer = Organizer(sender.address, tenant.display_name)
         sent = already_sent = 0
+        sent_to: list[str] = []
         refused: Failed | None = None
+        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
         for person in recipients_of(booking, notice, told):
             address = person.email.lower()
             earlier = [
@@ -347,16 +365,16 @@ class MailWorker:
             outcome = self._deliver_to(booking, notice, person, sender, organizer, earlier)
             if outcome is _Sent.NOW:
                 sent += 1
+                sent_to.append(address)
             elif outcome is _Sent.BEFORE:
                 already_sent += 1
             elif isinstance(outcome, Failed) and outcome.refused:
                 refused = outcome
             else:
-                return NoticeResult(outcome, sent, already_sent)
+                return NoticeResult(outcome, sent, already_sent, _if(without_link, sent_to))
         if refused is not None:
-            return NoticeResult(refused, sent, already_sent)
+            return NoticeResult(refused, sent, already_sent, _if(without_link, sent_to))
         # What this mail said, from the version it was rendered from.
-        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
         return NoticeResult(
             Delivered(self._clock(), without_link, _view(booking)), sent, already_sent
         )
@@ -402,7 +420,7 @@ class MailWorker:
             claims.append(had)
             run.append(before.kind)
         told = replace(notice, kind=notices.told_as([*run, notice.kind]))
-        if not since_told and _nothing_new(booking, told):
+        if not since_told and _nothing_new(booking, told, run):
             # Moved and moved back, say, before they heard: nothing to tell them.
             sent_at = self._clock()
             for taken in claims:
@@ -552,14 +570,17 @@ def _view(booking: Booking) -> notices.Told | None:
     return notices.Told(booking.start, booking.end, join_url_of(booking, NoticeKind.RESCHEDULED))
 
 
-def _nothing_new(booking: Booking, told: Notice) -> bool:
-    """A change of time or link whose mail would leave their calendar as the last one did."""
-    changes = (NoticeKind.RESCHEDULED, NoticeKind.LINK_CHANGED, NoticeKind.LINK_READY)
-    return (
-        told.kind in changes
-        and booking.mail.told is not None
-        and (booking.mail.told == _view(booking))
-    )
+def _nothing_new(booking: Booking, told: Notice, run: Sequence[NoticeKind]) -> bool:
+    """A change of time or link whose mail would leave their calendar as the last one did
+    (a link owed to them is always news: their last mail went without it)."""
+    changes = (NoticeKind.RESCHEDULED, NoticeKind.LINK_CHANGED)
+    if told.kind not in changes or NoticeKind.LINK_READY in run:
+        return False
+    return booking.mail.told is not None and booking.mail.told == _view(booking)
+
+
+def _if(condition: bool, addresses: Sequence[str]) -> tuple[str, ...]:
+    return tuple(addresses) if condition else ()
 
 
 def _absorbed(

@@ -104,6 +104,9 @@ def recipients_of(booking: Booking, notice: Notice, told: Collection[str] = ()) 
     never told a lesson was cancelled that they were never told about. Everyone else, every
     time."""
     everyone = recipients(booking)
+    if notice.to:
+        # Owed to some only (the link, to those an earlier mail reached without it).
+        return [r for r in everyone if r.email.lower() in notice.to]
     if not notice.kind.closing or booking.mail.sent > 0 or booking.mail.failed > 0:
         return everyone
     asked = {p.email.lower() for p in booking.participants if p.user_id == booking.created_by}

@@ -681,6 +681,7 @@ def _mail_json(mail: MailState) -> str | None:
             "lastErrorCode": mail.last_error_code,
             "lastSentAt": moment(mail.last_sent_at),
             "linkOwed": mail.link_owed,
+            "owedTo": list(mail.owed_to),
             "told": None
             if mail.told is None
             else {
@@ -698,6 +699,8 @@ def _mail_json(mail: MailState) -> str | None:
                     "rounds": n.rounds,
                     "nextAttemptAt": moment(n.next_attempt_at),
                     "lastErrorCode": n.last_error_code,
+                    "to": list(n.to),
+                    "withoutLink": list(n.without_link),
                 }
                 for n in mail.pending
             ],
@@ -736,6 +739,7 @@ def _mail_state(reader: EntityReader) -> MailState:
             last_error_code=data.get("lastErrorCode"),
             last_sent_at=moment(data.get("lastSentAt")),
             link_owed=bool(data.get("linkOwed", False)),
+            owed_to=tuple(str(a) for a in data.get("owedTo") or ()),
             told=_told(data.get("told")),
             pending=tuple(
                 Notice(
@@ -747,6 +751,8 @@ def _mail_state(reader: EntityReader) -> MailState:
                     rounds=int(n["rounds"]),
                     next_attempt_at=moment(n.get("nextAttemptAt")),
                     last_error_code=n.get("lastErrorCode"),
+                    to=tuple(str(a) for a in n.get("to") or ()),
+                    without_link=tuple(str(a) for a in n.get("withoutLink") or ()),
                 )
                 for n in data["pending"]
             ),

@@ -331,3 +331,36 @@ def test_notices_told_by_one_that_failed_for_good_finish_with_it():
         assert stored.mail.pending == ()
         (poisoned,) = mw.queue.poisoned
         assert (poisoned.notice, poisoned.reason) == (2, "permanent")
+
+
+def test_an_approval_that_reached_one_without_the_link_and_the_other_with_it_links_the_first():
+    with mail_world(per_minute=1, link_wait=timedelta(minutes=5)) as mw:
+        # GIVEN Teams slow to make the meeting, and a mailbox that takes one mail a minute
+        mw.world.emulator.add_fault(Fault(operation="createOrGet", status=503, count=3))
+        booking_id = a_pending_booking(mw)
+        approve(mw, booking_id)
+        mw.queue.messages.clear()
+
+        # WHEN the approval goes to the student without the link after the wait, the meeting
+        # is made, and the tutor's goes after it
+        mw.world.clock.sleep(6 * 60)
+        assert mw.sweep.run().sent == 1
+        mw.world.emulator.clear_faults()
+        mw.world.drain()
+        assert mw.world.booking(booking_id).meeting.join_url is not None
+        for _ in range(3):
+            mw.world.clock.sleep(90)
+            mw.sweep.run()
+        mw.drain()
+
+        # THEN the student is sent the link; the tutor, who had it, is not sent it again
+        booking = mw.world.booking(booking_id)
+        story = received(mw.world.emulator)
+        assert {to: [m.headline for m in mails] for to, mails in story.items()} == {
+            "student@example.com": ["Confirmed", "Meeting link"],
+            "tutor@example.com": ["Assigned to you"],
+        }
+        assert story["student@example.com"][0].link is None
+        assert all(mails[-1].link == booking.meeting.join_url for mails in story.values())
+        assert booking.mail.pending == ()
+        assert not booking.mail.link_owed

@@ -182,8 +182,9 @@ SOAK = int(os.environ.get("PROPERTY_SOAK", "0"))
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 # The stories found wanting before the rule, kept as examples: a meeting remade before the
-# first mail, a move before it, and a notice that reached only one recipient when the
-# booking moved or was cancelled.
+# first mail, a move before it, a notice that reached only one recipient when the booking
+# moved or was cancelled, a move and back before anyone heard, and an approval that reached
+# the student without the link and the tutor with it.
 @example(opening=["approve"], events=[("remake", 1)], host_first=False, per_minute=30)
 @example(opening=["approve"], events=[("reschedule", 2)], host_first=False, per_minute=30)
 @example(
@@ -195,6 +196,12 @@ SOAK = int(os.environ.get("PROPERTY_SOAK", "0"))
     events=[("reschedule", 2), ("mail", 1), ("reschedule", 1), ("reschedule", 2)],
     host_first=False,
     per_minute=30,
+)
+@example(
+    opening=["approve", "meeting_fault"],
+    events=[("remake", 1), ("later", 3), ("later", 4), ("mail", 1)],
+    host_first=False,
+    per_minute=1,
 )
 @given(
     opening=st.lists(st.sampled_from(("approve", "mail_fault", "meeting_fault")), max_size=2),
