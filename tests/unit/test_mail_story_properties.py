@@ -172,12 +172,12 @@ def assert_each_story(mw: MailWorld, booking_id: str, log: list[Any]) -> None:
     assert story == {}, context  # nobody off the booking was mailed
 
 
-# PROPERTY_SOAK=N runs N scripts (a soak run); the README's test command runs 200.
+# PROPERTY_SOAK=N runs N scripts (a soak run); the README's test command runs 150.
 SOAK = int(os.environ.get("PROPERTY_SOAK", "0"))
 
 
 @settings(
-    max_examples=SOAK or 200,
+    max_examples=SOAK or 150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
