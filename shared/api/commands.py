@@ -20,6 +20,7 @@ from shared.api.validation import (
     email,
     identifier,
     instant,
+    locale,
     query_instant,
     read_json,
     required_text,
@@ -104,7 +105,7 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
         where = f"participants[{index}]"
         if not isinstance(item, dict):
             raise ValidationError(f"{where} must be an object", "invalid_type")
-        unknown = sorted(set(item) - {"userId", "role", "email", "displayName"})
+        unknown = sorted(set(item) - {"userId", "role", "email", "displayName", "locale"})
         if unknown:
             raise ValidationError(
                 f"{where}: unknown field(s) {', '.join(unknown)}", "unknown_field"
@@ -115,6 +116,9 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
                 role=choice(item.get("role"), f"{where}.role", ParticipantRole),
                 email=email(item.get("email"), f"{where}.email"),
                 display_name=text(item, "displayName", max_length=200),
+                locale=None
+                if item.get("locale") is None
+                else locale(item["locale"], f"{where}.locale"),
             )
         )
     if len({p.user_id for p in found}) != len(found):
@@ -219,7 +223,7 @@ def new_times(
 def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(
         req,
-        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"),
+        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule", "defaultLocale"),
         body_required=True,
     )
     organizer: object = UNSET
@@ -229,10 +233,15 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
     options = None
     if body.get("meetingOptions") is not None:
         options = _options(body["meetingOptions"])
+    default_locale: object = UNSET
+    if "defaultLocale" in body:
+        raw = body["defaultLocale"]
+        default_locale = None if raw is None else locale(raw, "defaultLocale")
     return SettingsChange(
         organizer_upn=organizer,
         meeting_options=options,
         participants_can_reschedule=boolean(body, "participantsCanReschedule"),
+        default_locale=default_locale,
     )
 
 

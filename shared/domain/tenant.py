@@ -152,6 +152,8 @@ class Tenant:
     meeting_options: MeetingOptions = MeetingOptions()
     mail: MailSettings = MailSettings()
     participants_can_reschedule: bool = False
+    # The BCP 47 tag of the language of mail to participants who set none; None: English.
+    locale: str | None = None
     updated_at: datetime | None = None
     # None until the credential check first ran.
     teams_health: TeamsHealth | None = None

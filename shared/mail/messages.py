@@ -33,7 +33,16 @@ class BadAddressError(AppError, ValueError):
 # What a message carries at its top level; anything else in the serialized bytes would be a
 # header someone smuggled in through the text, and the message is refused instead of sent.
 _HEADERS = frozenset(
-    {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-language",
+    }
 )
 
 
@@ -52,6 +61,7 @@ class OutgoingMail:
     invite: bytes
     method: str  # the invite's METHOD: REQUEST or CANCEL
     sent_at: datetime
+    language: str | None = None  # its Content-Language ("en", "de"); None: not said
 
     @property
     def message_id(self) -> str:
@@ -93,6 +103,8 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.sent_at)
     message["Message-ID"] = mail.message_id
+    if mail.language:
+        message["Content-Language"] = one_line(mail.language, 35)
     message.set_content(mail.text, subtype="plain", charset="utf-8")
     message.add_alternative(mail.html, subtype="html", charset="utf-8")
     message.add_alternative(

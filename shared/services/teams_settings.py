@@ -58,6 +58,7 @@ class SettingsChange:
     organizer_upn: object = UNSET  # str, or None to switch meeting creation off
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
+    default_locale: object = UNSET  # a BCP 47 tag, or None for English
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ def update_settings(
         )
     if change.participants_can_reschedule is not None:
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
+    if change.default_locale is not UNSET:
+        tag = change.default_locale if isinstance(change.default_locale, str) else None
+        updated = replace(updated, locale=tag)
     return tenants.save(updated)
 
 
