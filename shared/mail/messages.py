@@ -103,8 +103,6 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.sent_at)
     message["Message-ID"] = mail.message_id
-    if mail.language:
-        message["Content-Language"] = one_line(mail.language, 35)
     message.set_content(mail.text, subtype="plain", charset="utf-8")
     message.add_alternative(mail.html, subtype="html", charset="utf-8")
     message.add_alternative(
@@ -117,6 +115,10 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message.add_attachment(
         mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
     )
+    if mail.language:
+        # After the parts are made: making a multipart moves Content-* headers into its first
+        # part, and the language is the whole message's (RFC 3282).
+        message["Content-Language"] = one_line(mail.language, 35)
     # Boundaries from the Message-ID, so one mail is one sequence of bytes whoever writes it. A
     # boundary with "=_" cannot occur in base64 or quoted-printable text (where "=" is "=3D").
     token = mail.message_id[1:33]

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.booking import Booking, ParticipantRole
 from shared.domain.notices import Notice, NoticeKind
-from shared.mail.strings import DEFAULT_LANGUAGE, Strings, language_for
+from shared.mail.strings import CATALOGUES, DEFAULT_LANGUAGE, Catalogues, Strings
 
 if TYPE_CHECKING:
     import jinja2
@@ -204,7 +204,8 @@ def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
 
 
 class MailRenderer:
-    def __init__(self) -> None:
+    def __init__(self, catalogues: Catalogues = CATALOGUES) -> None:
+        self._catalogues = catalogues
         self._templates: jinja2.Environment | None = None
 
     @property
@@ -238,7 +239,9 @@ class MailRenderer:
     ) -> RenderedMail:
         """`notice` for `recipient`, in their language: the recipient's locale if a shipped
         language serves it, else the tenant's `default_locale`, else English."""
-        t = Strings(language_for(recipient.locale, default_locale))
+        t = Strings(
+            self._catalogues.language_for(recipient.locale, default_locale), self._catalogues
+        )
         template = template_for(notice.kind, recipient.role)
         wording = _WORDING_OF_KIND.get(notice.kind, template)
         if notice.kind is NoticeKind.DECLINED and recipient.role in HOSTS:

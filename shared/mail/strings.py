@@ -11,7 +11,6 @@ escaped by the HTML templates after formatting, like any other value.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,62 +26,91 @@ DEFAULT_LANGUAGE = "en"
 # is British English, as the catalogue is ("cancelled"; BST for London's summer time).
 CLDR_LOCALE = {"en": "en_GB"}
 
-_lock = threading.Lock()
-_catalogues: dict[str, dict[str, str]] = {}
-_missing_logged: set[tuple[str, str]] = set()
+
+class Catalogues:
+    """The catalogues in one folder (`<language>/LC_MESSAGES/messages.po`), each read once per
+    process on first use: key → pattern, translated entries only (an empty or fuzzy one is
+    missing, so English is said instead)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._lock = threading.Lock()
+        self._read: dict[str, dict[str, str]] = {}
+        self._missing_logged: set[tuple[str, str]] = set()
+        self.languages = tuple(
+            sorted(
+                (p.parent.parent.name for p in folder.glob("*/LC_MESSAGES/messages.po")),
+                key=lambda name: (name != DEFAULT_LANGUAGE, name),
+            )
+        )
+
+    def __getitem__(self, language: str) -> Mapping[str, str]:
+        with self._lock:
+            found = self._read.get(language)
+            if found is None:
+                found = self._read[language] = self._load(language)
+            return found
+
+    def _load(self, language: str) -> dict[str, str]:
+        from babel.messages.pofile import read_po
+
+        path = self._folder / language / "LC_MESSAGES" / "messages.po"
+        with path.open("rb") as file:
+            entries = read_po(file, locale=CLDR_LOCALE.get(language, language))
+        return {
+            str(message.id): str(message.string)
+            for message in entries
+            if message.id and message.string and not message.fuzzy
+        }
+
+    def language_for(self, *tags: str | None) -> str:
+        """The shipped language of the first tag that has one ("de-AT" → "de"), else
+        English: a recipient's locale first, then the tenant's."""
+        for tag in tags:
+            canonical = language_tag(tag) if tag else None
+            if canonical is not None and primary_language(canonical) in self.languages:
+                return primary_language(canonical)
+        return DEFAULT_LANGUAGE
+
+    def pattern(self, language: str, key: str) -> str:
+        """The pattern of `key` in `language`, or English's when it has none (logged once by
+        key and language, never with a value). A key English lacks raises KeyError."""
+        found = self[language].get(key)
+        if found is not None:
+            return found
+        english = self[DEFAULT_LANGUAGE][key]
+        with self._lock:
+            first = (key, language) not in self._missing_logged
+            self._missing_logged.add((key, language))
+        if first:
+            logger.warning("mail text %s has no %s translation; English used", key, language)
+        return english
 
 
-@functools.cache
+CATALOGUES = Catalogues(LOCALES)
+
+
 def shipped_languages() -> tuple[str, ...]:
     """The languages with a catalogue, English first."""
-    found = sorted(path.parent.parent.name for path in LOCALES.glob("*/LC_MESSAGES/messages.po"))
-    return (DEFAULT_LANGUAGE, *(name for name in found if name != DEFAULT_LANGUAGE))
-
-
-def catalogue(language: str) -> Mapping[str, str]:
-    """Key → pattern of one shipped language, read once per process (translated, not fuzzy)."""
-    with _lock:
-        found = _catalogues.get(language)
-        if found is None:
-            found = _catalogues[language] = _read(language)
-        return found
-
-
-def _read(language: str) -> dict[str, str]:
-    from babel.messages.pofile import read_po
-
-    path = LOCALES / language / "LC_MESSAGES" / "messages.po"
-    with path.open("rb") as file:
-        entries = read_po(file, locale=CLDR_LOCALE.get(language, language))
-    return {
-        str(message.id): str(message.string)
-        for message in entries
-        if message.id and message.string and not message.fuzzy
-    }
+    return CATALOGUES.languages
 
 
 def language_for(*tags: str | None) -> str:
-    """The shipped language of the first tag that has one ("de-AT" → "de"), else English: a
-    recipient's locale first, then the tenant's."""
-    shipped = shipped_languages()
-    for tag in tags:
-        canonical = language_tag(tag) if tag else None
-        if canonical is not None and primary_language(canonical) in shipped:
-            return primary_language(canonical)
-    return DEFAULT_LANGUAGE
+    """The shipped language of the first tag that has one ("de-AT" → "de"), else English."""
+    return CATALOGUES.language_for(*tags)
 
 
 class _English(Mapping[str, str]):
     """The English catalogue, read on first use like the others."""
 
     def __getitem__(self, key: str) -> str:
-        return catalogue(DEFAULT_LANGUAGE)[key]
+        return CATALOGUES[DEFAULT_LANGUAGE][key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(catalogue(DEFAULT_LANGUAGE))
+        return iter(CATALOGUES[DEFAULT_LANGUAGE])
 
     def __len__(self) -> int:
-        return len(catalogue(DEFAULT_LANGUAGE))
+        return len(CATALOGUES[DEFAULT_LANGUAGE])
 
 
 ENGLISH: Mapping[str, str] = _English()
@@ -92,22 +120,19 @@ class Strings:
     """The strings of one language (a tag of any shipped language; anything else is English).
     A key English lacks is a bug, so it raises."""
 
-    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
-        self.language = language_for(language)
+    def __init__(
+        self, language: str = DEFAULT_LANGUAGE, catalogues: Catalogues = CATALOGUES
+    ) -> None:
+        self._catalogues = catalogues
+        self.language = catalogues.language_for(language)
 
     @property
     def cldr_locale(self) -> str:
+        """The Babel locale its dates are written in."""
         return CLDR_LOCALE.get(self.language, self.language)
 
     def pattern(self, key: str) -> str:
-        found = catalogue(self.language).get(key)
-        if found is not None:
-            return found
-        english = ENGLISH[key]
-        if self.language != DEFAULT_LANGUAGE and (key, self.language) not in _missing_logged:
-            _missing_logged.add((key, self.language))
-            logger.warning("mail text %s has no %s translation; English used", key, self.language)
-        return english
+        return self._catalogues.pattern(self.language, key)
 
     def __call__(self, key: str, **values: object) -> str:
         return self.pattern(key).format(**values)
