@@ -7,6 +7,7 @@ lacks is said in English."""
 from __future__ import annotations
 
 import logging
+import re
 import string
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import icalendar
 import pytest
+import yaml
 from babel.dates import parse_pattern
 from babel.messages.pofile import read_po
 
@@ -375,30 +377,48 @@ def test_the_recipients_locale_wins_then_the_tenants_then_english(recipient, ten
     assert mail.language == expected
 
 
+WELL_FORMED = [
+    ("de", "de"),
+    ("de-AT", "de-AT"),
+    ("EN-gb", "en-GB"),
+    ("zh-hant-tw", "zh-Hant-TW"),
+    ("es-419", "es-419"),
+    ("sl-rozaj-biske", "sl-rozaj-biske"),
+    ("de-CH-x-phonebk", "de-CH-x-phonebk"),
+    ("en-a-bbb-x-a-ccc", "en-a-bbb-x-a-ccc"),
+    ("x-whatever", "x-whatever"),
+]
+NOT_TAGS = [
+    *("", "d", "deutsch-land-x", "de_AT", "de-", "-de", "de--AT", "de AT", "dé", "12"),
+    *("en-US-", "a" * 9, "en-" + "-".join(["abcde"] * 10), "de\n", "<script>"),
+]
+
+
+def test_the_contract_admits_exactly_the_tags_the_api_accepts():
+    spec = yaml.safe_load((LOCALES.parents[2] / "docs" / "openapi.yaml").read_text())
+    schema = spec["components"]["schemas"]["LanguageTag"]
+    # JSON Schema patterns are ECMA-262, whose $ is the end of the text; Python's also
+    # matches before a final newline.
+    contract = re.compile(schema["pattern"].removesuffix("$") + r"\Z")
+
+    def admitted(text: str) -> bool:
+        return len(text) <= schema["maxLength"] and contract.search(text) is not None
+
+    for given, _ in WELL_FORMED:
+        assert admitted(given), given
+    for given in NOT_TAGS:
+        assert not admitted(given), given
+
+
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [
-        ("de", "de"),
-        ("de-AT", "de-AT"),
-        ("EN-gb", "en-GB"),
-        ("zh-hant-tw", "zh-Hant-TW"),
-        ("es-419", "es-419"),
-        ("sl-rozaj-biske", "sl-rozaj-biske"),
-        ("de-CH-x-phonebk", "de-CH-x-phonebk"),
-        ("en-a-bbb-x-a-ccc", "en-a-bbb-x-a-ccc"),
-    ],
+    WELL_FORMED,
 )
 def test_well_formed_language_tags_are_kept_in_canonical_case(given, canonical):
     assert language_tag(given) == canonical
 
 
-@pytest.mark.parametrize(
-    "given",
-    [
-        *("", "d", "deutsch-land-x", "de_AT", "de-", "-de", "de--AT", "de AT", "dé", "12"),
-        *("en-US-", "a" * 9, "en-" + "-".join(["abcde"] * 10), "de\n", "<script>"),
-    ],
-)
+@pytest.mark.parametrize("given", NOT_TAGS)
 def test_anything_else_is_not_a_language_tag(given):
     assert language_tag(given) is None
 
