@@ -137,7 +137,7 @@ def when(booking: Booking, strings: Strings) -> str:
     start_name, end_name = zone_abbreviation(start, locale), zone_abbreviation(end, locale)
     start_time = formatted(start, "time.pattern.clock")
     end_time = formatted(end, "time.pattern.clock")
-    if start_name == end_name and end.date() == start.date():
+    if start.utcoffset() == end.utcoffset() and end.date() == start.date():
         return strings(
             "time.range",
             date=date,

@@ -520,3 +520,35 @@ def test_each_recipient_gets_the_mail_in_their_language_else_the_tenants(tmp_pat
             "student@example.com": "Microsoft Teams Meeting",
             "tutor@example.com": "Microsoft Teams-Besprechung",
         }
+
+
+def test_the_calendar_route_speaks_the_callers_language_else_the_tenants():
+    from shared.services.calendar import calendar_invite
+
+    with mail_world() as mw:
+        # GIVEN a German tenant and a confirmed booking whose student asked for English
+        admin = Principal("admin-1", TENANT, frozenset({Role.ADMIN}))
+        teams_settings.update_settings(
+            admin,
+            teams_settings.SettingsChange(default_locale="de"),
+            mw.deps.tenants,
+            mw.world.clock(),
+        )
+        booking_id = a_pending_booking(
+            mw,
+            participants=(
+                Participant("student-1", ParticipantRole.STUDENT, "s@example.com", "Sam", "en"),
+                Participant("tutor-1", ParticipantRole.TUTOR, "t@example.com", "Tia"),
+            ),
+        )
+        approve(mw, booking_id)
+        mw.world.drain()
+
+        def location(user: str, role: Role) -> str:
+            raw = calendar_invite(Principal(user, TENANT, frozenset({role})), booking_id, mw.deps)
+            return str(icalendar.Calendar.from_ical(raw).walk("VEVENT")[0]["LOCATION"])
+
+        # WHEN each fetches the invite, THEN the student's is English, the others' German
+        assert location("student-1", Role.STUDENT) == "Microsoft Teams Meeting"
+        assert location("tutor-1", Role.TUTOR) == "Microsoft Teams-Besprechung"
+        assert location("admin-1", Role.ADMIN) == "Microsoft Teams-Besprechung"
