@@ -20,6 +20,7 @@ from shared.api.validation import (
     email,
     identifier,
     instant,
+    locale,
     plain_text,
     query_instant,
     read_json,
@@ -106,7 +107,7 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
         where = f"participants[{index}]"
         if not isinstance(item, dict):
             raise ValidationError(f"{where} must be an object", "invalid_type")
-        unknown = sorted(set(item) - {"userId", "role", "email", "displayName"})
+        unknown = sorted(set(item) - {"userId", "role", "email", "displayName", "locale"})
         if unknown:
             raise ValidationError(
                 f"{where}: unknown field(s) {', '.join(unknown)}", "unknown_field"
@@ -117,6 +118,9 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
                 role=choice(item.get("role"), f"{where}.role", ParticipantRole),
                 email=email(item.get("email"), f"{where}.email"),
                 display_name=text(item, "displayName", max_length=200),
+                locale=None
+                if item.get("locale") is None
+                else locale(item["locale"], f"{where}.locale"),
             )
         )
     if len({p.user_id for p in found}) != len(found):
@@ -221,7 +225,13 @@ def new_times(
 def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(
         req,
-        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule", "branding"),
+        allowed=(
+            "organizerUpn",
+            "meetingOptions",
+            "participantsCanReschedule",
+            "branding",
+            "defaultLocale",
+        ),
         body_required=True,
     )
     organizer: object = UNSET
@@ -231,11 +241,16 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
     options = None
     if body.get("meetingOptions") is not None:
         options = _options(body["meetingOptions"])
+    default_locale: object = UNSET
+    if "defaultLocale" in body:
+        raw = body["defaultLocale"]
+        default_locale = None if raw is None else locale(raw, "defaultLocale")
     return SettingsChange(
         organizer_upn=organizer,
         meeting_options=options,
         participants_can_reschedule=boolean(body, "participantsCanReschedule"),
         branding=_branding(body["branding"]) if "branding" in body else None,
+        default_locale=default_locale,
     )
 
 

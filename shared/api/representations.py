@@ -39,6 +39,7 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
                 "role": p.role.value,
                 "email": p.email,
                 "displayName": p.display_name,
+                "locale": p.locale,
             }
             for p in booking.participants
         ],
@@ -158,6 +159,7 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "organizerObjectId": tenant.organizer_object_id,
         "meetingOptions": options_json(tenant.meeting_options),
         "participantsCanReschedule": tenant.participants_can_reschedule,
+        "defaultLocale": tenant.locale,
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
         "branding": branding_json(tenant.branding),

@@ -157,6 +157,8 @@ class Tenant:
     mail: MailSettings = MailSettings()
     branding: Branding = field(default_factory=Branding)
     participants_can_reschedule: bool = False
+    # The BCP 47 tag of the language of mail to participants who set none; None: English.
+    locale: str | None = None
     updated_at: datetime | None = None
     # None until the credential check first ran.
     teams_health: TeamsHealth | None = None

@@ -72,6 +72,7 @@ class SettingsChange:
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
     branding: BrandingChange | None = None
+    default_locale: object = UNSET  # a BCP 47 tag, or None for English
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ def update_settings(
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
     if change.branding is not None:
         updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
+    if change.default_locale is not UNSET:
+        tag = change.default_locale if isinstance(change.default_locale, str) else None
+        updated = replace(updated, locale=tag)
     return tenants.save(updated)
 
 

@@ -202,6 +202,7 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "MailSenderUpn": tenant.mail.sender_upn,
         **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
+        "Locale": check_string(tenant.locale, "locale"),
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
@@ -278,6 +279,7 @@ def entity_to_tenant(entity: Any) -> Tenant:
         mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
         branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
+        locale=r.opt_text("Locale"),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
