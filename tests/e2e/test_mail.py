@@ -97,7 +97,7 @@ def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, sta
     story = tmp_path / "story"
     story.mkdir()
     for path in mail_folder(stack).glob(f"*{booking_id[:40]}*.eml"):
-        shutil.copy(path, story / path.name)
+        shutil.copy2(path, story / path.name)  # with its time written
     told = {to.split("<")[-1].rstrip(">"): said for to, said in stories(story).items()}
 
     def read(said: str) -> tuple[str, str]:
