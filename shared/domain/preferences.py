@@ -72,11 +72,14 @@ def effective_options(
 
 
 def tutor_of(booking: Booking) -> str | None:
-    """Whose preferences a booking's meeting follows: its first tutor, else its assignee."""
+    """Whose preferences a booking's meeting follows: the tutor it was assigned to (staff
+    assign one when they approve), else its first tutor participant."""
+    if booking.assignee_id:
+        return booking.assignee_id
     for participant in booking.participants:
         if participant.role is ParticipantRole.TUTOR:
             return participant.user_id
-    return booking.assignee_id
+    return None
 
 
 def _text(value: object) -> str:

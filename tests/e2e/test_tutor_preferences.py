@@ -34,11 +34,11 @@ def tenant_allows_chat_and_recording(stack, admin):
         admin.call("PUT", PREFS.format(who), {})
 
 
-def meeting_of(stack, staff, student, tutor_id: str):
+def meeting_of(stack, staff, student, tutor_id: str, **approval):
     created = student.call("POST", "/v1/bookings", booking_body(tutor=tutor_id))
     assert created.status_code == 201, created.text
     booking_id = created.json()["id"]
-    approved = staff.call("POST", f"/v1/bookings/{booking_id}/approve", {})
+    approved = staff.call("POST", f"/v1/bookings/{booking_id}/approve", approval)
     assert approved.status_code == 200, approved.text
     join_url = approved.json()["booking"]["meetingLink"]
     (meeting,) = [m for m in stack.emulator.live_meetings() if m.join_url == join_url]
@@ -99,6 +99,21 @@ def test_a_tenant_that_narrows_its_allowance_wins_over_choices_saved_before(
         tutor.call("GET", PREFS.format("tutor-1")).json()["effective"]["recordAutomatically"]
         is False
     )
+
+
+def test_the_tutor_assigned_on_approval_is_the_one_whose_choices_count(
+    stack, tutor, staff, student
+):
+    # GIVEN tutor-2 chose no chat, tutor-1 nothing
+    tutor_2 = caller(stack, "tutor-2", "tutor")
+    saved = tutor_2.call("PUT", PREFS.format("tutor-2"), {"allowMeetingChat": "disabled"})
+    assert saved.status_code == 200, saved.text
+
+    # WHEN a booking made with tutor-1 is approved and assigned to tutor-2
+    meeting = meeting_of(stack, staff, student, "tutor-1", assigneeId="tutor-2")
+
+    # THEN its meeting follows tutor-2's choice
+    assert meeting.allow_meeting_chat == "disabled"
 
 
 @pytest.mark.parametrize(
