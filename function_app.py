@@ -17,6 +17,7 @@ from functions import (
     payments,
     reconcile,
     teams_meetings,
+    tutors,
 )
 from shared import telemetry
 from shared.bootstrap import report_settings
@@ -39,3 +40,4 @@ app.register_functions(payments.bp)
 app.register_functions(reconcile.bp)
 app.register_functions(calendar.bp)
 app.register_functions(mail.bp)
+app.register_functions(tutors.bp)

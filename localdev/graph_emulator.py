@@ -191,6 +191,7 @@ class Meeting:
     allowed_presenters: str = "everyone"
     allow_meeting_chat: str = "enabled"
     entry_exit_announced: bool = True
+    record_automatically: bool = False
     deleted: bool = False
     patches: int = 0
 
@@ -214,6 +215,7 @@ class Meeting:
             "allowedPresenters": self.allowed_presenters,
             "allowMeetingChat": self.allow_meeting_chat,
             "isEntryExitAnnounced": self.entry_exit_announced,
+            "recordAutomatically": self.record_automatically,
         }
 
 
@@ -958,6 +960,9 @@ class GraphEmulator:
             meeting.allow_meeting_chat = data.get("allowMeetingChat", meeting.allow_meeting_chat)
             meeting.entry_exit_announced = bool(
                 data.get("isEntryExitAnnounced", meeting.entry_exit_announced)
+            )
+            meeting.record_automatically = bool(
+                data.get("recordAutomatically", meeting.record_automatically)
             )
             meeting.patches += 1
             return _Reply(200, meeting.resource(evolved))

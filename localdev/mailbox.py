@@ -81,10 +81,10 @@ def _summary(path: Path) -> str:
 
 
 def stories(folder: Path) -> dict[str, list[str]]:
-    """Each recipient's e-mails, oldest first (file names begin with the time sent): the
-    subject and the invite's METHOD and SEQUENCE of each."""
+    """Each recipient's e-mails, oldest first (as written: file names begin with the second
+    sent, and several go in one second): the subject and the invite's METHOD and SEQUENCE."""
     told: dict[str, list[str]] = {}
-    for path in sorted(folder.glob("*.eml")):
+    for path in sorted(folder.glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
         message = _read(path)
         language = message.get("Content-Language")
         said = f"{message['Subject']}  [{_described(message).rsplit(' UID:', 1)[0]}]"

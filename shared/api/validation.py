@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import azure.functions as func
 
+from shared.domain.language import MAX_TAG_CHARS, language_tag
 from shared.errors import AppError
 from shared.json_depth import nesting_depth
 from shared.keys import InvalidKeyError, validate_key
@@ -247,6 +248,23 @@ def time_zone(raw: Any, name: str) -> str:
             f"{name} {raw!r} is not an IANA time zone (e.g. Europe/London)", "invalid_time_zone"
         ) from None
     return raw
+
+
+def locale(raw: Any, name: str) -> str:
+    """A BCP 47 language tag ("de", "de-AT", "en-GB"), in canonical case."""
+    if not isinstance(raw, str) or len(raw) > MAX_TAG_CHARS:
+        raise ValidationError(
+            f"{name} must be a BCP 47 language tag of at most {MAX_TAG_CHARS} characters "
+            "(e.g. de, de-AT, en-GB)",
+            "invalid_locale",
+        )
+    tag = language_tag(raw)
+    if tag is None:
+        raise ValidationError(
+            f"{name} {raw!r} is not a BCP 47 language tag (e.g. de, de-AT, en-GB)",
+            "invalid_locale",
+        )
+    return tag
 
 
 def query_instant(params: Mapping[str, str], name: str) -> datetime | None:

@@ -40,6 +40,7 @@ from shared.mail.rendering import (
     recipients,
     recipients_of,
 )
+from shared.mail.strings import Strings
 from shared.mail.transports import (
     MailError,
     MailRecipientRefusedError,
@@ -362,7 +363,15 @@ class MailWorker:
                 for n in absorbed
                 if any(r.email.lower() == address for r in recipients_of(booking, n, told))
             ]
-            outcome = self._deliver_to(booking, notice, person, sender, organizer, earlier)
+            outcome = self._deliver_to(
+                booking,
+                notice,
+                person,
+                sender,
+                organizer,
+                earlier,
+                default_locale=tenant.locale,
+            )
             if outcome is _Sent.NOW:
                 sent += 1
                 sent_to.append(address)
@@ -387,6 +396,8 @@ class MailWorker:
         sender: Sender,
         organizer: Organizer,
         earlier: Sequence[Notice] = (),
+        *,
+        default_locale: str | None = None,
     ) -> _Sent | Deferred | Failed:
         """Notice to one recipient, once: the ledger's claim before the send, its mark after.
         The `earlier` notices this recipient has not had are claimed with it and marked with
@@ -430,7 +441,9 @@ class MailWorker:
         if pause > self._config.policy.max_in_process_wait:
             self._release(claims)
             return Deferred(pause, delay=pause)
-        error = self._send_to(booking, told, person, sender, organizer, key)
+        error = self._send_to(
+            booking, told, person, sender, organizer, key, default_locale=default_locale
+        )
         if error is None:
             sent_at = self._clock()
             for taken in claims:
@@ -475,12 +488,19 @@ class MailWorker:
         sender: Sender,
         organizer: Organizer,
         key: MailKey,
+        *,
+        default_locale: str | None = None,
     ) -> MailError | None:
         """Compose this recipient's e-mail and send it; the error that stopped it, if any."""
         now = self._clock()
         try:
             rendered = self._renderer.render(
-                booking, notice, person, sender.name or "", sender.branding
+                booking,
+                notice,
+                person,
+                sender.name or "",
+                sender.branding,
+                default_locale=default_locale,
             )
             mail = OutgoingMail(
                 key=str(key),
@@ -497,10 +517,12 @@ class MailWorker:
                     sequence=notice.sequence,
                     organizer=organizer,
                     now=now,
+                    strings=Strings(rendered.language),
                 ),
                 method="CANCEL" if notice.kind.closing else "REQUEST",
                 sent_at=now,
                 reply_to=sender.branding.reply_to,
+                language=rendered.language,
             )
         except Exception as exc:
             # Text or an address the mail and calendar libraries cannot write: no retry helps.

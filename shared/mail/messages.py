@@ -33,7 +33,17 @@ class BadAddressError(AppError, ValueError):
 # What a message carries at its top level; anything else in the serialized bytes would be a
 # header someone smuggled in through the text, and the message is refused instead of sent.
 _HEADERS = frozenset(
-    {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version", "content-type"}
+    {
+        "from",
+        "to",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-language",
+    }
 )
 
 
@@ -54,6 +64,7 @@ class OutgoingMail:
     sent_at: datetime
     # Where answers go (the tenant's branding), when not to the sender.
     reply_to: str | None = None
+    language: str | None = None  # its Content-Language ("en", "de"); None: not said
 
     @property
     def message_id(self) -> str:
@@ -121,6 +132,10 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message.add_attachment(
         mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
     )
+    if mail.language:
+        # After the parts are made: making a multipart moves Content-* headers into its first
+        # part, and the language is the whole message's (RFC 3282).
+        message["Content-Language"] = one_line(mail.language, 35)
     # Boundaries from the Message-ID, so one mail is one sequence of bytes whoever writes it. A
     # boundary with "=_" cannot occur in base64 or quoted-printable text (where "=" is "=3D").
     token = mail.message_id[1:33]

@@ -17,6 +17,7 @@ from shared.domain.tenant import (
     MeetingOptions,
     MicrosoftProfile,
     Tenant,
+    TutorChoices,
 )
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
@@ -47,6 +48,7 @@ class OptionsChange:
     allow_meeting_chat: MeetingChatMode | None = None
     entry_exit_announced: bool | None = None
     subject_template: str | None = None
+    record_automatically: bool | None = None
 
     def applied_to(self, options: MeetingOptions) -> MeetingOptions:
         given = {name: value for name, value in vars(self).items() if value is not None}
@@ -72,6 +74,9 @@ class SettingsChange:
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
     branding: BrandingChange | None = None
+    default_locale: object = UNSET  # a BCP 47 tag, or None for English
+    # What tutors may choose (replaces the whole allowance; empty: nothing).
+    tutor_choices: TutorChoices | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,11 @@ def update_settings(
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
     if change.branding is not None:
         updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
+    if change.tutor_choices is not None:
+        updated = replace(updated, tutor_choices=change.tutor_choices)
+    if change.default_locale is not UNSET:
+        tag = change.default_locale if isinstance(change.default_locale, str) else None
+        updated = replace(updated, locale=tag)
     return tenants.save(updated)
 
 

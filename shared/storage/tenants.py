@@ -8,6 +8,7 @@ reconciler (one partition scan). No secret is ever stored: the Microsoft profile
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from shared.domain.tenant import (
     MicrosoftProfile,
     TeamsHealth,
     Tenant,
+    TutorChoices,
 )
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, StorageError
 from shared.storage.tables import (
@@ -199,9 +201,12 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "AllowMeetingChat": options.allow_meeting_chat.value,
         "EntryExitAnnounced": options.entry_exit_announced,
         "SubjectTemplate": check_string(options.subject_template, "subject template"),
+        "RecordAutomatically": options.record_automatically,
+        "TutorChoices": _choices_column(tenant.tutor_choices),
         "MailSenderUpn": tenant.mail.sender_upn,
         **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
+        "Locale": check_string(tenant.locale, "locale"),
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
@@ -228,6 +233,41 @@ def _branding(r: EntityReader) -> Branding:
         contact_line=r.opt_text("BrandContactLine"),
         footer_text=r.opt_text("BrandFooterText"),
     )
+
+
+_CHOICE_KINDS: dict[str, Any] = {
+    "lobby_bypass_scope": LobbyBypassScope,
+    "allowed_presenters": AllowedPresenters,
+    "allow_meeting_chat": MeetingChatMode,
+    "record_automatically": bool,
+}
+
+
+def _choices_column(choices: TutorChoices) -> str | None:
+    """The tenant's allowance as one JSON column (option → the values tutors may choose)."""
+    if not choices.any:
+        return None
+    listed = {
+        name: sorted(v if isinstance(v, bool) else v.value for v in getattr(choices, name))
+        for name in _CHOICE_KINDS
+        if getattr(choices, name)
+    }
+    return json.dumps(listed, sort_keys=True, separators=(",", ":"))
+
+
+def _choices(r: EntityReader) -> TutorChoices:
+    text = r.opt_text("TutorChoices")
+    if not text:
+        return TutorChoices()
+    try:
+        listed = json.loads(text)
+        given: dict[str, Any] = {
+            name: frozenset(bool(v) if kind is bool else kind(v) for v in listed.get(name, ()))
+            for name, kind in _CHOICE_KINDS.items()
+        }
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise r.fail(f"TutorChoices is not a valid allowance ({exc})") from exc
+    return TutorChoices(**given)
 
 
 def _health_columns(health: TeamsHealth | None) -> dict[str, Any]:
@@ -274,10 +314,13 @@ def entity_to_tenant(entity: Any) -> Tenant:
             allow_meeting_chat=r.enum("AllowMeetingChat", MeetingChatMode),
             entry_exit_announced=r.flag("EntryExitAnnounced", defaults.entry_exit_announced),
             subject_template=r.opt_text("SubjectTemplate") or defaults.subject_template,
+            record_automatically=r.flag("RecordAutomatically", defaults.record_automatically),
         ),
+        tutor_choices=_choices(r),
         mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
         branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
+        locale=r.opt_text("Locale"),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,

@@ -97,7 +97,7 @@ def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, sta
     story = tmp_path / "story"
     story.mkdir()
     for path in mail_folder(stack).glob(f"*{booking_id[:40]}*.eml"):
-        shutil.copy(path, story / path.name)
+        shutil.copy2(path, story / path.name)  # with its time written
     told = {to.split("<")[-1].rstrip(">"): said for to, said in stories(story).items()}
 
     def read(said: str) -> tuple[str, str]:
@@ -209,3 +209,37 @@ def test_the_branding_an_admin_sets_dresses_the_mail(stack, staff):
     finally:
         cleared = admin.call("PUT", "/v1/teams-meetings/settings", {"branding": None})
         assert set(cleared.json()["branding"].values()) == {None}
+
+
+def test_mail_is_in_the_participants_language_else_the_tenants(stack, staff):
+    admin = caller(stack, "admin-1", "admin")
+    # GIVEN a tenant whose default language is Austrian German
+    saved = admin.call("PUT", "/v1/teams-meetings/settings", {"defaultLocale": "DE-at"})
+    assert saved.status_code == 200, saved.text
+    try:
+        assert saved.json()["defaultLocale"] == "de-AT"
+        assert admin.call("GET", "/v1/teams-meetings/settings").json()["defaultLocale"] == "de-AT"
+        # AND a student who asked for British English, a tutor who said nothing
+        body = booking_body()
+        body["participants"][0]["locale"] = "en-GB"
+        created = staff.call("POST", "/v1/bookings", body)
+        assert created.status_code == 201, created.text
+        booking = created.json()
+        assert [p["locale"] for p in booking["participants"]] == ["en-GB", None]
+
+        # WHEN it is approved
+        staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+        assert settle(lambda: len(mails_for(stack, booking["id"])) == 2)
+
+        # THEN the student's mail is English and the tutor's German
+        by_address = {m["To"].addresses[0].addr_spec: m for m in mails_for(stack, booking["id"])}
+        student, tutor = by_address["student-1@example.com"], by_address["tutor-1@example.com"]
+        assert student["Content-Language"] == "en"
+        assert student["Subject"].startswith("Confirmed: Computer Science")
+        assert tutor["Content-Language"] == "de"
+        assert tutor["Subject"].startswith("Ihnen zugewiesen: Computer Science")
+        text = tutor.get_body(preferencelist=("plain",)).get_content()
+        assert "Ihnen wurde der Termin Computer Science zugewiesen." in text
+        assert "An Teams-Besprechung teilnehmen: https://" in text
+    finally:
+        admin.call("PUT", "/v1/teams-meetings/settings", {"defaultLocale": None})

@@ -7,7 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.domain.booking import (
+    BookingStatus,
+    MeetingState,
+    MeetingStatus,
+    Participant,
+    ParticipantRole,
+)
 from shared.domain.branding import Branding
 from shared.storage.bookings import booking_to_entity, entity_to_booking
 from shared.storage.errors import InvalidKeyError, SchemaError
@@ -181,3 +187,21 @@ def test_a_tenant_with_half_a_profile_is_a_schema_error():
 
     with pytest.raises(SchemaError, match="incomplete"):
         entity_to_tenant(StoredEntity(entity))
+
+
+def test_the_tenants_and_each_participants_language_survive_the_round_trip():
+    tenant = a_tenant(locale="de-AT")
+    booking = a_booking(
+        participants=(
+            Participant("s1", ParticipantRole.STUDENT, "s@example.com", "Sam", "en-GB"),
+            Participant("t1", ParticipantRole.TUTOR, "t@example.com", "Tia"),
+        )
+    )
+
+    entity = booking_to_entity(booking)
+
+    assert entity_to_tenant(StoredEntity(tenant_to_entity(tenant))).locale == "de-AT"
+    back = entity_to_booking(StoredEntity(entity))
+    assert [p.locale for p in back.participants] == ["en-GB", None]
+    # a participant without one is stored as before
+    assert '"locale"' not in entity["Participants"].split('"t1"', 1)[1]

@@ -27,6 +27,8 @@ EXPECTED = {
     "mail": ("queueTrigger", None, set()),
     "mail_poison": ("queueTrigger", None, set()),
     "mail_sweep": ("timerTrigger", None, set()),
+    "tutor_preferences_get": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"GET"}),
+    "tutor_preferences_put": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"PUT"}),
 }
 
 
