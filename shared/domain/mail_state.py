@@ -32,8 +32,17 @@ class NoticeKind(StrEnum):
 
 
 # Pending notices kept on one booking; a booking changed faster than mail can go keeps the
+# oldest (whoever has not had it is told the booking is on: it may be the approval) and the
 # newest (each renders the booking's latest state, so the newest tell the whole story).
 MAX_PENDING = 8
+
+
+def kept(pending: tuple[Notice, ...]) -> tuple[Notice, ...]:
+    """At most `MAX_PENDING` notices: the oldest and the newest; those between are told by
+    the newest anyway (the mail story rule)."""
+    if len(pending) <= MAX_PENDING:
+        return pending
+    return (pending[0], *pending[-(MAX_PENDING - 1) :])
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,20 @@ class Notice:
     rounds: int = 0
     next_attempt_at: datetime | None = None
     last_error_code: str | None = None
+    # Only these addresses (lower case) are sent it; empty: everyone it is for.
+    to: tuple[str, ...] = ()
+    # The addresses sent it without the join link while it is still owed to others.
+    without_link: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Told:
+    """What the participants' calendars hold after the last notice delivered to them all: the
+    times and the join link its invite carried."""
+
+    start: datetime
+    end: datetime
+    link: str | None
 
 
 class MailStatus(StrEnum):
@@ -82,6 +105,11 @@ class MailState:
     # An invite went out without the join link (the meeting did not exist yet): when it does,
     # the participants are sent the link.
     link_owed: bool = False
+    # Who is owed it, when only some are (the notice went to them before the meeting existed,
+    # to the others after); empty: everyone.
+    owed_to: tuple[str, ...] = ()
+    # What the last notice delivered (to everyone it was for) told them, while the booking is on.
+    told: Told | None = None
 
     @property
     def status(self) -> MailStatus:
@@ -106,8 +134,11 @@ class MailState:
             return None
         return min(t for t in times if t is not None)
 
-    def requested(self, kind: NoticeKind, *, now: datetime) -> MailState:
-        """The mail, owing one more notice of `kind` (the newest `MAX_PENDING` are kept)."""
-        notice = Notice(kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now)
-        pending = (*self.pending, notice)[-MAX_PENDING:]
+    def requested(self, kind: NoticeKind, *, now: datetime, to: tuple[str, ...] = ()) -> MailState:
+        """The mail, owing one more notice of `kind` (at most `MAX_PENDING` are kept), to the
+        addresses `to` only when some are given."""
+        notice = Notice(
+            kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now, to=to
+        )
+        pending = kept((*self.pending, notice))
         return replace(self, issued=notice.number, invites=self.invites + 1, pending=pending)

@@ -11,16 +11,35 @@ domain; the values they change (`Notice`, `MailState`), which a booking holds, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.domain.mail_state import MAX_PENDING, MailState, MailStatus, Notice, NoticeKind
+from shared.domain.mail_state import (
+    MAX_PENDING,
+    MailState,
+    MailStatus,
+    Notice,
+    NoticeKind,
+    Told,
+    kept,
+)
 
 if TYPE_CHECKING:
     from shared.domain.booking import Booking
 
-__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind"]
+__all__ = ["MAX_PENDING", "MailState", "MailStatus", "Notice", "NoticeKind", "Told", "told_as"]
+
+# The mail story rule's wording, most telling first: what a recipient who never saw the
+# notices of a run is told by its one mail (a closing last notice aside, see `told_as`).
+_TELLING = (
+    NoticeKind.APPROVED,
+    NoticeKind.PAYMENT_CONFIRMED,
+    NoticeKind.RESCHEDULED,
+    NoticeKind.LINK_READY,
+    NoticeKind.LINK_CHANGED,
+)
 
 
 def requested(booking: Booking, kind: NoticeKind, *, now: datetime) -> Booking:
@@ -49,21 +68,52 @@ def superseded(booking: Booking, notice: Notice) -> bool:
     return not notice.kind.closing and not booking.live
 
 
+def told_as(run: Sequence[NoticeKind]) -> NoticeKind:
+    """The wording of the one mail that tells a recipient a run of notices they have not had
+    (oldest first; the mail is the newest notice's, rendered from the booking's latest state,
+    with its SEQUENCE). A closing newest notice says it is over. Otherwise the most telling
+    change of the run: whoever was never told of the booking is told it is confirmed (at
+    the times and with the link it has now, not that it moved), whoever knew it is told of
+    its new time (with the current link), and only a run of links is a new link.
+    """
+    if not run:
+        raise ValueError("a run of notices has at least one")
+    newest = run[-1]
+    if newest.closing:
+        return newest
+    return min(run, key=lambda kind: _TELLING.index(kind) if kind in _TELLING else len(_TELLING))
+
+
 def _finished(mail: MailState, number: int, **changes: object) -> MailState:
     pending = tuple(n for n in mail.pending if n.number != number)
     return replace(mail, pending=pending, **changes)  # type: ignore[arg-type]
 
 
 def delivered(
-    booking: Booking, number: int, now: datetime, *, without_link: bool = False
+    booking: Booking,
+    number: int,
+    now: datetime,
+    *,
+    without_link: bool = False,
+    told: Told | None = None,
 ) -> Booking:
     """Every recipient of notice `number` has it. `without_link`: it was an invite to a
-    meeting that did not exist yet, so the link is owed."""
+    meeting that did not exist yet, so the link is owed (to those it reached without it
+    before, `Notice.without_link`, when it reached the others with it). `told`: what its
+    invite carried."""
     mail = booking.mail
     notice = mail.notice(number)
     if notice is None:
         return booking
-    owed = mail.link_owed or (without_link and not notice.kind.closing)
+    owed_to = mail.owed_to
+    if notice.kind.closing:
+        owed = mail.link_owed
+    elif without_link:
+        owed, owed_to = True, ()
+    elif notice.without_link and not (mail.link_owed and not mail.owed_to):
+        owed, owed_to = True, tuple(sorted({*mail.owed_to, *notice.without_link}))
+    else:
+        owed = mail.link_owed
     mail = _finished(
         mail,
         number,
@@ -72,6 +122,8 @@ def delivered(
         last_error_code=None,
         last_sent_at=now,
         link_owed=owed,
+        owed_to=owed_to if owed else (),
+        told=None if notice.kind.closing else (told or mail.told),
     )
     after = replace(booking, mail=mail)
     # The meeting may have arrived while this mail was on its way.
@@ -82,10 +134,25 @@ def link_arrived(booking: Booking, now: datetime) -> Booking:
     """The booking's meeting now exists: if an e-mail went without its link, send the link."""
     if not booking.mail.link_owed:
         return booking
-    booking = replace(booking, mail=replace(booking.mail, link_owed=False))
+    to = booking.mail.owed_to
+    booking = replace(booking, mail=replace(booking.mail, link_owed=False, owed_to=()))
     if not booking.live:
         return booking
-    return requested(booking, NoticeKind.LINK_READY, now=now)
+    return replace(booking, mail=booking.mail.requested(NoticeKind.LINK_READY, now=now, to=to))
+
+
+def sent_without_link(booking: Booking, number: int, addresses: Sequence[str]) -> Booking:
+    """Notice `number` reached `addresses` without the join link, and not everyone yet: if
+    the others get it with the link, these are still owed it."""
+    notice = booking.mail.notice(number)
+    if notice is None or not addresses:
+        return booking
+    marked = replace(
+        notice,
+        without_link=tuple(sorted({*notice.without_link, *(a.lower() for a in addresses)})),
+    )
+    pending = tuple(marked if n.number == number else n for n in booking.mail.pending)
+    return replace(booking, mail=replace(booking.mail, pending=pending))
 
 
 def dropped(booking: Booking, number: int) -> Booking:
@@ -140,5 +207,5 @@ def owed_again(
     notice = Notice(kind=kind, number=number, sequence=sequence, recorded_at=now)
     if superseded(booking, notice):
         return None
-    pending = (*mail.pending, notice)[-MAX_PENDING:]
+    pending = kept((*mail.pending, notice))
     return replace(booking, mail=replace(mail, pending=pending))

@@ -5,6 +5,9 @@
   found by the timer (`MailSweep`) through the booking's `m|` marker row.
 - `MailWorker.handle` renders each pending notice from the booking's latest state and sends it
   to each recipient, once: the ledger's claim comes before the send and its mark after.
+  Notices pile up while mail waits (for the link, a retry, a slot): each recipient is sent
+  only the newest one due to them, worded for what they have not had yet (the mail story
+  rule, `notices.told_as`), and the older ones finish with it.
   A notice waits while the booking's Teams meeting is still being made (so the first e-mail
   carries the link), at most `link_wait`; then it goes without the link rather than never.
 - Transient failures: in-process retries after 1 s, 2 s, 4 s, then delayed rounds by
@@ -18,19 +21,25 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import partial
 
 from shared.domain import notices
 from shared.domain.booking import MAIL_WORK, Booking
-from shared.domain.notices import Notice
+from shared.domain.notices import Notice, NoticeKind
 from shared.domain.tenant import Tenant
 from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail
-from shared.mail.rendering import MailRenderer, Recipient, recipients_of
+from shared.mail.rendering import (
+    MailRenderer,
+    Recipient,
+    join_url_of,
+    recipients,
+    recipients_of,
+)
 from shared.mail.strings import Strings
 from shared.mail.transports import (
     MailError,
@@ -42,7 +51,7 @@ from shared.mail.transports import (
 from shared.observability import log_event
 from shared.storage.bookings import BookingRepository
 from shared.storage.errors import NotFoundError, StorageError
-from shared.storage.mail import ClaimOutcome, MailKey, MailLedger
+from shared.storage.mail import Claim, ClaimOutcome, MailKey, MailLedger
 from shared.storage.queues import PoisonedWork, WorkMessage, WorkQueue
 from shared.storage.tenant_directory import TenantDirectory
 from shared.work.policy import DUE_SLACK, RetryPolicy, retried_in_process
@@ -91,10 +100,15 @@ class Delivered:
 
     at: datetime
     without_link: bool
+    told: notices.Told | None = None
 
     def fact(self, number: int) -> Callable[[Booking], Booking]:
         return partial(
-            notices.delivered, number=number, now=self.at, without_link=self.without_link
+            notices.delivered,
+            number=number,
+            now=self.at,
+            without_link=self.without_link,
+            told=self.told,
         )
 
 
@@ -132,6 +146,8 @@ class NoticeResult:
     outcome: Delivered | Dropped | Deferred | Failed
     sent: int = 0
     already_sent: int = 0
+    # Who was sent it now, when it went without the join link.
+    without_link: tuple[str, ...] = ()
 
 
 class _Sent(Enum):
@@ -219,32 +235,89 @@ class MailWorker:
         except NotFoundError:
             logger.warning("mail for unknown booking %s dropped", work.booking_id)
             return report
-        for notice in booking.mail.pending:
-            result = self._attempt(booking, notice)
+        pending = booking.mail.pending
+        told = self._told(booking)
+        # Notices whose every recipient is due a later one: that one tells them all this one
+        # would, from the booking as it is now (the mail story rule). They finish with it.
+        absorbed: list[Notice] = []
+        for notice in pending:
+            if _absorbed(booking, notice, pending, told):
+                absorbed.append(notice)
+                continue
+            result = self._attempt(booking, notice, absorbed, told)
             report.sent += result.sent
             report.already_sent += result.already_sent
             match result.outcome:
                 case Delivered() | Dropped() as finished:
-                    booking = self._record(booking, finished.fact(notice.number))
+                    booking = self._record(
+                        booking, _with_absorbed(finished.fact(notice.number), absorbed)
+                    )
+                    absorbed = []
                 case Deferred() as deferred:
+                    booking = self._partly_without_link(booking, notice, result)
                     self._defer(work, deferred, report, requeue)
                     break
                 case Failed(error=error, refused=refused):
                     report.failed = True
                     report.error_code = error.code
+                    booking = self._partly_without_link(booking, notice, result)
                     booking = self._failed(work, booking, notice, error, requeue)
+                    if absorbed and booking.mail.notice(notice.number) is None:
+                        # It finished as failed: what it was to tell finishes with it.
+                        booking = self._record(booking, _with_absorbed(lambda b: b, absorbed))
+                    absorbed = []
                     if not refused:
                         break
         return report
 
-    def _attempt(self, booking: Booking, notice: Notice) -> NoticeResult:
-        """What becomes of `notice` now: it waits, is dropped, or goes to its recipients."""
-        wait = self._wait_for(booking, notice, self._clock())
+    def _partly_without_link(
+        self, booking: Booking, notice: Notice, result: NoticeResult
+    ) -> Booking:
+        """Some had the notice without the link and others have yet to: remember who, so that
+        if the others get it with the link, these are sent the link."""
+        if not result.without_link:
+            return booking
+        return self._record(
+            booking,
+            partial(notices.sent_without_link, number=notice.number, addresses=result.without_link),
+        )
+
+    def _told(self, booking: Booking) -> frozenset[str]:
+        """The addresses that have had a notice still pending for others, when a closing notice
+        is to go and no notice has finished yet (so `recipients_of` knows who was told)."""
+        mail = booking.mail
+        if mail.sent or mail.failed or not any(n.kind.closing for n in mail.pending):
+            return frozenset()
+        now = self._clock()
+        told: set[str] = set()
+        for notice in mail.pending:
+            if notice.kind.closing:
+                continue
+            for person in recipients(booking):
+                key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
+                claim = self._ledger.claim(key, now, now + self._config.lease)
+                if claim.outcome is ClaimOutcome.CLAIMED:
+                    self._ledger.release(claim)  # not had, only looked at
+                else:
+                    told.add(person.email.lower())  # sent, or being sent
+        return frozenset(told)
+
+    def _attempt(
+        self,
+        booking: Booking,
+        notice: Notice,
+        absorbed: Sequence[Notice] = (),
+        told: Collection[str] = (),
+    ) -> NoticeResult:
+        """What becomes of `notice` now: it waits, is dropped, or goes to its recipients. It
+        waits no longer for the link than the oldest notice it tells would have."""
+        since = min((n.recorded_at for n in (*absorbed, notice)), default=notice.recorded_at)
+        wait = self._wait_for(booking, replace(notice, recorded_at=since), self._clock())
         if wait is not None:
             return NoticeResult(Deferred(wait, delay=wait, waiting=True))
         if notices.superseded(booking, notice):
             return NoticeResult(Dropped())
-        return self._deliver(booking, notice)
+        return self._deliver(booking, notice, absorbed, told)
 
     def _defer(
         self, work: WorkMessage, deferred: Deferred, report: MailReport, requeue: bool
@@ -265,32 +338,55 @@ class MailWorker:
             return max(1.0, min(LINK_POLL_SECONDS, left))
         return None
 
-    def _deliver(self, booking: Booking, notice: Notice) -> NoticeResult:
-        """Notice to each recipient. A refused address does not stop the others; anything else
-        that stops one recipient stops the notice there."""
+    def _deliver(
+        self,
+        booking: Booking,
+        notice: Notice,
+        absorbed: Sequence[Notice] = (),
+        told: Collection[str] = (),
+    ) -> NoticeResult:
+        """Notice to each recipient, telling them the `absorbed` notices they have not had. A
+        refused address does not stop the others; anything else that stops one recipient
+        stops the notice there."""
         tenant = self._tenants.get(booking.tenant_id)
         sender = self._sender_of(tenant)
         # The invite's ORGANIZER is the mail's From (RFC 6047 §3: clients check they match).
         organizer = Organizer(sender.address, tenant.display_name)
         sent = already_sent = 0
+        sent_to: list[str] = []
         refused: Failed | None = None
-        for person in recipients_of(booking, notice):
+        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
+        for person in recipients_of(booking, notice, told):
+            address = person.email.lower()
+            earlier = [
+                n
+                for n in absorbed
+                if any(r.email.lower() == address for r in recipients_of(booking, n, told))
+            ]
             outcome = self._deliver_to(
-                booking, notice, person, sender, organizer, default_locale=tenant.locale
+                booking,
+                notice,
+                person,
+                sender,
+                organizer,
+                earlier,
+                default_locale=tenant.locale,
             )
             if outcome is _Sent.NOW:
                 sent += 1
+                sent_to.append(address)
             elif outcome is _Sent.BEFORE:
                 already_sent += 1
             elif isinstance(outcome, Failed) and outcome.refused:
                 refused = outcome
             else:
-                return NoticeResult(outcome, sent, already_sent)
+                return NoticeResult(outcome, sent, already_sent, _if(without_link, sent_to))
         if refused is not None:
-            return NoticeResult(refused, sent, already_sent)
+            return NoticeResult(refused, sent, already_sent, _if(without_link, sent_to))
         # What this mail said, from the version it was rendered from.
-        without_link = booking.live and booking.meeting.wanted and not booking.meeting.in_teams
-        return NoticeResult(Delivered(self._clock(), without_link), sent, already_sent)
+        return NoticeResult(
+            Delivered(self._clock(), without_link, _view(booking)), sent, already_sent
+        )
 
     def _deliver_to(
         self,
@@ -299,30 +395,61 @@ class MailWorker:
         person: Recipient,
         sender: Sender,
         organizer: Organizer,
+        earlier: Sequence[Notice] = (),
         *,
         default_locale: str | None = None,
     ) -> _Sent | Deferred | Failed:
-        """Notice to one recipient, once: the ledger's claim before the send, its mark after."""
+        """Notice to one recipient, once: the ledger's claim before the send, its mark after.
+        The `earlier` notices this recipient has not had are claimed with it and marked with
+        it, so that no worker still holding them sends them after this one, and the mail is
+        worded for them (`notices.told_as`)."""
         now = self._clock()
+        until = now + self._config.lease
         key = MailKey(booking.tenant_id, booking.booking_id, notice.number, person.email)
-        claim = self._ledger.claim(key, now, now + self._config.lease)
+        claim = self._ledger.claim(key, now, until)
         if claim.outcome is ClaimOutcome.SENT:
             return _Sent.BEFORE
         if claim.outcome is ClaimOutcome.HELD:
-            # Another worker is sending it; look again once its lease has run out.
-            held = ((claim.until or now) - now).total_seconds() + 1
-            return Deferred(held, delay=max(held, 1.0))
+            return _held(claim, now)
+        claims = [claim]
+        run = []
+        # Their calendar holds what the last notice delivered to all told, unless one of the
+        # notices still pending reached them since.
+        since_told = False
+        for before in earlier:
+            had = self._ledger.claim(
+                MailKey(booking.tenant_id, booking.booking_id, before.number, person.email),
+                now,
+                until,
+            )
+            if had.outcome is ClaimOutcome.SENT:
+                since_told = True
+                continue
+            if had.outcome is ClaimOutcome.HELD:
+                self._release(claims)
+                return _held(had, now)
+            claims.append(had)
+            run.append(before.kind)
+        told = replace(notice, kind=notices.told_as([*run, notice.kind]))
+        if not since_told and _nothing_new(booking, told, run):
+            # Moved and moved back, say, before they heard: nothing to tell them.
+            sent_at = self._clock()
+            for taken in claims:
+                self._ledger.mark_sent(taken, sent_at)
+            return _Sent.BEFORE
         pause = self._pace(sender.address)
         if pause > self._config.policy.max_in_process_wait:
-            self._ledger.release(claim)
+            self._release(claims)
             return Deferred(pause, delay=pause)
         error = self._send_to(
-            booking, notice, person, sender, organizer, key, default_locale=default_locale
+            booking, told, person, sender, organizer, key, default_locale=default_locale
         )
         if error is None:
-            self._ledger.mark_sent(claim, self._clock())
+            sent_at = self._clock()
+            for taken in claims:
+                self._ledger.mark_sent(taken, sent_at)
             return _Sent.NOW
-        self._ledger.release(claim)
+        self._release(claims)
         if not isinstance(error, MailRecipientRefusedError):
             return Failed(error)
         # This address cannot have it, whatever we retry; the others still get theirs.
@@ -337,6 +464,10 @@ class MailWorker:
             errorCode=error.code,
         )
         return Failed(error, refused=True)
+
+    def _release(self, claims: Sequence[Claim]) -> None:
+        for claim in claims:
+            self._ledger.release(claim)
 
     def _pace(self, sender: str) -> float:
         """0 once a send slot is booked (after a short wait, if one frees soon); else the
@@ -446,6 +577,57 @@ class MailWorker:
             fact,
             what="mail progress",
         )
+
+
+def _held(claim: Claim, now: datetime) -> Deferred:
+    """Another worker is sending it; look again once its lease has run out."""
+    held = ((claim.until or now) - now).total_seconds() + 1
+    return Deferred(held, delay=max(held, 1.0))
+
+
+def _view(booking: Booking) -> notices.Told | None:
+    """What an invite of the booking carries now: its times and join link, while it is on."""
+    if not booking.live:
+        return None
+    return notices.Told(booking.start, booking.end, join_url_of(booking, NoticeKind.RESCHEDULED))
+
+
+def _nothing_new(booking: Booking, told: Notice, run: Sequence[NoticeKind]) -> bool:
+    """A change of time or link whose mail would leave their calendar as the last one did
+    (a link owed to them is always news: their last mail went without it)."""
+    changes = (NoticeKind.RESCHEDULED, NoticeKind.LINK_CHANGED)
+    if told.kind not in changes or NoticeKind.LINK_READY in run:
+        return False
+    return booking.mail.told is not None and booking.mail.told == _view(booking)
+
+
+def _if(condition: bool, addresses: Sequence[str]) -> tuple[str, ...]:
+    return tuple(addresses) if condition else ()
+
+
+def _absorbed(
+    booking: Booking, notice: Notice, pending: Sequence[Notice], told: Collection[str]
+) -> bool:
+    """Every recipient of `notice` is due a later pending notice that will go (the mail story
+    rule: that one tells them the booking as it is now, in one mail)."""
+    later = [n for n in pending if n.number > notice.number and not notices.superseded(booking, n)]
+    if not later:
+        return False
+    due = {r.email.lower() for n in later for r in recipients_of(booking, n, told)}
+    return all(r.email.lower() in due for r in recipients_of(booking, notice, told))
+
+
+def _with_absorbed(
+    fact: Callable[[Booking], Booking], absorbed: Sequence[Notice]
+) -> Callable[[Booking], Booking]:
+    """`fact`, with the notices the finished one told (or was to tell) finished too."""
+
+    def recorded(booking: Booking) -> Booking:
+        for notice in absorbed:
+            booking = notices.dropped(booking, notice.number)
+        return fact(booking)
+
+    return recorded
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,19 +99,23 @@ def recipients(booking: Booking) -> list[Recipient]:
     return found
 
 
-def recipients_of(booking: Booking, notice: Notice) -> list[Recipient]:
+def recipients_of(booking: Booking, notice: Notice, told: Collection[str] = ()) -> list[Recipient]:
     """Who is sent `notice`. A closing notice (cancelled, declined, refunded) of a booking of
-    which no one was told yet goes only to whoever asked for it: a tutor is never told a
-    lesson was cancelled that they were never told about. Everyone else, every time."""
+    which no one was told yet goes only to whoever asked for it, and to those `told` (the
+    addresses, in lower case, that have had a notice still pending for others): a tutor is
+    never told a lesson was cancelled that they were never told about. Everyone else, every
+    time."""
     everyone = recipients(booking)
-    told = booking.mail.sent > 0 or booking.mail.failed > 0
-    if not notice.kind.closing or told:
+    if notice.to:
+        # Owed to some only (the link, to those an earlier mail reached without it).
+        return [r for r in everyone if r.email.lower() in notice.to]
+    if not notice.kind.closing or booking.mail.sent > 0 or booking.mail.failed > 0:
         return everyone
     asked = {p.email.lower() for p in booking.participants if p.user_id == booking.created_by}
     if not asked:
         # Booked by staff for someone: the student or client it is for asked through them.
         asked = {p.email.lower() for p in booking.participants if p.role not in HOSTS}
-    return [r for r in everyone if r.email.lower() in asked]
+    return [r for r in everyone if r.email.lower() in asked or r.email.lower() in told]
 
 
 def template_for(kind: NoticeKind, role: ParticipantRole) -> str:

@@ -53,7 +53,7 @@ from shared.domain.booking import (
     settled,
 )
 from shared.domain.lease import Lease
-from shared.domain.notices import MailState, Notice, NoticeKind
+from shared.domain.notices import MailState, Notice, NoticeKind, Told
 from shared.domain.payment import IntentPayment, PaymentState
 from shared.domain.work import Works, WorkState
 from shared.storage.audit import audit_rows
@@ -681,6 +681,14 @@ def _mail_json(mail: MailState) -> str | None:
             "lastErrorCode": mail.last_error_code,
             "lastSentAt": moment(mail.last_sent_at),
             "linkOwed": mail.link_owed,
+            "owedTo": list(mail.owed_to),
+            "told": None
+            if mail.told is None
+            else {
+                "start": moment(mail.told.start),
+                "end": moment(mail.told.end),
+                "link": mail.told.link,
+            },
             "pending": [
                 {
                     "kind": n.kind.value,
@@ -691,11 +699,25 @@ def _mail_json(mail: MailState) -> str | None:
                     "rounds": n.rounds,
                     "nextAttemptAt": moment(n.next_attempt_at),
                     "lastErrorCode": n.last_error_code,
+                    "to": list(n.to),
+                    "withoutLink": list(n.without_link),
                 }
                 for n in mail.pending
             ],
         },
         separators=(",", ":"),
+    )
+
+
+def _told(data: Any) -> Told | None:
+    """What the last delivered notice told (absent in rows saved before it was kept)."""
+    if not data:
+        return None
+    link = data.get("link")
+    return Told(
+        start=datetime.fromisoformat(str(data["start"])),
+        end=datetime.fromisoformat(str(data["end"])),
+        link=None if link is None else str(link),
     )
 
 
@@ -717,6 +739,8 @@ def _mail_state(reader: EntityReader) -> MailState:
             last_error_code=data.get("lastErrorCode"),
             last_sent_at=moment(data.get("lastSentAt")),
             link_owed=bool(data.get("linkOwed", False)),
+            owed_to=tuple(str(a) for a in data.get("owedTo") or ()),
+            told=_told(data.get("told")),
             pending=tuple(
                 Notice(
                     kind=NoticeKind(n["kind"]),
@@ -727,6 +751,8 @@ def _mail_state(reader: EntityReader) -> MailState:
                     rounds=int(n["rounds"]),
                     next_attempt_at=moment(n.get("nextAttemptAt")),
                     last_error_code=n.get("lastErrorCode"),
+                    to=tuple(str(a) for a in n.get("to") or ()),
+                    without_link=tuple(str(a) for a in n.get("withoutLink") or ()),
                 )
                 for n in data["pending"]
             ),

@@ -44,6 +44,14 @@ def test_mail_state_reads_back_equal(bookings):
     booking = notices.attempt_failed(booking, 1, "graph_unavailable", permanent=False, now=T0)
     booking = notices.retry_scheduled(booking, 1, T0 + timedelta(seconds=30))
     booking = notices.requested(booking, NoticeKind.RESCHEDULED, now=T0)
+    booking = notices.sent_without_link(booking, 2, ["student@example.com"])
+    told = notices.Told(T0, T0 + timedelta(hours=1), "https://teams.example/join")
+    booking = replace(
+        booking, mail=replace(booking.mail, told=told, link_owed=True, owed_to=("a@b.example",))
+    )
+    booking = replace(
+        booking, mail=booking.mail.requested(NoticeKind.LINK_READY, now=T0, to=("a@b.example",))
+    )
 
     added = bookings.add(booking)
 
