@@ -79,6 +79,18 @@ class MicrosoftProfile:
 
 
 @dataclass(frozen=True)
+class AttendanceSettings:
+    """When a lesson counts as attended, and how long to wait for Teams' attendance report
+    (shared/domain/completion.py): a participant is present after `minimum_minutes` in the
+    meeting; the report is first asked for `grace_minutes` after the end, and given up on
+    (the outcome is then `unknown`) `deadline_hours` after the end."""
+
+    minimum_minutes: int = 5
+    grace_minutes: int = 15
+    deadline_hours: int = 24
+
+
+@dataclass(frozen=True)
 class MailSettings:
     sender_upn: str | None = None
     reply_to: str | None = None
@@ -151,6 +163,7 @@ class Tenant:
     organizer_object_id: str | None = None
     meeting_options: MeetingOptions = MeetingOptions()
     mail: MailSettings = MailSettings()
+    attendance: AttendanceSettings = AttendanceSettings()
     participants_can_reschedule: bool = False
     updated_at: datetime | None = None
     # None until the credential check first ran.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.tenant import (
     AllowedPresenters,
+    AttendanceSettings,
     CredentialKind,
     HealthReason,
     HealthState,
@@ -201,6 +202,9 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "MailSenderUpn": tenant.mail.sender_upn,
         "MailReplyTo": tenant.mail.reply_to,
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
+        "AttendanceMinimumMinutes": tenant.attendance.minimum_minutes,
+        "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
+        "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
@@ -255,9 +259,25 @@ def entity_to_tenant(entity: Any) -> Tenant:
             sender_upn=r.opt_text("MailSenderUpn"), reply_to=r.opt_text("MailReplyTo")
         ),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
+        attendance=_attendance_settings(r),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )
+
+
+def _attendance_settings(r: EntityReader) -> AttendanceSettings:
+    # Rows written before attendance was read have none: the defaults.
+    defaults = AttendanceSettings()
+    minimum, grace, deadline = (
+        r.opt_number("AttendanceMinimumMinutes"),
+        r.opt_number("AttendanceGraceMinutes"),
+        r.opt_number("AttendanceDeadlineHours"),
+    )
+    return AttendanceSettings(
+        minimum_minutes=defaults.minimum_minutes if minimum is None else minimum,
+        grace_minutes=defaults.grace_minutes if grace is None else grace,
+        deadline_hours=defaults.deadline_hours if deadline is None else deadline,
     )
 
 
