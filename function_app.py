@@ -9,6 +9,7 @@ tests/unit/test_cold_start.py lists what indexing must not import.
 import azure.functions as func
 
 from functions import (
+    attendance,
     bookings,
     calendar,
     health,
@@ -39,3 +40,4 @@ app.register_functions(payments.bp)
 app.register_functions(reconcile.bp)
 app.register_functions(calendar.bp)
 app.register_functions(mail.bp)
+app.register_functions(attendance.bp)

@@ -27,6 +27,7 @@ from shared.api.validation import (
     text,
     time_zone,
 )
+from shared.domain.attendance import LessonOutcome
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
 from shared.domain.subject import MAX_TEMPLATE_CHARS, SubjectTemplate, TemplateError
 from shared.domain.tenant import (
@@ -205,6 +206,12 @@ def approval(req: func.HttpRequest) -> Approval:
 
 def reason(req: func.HttpRequest) -> str | None:
     return text(read_json(req, allowed=("reason",)), "reason", max_length=1000, multiline=True)
+
+
+def outcome(req: func.HttpRequest) -> LessonOutcome | None:
+    """The optional outcome staff saw, for a booking completed by hand."""
+    value = read_json(req, allowed=("outcome",)).get("outcome")
+    return None if value is None else choice(value, "outcome", LessonOutcome)
 
 
 def new_times(

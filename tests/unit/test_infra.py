@@ -30,6 +30,7 @@ from shared.storage import (
     queues,
     tenants,
 )
+from shared.storage.queue_names import ATTENDANCE_POISON_QUEUE, ATTENDANCE_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -395,6 +396,8 @@ def test_declared_tables_and_queues_are_those_the_code_uses():
         queues.MEETING_OPS_POISON_QUEUE,
         mail.MAIL_QUEUE,
         mail.MAIL_POISON_QUEUE,
+        ATTENDANCE_QUEUE,
+        ATTENDANCE_POISON_QUEUE,
         *(kind.parked for kind in poisoned.WORK_KINDS),
     }
     storage = module("app/storage.bicep")["params"]
