@@ -36,7 +36,7 @@ from shared.domain.tenant import (
     MeetingChatMode,
 )
 from shared.services.bookings import Approval, NewBooking
-from shared.services.teams_settings import UNSET, OptionsChange, SettingsChange
+from shared.services.teams_settings import UNSET, AttendanceChange, OptionsChange, SettingsChange
 from shared.storage.bookings import BookingPage, BookingQuery, ListPosition
 
 MAX_PARTICIPANTS = 20
@@ -226,7 +226,7 @@ def new_times(
 def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(
         req,
-        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule"),
+        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule", "attendance"),
         body_required=True,
     )
     organizer: object = UNSET
@@ -240,6 +240,40 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
         organizer_upn=organizer,
         meeting_options=options,
         participants_can_reschedule=boolean(body, "participantsCanReschedule"),
+        attendance=_attendance(body.get("attendance")),
+    )
+
+
+# What each attendance threshold may be: a grace of at most an hour keeps every deadline (an
+# hour at least) after the report is first asked for.
+_ATTENDANCE_RANGES = {
+    "minimumMinutes": (0, 240),
+    "graceMinutes": (0, 60),
+    "deadlineHours": (1, 168),
+}
+
+
+def _attendance(raw: Any) -> AttendanceChange | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError("attendance must be an object", "invalid_type")
+    unknown = sorted(set(raw) - set(_ATTENDANCE_RANGES))
+    if unknown:
+        raise ValidationError(f"attendance: unknown field(s) {', '.join(unknown)}", "unknown_field")
+    values: dict[str, int | None] = {}
+    for name, (least, most) in _ATTENDANCE_RANGES.items():
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not least <= value <= most):
+            raise ValidationError(
+                f"attendance.{name} must be a whole number from {least} to {most}",
+                "invalid_value",
+            )
+        values[name] = value
+    return AttendanceChange(
+        minimum_minutes=values["minimumMinutes"],
+        grace_minutes=values["graceMinutes"],
+        deadline_hours=values["deadlineHours"],
     )
 
 

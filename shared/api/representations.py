@@ -183,6 +183,11 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "organizerObjectId": tenant.organizer_object_id,
         "meetingOptions": options_json(tenant.meeting_options),
         "participantsCanReschedule": tenant.participants_can_reschedule,
+        "attendance": {
+            "minimumMinutes": tenant.attendance.minimum_minutes,
+            "graceMinutes": tenant.attendance.grace_minutes,
+            "deadlineHours": tenant.attendance.deadline_hours,
+        },
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
     }

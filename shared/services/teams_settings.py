@@ -9,6 +9,7 @@ from datetime import datetime
 from shared.auth.principal import Principal, Role
 from shared.domain.tenant import (
     AllowedPresenters,
+    AttendanceSettings,
     Capability,
     LobbyBypassScope,
     MeetingChatMode,
@@ -52,12 +53,26 @@ class OptionsChange:
 
 
 @dataclass(frozen=True)
+class AttendanceChange:
+    """The attendance thresholds a caller sent; None keeps the tenant's current value."""
+
+    minimum_minutes: int | None = None
+    grace_minutes: int | None = None
+    deadline_hours: int | None = None
+
+    def applied_to(self, settings: AttendanceSettings) -> AttendanceSettings:
+        given = {name: value for name, value in vars(self).items() if value is not None}
+        return replace(settings, **given)
+
+
+@dataclass(frozen=True)
 class SettingsChange:
     """Fields of a settings update; a field left as `UNSET`/None keeps its value."""
 
     organizer_upn: object = UNSET  # str, or None to switch meeting creation off
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
+    attendance: AttendanceChange | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ def update_settings(
         )
     if change.participants_can_reschedule is not None:
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
+    if change.attendance is not None:
+        updated = replace(updated, attendance=change.attendance.applied_to(tenant.attendance))
     return tenants.save(updated)
 
 
