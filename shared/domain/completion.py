@@ -16,7 +16,9 @@ Matching a report's records to the booking's participants (SPEC §2):
 - records matching no one (the organizer's mailbox, strangers) are counted as unmatched.
 
 Outcome: a participant is present after `minimumMinutes` in the meeting, summed over every
-report (a meeting left empty and joined again has a report per session). The student side is
+report (a meeting left empty and joined again has a report per session) save those of sessions
+that ended more than an hour before the lesson began (a try of the link the day before, or the
+old time of a moved lesson: the meeting is the same). The student side is
 the booking's students, or its clients when it has no student; the tutor side its tutors, or
 its staff when it has no tutor. Either side is present when one of its participants is:
 both → `attended`, only the tutor → `student_no_show`, only the student → `tutor_no_show`,
@@ -43,6 +45,8 @@ from shared.domain.booking import Booking, BookingStatus, Participant, Participa
 from shared.domain.tenant import AttendanceSettings
 
 ATTENDANCE_WORK = "attendance"
+# A session that ended longer than this before the lesson began is not the lesson's.
+EARLIER_SESSION = timedelta(hours=1)
 
 _STUDENT_SIDE = (ParticipantRole.STUDENT, ParticipantRole.CLIENT)
 _TUTOR_SIDE = (ParticipantRole.TUTOR, ParticipantRole.STAFF)
@@ -171,7 +175,9 @@ def attended_from(
     now: datetime,
 ) -> tuple[Attendance, Matched]:
     """The booking's attendance as `reports` show it."""
-    matched = match_records(booking.participants, reports)
+    since = booking.start - EARLIER_SESSION
+    lessons = [r for r in reports if r.meeting_end is None or r.meeting_end >= since]
+    matched = match_records(booking.participants, lessons)
     outcome = outcome_of(booking.participants, matched.participants, settings)
     attendance = Attendance(
         outcome,

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from localdev import stripe_events
 from localdev.graph_emulator import Fault
 from shared.auth.principal import Principal, Role
 from shared.domain.attendance import AttendanceSource, LessonOutcome
@@ -20,6 +21,7 @@ from shared.domain.booking import ParticipantRole as R
 from shared.domain.completion import ATTENDANCE_WORK
 from shared.domain.tenant import AttendanceSettings
 from shared.domain.work import state_of
+from shared.payments.events import parse
 from shared.services import bookings as use_cases
 from shared.services.bookings import Approval
 from shared.storage.queues import WorkMessage
@@ -114,6 +116,29 @@ def test_a_lesson_both_attend_is_completed_as_attended_with_each_participants_ti
         assert student.last_leave == booking.start + timedelta(minutes=52)
         assert world.emulator.calls["listAttendanceReports"] == 1
         assert world.emulator.calls["getAttendanceReport"] == 1
+
+
+def test_a_lesson_confirmed_by_payment_owes_its_attendance_too(svc):
+    # GIVEN a pending lesson on Azurite, paid through Stripe (the app's services, real HTTP)
+    start = (svc.clock() + timedelta(days=3)).replace(microsecond=0)
+    booking = svc.bookings.add(
+        a_booking(tenant_id=TENANT, start=start, end=start + timedelta(hours=1))
+    )
+    event = parse(json.dumps(stripe_events.payment_succeeded(TENANT, booking.booking_id)))
+
+    # WHEN the payment is received
+    svc.payments.receive(event, source="webhook")
+
+    # THEN the booking is confirmed and owes its attendance after the end and grace, with its
+    # marker (the timer finds it once due)
+    paid = svc.bookings.get(TENANT, booking.booking_id)
+    assert paid.status is BookingStatus.CONFIRMED
+    state = state_of(paid.work, ATTENDANCE_WORK)
+    assert state is not None
+    assert state.next_attempt_at == paid.end + timedelta(minutes=15)
+    assert svc.bookings.list_marked(ATTENDANCE_WORK, TENANT, 10, svc.clock()) == []
+    due = svc.bookings.list_marked(ATTENDANCE_WORK, TENANT, 10, paid.end + timedelta(minutes=15))
+    assert [b.booking_id for b in due] == [booking.booking_id]
 
 
 def test_only_the_tutor_there_is_a_student_no_show():

@@ -250,3 +250,22 @@ def test_done_work_is_not_owed_again_by_a_change_that_does_not_ask_for_it():
 
     assert attendance_owed(finished, noted, SETTINGS) is noted
     assert ATTENDANCE_WORK not in noted.owed()
+
+
+def test_a_session_that_ended_well_before_the_lesson_is_not_its_attendance():
+    booking = a_booking()
+    yesterday = AttendanceReport(
+        "r0",
+        (record("student@example.com", minutes=10, late=-24 * 60),),
+        meeting_end=T0 - timedelta(hours=23),
+    )
+    early_start = AttendanceReport(
+        "r1",
+        (record("tutor@example.com", minutes=50, late=-10),),
+        meeting_end=T0 + timedelta(minutes=45),
+    )
+
+    attendance, _ = attended_from(booking, [yesterday, early_start], SETTINGS, NOW)
+
+    assert attendance.outcome is LessonOutcome.STUDENT_NO_SHOW
+    assert [p.joined for p in attendance.participants] == [False, True]
