@@ -42,6 +42,9 @@ def attendance(msg: func.QueueMessage) -> None:
     arg_name="msg", queue_name=ATTENDANCE_POISON_QUEUE, connection="AzureWebJobsStorage"
 )
 def attendance_poison(msg: func.QueueMessage) -> None:
+    from dataclasses import replace
+
+    from shared.domain.completion import ATTENDANCE_WORK
     from shared.storage.queues import BadMessageError, PoisonedWork
     from shared.work.kinds import record_kind_poisoned
 
@@ -50,4 +53,5 @@ def attendance_poison(msg: func.QueueMessage) -> None:
     except BadMessageError as exc:
         logger.error("attendance-poison message %s is not attendance work: %s", msg.id, exc)
         return
-    record_kind_poisoned(poisoned)
+    # The host moves a message here after its dequeues (storage down): it names no step.
+    record_kind_poisoned(replace(poisoned, step=poisoned.step or ATTENDANCE_WORK))

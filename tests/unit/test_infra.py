@@ -498,7 +498,12 @@ REQUIRED_ALERTS: dict[str, tuple[str, str, str, float, str]] = {
 }
 # What each rule's query must read, so a query cannot drift to another signal unnoticed.
 ALERT_SIGNALS = {
-    "poison-messages": ['"meeting_work_failed"', '"mail_failed"', '"work_failed"', "severityLevel >= 3"],
+    "poison-messages": [
+        '"meeting_work_failed"',
+        '"mail_failed"',
+        '"work_failed"',
+        "severityLevel >= 3",
+    ],
     "meeting-failure-rate": ['"meetings.operations"', '"failed"'],
     "graph-error-rate": ['"meetings.attempts"', '"failed"'],
     "link-latency-p95": ['"meetings.link_latency"', "95"],
