@@ -16,7 +16,8 @@ def consumed(text: str, caplog) -> dict:
     with caplog.at_level(logging.ERROR, logger="meetings.work"):
         attendance_poison(func.QueueMessage(id="m1", body=text.encode()))
     (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    return json.loads(line.getMessage())
+    logged: dict = json.loads(line.getMessage())
+    return logged
 
 
 def test_work_the_kit_poisoned_is_logged_once_with_its_cause(caplog):
