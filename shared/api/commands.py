@@ -264,12 +264,14 @@ def _attendance(raw: Any) -> AttendanceChange | None:
     values: dict[str, int | None] = {}
     for name, (least, most) in _ATTENDANCE_RANGES.items():
         value = raw.get(name)
-        if value is not None and (type(value) is not int or not least <= value <= most):
+        # JSON has one kind of number: 10.0 is the whole number 10, as JSON Schema says.
+        whole = type(value) is int or (type(value) is float and value.is_integer())
+        if value is not None and not (whole and least <= value <= most):
             raise ValidationError(
                 f"attendance.{name} must be a whole number from {least} to {most}",
                 "invalid_value",
             )
-        values[name] = value
+        values[name] = None if value is None else int(value)
     return AttendanceChange(
         minimum_minutes=values["minimumMinutes"],
         grace_minutes=values["graceMinutes"],
