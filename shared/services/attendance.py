@@ -5,8 +5,11 @@ A report not published yet (Teams takes some minutes after the meeting) is a ret
 retried on the kit's schedule; the last round is held back to the tenant's deadline, and a
 report still missing then completes the booking with outcome `unknown`. So does a 403: the app
 lacks OnlineMeetingArtifact.Read.All (or the organizer's access policy), which is logged once
-per booking, naming the permission. A booking completed by hand, cancelled or moved meanwhile is
-left alone (`completed_with`); the kit records the work once, however often it runs.
+per booking, naming the permission; and any other refusal that asking again cannot change (the
+meeting gone, a request Graph refuses). Failures that may pass (Graph unavailable, throttled, a
+credential being fixed) are retried like the missing report. A booking completed by hand,
+cancelled or moved meanwhile is left alone (`completed_with`); the kit records the work once,
+however often it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from shared.domain.completion import (
 from shared.domain.tenant import Tenant
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
+    GraphAuthError,
     GraphError,
     GraphForbiddenError,
     GraphNotFoundError,
@@ -138,7 +142,11 @@ class AttendanceCollector:
                 ),
             )
             return self._unknown(booking, code)
-        if isinstance(error, GraphNotFoundError):
+        # The meeting is gone, or the request cannot succeed: asking again will not help. A
+        # credential may be fixed before the deadline, so sign-in failures are asked again.
+        if isinstance(error, GraphNotFoundError) or not (
+            error.retryable or isinstance(error, GraphAuthError)
+        ):
             return self._unknown(booking, error.code)
         if self._last_chance(booking, tenant):
             return self._unknown(booking, error.code)

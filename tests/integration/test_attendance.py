@@ -336,6 +336,40 @@ def test_a_failing_report_call_is_retried_like_any_other_graph_call():
         assert after.attendance.outcome is LessonOutcome.ATTENDED
 
 
+def test_a_meeting_deleted_in_teams_completes_the_booking_as_unknown_at_once():
+    with memory_world(policy=POLICY) as world:
+        booking = lesson(world)
+        world.emulator.delete_meeting_by_hand(str(booking.meeting.meeting_id))
+
+        outcomes = deliver(world)
+
+        assert Outcome.RETRYING not in outcomes
+        after = world.booking(booking.booking_id)
+        assert after.attendance is not None
+        assert (after.attendance.outcome, after.attendance.error_code) == (
+            LessonOutcome.UNKNOWN,
+            "graph_not_found",
+        )
+
+
+def test_graph_unavailable_until_the_deadline_completes_the_booking_as_unknown_then():
+    with memory_world(policy=POLICY) as world:
+        booking = lesson(world)
+        world.emulator.add_fault(Fault(operation="listAttendanceReports", status=503))
+
+        outcomes = deliver(world)
+
+        assert outcomes.count(Outcome.RETRYING) == len(POLICY.rounds)
+        assert world.clock.now >= booking.end + timedelta(hours=24)
+        after = world.booking(booking.booking_id)
+        assert after.attendance is not None
+        assert (after.attendance.outcome, after.attendance.error_code) == (
+            LessonOutcome.UNKNOWN,
+            "graph_unavailable",
+        )
+        assert world.attendance_queue.poisoned == []
+
+
 def test_a_booking_completed_by_hand_is_left_as_staff_recorded_it():
     with memory_world(policy=POLICY) as world:
         # GIVEN staff completed the lesson by hand, as a tutor no-show
