@@ -18,6 +18,7 @@ from functions import (
     payments,
     reconcile,
     teams_meetings,
+    tutors,
 )
 from shared import telemetry
 from shared.bootstrap import report_settings
@@ -41,3 +42,4 @@ app.register_functions(reconcile.bp)
 app.register_functions(calendar.bp)
 app.register_functions(mail.bp)
 app.register_functions(attendance.bp)
+app.register_functions(tutors.bp)

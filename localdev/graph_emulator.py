@@ -203,6 +203,7 @@ class Meeting:
     allowed_presenters: str = "everyone"
     allow_meeting_chat: str = "enabled"
     entry_exit_announced: bool = True
+    record_automatically: bool = False
     deleted: bool = False
     patches: int = 0
     # Attendance of the session under way (not yet in a report), and the published reports.
@@ -229,6 +230,7 @@ class Meeting:
             "allowedPresenters": self.allowed_presenters,
             "allowMeetingChat": self.allow_meeting_chat,
             "isEntryExitAnnounced": self.entry_exit_announced,
+            "recordAutomatically": self.record_automatically,
         }
 
 
@@ -1060,6 +1062,9 @@ class GraphEmulator:
             meeting.entry_exit_announced = bool(
                 data.get("isEntryExitAnnounced", meeting.entry_exit_announced)
             )
+            meeting.record_automatically = bool(
+                data.get("recordAutomatically", meeting.record_automatically)
+            )
             meeting.patches += 1
             return _Reply(200, meeting.resource(evolved))
 
@@ -1160,6 +1165,8 @@ class GraphEmulator:
         }
         if parsed["From"] is not None and parsed["From"].addresses:
             message["from"] = address(parsed["From"].addresses[0])
+        if parsed["Reply-To"] is not None:
+            message["replyTo"] = [address(a) for a in parsed["Reply-To"].addresses]
         html = parsed.get_body(preferencelist=("html",))
         text = parsed.get_body(preferencelist=("plain",))
         if html is not None:

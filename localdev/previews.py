@@ -34,12 +34,14 @@ from shared.domain.booking import (
     Participant,
     ParticipantRole,
 )
+from shared.domain.branding import Branding
 from shared.domain.notices import Notice, NoticeKind
 from shared.domain.tenant import CredentialKind, MicrosoftProfile, Tenant
 from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail, mime_bytes
 from shared.mail.rendering import MailRenderer, Recipient, RenderedMail
-from shared.mail.strings import LANGUAGES, Strings
+from shared.mail.strings import Strings
+from shared.mail.strings import shipped_languages as catalogued
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "previews"
@@ -97,11 +99,18 @@ SEQUENCE = {NoticeKind.RESCHEDULED: 1, NoticeKind.LINK_CHANGED: 1} | dict.fromke
 
 def shipped_languages() -> list[str]:
     """The languages mail is written in."""
-    return list(LANGUAGES)
+    return list(catalogued())
 
 
-def renderer_for(language: str) -> MailRenderer:
-    return MailRenderer(Strings(language))
+# The sample tenant's mail branding (no logo: a screenshot taken offline could not load it).
+BRANDING = Branding(
+    display_name="Northwind Tutoring",
+    accent_color="#0a7b83",
+    reply_to="help@northwind.example.org",
+    contact_line="Questions? help@northwind.example.org",
+    footer_text="Northwind Tutoring Ltd\n1 High Street, London",
+)
+RENDERER = MailRenderer()
 
 
 def sample_booking(kind: NoticeKind, *, with_link: bool) -> Booking:
@@ -164,14 +173,14 @@ def previews() -> list[Preview]:
     """Every notice kind once per distinct mail it makes: the roles that receive the same
     words (the same person in each role, as the renderer sees it) share one preview."""
     found: list[Preview] = []
-    renderer = renderer_for(shipped_languages()[0])
+    renderer = RENDERER
     for kind in NoticeKind:
         booking = sample_booking(kind, with_link=True)
         notice = Notice(kind, 1, SEQUENCE.get(kind, 0), NOW)
         groups: dict[tuple[str, str, str, str], list[ParticipantRole]] = {}
         for role in ParticipantRole:
             probe = Recipient("someone@example.com", "Someone", role)
-            mail = renderer.render(booking, notice, probe, TENANT.display_name)
+            mail = renderer.render(booking, notice, probe, TENANT.display_name, BRANDING)
             groups.setdefault((mail.template, mail.subject, mail.text, mail.html), []).append(role)
         base = kind.value.replace("_", "-")
         for roles in groups.values():
@@ -209,11 +218,13 @@ def compose(preview: Preview, language: str, with_link: bool) -> tuple[RenderedM
     booking = sample_booking(preview.kind, with_link=with_link)
     notice = Notice(preview.kind, 1, SEQUENCE.get(preview.kind, 0), NOW)
     person = recipient(preview.role)
-    rendered = renderer_for(language).render(booking, notice, person, TENANT.display_name)
+    rendered = RENDERER.render(
+        booking, notice, person, TENANT.display_name, BRANDING, default_locale=language
+    )
     mail = OutgoingMail(
         key=f"{TENANT.tenant_id}|{booking.booking_id}|{notice.number}|{person.email}",
         sender=SENDER,
-        sender_name=TENANT.display_name,
+        sender_name=BRANDING.display_name,
         to=person.email,
         to_name=person.name,
         subject=rendered.subject,
@@ -229,6 +240,8 @@ def compose(preview: Preview, language: str, with_link: bool) -> tuple[RenderedM
         ),
         method="CANCEL" if notice.kind.closing else "REQUEST",
         sent_at=NOW,
+        reply_to=BRANDING.reply_to,
+        language=rendered.language,
     )
     return rendered, mime_bytes(mail)
 

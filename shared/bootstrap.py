@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from shared.storage.mail import MailLedger
     from shared.storage.payment_events import PaymentEventRepository
     from shared.storage.poisoned import PoisonedMessages
+    from shared.storage.preferences import PreferencesRepository
     from shared.storage.queues import WorkQueue
     from shared.storage.tables import Tables
     from shared.storage.tenant_directory import TenantDirectory
@@ -63,6 +64,7 @@ class Services:
     tables: Tables
     bookings: BookingRepository
     tenants: TenantRepository
+    preferences: PreferencesRepository
     audit: AuditRepository
     graph: GraphMeetingsClient
     directory: TenantDirectory
@@ -163,6 +165,7 @@ def bootstrap(
     tables: Tables | None = None,
     bookings: BookingRepository | None = None,
     tenants: TenantRepository | None = None,
+    preferences: PreferencesRepository | None = None,
     audit: AuditRepository | None = None,
     payment_events: PaymentEventRepository | None = None,
     check_meetings: CheckMeetingRepository | None = None,
@@ -199,6 +202,7 @@ def bootstrap(
     from shared.storage.mail import MAIL_POISON_QUEUE, MAIL_QUEUE, TableMailLedger
     from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
+    from shared.storage.preferences import TablePreferencesRepository
     from shared.storage.queue_names import ATTENDANCE_POISON_QUEUE, ATTENDANCE_QUEUE
     from shared.storage.queues import StorageWorkQueue
     from shared.storage.tables import Tables, make_table_service
@@ -223,6 +227,8 @@ def bootstrap(
     )
     tenants = TableTenantRepository(tables) if tenants is None else tenants
     audit = TableAuditRepository(tables) if audit is None else audit
+    if preferences is None:
+        preferences = TablePreferencesRepository(tables)
     directory = TenantDirectory(tenants, default_tenant(settings))
     graph = GraphMeetingsClient(
         base_url=settings.graph_base_url,
@@ -244,7 +250,7 @@ def bootstrap(
             queue=ATTENDANCE_QUEUE,
             poison=ATTENDANCE_POISON_QUEUE,
         )
-    steps = MeetingSteps(graph, directory, audit, now)
+    steps = MeetingSteps(graph, directory, audit, now, preferences=preferences)
     if policy is None:
         policy = RetryPolicy(
             rounds=settings.retry_schedule,
@@ -286,6 +292,7 @@ def bootstrap(
         tables=tables,
         bookings=bookings,
         tenants=tenants,
+        preferences=preferences,
         audit=audit,
         graph=graph,
         directory=directory,
@@ -511,7 +518,11 @@ def sender_of(settings: Settings) -> Callable[[Tenant], Sender]:
         own = tenant.mail.sender_upn or tenant.organizer_upn
         address = own if via_graph else (mail.from_address or own)
         return Sender(
-            tenant.tenant_id, address or "meetings@localhost", tenant.display_name, tenant.microsoft
+            tenant.tenant_id,
+            address or "meetings@localhost",
+            tenant.branding.display_name or tenant.display_name,
+            tenant.microsoft,
+            tenant.branding,
         )
 
     return sender

@@ -20,6 +20,8 @@ from shared.api.validation import (
     email,
     identifier,
     instant,
+    locale,
+    plain_text,
     query_instant,
     read_json,
     required_text,
@@ -27,16 +29,25 @@ from shared.api.validation import (
     text,
     time_zone,
 )
+from shared.domain import branding as brand
 from shared.domain.attendance import LessonOutcome
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
+from shared.domain.preferences import TutorPreferences
 from shared.domain.subject import MAX_TEMPLATE_CHARS, SubjectTemplate, TemplateError
 from shared.domain.tenant import (
     AllowedPresenters,
     LobbyBypassScope,
     MeetingChatMode,
+    TutorChoices,
 )
 from shared.services.bookings import Approval, NewBooking
-from shared.services.teams_settings import UNSET, AttendanceChange, OptionsChange, SettingsChange
+from shared.services.teams_settings import (
+    UNSET,
+    AttendanceChange,
+    BrandingChange,
+    OptionsChange,
+    SettingsChange,
+)
 from shared.storage.bookings import BookingPage, BookingQuery, ListPosition
 
 MAX_PARTICIPANTS = 20
@@ -105,7 +116,7 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
         where = f"participants[{index}]"
         if not isinstance(item, dict):
             raise ValidationError(f"{where} must be an object", "invalid_type")
-        unknown = sorted(set(item) - {"userId", "role", "email", "displayName"})
+        unknown = sorted(set(item) - {"userId", "role", "email", "displayName", "locale"})
         if unknown:
             raise ValidationError(
                 f"{where}: unknown field(s) {', '.join(unknown)}", "unknown_field"
@@ -116,6 +127,9 @@ def _participants(raw: Any) -> tuple[Participant, ...]:
                 role=choice(item.get("role"), f"{where}.role", ParticipantRole),
                 email=email(item.get("email"), f"{where}.email"),
                 display_name=text(item, "displayName", max_length=200),
+                locale=None
+                if item.get("locale") is None
+                else locale(item["locale"], f"{where}.locale"),
             )
         )
     if len({p.user_id for p in found}) != len(found):
@@ -226,7 +240,15 @@ def new_times(
 def settings_change(req: func.HttpRequest) -> SettingsChange:
     body = read_json(
         req,
-        allowed=("organizerUpn", "meetingOptions", "participantsCanReschedule", "attendance"),
+        allowed=(
+            "organizerUpn",
+            "meetingOptions",
+            "participantsCanReschedule",
+            "branding",
+            "defaultLocale",
+            "tutorChoices",
+            "attendance",
+        ),
         body_required=True,
     )
     organizer: object = UNSET
@@ -236,10 +258,17 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
     options = None
     if body.get("meetingOptions") is not None:
         options = _options(body["meetingOptions"])
+    default_locale: object = UNSET
+    if "defaultLocale" in body:
+        raw = body["defaultLocale"]
+        default_locale = None if raw is None else locale(raw, "defaultLocale")
     return SettingsChange(
         organizer_upn=organizer,
         meeting_options=options,
         participants_can_reschedule=boolean(body, "participantsCanReschedule"),
+        branding=_branding(body["branding"]) if "branding" in body else None,
+        default_locale=default_locale,
+        tutor_choices=tutor_choices(body["tutorChoices"]) if "tutorChoices" in body else None,
         attendance=_attendance(body.get("attendance")),
     )
 
@@ -279,6 +308,58 @@ def _attendance(raw: Any) -> AttendanceChange | None:
     )
 
 
+# JSON name -> `Branding` field.
+_BRANDING_FIELDS = {
+    "displayName": "display_name",
+    "logoUrl": "logo_url",
+    "accentColor": "accent_color",
+    "replyTo": "reply_to",
+    "contactLine": "contact_line",
+    "footerText": "footer_text",
+}
+
+
+def _branding(raw: Any) -> BrandingChange:
+    """The branding fields sent: each a value, or null (or "") to clear it; `branding: null`
+    clears them all."""
+    if raw is None:
+        return BrandingChange(dict.fromkeys(_BRANDING_FIELDS.values()))
+    if not isinstance(raw, dict):
+        raise ValidationError("branding must be an object", "invalid_type")
+    unknown = sorted(set(raw) - set(_BRANDING_FIELDS))
+    if unknown:
+        raise ValidationError(f"branding: unknown field(s) {', '.join(unknown)}", "unknown_field")
+    given = {_BRANDING_FIELDS[name]: _branding_value(raw, name) for name in raw}
+    return BrandingChange(given)
+
+
+def _branding_value(raw: dict[str, Any], name: str) -> str | None:
+    where = f"branding.{name}"
+    value = raw[name]
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{where} must be a string or null", "invalid_type")
+    if name in ("displayName", "contactLine", "footerText"):
+        limit = {
+            "displayName": brand.MAX_DISPLAY_NAME_CHARS,
+            "contactLine": brand.MAX_CONTACT_LINE_CHARS,
+            "footerText": brand.MAX_FOOTER_TEXT_CHARS,
+        }[name]
+        return plain_text({where: value}, where, max_length=limit, multiline=name == "footerText")
+    if value is None or value == "":
+        return None
+    if name == "logoUrl":
+        problem = brand.logo_url_problem(value)
+        if problem is not None:
+            code = "too_long" if len(value) > brand.MAX_LOGO_URL_CHARS else "invalid_url"
+            raise ValidationError(f"{where} {problem}", code)
+        return value
+    if name == "accentColor":
+        if not brand.is_color(value):
+            raise ValidationError(f"{where} must be a colour as #rgb or #rrggbb", "invalid_color")
+        return value.lower()
+    return email(value, where, "invalid_email")
+
+
 def _options(raw: Any) -> OptionsChange:
     if not isinstance(raw, dict):
         raise ValidationError("meetingOptions must be an object", "invalid_type")
@@ -289,6 +370,7 @@ def _options(raw: Any) -> OptionsChange:
         "allowMeetingChat",
         "entryExitAnnounced",
         "subjectTemplate",
+        "recordAutomatically",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -307,6 +389,7 @@ def _options(raw: Any) -> OptionsChange:
         allow_meeting_chat=pick("allowMeetingChat", MeetingChatMode),
         entry_exit_announced=boolean(raw, "entryExitAnnounced"),
         subject_template=_subject_template(raw),
+        record_automatically=boolean(raw, "recordAutomatically"),
     )
 
 
@@ -318,6 +401,62 @@ def _subject_template(raw: dict[str, Any]) -> str | None:
         except TemplateError as problem:
             raise ValidationError(f"meetingOptions.{problem}", TemplateError.code) from problem
     return template
+
+
+# JSON name -> (field of `TutorChoices` and `TutorPreferences`, the kind of its values).
+_TUTOR_OPTIONS: dict[str, tuple[str, Any]] = {
+    "lobbyBypassScope": ("lobby_bypass_scope", LobbyBypassScope),
+    "allowedPresenters": ("allowed_presenters", AllowedPresenters),
+    "allowMeetingChat": ("allow_meeting_chat", MeetingChatMode),
+    "recordAutomatically": ("record_automatically", bool),
+}
+
+
+def _tutor_value(value: Any, where: str, kind: Any) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValidationError(f"{where} must be true or false", "invalid_type")
+        return value
+    return choice(value, where, kind)
+
+
+def tutor_choices(raw: Any) -> TutorChoices:
+    """The tenant's whole allowance: per option, the values tutors may choose (an option not
+    listed, or listed empty, is the tenant's alone); null: tutors choose nothing."""
+    if raw is None:
+        return TutorChoices()
+    if not isinstance(raw, dict):
+        raise ValidationError("tutorChoices must be an object", "invalid_type")
+    unknown = sorted(set(raw) - set(_TUTOR_OPTIONS))
+    if unknown:
+        raise ValidationError(
+            f"tutorChoices: unknown field(s) {', '.join(unknown)}", "unknown_field"
+        )
+    given: dict[str, frozenset[Any]] = {}
+    for name, values in raw.items():
+        where = f"tutorChoices.{name}"
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) > 8:
+            raise ValidationError(f"{where} must be a list of values", "invalid_type")
+        field_name, kind = _TUTOR_OPTIONS[name]
+        given[field_name] = frozenset(_tutor_value(v, f"{where}[]", kind) for v in values)
+    return TutorChoices(**given)
+
+
+def tutor_preferences(req: func.HttpRequest) -> TutorPreferences:
+    """A tutor's whole preferences: each option a value, or null (or absent) for the tenant's."""
+    body = read_json(req, allowed=tuple(_TUTOR_OPTIONS), body_required=True)
+    given = {
+        _TUTOR_OPTIONS[name][0]: _tutor_value(value, name, _TUTOR_OPTIONS[name][1])
+        for name, value in body.items()
+        if value is not None
+    }
+    return TutorPreferences(**given)
+
+
+def tutor_id(req: func.HttpRequest) -> str:
+    return identifier(req.route_params.get("id"), "tutor id")
 
 
 def verification(req: func.HttpRequest) -> tuple[str | None, bool]:

@@ -8,9 +8,11 @@ from typing import Any
 from shared.auth.principal import Principal
 from shared.domain.attendance import Attendance
 from shared.domain.booking import Booking, MeetingStatus
+from shared.domain.branding import Branding
 from shared.domain.payment import IntentPayment, PaymentState
-from shared.domain.tenant import Capability, MeetingOptions, TeamsHealth, Tenant
+from shared.domain.tenant import Capability, MeetingOptions, TeamsHealth, Tenant, TutorChoices
 from shared.services.teams_settings import Verification
+from shared.services.tutor_preferences import TutorMeetingPreferences
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -39,6 +41,7 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
                 "role": p.role.value,
                 "email": p.email,
                 "displayName": p.display_name,
+                "locale": p.locale,
             }
             for p in booking.participants
         ],
@@ -171,6 +174,33 @@ def options_json(options: MeetingOptions) -> dict[str, Any]:
         "allowMeetingChat": options.allow_meeting_chat.value,
         "entryExitAnnounced": options.entry_exit_announced,
         "subjectTemplate": options.subject_template,
+        "recordAutomatically": options.record_automatically,
+    }
+
+
+def tutor_choices_json(choices: TutorChoices) -> dict[str, list[Any]]:
+    """Per option, the values tutors may choose (an option absent: the tenant's alone)."""
+    listed: dict[str, list[Any]] = {
+        "lobbyBypassScope": sorted(v.value for v in choices.lobby_bypass_scope),
+        "allowedPresenters": sorted(v.value for v in choices.allowed_presenters),
+        "allowMeetingChat": sorted(v.value for v in choices.allow_meeting_chat),
+        "recordAutomatically": sorted(choices.record_automatically),
+    }
+    return {name: values for name, values in listed.items() if values}
+
+
+def tutor_preferences_json(view: TutorMeetingPreferences) -> dict[str, Any]:
+    p = view.preferences
+    return {
+        "tutorId": view.tutor_id,
+        "preferences": {
+            "lobbyBypassScope": p.lobby_bypass_scope.value if p.lobby_bypass_scope else None,
+            "allowedPresenters": p.allowed_presenters.value if p.allowed_presenters else None,
+            "allowMeetingChat": p.allow_meeting_chat.value if p.allow_meeting_chat else None,
+            "recordAutomatically": p.record_automatically,
+        },
+        "allowed": tutor_choices_json(view.allowed),
+        "effective": options_json(view.effective),
     }
 
 
@@ -188,8 +218,22 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
             "graceMinutes": tenant.attendance.grace_minutes,
             "deadlineHours": tenant.attendance.deadline_hours,
         },
+        "tutorChoices": tutor_choices_json(tenant.tutor_choices),
+        "defaultLocale": tenant.locale,
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
+        "branding": branding_json(tenant.branding),
+    }
+
+
+def branding_json(branding: Branding) -> dict[str, Any]:
+    return {
+        "displayName": branding.display_name,
+        "logoUrl": branding.logo_url,
+        "accentColor": branding.accent_color,
+        "replyTo": branding.reply_to,
+        "contactLine": branding.contact_line,
+        "footerText": branding.footer_text,
     }
 
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import azure.functions as func
 
+from shared.domain.language import MAX_TAG_CHARS, language_tag
 from shared.errors import AppError
 from shared.json_depth import nesting_depth
 from shared.keys import InvalidKeyError, validate_key
@@ -162,9 +163,20 @@ def identifier(value: Any, name: str) -> str:
         raise ValidationError(str(exc), "invalid_id") from None
 
 
-def email(value: Any, name: str) -> str:
+def email(value: Any, name: str, code: str = "invalid_value") -> str:
     if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
-        raise ValidationError(f"{name} must be an e-mail address", "invalid_value")
+        raise ValidationError(f"{name} must be an e-mail address", code)
+    return value
+
+
+def plain_text(
+    body: Mapping[str, Any], name: str, *, max_length: int, multiline: bool = False
+) -> str | None:
+    """Text shown as it is (a name, a footer): `text`, and no angle brackets, so that what an
+    admin types is never taken for markup, wherever it is shown."""
+    value = text(body, name, max_length=max_length, multiline=multiline)
+    if value is not None and ("<" in value or ">" in value):
+        raise ValidationError(f"{name} must be plain text, without < or >", "markup_not_allowed")
     return value
 
 
@@ -236,6 +248,23 @@ def time_zone(raw: Any, name: str) -> str:
             f"{name} {raw!r} is not an IANA time zone (e.g. Europe/London)", "invalid_time_zone"
         ) from None
     return raw
+
+
+def locale(raw: Any, name: str) -> str:
+    """A BCP 47 language tag ("de", "de-AT", "en-GB"), in canonical case."""
+    if not isinstance(raw, str) or len(raw) > MAX_TAG_CHARS:
+        raise ValidationError(
+            f"{name} must be a BCP 47 language tag of at most {MAX_TAG_CHARS} characters "
+            "(e.g. de, de-AT, en-GB)",
+            "invalid_locale",
+        )
+    tag = language_tag(raw)
+    if tag is None:
+        raise ValidationError(
+            f"{name} {raw!r} is not a BCP 47 language tag (e.g. de, de-AT, en-GB)",
+            "invalid_locale",
+        )
+    return tag
 
 
 def query_instant(params: Mapping[str, str], name: str) -> datetime | None:

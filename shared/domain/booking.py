@@ -62,6 +62,8 @@ class Participant:
     role: ParticipantRole
     email: str
     display_name: str | None = None
+    # The BCP 47 tag of the language their mail is written in ("de-AT"); None: the tenant's.
+    locale: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
+
+from shared.domain.branding import Branding
 
 
 class InstallStatus(StrEnum):
@@ -45,6 +47,22 @@ class MeetingOptions:
     allow_meeting_chat: MeetingChatMode = MeetingChatMode.ENABLED
     entry_exit_announced: bool = False
     subject_template: str = "{subject} {level} Lesson"
+    # Teams records the meeting when it starts; the recording stays in Teams.
+    record_automatically: bool = False
+
+
+@dataclass(frozen=True)
+class TutorChoices:
+    """Per option, the values a tutor may choose; empty: tutors cannot change it."""
+
+    lobby_bypass_scope: frozenset[LobbyBypassScope] = frozenset()
+    allowed_presenters: frozenset[AllowedPresenters] = frozenset()
+    allow_meeting_chat: frozenset[MeetingChatMode] = frozenset()
+    record_automatically: frozenset[bool] = frozenset()
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
 
 
 class CredentialKind(StrEnum):
@@ -92,8 +110,10 @@ class AttendanceSettings:
 
 @dataclass(frozen=True)
 class MailSettings:
+    """The mailbox the tenant's mail is sent from (Graph); how it presents itself, its Reply-To
+    included, is the tenant's `Branding`."""
+
     sender_upn: str | None = None
-    reply_to: str | None = None
 
 
 class CapabilityReason(StrEnum):
@@ -162,9 +182,14 @@ class Tenant:
     organizer_upn: str | None = None
     organizer_object_id: str | None = None
     meeting_options: MeetingOptions = MeetingOptions()
+    # What the tenant's tutors may choose for their own meetings (shared/domain/preferences.py).
+    tutor_choices: TutorChoices = TutorChoices()
     mail: MailSettings = MailSettings()
     attendance: AttendanceSettings = AttendanceSettings()
+    branding: Branding = field(default_factory=Branding)
     participants_can_reschedule: bool = False
+    # The BCP 47 tag of the language of mail to participants who set none; None: English.
+    locale: str | None = None
     updated_at: datetime | None = None
     # None until the credential check first ran.
     teams_health: TeamsHealth | None = None

@@ -81,9 +81,9 @@ def roles_apply(options: MeetingOptions) -> bool:
 def options_body(
     options: MeetingOptions, attendees: Sequence[Attendee] | None = None
 ) -> dict[str, Any]:
-    """The meeting options PATCH (lobby, presenters, chat, announcements). With presenters by
-    role, the PATCH also carries every attendee with their role: Graph replaces the whole list
-    with the one a PATCH sends, so a partial list would drop the others."""
+    """The meeting options PATCH (lobby, presenters, chat, announcements, recording). With
+    presenters by role, the PATCH also carries every attendee with their role: Graph replaces
+    the whole list with the one a PATCH sends, so a partial list would drop the others."""
     body: dict[str, Any] = {
         "lobbyBypassSettings": {
             "scope": options.lobby_bypass_scope.value,
@@ -92,6 +92,7 @@ def options_body(
         "allowedPresenters": options.allowed_presenters.value,
         "allowMeetingChat": options.allow_meeting_chat.value,
         "isEntryExitAnnounced": options.entry_exit_announced,
+        "recordAutomatically": options.record_automatically,
     }
     if attendees and roles_apply(options):
         body["participants"] = {"attendees": [_attendee(a) for a in attendees]}
@@ -114,6 +115,7 @@ def options_match(
         and meeting.get("allowedPresenters") == wanted["allowedPresenters"]
         and meeting.get("allowMeetingChat") == wanted["allowMeetingChat"]
         and bool(meeting.get("isEntryExitAnnounced")) == wanted["isEntryExitAnnounced"]
+        and bool(meeting.get("recordAutomatically")) == wanted["recordAutomatically"]
         and (not attendees or not roles_apply(options) or _roles_match(meeting, attendees))
     )
 

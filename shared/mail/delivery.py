@@ -31,6 +31,7 @@ from shared.domain.tenant import Tenant
 from shared.mail.ics import Organizer, invite
 from shared.mail.messages import OutgoingMail
 from shared.mail.rendering import MailRenderer, Recipient, recipients_of
+from shared.mail.strings import Strings
 from shared.mail.transports import (
     MailError,
     MailRecipientRefusedError,
@@ -274,7 +275,9 @@ class MailWorker:
         sent = already_sent = 0
         refused: Failed | None = None
         for person in recipients_of(booking, notice):
-            outcome = self._deliver_to(booking, notice, person, sender, organizer)
+            outcome = self._deliver_to(
+                booking, notice, person, sender, organizer, default_locale=tenant.locale
+            )
             if outcome is _Sent.NOW:
                 sent += 1
             elif outcome is _Sent.BEFORE:
@@ -296,6 +299,8 @@ class MailWorker:
         person: Recipient,
         sender: Sender,
         organizer: Organizer,
+        *,
+        default_locale: str | None = None,
     ) -> _Sent | Deferred | Failed:
         """Notice to one recipient, once: the ledger's claim before the send, its mark after."""
         now = self._clock()
@@ -311,7 +316,9 @@ class MailWorker:
         if pause > self._config.policy.max_in_process_wait:
             self._ledger.release(claim)
             return Deferred(pause, delay=pause)
-        error = self._send_to(booking, notice, person, sender, organizer, key)
+        error = self._send_to(
+            booking, notice, person, sender, organizer, key, default_locale=default_locale
+        )
         if error is None:
             self._ledger.mark_sent(claim, self._clock())
             return _Sent.NOW
@@ -350,11 +357,20 @@ class MailWorker:
         sender: Sender,
         organizer: Organizer,
         key: MailKey,
+        *,
+        default_locale: str | None = None,
     ) -> MailError | None:
         """Compose this recipient's e-mail and send it; the error that stopped it, if any."""
         now = self._clock()
         try:
-            rendered = self._renderer.render(booking, notice, person, sender.name or "")
+            rendered = self._renderer.render(
+                booking,
+                notice,
+                person,
+                sender.name or "",
+                sender.branding,
+                default_locale=default_locale,
+            )
             mail = OutgoingMail(
                 key=str(key),
                 sender=sender.address,
@@ -370,9 +386,12 @@ class MailWorker:
                     sequence=notice.sequence,
                     organizer=organizer,
                     now=now,
+                    strings=Strings(rendered.language),
                 ),
                 method="CANCEL" if notice.kind.closing else "REQUEST",
                 sent_at=now,
+                reply_to=sender.branding.reply_to,
+                language=rendered.language,
             )
         except Exception as exc:
             # Text or an address the mail and calendar libraries cannot write: no retry helps.

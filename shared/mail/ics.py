@@ -87,9 +87,11 @@ def invite(
     return bytes(calendar.to_ical())
 
 
-def current_invite(booking: Booking, organizer: Organizer, now: datetime) -> bytes:
+def current_invite(
+    booking: Booking, organizer: Organizer, now: datetime, strings: Strings | None = None
+) -> bytes:
     """What `GET …/calendar.ics` returns: the newest invite the booking issued (or would
-    issue), a cancellation once it is closed."""
+    issue), a cancellation once it is closed; its text in `strings`' language."""
     if booking.live or booking.status is BookingStatus.PENDING:
         kind = NoticeKind.APPROVED
     else:
@@ -100,4 +102,5 @@ def current_invite(booking: Booking, organizer: Organizer, now: datetime) -> byt
         sequence=booking.mail.current_sequence,
         organizer=organizer,
         now=now,
+        strings=strings,
     )

@@ -33,7 +33,17 @@ class BadAddressError(AppError, ValueError):
 # What a message carries at its top level; anything else in the serialized bytes would be a
 # header someone smuggled in through the text, and the message is refused instead of sent.
 _HEADERS = frozenset(
-    {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
+    {
+        "from",
+        "to",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-language",
+    }
 )
 
 
@@ -52,6 +62,9 @@ class OutgoingMail:
     invite: bytes
     method: str  # the invite's METHOD: REQUEST or CANCEL
     sent_at: datetime
+    # Where answers go (the tenant's branding), when not to the sender.
+    reply_to: str | None = None
+    language: str | None = None  # its Content-Language ("en", "de"); None: not said
 
     @property
     def message_id(self) -> str:
@@ -66,6 +79,17 @@ def _address(addr: str, name: str | None) -> Address:
         return Address(display_name=one_line(name, MAX_NAME_CHARS), addr_spec=addr)
     except (ValueError, IndexError, TypeError, AttributeError, MessageError) as exc:
         raise BadAddressError(f"not an address mail can go to: {one_line(addr, 80)!r}") from exc
+
+
+def _reply_to(addr: str | None) -> Address | None:
+    """The Reply-To address, or None for none, or for one the mail library cannot write as a
+    single address (the settings refuse such a value; a mail still goes without it)."""
+    if not addr:
+        return None
+    try:
+        return _address(addr, None)
+    except BadAddressError:
+        return None
 
 
 def mime_bytes(mail: OutgoingMail) -> bytes:
@@ -90,6 +114,9 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = _address(mail.sender, mail.sender_name)
     message["To"] = _address(mail.to, mail.to_name)
+    reply_to = _reply_to(mail.reply_to)
+    if reply_to is not None:
+        message["Reply-To"] = reply_to
     message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(mail.sent_at)
     message["Message-ID"] = mail.message_id
@@ -105,6 +132,10 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message.add_attachment(
         mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
     )
+    if mail.language:
+        # After the parts are made: making a multipart moves Content-* headers into its first
+        # part, and the language is the whole message's (RFC 3282).
+        message["Content-Language"] = one_line(mail.language, 35)
     # Boundaries from the Message-ID, so one mail is one sequence of bytes whoever writes it. A
     # boundary with "=_" cannot occur in base64 or quoted-printable text (where "=" is "=3D").
     token = mail.message_id[1:33]

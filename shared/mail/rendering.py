@@ -3,7 +3,8 @@ template, every value autoescaped in HTML, every header value one safe line.
 
 Participant text (subjects, names, reasons) is data: HTML escapes it, and what goes into a
 header (the subject line, display names) is cut to one line without control characters, so it
-can neither add markup nor add a header.
+can neither add markup nor add a header. The tenant's branding is data too, and checked again
+here: a logo that is not an https URL is left out, an accent that is not a colour is the default.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.domain.booking import Booking, ParticipantRole
+from shared.domain.branding import (
+    DEFAULT_ACCENT,
+    MAX_CONTACT_LINE_CHARS,
+    MAX_FOOTER_TEXT_CHARS,
+    Branding,
+    is_color,
+    is_logo_url,
+)
 from shared.domain.notices import Notice, NoticeKind
-from shared.mail.strings import Strings
+from shared.mail.strings import CATALOGUES, DEFAULT_LANGUAGE, Catalogues, Strings
 
 if TYPE_CHECKING:
     import jinja2
@@ -52,6 +61,20 @@ class Recipient:
     email: str
     name: str | None
     role: ParticipantRole
+    locale: str | None = None  # the language tag the participant asked for, if any
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the layout shows of the tenant: its name (the logo's alt text), logo, colours and
+    footer, every value checked and cut to size."""
+
+    name: str
+    logo_url: str | None
+    accent: str  # #rrggbb
+    on_accent: str  # the button's text colour, readable on the accent
+    contact_line: str
+    footer_lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,7 @@ class RenderedMail:
     subject: str
     text: str
     html: str
+    language: str = DEFAULT_LANGUAGE  # the shipped language it is written in ("en", "de")
 
 
 def recipients(booking: Booking) -> list[Recipient]:
@@ -70,7 +94,7 @@ def recipients(booking: Booking) -> list[Recipient]:
         key = p.email.lower()
         if key not in seen:
             seen.add(key)
-            found.append(Recipient(p.email, p.display_name, p.role))
+            found.append(Recipient(p.email, p.display_name, p.role, p.locale))
     return found
 
 
@@ -119,43 +143,77 @@ def zone_of(booking: Booking) -> ZoneInfo:
 
 
 def when(booking: Booking, strings: Strings) -> str:
-    """The booking's times in its IANA zone, with the zone named. Each time carries its own
-    offset name when a clock change falls between them, and the end its date when it falls on
-    another day."""
+    """The booking's times in its IANA zone, with the zone named, by Babel in the strings'
+    language. Each time carries its own offset name when a clock change falls between them,
+    and the end its date when it falls on another day."""
+    from babel.dates import format_datetime
+
     zone = zone_of(booking)
+    locale = strings.cldr_locale
     start, end = booking.start.astimezone(zone), booking.end.astimezone(zone)
-    start_name, end_name = start.tzname() or zone.key, end.tzname() or zone.key
-    shifted = start_name != end_name
-    end_text = end.strftime("%H:%M") + (f" {end_name}" if shifted else "")
-    if end.date() != start.date():
-        end_text = (
-            strings(
-                "time.short",
-                day=end.day,
-                month=strings.names("months")[end.month - 1],
-                year=end.year,
-            )
-            + " "
-            + end_text
+
+    def formatted(moment: datetime, key: str) -> str:
+        return str(format_datetime(moment, strings.pattern(key), tzinfo=zone, locale=locale))
+
+    date = formatted(start, "time.pattern.date")
+    start_name, end_name = zone_abbreviation(start, locale), zone_abbreviation(end, locale)
+    start_time = formatted(start, "time.pattern.clock")
+    end_time = formatted(end, "time.pattern.clock")
+    if start.utcoffset() == end.utcoffset() and end.date() == start.date():
+        return strings(
+            "time.range",
+            date=date,
+            start=start_time,
+            end=end_time,
+            zone=zone.key,
+            abbreviation=start_name,
+        )
+    if end.date() == start.date():
+        end_text = strings("time.moment", time=end_time, abbreviation=end_name)
+    else:
+        end_text = strings(
+            "time.moment.day",
+            day=formatted(end, "time.pattern.day"),
+            time=end_time,
+            abbreviation=end_name,
         )
     return strings(
-        "time.range",
-        weekday=strings.names("weekdays")[start.weekday()],
-        day=start.day,
-        month=strings.names("months")[start.month - 1],
-        year=start.year,
-        start=start.strftime("%H:%M") + (f" {start_name}" if shifted else ""),
+        "time.range.long",
+        date=date,
+        start=strings("time.moment", time=start_time, abbreviation=start_name),
         end=end_text,
         zone=zone.key,
-        abbreviation=f"{start_name}/{end_name}" if shifted else start_name,
     )
+
+
+def zone_abbreviation(moment: datetime, locale: str) -> str:
+    """The zone's short name at `moment` in `locale` (CLDR: "GMT" and "BST" in British
+    English, "MEZ" and "MESZ" in German), or, where the language has none for it, the offset
+    as CLDR writes it ("GMT-05:00"), as Unicode TR35 falls back. Babel itself would fall back
+    to the long name ("Eastern Standard Time")."""
+    from babel.core import Locale, get_global
+    from babel.dates import NO_INHERITANCE_MARKER, get_timezone_gmt, get_timezone_name
+
+    cldr = Locale.parse(locale)
+    zone = get_timezone_name(moment.tzinfo, return_zone=True)
+    variant = "daylight" if moment.dst() else "standard"
+    own = cldr.time_zones.get(zone, {}).get("short", {}).get(variant)
+    metazone = get_global("meta_zones").get(zone)
+    shared_name = cldr.meta_zones.get(metazone, {}).get("short", {}).get(variant)
+    for name in (own, shared_name):
+        if name and name != NO_INHERITANCE_MARKER:
+            return str(name)
+    if not moment.utcoffset():
+        return str(cldr.zone_formats["gmt"] % "")  # GMT itself, not "GMT+00:00"
+    return str(get_timezone_gmt(moment, width="long", locale=cldr))
 
 
 def short_date(moment: datetime, booking: Booking, strings: Strings) -> str:
-    local = moment.astimezone(zone_of(booking))
-    return strings(
-        "time.short", day=local.day, month=strings.names("months")[local.month - 1], year=local.year
-    )
+    from babel.dates import format_datetime
+
+    zone = zone_of(booking)
+    pattern = strings.pattern("time.pattern.day")
+    return str(format_datetime(moment, pattern, tzinfo=zone, locale=strings.cldr_locale))
 
 
 def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
@@ -167,9 +225,54 @@ def join_url_of(booking: Booking, kind: NoticeKind) -> str | None:
     return url if url and url.startswith("https://") else None
 
 
+def look_of(branding: Branding, organization: str) -> Look:
+    """The tenant's branding as a mail shows it. The name falls back to `organization` (the
+    tenant's own name); a value that breaks the branding rules is left out."""
+    accent = branding.accent_color if is_color(branding.accent_color) else DEFAULT_ACCENT
+    if len(accent) == 4:  # "#rgb": some clients read only six digits in bgcolor
+        accent = "#" + "".join(ch * 2 for ch in accent[1:])
+    accent = accent.lower()
+    footer = (branding.footer_text or "")[:MAX_FOOTER_TEXT_CHARS]
+    return Look(
+        name=one_line(branding.display_name, MAX_NAME_CHARS)
+        or one_line(organization, MAX_NAME_CHARS),
+        logo_url=branding.logo_url if is_logo_url(branding.logo_url) else None,
+        accent=accent,
+        on_accent=_readable_on(accent),
+        contact_line=one_line(branding.contact_line, MAX_CONTACT_LINE_CHARS),
+        footer_lines=tuple(
+            line
+            for line in (one_line(raw, MAX_FOOTER_TEXT_CHARS) for raw in footer.splitlines())
+            if line
+        ),
+    )
+
+
+_DARK_TEXT = "#242424"
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of `#rrggbb`."""
+
+    def channel(hex_pair: str) -> float:
+        c = int(hex_pair, 16) / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _readable_on(accent: str) -> str:
+    """White, or the body's dark grey when that contrasts more with the accent (a yellow)."""
+    light = _luminance(accent)
+    on_white = 1.05 / (light + 0.05)
+    on_dark = (light + 0.05) / (_luminance(_DARK_TEXT) + 0.05)
+    return "#ffffff" if on_white >= on_dark else _DARK_TEXT
+
+
 class MailRenderer:
-    def __init__(self, strings: Strings | None = None) -> None:
-        self._strings = strings or Strings()
+    def __init__(self, catalogues: Catalogues = CATALOGUES) -> None:
+        self._catalogues = catalogues
         self._templates: jinja2.Environment | None = None
 
     @property
@@ -193,9 +296,22 @@ class MailRenderer:
         return self._templates
 
     def render(
-        self, booking: Booking, notice: Notice, recipient: Recipient, organization: str
+        self,
+        booking: Booking,
+        notice: Notice,
+        recipient: Recipient,
+        organization: str,
+        branding: Branding | None = None,
+        *,
+        default_locale: str | None = None,
     ) -> RenderedMail:
-        t = self._strings
+        """The mail `notice` owes `recipient`, signed by `organization` (the tenant's name),
+        dressed in the tenant's `branding`, in the recipient's language: their locale if a
+        shipped language serves it, else the tenant's `default_locale`, else English."""
+        t = Strings(
+            self._catalogues.language_for(recipient.locale, default_locale), self._catalogues
+        )
+        look = look_of(branding or Branding(), organization)
         template = template_for(notice.kind, recipient.role)
         wording = _WORDING_OF_KIND.get(notice.kind, template)
         if notice.kind is NoticeKind.DECLINED and recipient.role in HOSTS:
@@ -218,7 +334,8 @@ class MailRenderer:
             and meeting.wanted
             and not meeting.failed,
             "reason": booking.status_reason if notice.kind.closing else None,
-            "organization": one_line(organization, MAX_NAME_CHARS),
+            "organization": look.name,
+            "look": look,
         }
         subject = one_line(
             t(
@@ -232,4 +349,5 @@ class MailRenderer:
             subject=subject,
             text=self._env.get_template(f"{template}.txt").render(context),
             html=self._env.get_template(f"{template}.html").render(context),
+            language=t.language,
         )

@@ -1,77 +1,138 @@
-"""Every sentence a participant reads, in one place per language. Templates name keys only, so
-another language is one more mapping here, not another set of templates.
+"""Every sentence a participant reads, in message catalogues: one gettext `.po` file per
+language under `locales/<language>/LC_MESSAGES/messages.po`, read with Babel on first use (no
+compile step). Templates name keys only (`t("greeting", name=…)`), so another language is one
+more catalogue, not another set of templates.
 
-Values are `str.format` patterns; what they are filled with (a subject, a name) is participant
-text, escaped by the HTML templates after formatting, like any other value.
+English is the reference: every key is there. A key a shipped language lacks (or leaves
+untranslated or fuzzy) is said in English, and logged by key and language only. Values are
+`str.format` patterns; what they are filled with (a subject, a name) is participant text,
+escaped by the HTML templates after formatting, like any other value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
-ENGLISH: Mapping[str, str] = {
-    # subjects (one header line each)
-    "subject.appointment-request-approved-client": "Confirmed: {subject}, {date}",
-    "subject.appointment-assigned": "Assigned to you: {subject}, {date}",
-    "subject.payment-confirmed": "Payment received: {subject}, {date}",
-    "subject.appointment-rescheduled": "New time: {subject}, {date}",
-    "subject.appointment-cancelled": "Cancelled: {subject}, {date}",
-    "subject.appointment-declined": "Not approved: {subject}, {date}",
-    "subject.appointment-declined-host": "Not approved: {subject}, {date}",
-    "subject.appointment-refunded": "Refunded and cancelled: {subject}, {date}",
-    "subject.meeting-link-changed": "New meeting link: {subject}, {date}",
-    "subject.meeting-link-ready": "Meeting link: {subject}, {date}",
-    # bodies
-    "greeting": "Hello {name},",
-    "intro.appointment-request-approved-client": "Your appointment request for {subject} has "
-    "been approved.",
-    "intro.appointment-assigned": "You have been assigned the appointment {subject}.",
-    "intro.payment-confirmed": "We have received the payment for {subject}; the booking is "
-    "confirmed.",
-    "intro.appointment-rescheduled": "{subject} has moved to a new time. The calendar invite "
-    "attached replaces the earlier one.",
-    "intro.appointment-cancelled": "{subject} has been cancelled. The calendar invite attached "
-    "removes it from your calendar.",
-    "intro.appointment-declined": "Your appointment request for {subject} could not be approved.",
-    "intro.appointment-declined-host": "The appointment request for {subject} was not approved, "
-    "so it will not take place.",
-    "intro.appointment-refunded": "The payment for {subject} has been refunded and the booking "
-    "cancelled.",
-    "intro.meeting-link-changed": "The Teams meeting for {subject} had to be set up again, so it "
-    "has a new link. The link you had before no longer works.",
-    "intro.meeting-link-ready": "The Teams meeting for {subject} is ready. Here is its link; "
-    "the calendar invite attached adds it to your calendar.",
-    "when": "When: {when}",
-    "reason": "Reason: {reason}",
-    "join.button": "Join Teams Meeting",
-    "join.text": "Join Teams Meeting: {url}",
-    "join.pending": "The Teams meeting link is not ready yet; you will get it by e-mail as "
-    "soon as it is.",
-    "calendar": "The calendar invite is attached (invite.ics).",
-    "signature": "{organization}",
-    "time.range": "{weekday} {day} {month} {year}, {start}\u2013{end} ({zone}, {abbreviation})",
-    "time.short": "{day} {month} {year}",
-    "weekdays": "Monday,Tuesday,Wednesday,Thursday,Friday,Saturday,Sunday",
-    "months": "January,February,March,April,May,June,July,August,September,October,November,"
-    "December",
-    # the invite itself
-    "ics.location": "Microsoft Teams Meeting",
-    "ics.alarm": "{subject} starts in 15 minutes",
-}
+from shared.domain.language import language_tag, primary_language
 
-LANGUAGES: Mapping[str, Mapping[str, str]] = {"en": ENGLISH}
+logger = logging.getLogger("meetings.mail")
+
+LOCALES = Path(__file__).parent / "locales"
 DEFAULT_LANGUAGE = "en"
+# The Babel (CLDR) locale whose names and zone abbreviations a language's dates use. English
+# is British English, as the catalogue is ("cancelled"; BST for London's summer time).
+CLDR_LOCALE = {"en": "en_GB"}
+
+
+class Catalogues:
+    """The catalogues in one folder (`<language>/LC_MESSAGES/messages.po`), each read once per
+    process on first use: key → pattern, translated entries only (an empty or fuzzy one is
+    missing, so English is said instead)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._lock = threading.Lock()
+        self._read: dict[str, dict[str, str]] = {}
+        self._missing_logged: set[tuple[str, str]] = set()
+        self.languages = tuple(
+            sorted(
+                (p.parent.parent.name for p in folder.glob("*/LC_MESSAGES/messages.po")),
+                key=lambda name: (name != DEFAULT_LANGUAGE, name),
+            )
+        )
+
+    def __getitem__(self, language: str) -> Mapping[str, str]:
+        with self._lock:
+            found = self._read.get(language)
+            if found is None:
+                found = self._read[language] = self._load(language)
+            return found
+
+    def _load(self, language: str) -> dict[str, str]:
+        from babel.messages.pofile import read_po
+
+        path = self._folder / language / "LC_MESSAGES" / "messages.po"
+        with path.open("rb") as file:
+            entries = read_po(file, locale=CLDR_LOCALE.get(language, language))
+        return {
+            str(message.id): str(message.string)
+            for message in entries
+            if message.id and message.string and not message.fuzzy
+        }
+
+    def language_for(self, *tags: str | None) -> str:
+        """The shipped language of the first tag that has one ("de-AT" → "de"), else
+        English: a recipient's locale first, then the tenant's."""
+        for tag in tags:
+            canonical = language_tag(tag) if tag else None
+            if canonical is not None and primary_language(canonical) in self.languages:
+                return primary_language(canonical)
+        return DEFAULT_LANGUAGE
+
+    def pattern(self, language: str, key: str) -> str:
+        """The pattern of `key` in `language`, or English's when it has none (logged once by
+        key and language, never with a value). A key English lacks raises KeyError."""
+        found = self[language].get(key)
+        if found is not None:
+            return found
+        english = self[DEFAULT_LANGUAGE][key]
+        with self._lock:
+            first = (key, language) not in self._missing_logged
+            self._missing_logged.add((key, language))
+        if first:
+            logger.warning("mail text %s has no %s translation; English used", key, language)
+        return english
+
+
+CATALOGUES = Catalogues(LOCALES)
+
+
+def shipped_languages() -> tuple[str, ...]:
+    """The languages with a catalogue, English first."""
+    return CATALOGUES.languages
+
+
+def language_for(*tags: str | None) -> str:
+    """The shipped language of the first tag that has one ("de-AT" → "de"), else English."""
+    return CATALOGUES.language_for(*tags)
+
+
+class _English(Mapping[str, str]):
+    """The English catalogue, read on first use like the others."""
+
+    def __getitem__(self, key: str) -> str:
+        return CATALOGUES[DEFAULT_LANGUAGE][key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CATALOGUES[DEFAULT_LANGUAGE])
+
+    def __len__(self) -> int:
+        return len(CATALOGUES[DEFAULT_LANGUAGE])
+
+
+ENGLISH: Mapping[str, str] = _English()
 
 
 class Strings:
-    """The strings of one language; an unknown key is a bug, so it raises."""
+    """The strings of one language (a tag of any shipped language; anything else is English).
+    A key English lacks is a bug, so it raises."""
 
-    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
-        self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
-        self._table = LANGUAGES[self.language]
+    def __init__(
+        self, language: str = DEFAULT_LANGUAGE, catalogues: Catalogues = CATALOGUES
+    ) -> None:
+        self._catalogues = catalogues
+        self.language = catalogues.language_for(language)
+
+    @property
+    def cldr_locale(self) -> str:
+        """The Babel locale its dates are written in."""
+        return CLDR_LOCALE.get(self.language, self.language)
+
+    def pattern(self, key: str) -> str:
+        return self._catalogues.pattern(self.language, key)
 
     def __call__(self, key: str, **values: object) -> str:
-        return self._table[key].format(**values)
-
-    def names(self, key: str) -> list[str]:
-        return self._table[key].split(",")
+        return self.pattern(key).format(**values)

@@ -12,10 +12,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from shared.domain.branding import Branding
 from shared.errors import AppError
 from shared.graph.errors import GraphError, GraphForbiddenError, GraphThrottledError
 from shared.mail.messages import BadAddressError, OutgoingMail, mime_bytes
@@ -56,12 +57,14 @@ class MailRecipientRefusedError(MailRejectedError):
 
 @dataclass(frozen=True)
 class Sender:
-    """Whom a tenant's mail comes from. `profile`: its Microsoft profile, for Graph."""
+    """Whom a tenant's mail comes from. `profile`: its Microsoft profile, for Graph;
+    `branding`: how its mail looks and where replies go."""
 
     tenant_id: str
     address: str
     name: str | None
     profile: MicrosoftProfile | None
+    branding: Branding = field(default_factory=Branding)
 
 
 class MailTransport(Protocol):

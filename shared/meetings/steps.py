@@ -23,8 +23,9 @@ from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import Booking, ParticipantRole
 from shared.domain.convergence import Sighting
 from shared.domain.meeting import Step
+from shared.domain.preferences import effective_options, tutor_of
 from shared.domain.subject import DEFAULT, SubjectTemplate, TemplateError
-from shared.domain.tenant import MicrosoftProfile, Tenant
+from shared.domain.tenant import MeetingOptions, MicrosoftProfile, Tenant
 from shared.errors import AppError
 from shared.graph.bodies import Attendee, MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient, OnlineMeeting
@@ -42,6 +43,7 @@ from shared.graph.errors import (
 from shared.observability import log_event
 from shared.storage.audit import AuditRepository
 from shared.storage.errors import StorageError
+from shared.storage.preferences import PreferencesRepository
 from shared.storage.tenant_directory import TenantDirectory
 
 logger = logging.getLogger("meetings.steps")
@@ -146,11 +148,14 @@ class MeetingSteps:
         tenants: TenantDirectory,
         audit: AuditRepository,
         clock: Callable[[], datetime],
+        *,
+        preferences: PreferencesRepository | None = None,
     ) -> None:
         self._graph = graph
         self._tenants = tenants
         self._audit = audit
         self._clock = clock
+        self._preferences = preferences
         # Organizer object ids resolved in this process, so that even a tenant whose row
         # cannot be written resolves its organizer once.
         self._organizers: dict[tuple[str, str], str] = {}
@@ -200,7 +205,7 @@ class MeetingSteps:
             profile, organizer_id, meeting_id = self._address(booking, tenant)
             try:
                 found = self._graph.get_meeting(
-                    profile, organizer_id, meeting_id, ctx, tenant.meeting_options
+                    profile, organizer_id, meeting_id, ctx, self.options_for(booking, tenant)
                 )
             except GraphNotFoundError:
                 # Made anew on this answer, a wrong 404 would leave a second meeting live.
@@ -231,7 +236,7 @@ class MeetingSteps:
             profile,
             organizer_id,
             _request(booking, self._subject(booking, tenant, ctx)),
-            tenant.meeting_options,
+            self.options_for(booking, tenant),
             ctx,
             apply_options=False,
         )
@@ -253,7 +258,7 @@ class MeetingSteps:
                 end=booking.end,
                 subject=self._subject(booking, tenant, ctx),
                 ctx=ctx,
-                options=tenant.meeting_options,
+                options=self.options_for(booking, tenant),
                 attendees=attendees_of(booking),
             )
         except GraphNotFoundError:
@@ -299,6 +304,15 @@ class MeetingSteps:
             return None
         with self._organizers_lock:
             return self._organizers.get((tenant.tenant_id, tenant.organizer_upn.lower()))
+
+    def options_for(self, booking: Booking, tenant: Tenant) -> MeetingOptions:
+        """The tenant's meeting options, with the booking's tutor's preferences where the
+        tenant lets tutors choose (read only then, from the copy of the last half minute)."""
+        tutor = tutor_of(booking)
+        if self._preferences is None or tutor is None or not tenant.tutor_choices.any:
+            return tenant.meeting_options
+        preferences = self._preferences.get_recent(tenant.tenant_id, tutor)
+        return effective_options(tenant.meeting_options, tenant.tutor_choices, preferences)
 
     def organizer_for(self, tenant: Tenant, *, booking_id: str | None = None) -> str:
         """The organizer's object id: stored, or resolved from the UPN once and kept, for every

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.auth.principal import Principal, Role
+from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
     AttendanceSettings,
@@ -16,6 +18,7 @@ from shared.domain.tenant import (
     MeetingOptions,
     MicrosoftProfile,
     Tenant,
+    TutorChoices,
 )
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
@@ -46,6 +49,7 @@ class OptionsChange:
     allow_meeting_chat: MeetingChatMode | None = None
     entry_exit_announced: bool | None = None
     subject_template: str | None = None
+    record_automatically: bool | None = None
 
     def applied_to(self, options: MeetingOptions) -> MeetingOptions:
         given = {name: value for name, value in vars(self).items() if value is not None}
@@ -66,6 +70,17 @@ class AttendanceChange:
 
 
 @dataclass(frozen=True)
+class BrandingChange:
+    """The branding fields a caller sent, by `Branding` field name: a value sets the field,
+    None clears it; a field not named keeps its value."""
+
+    fields: Mapping[str, str | None] = field(default_factory=dict)
+
+    def applied_to(self, branding: Branding) -> Branding:
+        return replace(branding, **self.fields)
+
+
+@dataclass(frozen=True)
 class SettingsChange:
     """Fields of a settings update; a field left as `UNSET`/None keeps its value."""
 
@@ -73,6 +88,10 @@ class SettingsChange:
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
     attendance: AttendanceChange | None = None
+    branding: BrandingChange | None = None
+    default_locale: object = UNSET  # a BCP 47 tag, or None for English
+    # What tutors may choose (replaces the whole allowance; empty: nothing).
+    tutor_choices: TutorChoices | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +121,8 @@ def get_settings(caller: Principal, tenants: TenantDirectory) -> Tenant:
 def update_settings(
     caller: Principal, command: Command[SettingsChange], tenants: TenantDirectory, now: datetime
 ) -> Tenant:
-    """Save the organizer and options. Clearing the organizer stops new meetings at once
-    (the PRD's back-out switch); links already stored keep working."""
+    """Save the organizer, options and mail branding. Clearing the organizer stops new
+    meetings at once (the PRD's back-out switch); links already stored keep working."""
     require_role(caller, Role.ADMIN, message=ADMINS_ONLY)
     change = read_command(command)
     tenant = tenants.get(caller.tenant_id)
@@ -120,6 +139,13 @@ def update_settings(
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
     if change.attendance is not None:
         updated = replace(updated, attendance=change.attendance.applied_to(tenant.attendance))
+    if change.branding is not None:
+        updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
+    if change.tutor_choices is not None:
+        updated = replace(updated, tutor_choices=change.tutor_choices)
+    if change.default_locale is not UNSET:
+        tag = change.default_locale if isinstance(change.default_locale, str) else None
+        updated = replace(updated, locale=tag)
     return tenants.save(updated)
 
 

@@ -878,6 +878,8 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
                 "role": p.role.value,
                 "email": p.email,
                 "displayName": p.display_name,
+                # Only when one was given: rows stay as they were for everyone else.
+                **({"locale": p.locale} if p.locale else {}),
             }
             for p in booking.participants
         ],
@@ -1016,6 +1018,7 @@ def entity_to_booking(entity: Any) -> Booking:
                 role=ParticipantRole(p["role"]),
                 email=str(p["email"]),
                 display_name=p.get("displayName"),
+                locale=p.get("locale"),
             )
             for p in r.json_value("Participants")
         )

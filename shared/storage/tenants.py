@@ -8,6 +8,7 @@ reconciler (one partition scan). No secret is ever stored: the Microsoft profile
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
     AttendanceSettings,
@@ -29,6 +31,7 @@ from shared.domain.tenant import (
     MicrosoftProfile,
     TeamsHealth,
     Tenant,
+    TutorChoices,
 )
 from shared.storage.errors import AlreadyExistsError, ConcurrencyError, StorageError
 from shared.storage.tables import (
@@ -199,15 +202,76 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "AllowMeetingChat": options.allow_meeting_chat.value,
         "EntryExitAnnounced": options.entry_exit_announced,
         "SubjectTemplate": check_string(options.subject_template, "subject template"),
+        "RecordAutomatically": options.record_automatically,
+        "TutorChoices": _choices_column(tenant.tutor_choices),
         "MailSenderUpn": tenant.mail.sender_upn,
-        "MailReplyTo": tenant.mail.reply_to,
+        **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
         "AttendanceMinimumMinutes": tenant.attendance.minimum_minutes,
         "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
         "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
+        "Locale": check_string(tenant.locale, "locale"),
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
+
+
+def _branding_columns(branding: Branding) -> dict[str, Any]:
+    # `MailReplyTo` is the column rows held the reply-to address in before there was branding.
+    return {
+        "BrandDisplayName": check_string(branding.display_name, "branding display name"),
+        "BrandLogoUrl": check_string(branding.logo_url, "branding logo URL"),
+        "BrandAccentColor": branding.accent_color,
+        "MailReplyTo": check_string(branding.reply_to, "branding reply-to"),
+        "BrandContactLine": check_string(branding.contact_line, "branding contact line"),
+        "BrandFooterText": check_string(branding.footer_text, "branding footer text"),
+    }
+
+
+def _branding(r: EntityReader) -> Branding:
+    return Branding(
+        display_name=r.opt_text("BrandDisplayName"),
+        logo_url=r.opt_text("BrandLogoUrl"),
+        accent_color=r.opt_text("BrandAccentColor"),
+        reply_to=r.opt_text("MailReplyTo"),
+        contact_line=r.opt_text("BrandContactLine"),
+        footer_text=r.opt_text("BrandFooterText"),
+    )
+
+
+_CHOICE_KINDS: dict[str, Any] = {
+    "lobby_bypass_scope": LobbyBypassScope,
+    "allowed_presenters": AllowedPresenters,
+    "allow_meeting_chat": MeetingChatMode,
+    "record_automatically": bool,
+}
+
+
+def _choices_column(choices: TutorChoices) -> str | None:
+    """The tenant's allowance as one JSON column (option → the values tutors may choose)."""
+    if not choices.any:
+        return None
+    listed = {
+        name: sorted(v if isinstance(v, bool) else v.value for v in getattr(choices, name))
+        for name in _CHOICE_KINDS
+        if getattr(choices, name)
+    }
+    return json.dumps(listed, sort_keys=True, separators=(",", ":"))
+
+
+def _choices(r: EntityReader) -> TutorChoices:
+    text = r.opt_text("TutorChoices")
+    if not text:
+        return TutorChoices()
+    try:
+        listed = json.loads(text)
+        given: dict[str, Any] = {
+            name: frozenset(bool(v) if kind is bool else kind(v) for v in listed.get(name, ()))
+            for name, kind in _CHOICE_KINDS.items()
+        }
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise r.fail(f"TutorChoices is not a valid allowance ({exc})") from exc
+    return TutorChoices(**given)
 
 
 def _health_columns(health: TeamsHealth | None) -> dict[str, Any]:
@@ -254,12 +318,14 @@ def entity_to_tenant(entity: Any) -> Tenant:
             allow_meeting_chat=r.enum("AllowMeetingChat", MeetingChatMode),
             entry_exit_announced=r.flag("EntryExitAnnounced", defaults.entry_exit_announced),
             subject_template=r.opt_text("SubjectTemplate") or defaults.subject_template,
+            record_automatically=r.flag("RecordAutomatically", defaults.record_automatically),
         ),
-        mail=MailSettings(
-            sender_upn=r.opt_text("MailSenderUpn"), reply_to=r.opt_text("MailReplyTo")
-        ),
+        tutor_choices=_choices(r),
+        mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
+        branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
         attendance=_attendance_settings(r),
+        locale=r.opt_text("Locale"),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,

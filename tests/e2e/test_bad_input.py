@@ -55,6 +55,18 @@ BAD_CREATES = [
     ("id with a slash", booking_body(participants=participants(userId="a/b")), "invalid_id"),
     ("participant twice", booking_body(participants=participants() * 2), "duplicate_participant"),
     ("participant extra field", booking_body(participants=participants(age=12)), "unknown_field"),
+    (
+        "locale not a language tag",
+        booking_body(participants=participants(locale="German please")),
+        "invalid_locale",
+    ),
+    ("locale with _", booking_body(participants=participants(locale="de_AT")), "invalid_locale"),
+    (
+        "locale too long",
+        booking_body(participants=participants(locale="de-" + "-".join(["abcdefgh"] * 5))),
+        "invalid_locale",
+    ),
+    ("locale not a string", booking_body(participants=participants(locale=49)), "invalid_locale"),
     ("too large", booking_body(internalNotes="x" * 20_000), "body_too_large"),
     ("NUL in the subject", booking_body(subject="Maths\x00"), "invalid_characters"),
     ("ESC in the subject", booking_body(subject="\x1b[31mMaths"), "invalid_characters"),
@@ -220,7 +232,42 @@ BAD_OTHERS = [
         {"meetingOptions": {"recording": True}},
         "unknown_field",
     ),
+    (
+        "settings default locale not a tag",
+        "PUT",
+        "/v1/teams-meetings/settings",
+        {"defaultLocale": "<script>"},
+        "invalid_locale",
+    ),
+    (
+        "settings default locale too long",
+        "PUT",
+        "/v1/teams-meetings/settings",
+        {"defaultLocale": "en-" + "x" * 40},
+        "invalid_locale",
+    ),
     ("verify bad upn", "POST", "/v1/teams-meetings/verify-organizer", {"upn": 7}, "invalid_value"),
+    *[
+        (f"branding {name}", "PUT", "/v1/teams-meetings/settings", {"branding": branding}, code)
+        for name, branding, code in [
+            ("javascript logo", {"logoUrl": "javascript:alert(1)"}, "invalid_url"),
+            ("http logo", {"logoUrl": "http://cdn.example.com/logo.png"}, "invalid_url"),
+            ("css in the colour", {"accentColor": "red;background:url(x)"}, "invalid_color"),
+            (
+                "script in the name",
+                {"displayName": "<script>alert(1)</script>"},
+                "markup_not_allowed",
+            ),
+            (
+                "markup in the footer",
+                {"footerText": '"><img src=x onerror=alert(1)>'},
+                "markup_not_allowed",
+            ),
+            ("bad reply-to", {"replyTo": "nobody"}, "invalid_email"),
+            ("unknown field", {"font": "Comic Sans"}, "unknown_field"),
+            ("not an object", "Acme", "invalid_type"),
+        ]
+    ],
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import icalendar
 import pytest
 import vobject
 
-from localdev.mailbox import invite_parts
+from localdev.mailbox import invite_parts, stories
 from tests.e2e.conftest import booking_body, caller, future_slot, settle
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,7 @@ def invite(message: Any) -> Any:
     return attachment.get_payload(decode=True)
 
 
-def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff):
+def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff, tmp_path):
     # GIVEN a booking with a student and a tutor
     booking = staff.call("POST", "/v1/bookings", booking_body()).json()
     booking_id = booking["id"]
@@ -91,6 +92,27 @@ def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, sta
     final = staff.call("GET", f"/v1/bookings/{booking_id}").json()
     assert final["mail"]["status"] == "sent"
     assert final["mail"]["sent"] == 3
+
+    # AND the mailbox tells each recipient's story in order
+    story = tmp_path / "story"
+    story.mkdir()
+    for path in mail_folder(stack).glob(f"*{booking_id[:40]}*.eml"):
+        shutil.copy2(path, story / path.name)  # with its time written
+    told = {to.split("<")[-1].rstrip(">"): said for to, said in stories(story).items()}
+
+    def read(said: str) -> tuple[str, str]:
+        return said.split(":")[0], said[said.index("[") + 1 : said.index("]")]
+
+    assert [read(s) for s in told["student-1@example.com"]] == [
+        ("Confirmed", "REQUEST SEQUENCE:0"),
+        ("New time", "REQUEST SEQUENCE:1"),
+        ("Cancelled", "CANCEL SEQUENCE:2"),
+    ]
+    assert [s.split(":")[0] for s in told["tutor-1@example.com"]] == [
+        "Assigned to you",
+        "New time",
+        "Cancelled",
+    ]
 
 
 def test_the_calendar_route_serves_the_current_invite_to_those_who_may_see_it(stack, staff):
@@ -152,3 +174,72 @@ def test_an_approval_whose_meeting_is_made_by_the_queue_mails_the_link(stack, st
     for message in mails_for(stack, booking_id):
         text = message.get_body(preferencelist=("plain",)).get_content()
         assert f"Join Teams Meeting: {link}" in text
+
+
+def test_the_branding_an_admin_sets_dresses_the_mail(stack, staff):
+    admin = caller(stack, "admin-1", "admin")
+    branding = {
+        "displayName": "Acme Tutoring",
+        "logoUrl": "https://cdn.example.com/logo.png",
+        "accentColor": "#0a7b83",
+        "replyTo": "help@acme.example",
+        "contactLine": "Questions? help@acme.example",
+        "footerText": "Acme Tutoring Ltd\n1 High Street",
+    }
+    try:
+        # GIVEN an admin set the tenant's branding
+        saved = admin.call("PUT", "/v1/teams-meetings/settings", {"branding": branding})
+        assert saved.status_code == 200, saved.text
+        assert admin.call("GET", "/v1/teams-meetings/settings").json()["branding"] == branding
+
+        # WHEN a booking is approved
+        booking_id = staff.call("POST", "/v1/bookings", booking_body()).json()["id"]
+        staff.call("POST", f"/v1/bookings/{booking_id}/approve", {})
+        assert settle(lambda: len(mails_for(stack, booking_id)) == 2)
+
+        # THEN its mails reply to the tenant, and show its logo, colour and footer
+        for message in mails_for(stack, booking_id):
+            assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
+            assert message["From"].addresses[0].display_name == "Acme Tutoring"
+            html = message.get_body(preferencelist=("html",)).get_content()
+            assert '<img src="https://cdn.example.com/logo.png" alt="Acme Tutoring"' in html
+            assert 'bgcolor="#0a7b83"' in html
+            text = message.get_body(preferencelist=("plain",)).get_content()
+            assert text.rstrip().endswith("Sent by Acme Tutoring")
+    finally:
+        cleared = admin.call("PUT", "/v1/teams-meetings/settings", {"branding": None})
+        assert set(cleared.json()["branding"].values()) == {None}
+
+
+def test_mail_is_in_the_participants_language_else_the_tenants(stack, staff):
+    admin = caller(stack, "admin-1", "admin")
+    # GIVEN a tenant whose default language is Austrian German
+    saved = admin.call("PUT", "/v1/teams-meetings/settings", {"defaultLocale": "DE-at"})
+    assert saved.status_code == 200, saved.text
+    try:
+        assert saved.json()["defaultLocale"] == "de-AT"
+        assert admin.call("GET", "/v1/teams-meetings/settings").json()["defaultLocale"] == "de-AT"
+        # AND a student who asked for British English, a tutor who said nothing
+        body = booking_body()
+        body["participants"][0]["locale"] = "en-GB"
+        created = staff.call("POST", "/v1/bookings", body)
+        assert created.status_code == 201, created.text
+        booking = created.json()
+        assert [p["locale"] for p in booking["participants"]] == ["en-GB", None]
+
+        # WHEN it is approved
+        staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+        assert settle(lambda: len(mails_for(stack, booking["id"])) == 2)
+
+        # THEN the student's mail is English and the tutor's German
+        by_address = {m["To"].addresses[0].addr_spec: m for m in mails_for(stack, booking["id"])}
+        student, tutor = by_address["student-1@example.com"], by_address["tutor-1@example.com"]
+        assert student["Content-Language"] == "en"
+        assert student["Subject"].startswith("Confirmed: Computer Science")
+        assert tutor["Content-Language"] == "de"
+        assert tutor["Subject"].startswith("Ihnen zugewiesen: Computer Science")
+        text = tutor.get_body(preferencelist=("plain",)).get_content()
+        assert "Ihnen wurde der Termin Computer Science zugewiesen." in text
+        assert "An Teams-Besprechung teilnehmen: https://" in text
+    finally:
+        admin.call("PUT", "/v1/teams-meetings/settings", {"defaultLocale": None})

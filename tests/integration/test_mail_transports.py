@@ -9,7 +9,7 @@ import email
 import email.policy
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,20 @@ def test_smtp_sends_the_mime_bytes_of_an_imip_invitation(smtp: SmtpServer):
     )
 
 
+def test_smtp_carries_the_tenants_reply_to(smtp: SmtpServer):
+    mail = replace(approval_mail(), reply_to="help@acme.example")
+    transport = SmtpMailTransport(SmtpSettings("127.0.0.1", smtp.port), tls=smtp.client_tls)
+
+    transport.send(mail, SENDER, "b1")
+
+    (raw,) = smtp.inbox.messages
+    assert raw == mime_bytes(mail)
+    message: Any = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
+    assert message["From"].addresses[0].addr_spec == ORGANIZER
+    assert read_imip(raw).method == "REQUEST"
+
+
 def test_smtp_signs_in_with_the_configured_user_after_starttls(local_tls: LocalTls):
     seen: list[tuple[str, str, bool]] = []
 
@@ -210,6 +224,17 @@ def test_the_folder_transport_writes_eml_files_the_email_parser_reads_back(tmp_p
     assert str(calendar["METHOD"]) == "REQUEST"
 
 
+def test_the_folder_transport_keeps_the_tenants_reply_to(tmp_path: Path):
+    mail = replace(approval_mail(), reply_to="help@acme.example")
+
+    FolderMailTransport(tmp_path).send(mail, SENDER, "b1")
+
+    (path,) = tmp_path.glob("*.eml")
+    assert path.read_bytes() == mime_bytes(mail)
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
+
+
 def test_an_unwritable_folder_is_a_transient_failure(tmp_path: Path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the folder should be")
@@ -259,6 +284,20 @@ def test_graph_sendmail_posts_the_message_with_its_invite_to_the_emulator(emulat
     (attachment,) = message["attachments"]
     assert attachment["contentType"] == "application/ics"
     assert base64.b64decode(attachment["contentBytes"]) == mail.invite
+
+
+def test_graph_sendmail_carries_the_tenants_reply_to_and_none_without_one(emulator):
+    branded = replace(approval_mail(), reply_to="help@acme.example")
+
+    graph_transport(emulator).send(branded, SENDER, "b1")
+    graph_transport(emulator).send(approval_mail(), SENDER, "b2")
+
+    (with_reply_to, without) = emulator.mail
+    assert base64.b64decode(with_reply_to["mime"]) == mime_bytes(branded)
+    assert with_reply_to["message"]["replyTo"] == [
+        {"emailAddress": {"address": "help@acme.example"}}
+    ]
+    assert "replyTo" not in without["message"]
 
 
 def test_graph_refusals_and_outages_are_classified(emulator):

@@ -14,12 +14,17 @@ import pytest
 
 from shared.domain.audit import AuditEvent, AuditRecord
 from shared.domain.booking import MEETING_WORK, BookingStatus, MeetingState, MeetingStatus
+from shared.domain.branding import Branding
+from shared.domain.preferences import NO_PREFERENCES, TutorPreferences
 from shared.domain.tenant import (
     HealthReason,
     HealthState,
     InstallStatus,
+    LobbyBypassScope,
+    MeetingChatMode,
     MicrosoftProfile,
     TeamsHealth,
+    TutorChoices,
 )
 from shared.storage.audit import TableAuditRepository
 from shared.storage.bookings import BookingQuery, RequestKey, TableBookingRepository
@@ -35,6 +40,7 @@ from shared.storage.memory import (
     InMemoryBookingRepository,
     InMemoryTenantRepository,
 )
+from shared.storage.preferences import InMemoryPreferencesRepository, TablePreferencesRepository
 from shared.storage.tables import Tables
 from shared.storage.tenants import TableTenantRepository
 from tests.builders import T0, a_booking, a_tenant
@@ -389,6 +395,69 @@ def test_a_tenants_teams_health_and_secret_expiry_read_back_as_saved(tenants):
     assert unhealthy.microsoft.secret_expires_on == date(2027, 3, 1)
     assert tenants.get("tenant-a").teams_health == healthy
     assert [t.teams_health for t in tenants.list_all()] == [healthy]
+
+
+def test_a_tenants_branding_reads_back_as_saved_and_clears(tenants):
+    # GIVEN a tenant with all of its branding, the footer on two lines
+    branding = Branding(
+        display_name="Acme Tutoring",
+        logo_url="https://cdn.example.com/logo.png",
+        accent_color="#0a7b83",
+        reply_to="help@acme.example",
+        contact_line="Questions? help@acme.example",
+        footer_text="Acme Tutoring Ltd\n1 High Street",
+    )
+    tenant = tenants.add(a_tenant(branding=branding))
+
+    # WHEN it is read back, then saved without the logo and the footer
+    read = tenants.get("tenant-a")
+    tenants.update(replace(read, branding=replace(branding, logo_url=None, footer_text=None)))
+
+    # THEN the first read is what was saved, and the second save cleared just those two
+    assert read == tenant
+    assert read.branding == branding
+    assert tenants.get("tenant-a").branding == replace(branding, logo_url=None, footer_text=None)
+    assert a_tenant().branding == Branding()
+
+
+def test_a_tenants_tutor_choices_and_recording_read_back_as_saved(tenants):
+    choices = TutorChoices(
+        allow_meeting_chat=frozenset({MeetingChatMode.ENABLED, MeetingChatMode.DISABLED}),
+        record_automatically=frozenset({True}),
+    )
+    options = replace(a_tenant().meeting_options, record_automatically=True)
+    tenants.add(a_tenant(tutor_choices=choices, meeting_options=options))
+
+    read = tenants.get("tenant-a")
+    tenants.update(replace(read, tutor_choices=TutorChoices()))
+
+    assert (read.tutor_choices, read.meeting_options.record_automatically) == (choices, True)
+    assert tenants.get("tenant-a").tutor_choices == TutorChoices()
+
+
+@pytest.fixture
+def preferences(store, request):
+    if store == "memory":
+        return InMemoryPreferencesRepository()
+    return TablePreferencesRepository(request.getfixturevalue("tables"))
+
+
+def test_a_tutors_preferences_read_back_as_saved_each_tutor_apart(preferences):
+    chosen = TutorPreferences(
+        lobby_bypass_scope=LobbyBypassScope.ORGANIZATION,
+        allow_meeting_chat=MeetingChatMode.DISABLED,
+        record_automatically=False,
+    )
+    assert preferences.get("tenant-a", "tutor-1") == NO_PREFERENCES
+
+    preferences.save("tenant-a", "tutor-1", chosen)
+
+    assert preferences.get("tenant-a", "tutor-1") == chosen
+    assert preferences.get_recent("tenant-a", "tutor-1") == chosen
+    assert preferences.get("tenant-a", "tutor-2") == NO_PREFERENCES
+    assert preferences.get("tenant-b", "tutor-1") == NO_PREFERENCES
+    preferences.save("tenant-a", "tutor-1", NO_PREFERENCES)
+    assert preferences.get("tenant-a", "tutor-1") == NO_PREFERENCES
 
 
 def test_duplicate_and_missing_tenants(tenants):

@@ -26,6 +26,7 @@ HEAVY = (
     "stripe",
     "jinja2",
     "icalendar",
+    "babel",
     "opentelemetry",
     "azure.monitor",
     "azure.core",

@@ -13,7 +13,14 @@ from shared.domain.attendance import (
     LessonOutcome,
     ParticipantAttendance,
 )
-from shared.domain.booking import BookingStatus, MeetingState, MeetingStatus
+from shared.domain.booking import (
+    BookingStatus,
+    MeetingState,
+    MeetingStatus,
+    Participant,
+    ParticipantRole,
+)
+from shared.domain.branding import Branding
 from shared.domain.tenant import AttendanceSettings
 from shared.storage.bookings import booking_to_entity, entity_to_booking
 from shared.storage.errors import InvalidKeyError, SchemaError
@@ -198,8 +205,48 @@ def test_a_tenant_survives_the_round_trip_and_stores_no_secret():
     assert not any("secret" in k.lower() and k != "SecretSetting" for k in entity)
 
 
+def test_a_tenants_branding_survives_the_round_trip_and_reply_to_keeps_its_column():
+    branding = Branding(
+        display_name="Acme Tutoring",
+        logo_url="https://cdn.example.com/logo.png",
+        accent_color="#0a7b83",
+        reply_to="help@acme.example",
+        contact_line="Call us",
+        footer_text="Acme Ltd\n1 High Street",
+    )
+    tenant = a_tenant(branding=branding)
+
+    entity = tenant_to_entity(tenant)
+    back = entity_to_tenant(StoredEntity(entity))
+
+    assert back.branding == branding
+    # rows written before branding held the reply-to address in MailReplyTo: still read
+    assert entity["MailReplyTo"] == "help@acme.example"
+    old_row = {k: v for k, v in tenant_to_entity(a_tenant()).items() if not k.startswith("Brand")}
+    old_row["MailReplyTo"] = "office@a.example"
+    assert entity_to_tenant(StoredEntity(old_row)).branding == Branding(reply_to="office@a.example")
+
+
 def test_a_tenant_with_half_a_profile_is_a_schema_error():
     entity = {**tenant_to_entity(a_tenant()), "ClientId": None}
 
     with pytest.raises(SchemaError, match="incomplete"):
         entity_to_tenant(StoredEntity(entity))
+
+
+def test_the_tenants_and_each_participants_language_survive_the_round_trip():
+    tenant = a_tenant(locale="de-AT")
+    booking = a_booking(
+        participants=(
+            Participant("s1", ParticipantRole.STUDENT, "s@example.com", "Sam", "en-GB"),
+            Participant("t1", ParticipantRole.TUTOR, "t@example.com", "Tia"),
+        )
+    )
+
+    entity = booking_to_entity(booking)
+
+    assert entity_to_tenant(StoredEntity(tenant_to_entity(tenant))).locale == "de-AT"
+    back = entity_to_booking(StoredEntity(entity))
+    assert [p.locale for p in back.participants] == ["en-GB", None]
+    # a participant without one is stored as before
+    assert '"locale"' not in entity["Participants"].split('"t1"', 1)[1]

@@ -44,6 +44,7 @@ from shared.services.access import ForbiddenError
 from shared.services.bookings import Approval, IdempotencyKeyReusedError, MeetingGenerationError
 from shared.services.check_meetings import CheckBacklogError
 from shared.services.replay import ReplayError
+from shared.services.tutor_preferences import PreferenceNotAllowed
 from shared.settings import SettingsError
 from shared.storage import errors as storage
 from shared.storage.queues import BadMessageError
@@ -115,6 +116,9 @@ def representatives() -> dict[str, Exception]:
     cases["ReplayError"] = ReplayError("booking b-1 of tenant t-1 does not exist")
     cases["CheckBacklogError"] = CheckBacklogError("10 check meetings are still to be removed")
     cases["TemplateError"] = TemplateError("subjectTemplate is empty")
+    cases["PreferenceNotAllowed"] = PreferenceNotAllowed(
+        "recordAutomatically true is not allowed by the tenant (tutors cannot set it)"
+    )
     cases["SettingsError"] = SettingsError(
         ["AzureWebJobsStorage is required", "GRAPH_TIMEOUT_SECONDS: not a number"]
     )
@@ -534,6 +538,12 @@ EXPECTED: dict[str, tuple[int, str, str, dict[str, str]]] = {
         403,
         "not_staff",
         "Only staff may",
+        {},
+    ),
+    "PreferenceNotAllowed": (
+        400,
+        "preference_not_allowed",
+        "recordAutomatically true is not allowed by the tenant (tutors cannot set it)",
         {},
     ),
     "IllegalTransitionError": (

@@ -30,6 +30,8 @@ EXPECTED = {
     "attendance": ("queueTrigger", None, set()),
     "attendance_poison": ("queueTrigger", None, set()),
     "bookings_complete": ("httpTrigger", "v1/bookings/{id}/complete", {"POST"}),
+    "tutor_preferences_get": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"GET"}),
+    "tutor_preferences_put": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"PUT"}),
 }
 
 

@@ -86,6 +86,7 @@ def test_default_options_are_seed_000s_lobby_bypass_for_everyone():
         "allowedPresenters": "everyone",
         "allowMeetingChat": "enabled",
         "isEntryExitAnnounced": False,
+        "recordAutomatically": False,
     }
 
 

@@ -51,6 +51,7 @@ FIELDS = (
     "organizerUpn",
     "meetingOptions",
     "participantsCanReschedule",
+    "defaultLocale",
     "upn",
     "dryRun",
 )
