@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
+    AttendanceSettings,
     CredentialKind,
     HealthReason,
     HealthState,
@@ -206,6 +207,9 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "MailSenderUpn": tenant.mail.sender_upn,
         **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
+        "AttendanceMinimumMinutes": tenant.attendance.minimum_minutes,
+        "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
+        "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
         "Locale": check_string(tenant.locale, "locale"),
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
@@ -320,10 +324,26 @@ def entity_to_tenant(entity: Any) -> Tenant:
         mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
         branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
+        attendance=_attendance_settings(r),
         locale=r.opt_text("Locale"),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )
+
+
+def _attendance_settings(r: EntityReader) -> AttendanceSettings:
+    # Rows written before attendance was read have none: the defaults.
+    defaults = AttendanceSettings()
+    minimum, grace, deadline = (
+        r.opt_number("AttendanceMinimumMinutes"),
+        r.opt_number("AttendanceGraceMinutes"),
+        r.opt_number("AttendanceDeadlineHours"),
+    )
+    return AttendanceSettings(
+        minimum_minutes=defaults.minimum_minutes if minimum is None else minimum,
+        grace_minutes=defaults.grace_minutes if grace is None else grace,
+        deadline_hours=defaults.deadline_hours if deadline is None else deadline,
     )
 
 
