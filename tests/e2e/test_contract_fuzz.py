@@ -7,11 +7,12 @@ requests the schema calls valid must not be refused as malformed, and invalid on
 Some rules are relative to the moment, to each other or to what was stored before, which JSON
 Schema cannot say: a booking starts between now and the horizon and ends 5 minutes to 12 hours
 after it starts, in a time zone that exists, with each participant listed once, and a new
-Idempotency-Key names a new booking, and a list's page token is one a list with the same filters
-gave out. For requests generated as valid, those fields are moved into range before sending, a
-booking id names a booking that exists, a page token is made for the filters sent, and a webhook
-event is signed with the stack's Stripe secret over the bytes sent; everything else is sent as
-generated.
+Idempotency-Key names a new booking, a list's page token is one a list with the same filters
+gave out, and a tutor's preference is one the tenant's tutorChoices (which the fuzzed settings
+change) allow. For requests generated as valid, those fields are moved into range before
+sending, a booking id names a booking that exists, a page token is made for the filters sent, a
+tutor's preferences are left to the tenant's options (null), and a webhook event is signed with
+the stack's Stripe secret over the bytes sent; everything else is sent as generated.
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ def in_range(case: Any, existing: list[str], secret: str) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
+    if case.path == "/v1/tutors/{id}/meeting-preferences":
+        for name in body:
+            body[name] = None
     if "startDateTime" in body and "endDateTime" in body:
         start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
         body["startDateTime"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
