@@ -479,7 +479,10 @@ class GraphEmulator:
     ) -> User:
         with self._lock:
             user = User(
-                id=user_id or str(uuid.uuid4()),
+                # As Entra keeps a user's object id: the same user, the same id, restart after
+                # restart (so a tenant row that stored it, in local storage kept across runs,
+                # still finds its organizer).
+                id=user_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{directory}/{upn.lower()}")),
                 user_principal_name=upn,
                 display_name=display_name,
                 directory=directory,
