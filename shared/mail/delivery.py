@@ -369,7 +369,7 @@ class MailWorker:
         tenant = self._tenants.get(booking.tenant_id)
         sender = self._sender_of(tenant)
         # The invite's ORGANIZER is the mail's From (RFC 6047 §3: clients check they match).
-        organizer = Organizer(sender.address, tenant.display_name)
+        organizer = Organizer(sender.address, sender.name or tenant.display_name)
         sent = already_sent = 0
         sent_to: list[str] = []
         refused: Failed | None = None

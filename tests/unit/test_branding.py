@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import icalendar
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from localdev.mailbox import invite_parts
 from shared.api import commands as parse
 from shared.api.representations import settings_json
 from shared.api.validation import ValidationError
@@ -518,6 +520,14 @@ def test_the_tenants_reply_to_is_the_mails_reply_to(transport, tmp_path: Path):
         for message in mails:
             assert [a.addr_spec for a in message["Reply-To"].addresses] == ["help@acme.example"]
             assert message["From"].addresses[0].display_name == "Acme Tutoring"
+            # AND the invite's organizer is the From, by the same name (RFC 6047)
+            _, attachment = invite_parts(message)
+            assert attachment is not None
+            calendar: Any = icalendar.Calendar.from_ical(attachment.get_payload(decode=True))
+            (invite,) = calendar.walk("VEVENT")
+            sender = message["From"].addresses[0].addr_spec.lower()
+            assert str(invite["ORGANIZER"]).lower() == f"mailto:{sender}"
+            assert invite["ORGANIZER"].params["CN"] == "Acme Tutoring"
             html = html_of(message)
             assert f'src="{LOGO}"' in html
             assert 'bgcolor="#0a7b83"' in html
