@@ -523,7 +523,7 @@ def test_the_tenants_reply_to_is_the_mails_reply_to(transport, tmp_path: Path):
             # AND the invite's organizer is the From, by the same name (RFC 6047)
             _, attachment = invite_parts(message)
             assert attachment is not None
-            calendar: Any = icalendar.Calendar.from_ical(attachment.get_payload(decode=True))
+            calendar: Any = icalendar.Calendar.from_ical(bytes(attachment.get_payload(decode=True)))
             (invite,) = calendar.walk("VEVENT")
             sender = message["From"].addresses[0].addr_spec.lower()
             assert str(invite["ORGANIZER"]).lower() == f"mailto:{sender}"
