@@ -71,6 +71,18 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
             "nextAttemptAt": _time(booking.mail.next_attempt_at()),
             "lastSentAt": _time(booking.mail.last_sent_at),
         },
+        # The reminders sent before the session (the tenant's `reminderOffsets`), newest last.
+        "reminders": {
+            "sent": [
+                {
+                    "offsetMinutes": r.offset_minutes,
+                    "forStart": _time(r.for_start),
+                    "at": _time(r.at),
+                    "current": r.for_start == booking.start,
+                }
+                for r in booking.reminders.sent
+            ]
+        },
     }
     if caller.is_tenant_wide:
         body["internalNotes"] = booking.internal_notes
@@ -189,6 +201,7 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "participantsCanReschedule": tenant.participants_can_reschedule,
         "tutorChoices": tutor_choices_json(tenant.tutor_choices),
         "defaultLocale": tenant.locale,
+        "reminderOffsets": list(tenant.reminder_offsets),
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
         "branding": branding_json(tenant.branding),
