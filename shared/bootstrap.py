@@ -380,7 +380,7 @@ def build_work(
     from shared.meetings.worker import MeetingSync, MeetingWorker
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.payments import PaymentEvents
-    from shared.services.reminders import ReminderPass
+    from shared.services.reminders import ReminderPass, lateness_for
     from shared.work.kinds import KindWorker
 
     worker = MeetingWorker(bookings, converger, queue, policy, clock, sleep=sleep, rnd=rnd)
@@ -447,7 +447,14 @@ def build_work(
             ledger=mail_ledger,
         ),
         kinds=kinds,
-        reminders=ReminderPass(bookings, directory, outbox, clock, entities_read=entities_read),
+        reminders=ReminderPass(
+            bookings,
+            directory,
+            outbox,
+            clock,
+            entities_read=entities_read,
+            late=lateness_for(settings.reconcile_schedule),
+        ),
     )
 
 

@@ -3,13 +3,14 @@ participant is e-mailed the join link once.
 
 The rule, pure like the rest of the domain: a booking is reminded at offset `o` at the first
 timer run at or after `start - o`, while it is confirmed and before it starts, and at most
-`late` after that moment — so a booking made or moved after a reminder's moment is not sent
-that one (its approval or new-time mail has just told the participants). When several offsets
-are due at once (the timer was down) only the nearest goes, and an offset larger than one
-already sent for the same start never follows it. What was sent is recorded on the booking,
-per offset and start, with the REMINDER notice that carries it, in one save: each reminder goes
-once per booking and offset however often and concurrently the timer runs, and a moved booking
-(a new start) is reminded afresh for its new time.
+`late` after that moment (three timer periods, at least `LATE`), so a booking made or moved
+after a reminder's moment is not sent that one (its approval or new-time mail has just told
+the participants). When several offsets are due at once (the timer was down) only the nearest
+goes, and an offset larger than one already sent for the same start never follows it. What was
+sent is recorded on the booking, per offset and start, with the REMINDER notice that carries
+it, in one save: each reminder goes once per booking and offset however often and
+concurrently the timer runs, and a moved booking (a new start) is reminded afresh for its new
+time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ __all__ = ["DEFAULT_OFFSETS", "MAX_KEPT", "Reminders", "SentReminder"]
 MAX_OFFSETS = 4
 MIN_OFFSET_MINUTES = 1
 MAX_OFFSET_MINUTES = 10080  # a week
-# How late a reminder may still go after its moment: three runs of the default 5-minute timer.
+# How late a reminder may still go after its moment, at least: three runs of the default
+# 5-minute timer (a slower timer allows more: `shared.services.reminders.lateness_for`).
 LATE = timedelta(minutes=15)
 
 

@@ -32,6 +32,26 @@ PAGE = 200
 _TICK = timedelta(microseconds=1)
 
 
+def lateness_for(schedule: str) -> timedelta:
+    """How late a reminder may still go, for a timer on NCRONTAB `schedule`: three of its
+    periods, and at least 15 minutes. The period is read from the usual shapes ("0 */5 * * * *"
+    every 5 minutes, "0 0 */2 * * *" every 2 hours, "0 * * * * *" every minute); any other
+    schedule counts as every 5 minutes (the default)."""
+    fields = schedule.split()
+    period = timedelta(minutes=5)
+    if len(fields) == 6:
+        minute, hour = fields[1], fields[2]
+        if minute == "*":
+            period = timedelta(minutes=1)
+        elif minute.startswith("*/") and minute[2:].isdigit():
+            period = timedelta(minutes=int(minute[2:]))
+        elif minute.isdigit() and hour.startswith("*/") and hour[2:].isdigit():
+            period = timedelta(hours=int(hour[2:]))
+        elif minute.isdigit() and hour == "*":
+            period = timedelta(hours=1)
+    return max(reminders.LATE, 3 * period)
+
+
 @dataclass
 class ReminderReport:
     tenants: int = 0

@@ -318,3 +318,20 @@ def test_bad_reminder_offsets_are_refused_with_their_code(raw: Any, code: str):
 def test_good_reminder_offsets_are_kept_largest_first():
     assert reminder_offsets([15, 10080, 60]) == (10080, 60, 15)
     assert reminder_offsets([]) == ()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "late"),
+    [
+        ("0 */5 * * * *", timedelta(minutes=15)),  # the default: at least 15 minutes
+        ("0 * * * * *", timedelta(minutes=15)),
+        ("0 */10 * * * *", timedelta(minutes=30)),  # three periods
+        ("0 0 */2 * * *", timedelta(hours=6)),
+        ("0 30 * * * *", timedelta(hours=3)),
+        ("0 5,35 9-17 * * 1-5", timedelta(minutes=15)),  # another shape: as every 5 minutes
+    ],
+)
+def test_a_slower_timer_lets_reminders_be_later(schedule: str, late: timedelta):
+    from shared.services.reminders import lateness_for
+
+    assert lateness_for(schedule) == late
