@@ -63,11 +63,16 @@ def due(booking: Booking, notice: Notice, now: datetime, link_wait: timedelta) -
     return now - notice.recorded_at >= link_wait
 
 
-def superseded(booking: Booking, notice: Notice) -> bool:
+def superseded(booking: Booking, notice: Notice, now: datetime | None = None) -> bool:
     """An invite for a booking that has since closed: the closing notice tells it all. A
-    reminder for a start the booking has since moved from: the new-time mail tells it."""
-    if notice.kind is NoticeKind.REMINDER and not any(
-        r.notice == notice.number and r.for_start == booking.start for r in booking.reminders.sent
+    reminder for a start the booking has since moved from (the new-time mail tells it), or
+    that could only go once the session has started (`now`)."""
+    if notice.kind is NoticeKind.REMINDER and (
+        (now is not None and now >= booking.start)
+        or not any(
+            r.notice == notice.number and r.for_start == booking.start
+            for r in booking.reminders.sent
+        )
     ):
         return True
     return not notice.kind.closing and not booking.live

@@ -172,6 +172,24 @@ def test_a_moved_booking_is_reminded_for_its_new_time_not_its_old_one(tmp_path: 
         assert mw.world.booking(booking_id).mail.pending == ()
 
 
+def test_a_reminder_that_could_only_go_after_the_start_is_dropped(tmp_path: Path):
+    with mail_world(tmp_path) as mw:
+        # GIVEN a 15-minute reminder recorded, whose mail did not go before the start (the
+        # mail queue stalled)
+        booking_id = a_confirmed_booking(mw)
+        start = mw.world.booking(booking_id).start
+        at(mw, start - QUARTER)
+        assert mw.world.services.reminders.run().reminded == 1
+
+        # WHEN the mail worker gets to it after the start
+        at(mw, start + timedelta(minutes=1))
+        mw.drain()
+
+        # THEN it finished without a mail
+        assert reminder_mails(mw) == []
+        assert mw.world.booking(booking_id).mail.pending == ()
+
+
 def test_reminders_off_with_an_empty_list_reads_nothing_and_sends_nothing(tmp_path: Path):
     with mail_world(tmp_path) as mw:
         # GIVEN a tenant whose reminderOffsets is [] and a booking a quarter of an hour ahead
