@@ -18,7 +18,11 @@ def _time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
+def booking_json(
+    booking: Booking, caller: Principal, reminder_offsets: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    """The booking as the API shows it; `reminder_offsets`: the tenant's, shown with its
+    reminders (left out when not given)."""
     meeting = booking.meeting
     # The link is shown while Teams holds the meeting the booking wants, even when its times
     # are still being brought in step (status `pending`): the link itself stays the same. A
@@ -73,6 +77,7 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
         },
         # The reminders sent before the session (the tenant's `reminderOffsets`), newest last.
         "reminders": {
+            **({} if reminder_offsets is None else {"offsets": list(reminder_offsets)}),
             "sent": [
                 {
                     "offsetMinutes": r.offset_minutes,
@@ -81,7 +86,7 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
                     "current": r.for_start == booking.start,
                 }
                 for r in booking.reminders.sent
-            ]
+            ],
         },
     }
     if caller.is_tenant_wide:
@@ -121,8 +126,13 @@ def _intent_status(intent: IntentPayment) -> str:
     return "partially_refunded" if intent.amount_refunded else "paid"
 
 
-def action_json(booking: Booking, caller: Principal, warning: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"booking": booking_json(booking, caller)}
+def action_json(
+    booking: Booking,
+    caller: Principal,
+    warning: str | None,
+    reminder_offsets: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"booking": booking_json(booking, caller, reminder_offsets)}
     if warning:
         body["teamsMeetingWarning"] = warning
     return body

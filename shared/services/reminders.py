@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from shared.auth.principal import Principal
 from shared.domain import reminders
 from shared.domain.booking import Booking, BookingStatus
 from shared.mail.delivery import MailOutbox
@@ -50,6 +51,12 @@ def lateness_for(schedule: str) -> timedelta:
         elif minute.isdigit() and hour == "*":
             period = timedelta(hours=1)
     return max(reminders.LATE, 3 * period)
+
+
+def offsets_of(caller: Principal, tenants: TenantDirectory) -> tuple[int, ...]:
+    """The caller's tenant's reminder offsets, as the booking's JSON shows them (a copy of the
+    tenant read moments ago in this process will do)."""
+    return tenants.get(caller.tenant_id, recent=True).reminder_offsets
 
 
 @dataclass
