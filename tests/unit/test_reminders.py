@@ -237,6 +237,41 @@ def test_without_a_live_meeting_the_reminder_says_the_link_follows(tmp_path: Pat
         assert mw.world.booking(booking_id).mail.link_owed
 
 
+def test_an_approval_not_yet_mailed_is_told_with_the_reminder_in_one_mail(tmp_path: Path):
+    from shared.domain.mail_state import MailState
+
+    with mail_world(tmp_path) as mw:
+        # GIVEN a booking approved moments before its reminder's moment, its approval mail still
+        # waiting for the meeting's link
+        start = mw.world.clock.now + timedelta(hours=3)
+        booking = a_booking(
+            tenant_id=TENANT,
+            start=start,
+            end=start + timedelta(hours=1),
+            status=BookingStatus.CONFIRMED,
+            meeting=MeetingState(wanted=True),
+            mail=MailState().requested(NoticeKind.APPROVED, now=mw.world.clock.now),
+        )
+        booking_id = mw.world.bookings.add(booking).booking_id
+        tenant = mw.world.tenants.get(TENANT)
+        mw.world.tenants.update(replace(tenant, reminder_offsets=(179,)))
+
+        # WHEN the reminder is recorded and the mail goes
+        at(mw, start - timedelta(minutes=179))
+        assert run_timer(mw) == 1
+
+        # THEN each recipient has one mail, the approval's (the most telling), at SEQUENCE 0
+        mails = mw.emls()
+        assert sorted(str(m["Subject"]).split(":")[0] for m in mails) == [
+            "Assigned to you",
+            "Confirmed",
+        ]
+        for mail in mails:
+            (event,) = icalendar.Calendar.from_ical(invite_of(mail)).walk("VEVENT")
+            assert int(event["SEQUENCE"]) == 0
+        assert mw.world.booking(booking_id).mail.pending == ()
+
+
 def test_a_german_participant_is_reminded_in_german(tmp_path: Path):
     with mail_world(tmp_path) as mw:
         # GIVEN a booking whose student reads German
