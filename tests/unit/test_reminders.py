@@ -267,7 +267,8 @@ def test_an_approval_not_yet_mailed_is_told_with_the_reminder_in_one_mail(tmp_pa
             "Confirmed",
         ]
         for mail in mails:
-            (event,) = icalendar.Calendar.from_ical(invite_of(mail)).walk("VEVENT")
+            calendar: Any = icalendar.Calendar.from_ical(invite_of(mail))
+            (event,) = calendar.walk("VEVENT")
             assert int(event["SEQUENCE"]) == 0
         assert mw.world.booking(booking_id).mail.pending == ()
 
