@@ -38,7 +38,7 @@ def offsets_problem(values: object) -> tuple[str, str] | None:
     turns reminders off."""
     if not isinstance(values, list | tuple):
         return "must be a list of minutes", "invalid_type"
-    if any(type(value) is not int for value in values):
+    if not all(_whole(value) for value in values):
         return "must hold whole numbers of minutes", "invalid_type"
     if len(values) > MAX_OFFSETS:
         return f"may hold at most {MAX_OFFSETS} values", "too_many"
@@ -50,9 +50,17 @@ def offsets_problem(values: object) -> tuple[str, str] | None:
     return None
 
 
+def _whole(value: object) -> bool:
+    """A whole number, as JSON has it (318 or 318.0), not a boolean."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
 def normalized(offsets: tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Offsets as stored and shown: largest first."""
-    return tuple(sorted(set(offsets), reverse=True))
+    """Offsets as stored and shown (checked by `offsets_problem`): whole minutes, largest
+    first."""
+    return tuple(sorted({int(o) for o in offsets}, reverse=True))
 
 
 def window(offsets: tuple[int, ...]) -> timedelta | None:

@@ -360,6 +360,7 @@ def test_a_reminder_for_a_moved_start_or_a_closed_booking_is_not_due():
         ([0], "out_of_range"),
         ([10081], "out_of_range"),
         ([15, 15], "duplicate_value"),
+        ([15, 15.0], "duplicate_value"),
     ],
 )
 def test_bad_reminder_offsets_are_refused_with_their_code(raw: Any, code: str):
@@ -372,6 +373,9 @@ def test_bad_reminder_offsets_are_refused_with_their_code(raw: Any, code: str):
 def test_good_reminder_offsets_are_kept_largest_first():
     assert reminder_offsets([15, 10080, 60]) == (10080, 60, 15)
     assert reminder_offsets([]) == ()
+    # JSON's whole numbers, however written
+    assert reminder_offsets([318.0, 2]) == (318, 2)
+    assert type(reminder_offsets([60.0])[0]) is int
 
 
 @pytest.mark.parametrize(
