@@ -9,6 +9,7 @@ tests/unit/test_cold_start.py lists what indexing must not import.
 import azure.functions as func
 
 from functions import (
+    attendance,
     bookings,
     calendar,
     health,
@@ -40,4 +41,5 @@ app.register_functions(payments.bp)
 app.register_functions(reconcile.bp)
 app.register_functions(calendar.bp)
 app.register_functions(mail.bp)
+app.register_functions(attendance.bp)
 app.register_functions(tutors.bp)

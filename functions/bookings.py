@@ -159,6 +159,21 @@ def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     )
 
 
+@bp.function_name("bookings_complete")
+@bp.route(route="v1/bookings/{id}/complete", methods=["POST"])
+@authenticated
+def complete(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    from shared.api import commands as parse
+    from shared.api.representations import action_json
+    from shared.bootstrap import services
+    from shared.services import bookings as use_cases
+
+    result = use_cases.complete_booking(
+        caller, parse.booking_id(req), lambda: parse.outcome(req), services().booking_deps
+    )
+    return json_response(action_json(result.booking, caller, result.warning))
+
+
 @bp.function_name("bookings_generate_meeting")
 @bp.route(route="v1/bookings/{id}/generate-meeting", methods=["POST"])
 @authenticated

@@ -207,7 +207,7 @@ var keyVaultName = 'kv-${token}'
 var deploymentContainerName = 'deploymentpackage'
 // What shared/storage/ uses; the app also creates them if missing.
 var tables = ['bookings', 'tenants', 'paymentevents', 'mailsent', 'checkmeetings']
-var queues = ['meeting-ops', 'meeting-ops-poison', 'meeting-ops-parked', 'mail', 'mail-poison', 'mail-parked']
+var queues = ['meeting-ops', 'meeting-ops-poison', 'meeting-ops-parked', 'mail', 'mail-poison', 'mail-parked', 'attendance', 'attendance-poison']
 var hasMicrosoftProfile = !empty(microsoftTenantId)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

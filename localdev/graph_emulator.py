@@ -11,6 +11,9 @@ It serves, over TLS, what this service uses of the real ones:
     GET  /v1.0/users/{id or upn}
     POST /v1.0/users/{organizerId}/onlineMeetings/createOrGet
     GET | PATCH | DELETE /v1.0/users/{organizerId}/onlineMeetings/{meetingId}
+    GET  /v1.0/users/{organizerId}/onlineMeetings/{meetingId}/attendanceReports
+    GET  /v1.0/users/{organizerId}/onlineMeetings/{meetingId}/attendanceReports/{reportId}
+                                                            ($expand=attendanceRecords)
     POST /v1.0/users/{id or upn}/sendMail
 
 `users/{key}` may also be written `users('{key}')` (quotes inside doubled), the form Graph asks
@@ -20,6 +23,10 @@ Meetings live in memory. Every call is counted, and faults can be injected for a
 calls or for a named operation: an HTTP status (429 with Retry-After, 503, 403 "No application
 access policy found", 404, ...), added latency, or a hang that outlasts the client's timeout.
 Meetings can also be changed "by hand", as a user would in Teams, without counting as a call.
+A meeting "takes place" through `attend` (someone joins and leaves, by e-mail or, for a guest,
+by display name), and its attendance report appears once `publish_attendance` publishes it, as
+Teams publishes one some minutes after each session; `artifacts_granted = False` answers the
+report calls 403, as Graph does when the app lacks OnlineMeetingArtifact.Read.All.
 Control it in-process (`GraphEmulator`) or over HTTP under `/_emulator/` (see docs/local.md).
 
 `GraphEmulator(tls=None)` has no server: `install_responses(rsps)` answers requests made through
@@ -61,9 +68,14 @@ OPERATIONS = (
     "getMeeting",
     "patchMeeting",
     "deleteMeeting",
+    "listAttendanceReports",
+    "getAttendanceReport",
     "sendMail",
 )
 POLICY_MISSING_MESSAGE = "No application access policy found for this app."
+ARTIFACTS_FORBIDDEN_MESSAGE = (
+    "The application does not have the permission to read online meeting artifacts."
+)
 _CREATE_OR_GET_FIELDS = {
     "externalId",
     "startDateTime",
@@ -194,6 +206,9 @@ class Meeting:
     record_automatically: bool = False
     deleted: bool = False
     patches: int = 0
+    # Attendance of the session under way (not yet in a report), and the published reports.
+    attending: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
 
     def resource(self, evolved_enums: bool) -> dict[str, Any]:
         scope = self.lobby_scope
@@ -301,6 +316,8 @@ class GraphEmulator:
         self.apps: dict[tuple[str, str], App] = {}
         self.meetings: dict[str, Meeting] = {}
         self.mail: list[dict[str, Any]] = []
+        # False: the app lacks OnlineMeetingArtifact.Read.All (attendance reports answer 403).
+        self.artifacts_granted = True
         self._tokens: dict[str, tuple[str, str, float]] = {}
         self.identities: dict[str, ManagedIdentity] = {}
         # What the platform hands a function app as IDENTITY_HEADER.
@@ -462,7 +479,10 @@ class GraphEmulator:
     ) -> User:
         with self._lock:
             user = User(
-                id=user_id or str(uuid.uuid4()),
+                # As Entra keeps a user's object id: the same user, the same id, restart after
+                # restart (so a tenant row that stored it, in local storage kept across runs,
+                # still finds its organizer).
+                id=user_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{directory}/{upn.lower()}")),
                 user_principal_name=upn,
                 display_name=display_name,
                 directory=directory,
@@ -491,6 +511,7 @@ class GraphEmulator:
             self.statuses.clear()
             self.faults.clear()
             self.token_requests.clear()
+            self.artifacts_granted = True
 
     def live_meetings(self) -> list[Meeting]:
         with self._lock:
@@ -521,6 +542,77 @@ class GraphEmulator:
             meeting.start, meeting.end = _graph_time(new_start), _graph_time(new_end)
             return meeting
 
+    def attend(
+        self,
+        meeting_id: str,
+        who: str,
+        join: datetime,
+        leave: datetime,
+        *,
+        display_name: str | None = None,
+    ) -> None:
+        """Someone was in the meeting from `join` to `leave`: `who` is an e-mail address (a
+        signed-in user; `display_name` as Teams shows them) or, without an `@`, the display name
+        a guest typed (Teams records no address for them). Kept for the session's report,
+        which appears once `publish_attendance` publishes it. KeyError for no such meeting;
+        ValueError for a time without a time zone or a leave not after the join."""
+        start, end = _aware(join), _aware(leave)
+        if end <= start:
+            raise ValueError("the leave must be after the join")
+        email = who if "@" in who else None
+        if email is not None:
+            user = next(
+                (u for u in self.users.values() if u.user_principal_name.lower() == who.lower()),
+                None,
+            )
+            name = display_name or (user.display_name if user else who.split("@")[0])
+        else:
+            name = display_name or who
+        interval = {
+            "joinDateTime": _graph_time(start),
+            "leaveDateTime": _graph_time(end),
+            "durationInSeconds": int((end - start).total_seconds()),
+        }
+        with self._lock:
+            meeting = self._live(meeting_id)
+            key = (email or "").lower(), name
+            for record in meeting.attending:
+                if (record["emailAddress"] or "").lower() == key[0] and (
+                    record["identity"]["displayName"] == key[1]
+                ):
+                    record["attendanceIntervals"].append(interval)
+                    record["totalAttendanceInSeconds"] += interval["durationInSeconds"]
+                    return
+            meeting.attending.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "emailAddress": email,
+                    "totalAttendanceInSeconds": interval["durationInSeconds"],
+                    "role": "Attendee",
+                    "identity": {"id": str(uuid.uuid4()), "displayName": name, "tenantId": None},
+                    "attendanceIntervals": [interval],
+                }
+            )
+
+    def publish_attendance(self, meeting_id: str) -> str:
+        """The session's attendance report appears (as Teams publishes it after the meeting);
+        its id. KeyError for no such meeting; ValueError when nobody attended since the last."""
+        with self._lock:
+            meeting = self._live(meeting_id)
+            records, meeting.attending = meeting.attending, []
+            if not records:
+                raise ValueError("nobody attended since the last report")
+            intervals = [i for r in records for i in r["attendanceIntervals"]]
+            report = {
+                "id": str(uuid.uuid4()),
+                "totalParticipantCount": len(records),
+                "meetingStartDateTime": min(i["joinDateTime"] for i in intervals),
+                "meetingEndDateTime": max(i["leaveDateTime"] for i in intervals),
+                "attendanceRecords": records,
+            }
+            meeting.reports.append(report)
+            return str(report["id"])
+
     def _live(self, meeting_id: str) -> Meeting:
         meeting = self.meetings.get(meeting_id)
         if meeting is None or meeting.deleted:
@@ -539,6 +631,7 @@ class GraphEmulator:
                 "users": [asdict(u) for u in self.users.values()],
                 "mail": list(self.mail),
                 "faults": [asdict(f) for f in self.faults],
+                "artifactsGranted": self.artifacts_granted,
             }
 
     # -- request handling -----------------------------------------------------------------------
@@ -657,6 +750,17 @@ class GraphEmulator:
                 return "patchMeeting", lambda h, b, q: self._patch(h, user_ref, meeting_id, b)
             if method == "DELETE":
                 return "deleteMeeting", lambda h, b, q: self._delete(h, user_ref, meeting_id)
+        if len(rest) in (3, 4) and rest[0] == "onlineMeetings" and rest[2] == "attendanceReports":
+            meeting_id = rest[1]
+            if method == "GET" and len(rest) == 3:
+                return "listAttendanceReports", lambda h, b, q: self._list_reports(
+                    h, user_ref, meeting_id
+                )
+            if method == "GET":
+                report_id = rest[3]
+                return "getAttendanceReport", lambda h, b, q: self._get_report(
+                    h, user_ref, meeting_id, report_id, q
+                )
         return "unknown", unknown
 
     # login
@@ -973,6 +1077,36 @@ class GraphEmulator:
             self._meeting(organizer, meeting_id).deleted = True
         return _Reply(204)
 
+    def _reports_of(self, headers: Any, ref: str, meeting_id: str) -> list[dict[str, Any]]:
+        organizer = self._organizer(headers, ref)
+        if not self.artifacts_granted:
+            raise _graph_error(403, "Forbidden", ARTIFACTS_FORBIDDEN_MESSAGE)
+        return self._meeting(organizer, meeting_id).reports
+
+    def _list_reports(self, headers: Any, ref: str, meeting_id: str) -> _Reply:
+        """The 50 most recent reports, without their records (as Graph lists them)."""
+        with self._lock:
+            reports = self._reports_of(headers, ref, meeting_id)[-50:]
+            listed = [{k: v for k, v in r.items() if k != "attendanceRecords"} for r in reports]
+        return _Reply(200, {"value": listed})
+
+    def _get_report(
+        self, headers: Any, ref: str, meeting_id: str, report_id: str, query: dict[str, Any]
+    ) -> _Reply:
+        """One report; its records only with `$expand=attendanceRecords`."""
+        with self._lock:
+            report = next(
+                (r for r in self._reports_of(headers, ref, meeting_id) if r["id"] == report_id),
+                None,
+            )
+            if report is None:
+                raise _graph_error(404, "NotFound", "The attendance report was not found.")
+            expanded = "attendanceRecords" in ",".join(query.get("$expand", []))
+            body = json.loads(json.dumps(report))
+        if not expanded:
+            body.pop("attendanceRecords")
+        return _Reply(200, body)
+
     def _send_mail(self, headers: Any, ref: str, body: bytes) -> _Reply:
         """JSON (a message resource) or, with `Content-Type: text/plain`, MIME form: the body
         is the base64 of the message's bytes. A MIME mail is kept as Graph would show it (the
@@ -1087,7 +1221,41 @@ class GraphEmulator:
             return _Reply(201, asdict(user))
         if len(parts) == 2 and parts[0] == "meetings" and method in ("DELETE", "PATCH"):
             return self._control_meeting(method, parts[1], data)
+        attendance = len(parts) in (3, 4) and parts[0] == "meetings" and parts[2] == "attendance"
+        if attendance and method == "POST":
+            return self._control_attendance(parts[1], parts[3:], data)
+        if parts == ["artifacts"] and method == "POST":
+            if not isinstance(data.get("granted"), bool):
+                return _Reply(400, {"error": "give granted: true or false"})
+            self.artifacts_granted = data["granted"]
+            return _Reply(204)
         return _Reply(404, {"error": "unknown control call"})
+
+    def _control_attendance(self, meeting_id: str, rest: list[str], data: dict[str, Any]) -> _Reply:
+        """POST meetings/{id}/attendance {who, join, leave, displayName?}: someone attended;
+        POST meetings/{id}/attendance/publish: the session's report appears."""
+        try:
+            if rest == ["publish"]:
+                return _Reply(201, {"reportId": self.publish_attendance(meeting_id)})
+            if rest:
+                return _Reply(404, {"error": "unknown control call"})
+            unknown = set(data) - {"who", "join", "leave", "displayName"}
+            if unknown or not isinstance(data.get("who"), str):
+                return _Reply(400, {"error": "give who, join and leave (and displayName)"})
+            self.attend(
+                meeting_id,
+                data["who"],
+                _parse_time(data.get("join"), "join"),
+                _parse_time(data.get("leave"), "leave"),
+                display_name=data.get("displayName"),
+            )
+            return _Reply(204)
+        except KeyError:
+            return _Reply(404, {"error": f"no live meeting {meeting_id!r}"})
+        except _Reply as bad_time:
+            return _Reply(400, {"error": bad_time.body["error"]["message"]})
+        except ValueError as exc:
+            return _Reply(400, {"error": str(exc)})
 
     def _control_meeting(self, method: str, meeting_id: str, data: dict[str, Any]) -> _Reply:
         try:

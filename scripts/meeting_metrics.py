@@ -1,6 +1,8 @@
-"""Seed 000's four meeting metrics for one tenant and time window, read from the audit table.
+"""Seed 000's meeting metrics for one tenant and time window, read from the audit records and
+the bookings.
 
-Success rate, request → link latency (p50/p95), retry rate and Graph error rate; the definitions
+Success rate, request → link latency (p50/p95), retry rate and Graph error rate, and of the
+lessons that started in the window and completed, the attendance and no-show rates; the definitions
 are in shared/services/metrics.py and docs/operations.md ("Metrics"). Storage comes from the
 `AzureWebJobsStorage` connection string (or `AzureWebJobsStorage__accountName` with a managed
 identity), as for the function app.
@@ -20,6 +22,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,10 +30,12 @@ from typing import TYPE_CHECKING
 # Run as a file (python scripts/meeting_metrics.py), the repository root is not on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.services.metrics import MeetingMetrics, compute_metrics
+from shared.domain.booking import Booking, BookingStatus
+from shared.services.metrics import AttendanceCounts, MeetingMetrics, compute_metrics
 from shared.settings import StorageSettings
 from shared.storage.audit import TABLE as AUDIT_TABLE
 from shared.storage.audit import TableAuditRepository
+from shared.storage.bookings import BookingQuery, ListPosition, TableBookingRepository
 from shared.storage.errors import NotFoundError, StorageError, StorageUnavailableError
 from shared.storage.tables import Tables, make_table_service
 
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 DEFAULT_HOURS = 24.0
+PAGE = 200
 
 
 class CommandError(Exception):
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meeting_metrics",
-        description="Seed 000's four meeting metrics for one tenant, from the audit records.",
+        description="Seed 000's meeting metrics of one tenant, from audit records and bookings.",
     )
     parser.add_argument("--tenant", required=True, help="tenant id (e.g. demo)")
     parser.add_argument(
@@ -177,7 +183,35 @@ def read_metrics(
             ) from exc
         except StorageError as exc:
             raise CommandError(f"cannot read the audit records: {exc}") from exc
-    return compute_metrics(records, since, until, tenant_id=tenant_id)
+        try:
+            completed = completed_lessons(
+                ExistingTables(service, prefix=prefix), tenant_id, since, until
+            )
+        except NotFoundError:
+            completed = []
+        except StorageError as exc:
+            raise CommandError(f"cannot read the bookings: {exc}") from exc
+    metrics = compute_metrics(records, since, until, tenant_id=tenant_id)
+    return replace(metrics, attendance=AttendanceCounts.of(completed))
+
+
+def completed_lessons(
+    tables: Tables, tenant_id: str, since: datetime, until: datetime
+) -> list[Booking]:
+    """The tenant's completed bookings that started in [since, until), page by page from the
+    start index (a read per page, only of bookings in the window)."""
+    bookings = TableBookingRepository(tables)
+    found: list[Booking] = []
+    query = BookingQuery(
+        status=BookingStatus.COMPLETED, start_from=since, start_to=until, limit=PAGE
+    )
+    while True:
+        page = bookings.list_for_tenant(tenant_id, query)
+        found += [b for b in page.bookings if b.start < until]
+        if not page.more or not page.bookings:
+            return found
+        last = page.bookings[-1]
+        query = replace(query, after=ListPosition(last.start, last.booking_id))
 
 
 if __name__ == "__main__":

@@ -175,6 +175,7 @@ def bootstrap(
     mail_ledger: MailLedger | None = None,
     queue: WorkQueue | None = None,
     mail_queue: WorkQueue | None = None,
+    attendance_queue: WorkQueue | None = None,
     mail_transport: MailTransport | None = None,
     policy: RetryPolicy | None = None,
     clock: Callable[[], datetime] | None = None,
@@ -205,6 +206,7 @@ def bootstrap(
     from shared.storage.payment_events import TablePaymentEventRepository
     from shared.storage.poisoned import WORK_KINDS, PoisonedMessages
     from shared.storage.preferences import TablePreferencesRepository
+    from shared.storage.queue_names import ATTENDANCE_POISON_QUEUE, ATTENDANCE_QUEUE
     from shared.storage.queues import StorageWorkQueue
     from shared.storage.tables import Tables, make_table_service
     from shared.storage.tenant_directory import TenantDirectory
@@ -244,6 +246,13 @@ def bootstrap(
         mail_queue = StorageWorkQueue(
             settings.storage, prefix=queue_prefix, queue=MAIL_QUEUE, poison=MAIL_POISON_QUEUE
         )
+    if attendance_queue is None:
+        attendance_queue = StorageWorkQueue(
+            settings.storage,
+            prefix=queue_prefix,
+            queue=ATTENDANCE_QUEUE,
+            poison=ATTENDANCE_POISON_QUEUE,
+        )
     steps = MeetingSteps(graph, directory, audit, now, preferences=preferences)
     if policy is None:
         policy = RetryPolicy(
@@ -260,8 +269,10 @@ def bootstrap(
         settings,
         bookings=bookings,
         directory=directory,
+        graph=graph,
         converger=converger,
         queue=queue,
+        attendance_queue=attendance_queue,
         policy=policy,
         clock=now,
         sleep=sleep,
@@ -342,11 +353,27 @@ class Work:
     reminders: ReminderPass
 
 
-def register_kinds(kinds: KindWorker) -> None:
+def register_kinds(
+    kinds: KindWorker,
+    *,
+    graph: GraphMeetingsClient,
+    directory: TenantDirectory,
+    policy: RetryPolicy,
+    clock: Callable[[], datetime],
+    attendance_queue: WorkQueue,
+) -> None:
     """Where a kind of durable work beyond meetings and mail is registered: its name, its
     queue and its handler (`kinds.register(WorkKind(...))`), plus a queue trigger in
     functions/ that hands its messages to `kinds.handle`. The timer sweeps every kind
-    registered here (docs/architecture.md, "Adding a kind of work"). None yet."""
+    registered here (docs/architecture.md, "Adding a kind of work").
+
+    - `attendance` (shared/services/attendance.py): after the lesson, its attendance report
+      and the booking's completion; queue `attendance` (functions/attendance.py)."""
+    from shared.services.attendance import AttendanceCollector
+    from shared.work.kinds import WorkKind
+
+    collector = AttendanceCollector(graph, directory, policy, clock)
+    kinds.register(WorkKind(collector.kind, attendance_queue, collector))
 
 
 def build_work(
@@ -354,8 +381,10 @@ def build_work(
     *,
     bookings: BookingRepository,
     directory: TenantDirectory,
+    graph: GraphMeetingsClient,
     converger: Converger,
     queue: WorkQueue,
+    attendance_queue: WorkQueue,
     policy: RetryPolicy,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None],
@@ -405,7 +434,14 @@ def build_work(
     )
     outbox = MailOutbox(mail_queue)
     kinds = KindWorker(bookings, directory, policy, clock, sleep=sleep, rnd=rnd)
-    register_kinds(kinds)
+    register_kinds(
+        kinds,
+        graph=graph,
+        directory=directory,
+        policy=policy,
+        clock=clock,
+        attendance_queue=attendance_queue,
+    )
     stripe_key = settings.stripe.api_key
     return Work(
         sync=sync,

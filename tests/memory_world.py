@@ -78,6 +78,7 @@ class MemoryWorld:
     queue: InMemoryWorkQueue
     mail_queue: InMemoryWorkQueue
     mail_ledger: InMemoryMailLedger
+    attendance_queue: InMemoryWorkQueue
     sleeps: list[float] = field(default_factory=list)
     # Called half-way through each of the workers' in-process sleeps (e.g. a timer run).
     during_sleep: list[Callable[[], object]] = field(default_factory=list)
@@ -202,6 +203,7 @@ def memory_world(
         )
         queue = InMemoryWorkQueue()
         mail_queue = InMemoryWorkQueue()
+        attendance_queue = InMemoryWorkQueue()
         mail_ledger = InMemoryMailLedger()
         sleeps: list[float] = []
         during_sleep: list[Callable[[], object]] = []
@@ -225,6 +227,7 @@ def memory_world(
             mail_ledger=mail_ledger,
             queue=queue,
             mail_queue=mail_queue,
+            attendance_queue=attendance_queue,
             policy=policy or RetryPolicy(rounds=(30.0, 120.0, 600.0)),
             clock=clock,
             sleep=sleep,
@@ -243,6 +246,7 @@ def memory_world(
             queue=queue,
             mail_queue=mail_queue,
             mail_ledger=mail_ledger,
+            attendance_queue=attendance_queue,
             sleeps=sleeps,
             during_sleep=during_sleep,
         )

@@ -21,7 +21,7 @@ var rules = [
   {
     name: 'poison-messages'
     displayName: 'A message reached a poison queue'
-    description: 'meeting_work_failed or mail_failed (ERROR): a booking\'s meeting work or an e-mail stopped for good. Runbook: docs/operations.md, "A poison queue has messages".'
+    description: 'meeting_work_failed, mail_failed or work_failed (ERROR): a booking\'s meeting work, an e-mail or other work (attendance) stopped for good. Runbook: docs/operations.md, "A poison queue has messages".'
     severity: 1
     query: loadTextContent('kql/alert-poison-messages.kql')
     measure: ''

@@ -3,7 +3,7 @@
 //
 // The app's user-assigned identity gets exactly what the code and the Functions host touch:
 //   - storage: blobs (host leases and timers, the deployment package), queues (meeting-ops,
-//     mail and their poison queues), tables (bookings and the rest);
+//     mail, attendance and their poison queues), tables (bookings and the rest);
 //   - Key Vault: reading secrets, for the app settings' Key Vault references;
 //   - Application Insights: publishing telemetry with Entra auth.
 // The alert rules' identity reads the Application Insights component's telemetry, nothing else.

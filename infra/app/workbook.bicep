@@ -49,7 +49,7 @@ var tiles = [
   }
   {
     name: 'poison-messages'
-    title: 'Poison messages (meeting_work_failed, mail_failed)'
+    title: 'Poison messages (meeting_work_failed, mail_failed, work_failed)'
     query: loadTextContent('kql/tile-poison-messages.kql')
     time: chosenRange
   }

@@ -31,6 +31,7 @@ from shared.api.validation import (
 )
 from shared.domain import branding as brand
 from shared.domain import reminders
+from shared.domain.attendance import LessonOutcome
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
 from shared.domain.preferences import TutorPreferences
 from shared.domain.subject import MAX_TEMPLATE_CHARS, SubjectTemplate, TemplateError
@@ -41,7 +42,13 @@ from shared.domain.tenant import (
     TutorChoices,
 )
 from shared.services.bookings import Approval, NewBooking
-from shared.services.teams_settings import UNSET, BrandingChange, OptionsChange, SettingsChange
+from shared.services.teams_settings import (
+    UNSET,
+    AttendanceChange,
+    BrandingChange,
+    OptionsChange,
+    SettingsChange,
+)
 from shared.storage.bookings import BookingPage, BookingQuery, ListPosition
 
 MAX_PARTICIPANTS = 20
@@ -216,6 +223,12 @@ def reason(req: func.HttpRequest) -> str | None:
     return text(read_json(req, allowed=("reason",)), "reason", max_length=1000, multiline=True)
 
 
+def outcome(req: func.HttpRequest) -> LessonOutcome | None:
+    """The optional outcome staff saw, for a booking completed by hand."""
+    value = read_json(req, allowed=("outcome",)).get("outcome")
+    return None if value is None else choice(value, "outcome", LessonOutcome)
+
+
 def new_times(
     req: func.HttpRequest, now: datetime, horizon: timedelta
 ) -> tuple[datetime, datetime]:
@@ -236,6 +249,7 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
             "defaultLocale",
             "tutorChoices",
             "reminderOffsets",
+            "attendance",
         ),
         body_required=True,
     )
@@ -260,6 +274,42 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
         reminder_offsets=(
             reminder_offsets(body["reminderOffsets"]) if "reminderOffsets" in body else None
         ),
+        attendance=_attendance(body.get("attendance")),
+    )
+
+
+# What each attendance threshold may be: a grace of at most an hour keeps every deadline (an
+# hour at least) after the report is first asked for.
+_ATTENDANCE_RANGES = {
+    "minimumMinutes": (0, 240),
+    "graceMinutes": (0, 60),
+    "deadlineHours": (1, 168),
+}
+
+
+def _attendance(raw: Any) -> AttendanceChange | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError("attendance must be an object", "invalid_type")
+    unknown = sorted(set(raw) - set(_ATTENDANCE_RANGES))
+    if unknown:
+        raise ValidationError(f"attendance: unknown field(s) {', '.join(unknown)}", "unknown_field")
+    values: dict[str, int | None] = {}
+    for name, (least, most) in _ATTENDANCE_RANGES.items():
+        value = raw.get(name)
+        # JSON has one kind of number: 10.0 is the whole number 10, as JSON Schema says.
+        whole = type(value) is int or (type(value) is float and value.is_integer())
+        if value is not None and not (whole and least <= value <= most):
+            raise ValidationError(
+                f"attendance.{name} must be a whole number from {least} to {most}",
+                "invalid_value",
+            )
+        values[name] = None if value is None else int(value)
+    return AttendanceChange(
+        minimum_minutes=values["minimumMinutes"],
+        grace_minutes=values["graceMinutes"],
+        deadline_hours=values["deadlineHours"],
     )
 
 

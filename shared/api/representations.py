@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.auth.principal import Principal
+from shared.domain.attendance import Attendance
 from shared.domain.booking import Booking, MeetingStatus
 from shared.domain.branding import Branding
 from shared.domain.payment import IntentPayment, PaymentState
@@ -88,10 +89,35 @@ def booking_json(
                 for r in booking.reminders.sent
             ],
         },
+        "outcome": booking.attendance.outcome.value if booking.attendance else None,
+        "attendance": attendance_json(booking.attendance),
     }
     if caller.is_tenant_wide:
         body["internalNotes"] = booking.internal_notes
     return body
+
+
+def attendance_json(attendance: Attendance | None) -> dict[str, Any] | None:
+    """What the booking recorded of its lesson; None until it is completed."""
+    if attendance is None:
+        return None
+    return {
+        "outcome": attendance.outcome.value,
+        "source": attendance.source.value,
+        "recordedAt": _time(attendance.recorded_at),
+        "participants": [
+            {
+                "userId": p.user_id,
+                "joined": p.joined,
+                "firstJoin": _time(p.first_join),
+                "lastLeave": _time(p.last_leave),
+                "totalSeconds": p.total_seconds,
+            }
+            for p in attendance.participants
+        ],
+        "unmatched": attendance.unmatched,
+        "errorCode": attendance.error_code,
+    }
 
 
 def payment_json(payment: PaymentState) -> dict[str, Any]:
@@ -209,6 +235,11 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         "organizerObjectId": tenant.organizer_object_id,
         "meetingOptions": options_json(tenant.meeting_options),
         "participantsCanReschedule": tenant.participants_can_reschedule,
+        "attendance": {
+            "minimumMinutes": tenant.attendance.minimum_minutes,
+            "graceMinutes": tenant.attendance.grace_minutes,
+            "deadlineHours": tenant.attendance.deadline_hours,
+        },
         "tutorChoices": tutor_choices_json(tenant.tutor_choices),
         "defaultLocale": tenant.locale,
         "reminderOffsets": list(tenant.reminder_offsets),

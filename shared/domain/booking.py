@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from shared.domain.attendance import Attendance, AttendanceSource, LessonOutcome
 from shared.domain.mail_state import MailState, NoticeKind
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
 from shared.domain.payment import PaymentFact, PaymentState, merge
@@ -90,6 +91,8 @@ class Booking:
     work: Works = ()
     # The reminders it was sent before its start (shared/domain/reminders.py).
     reminders: Reminders = field(default_factory=Reminders)
+    # What a completed booking recorded of its lesson (shared/domain/attendance.py).
+    attendance: Attendance | None = None
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag
     # guards each save against a lost race, and the keys of the index rows stored with this
     # version let the next save delete those its new state no longer wants (a moved start).
@@ -244,10 +247,21 @@ def reschedule(booking: Booking, *, start: datetime, end: datetime, now: datetim
     return settled(replace(booking, start=start, end=end, meeting=meeting, updated_at=now))
 
 
-def complete(booking: Booking, *, now: datetime) -> Booking:
-    """confirmed → completed (the meeting stays: people may still open the link)."""
+def complete(
+    booking: Booking,
+    *,
+    now: datetime,
+    attendance: Attendance | None = None,
+    outcome: LessonOutcome | None = None,
+) -> Booking:
+    """confirmed → completed (the meeting stays: people may still open the link), with what
+    the attendance reports showed (`attendance`), or by hand with the `outcome` staff saw."""
     _require(booking, (BookingStatus.CONFIRMED,), "complete")
-    return settled(replace(booking, status=BookingStatus.COMPLETED, updated_at=now))
+    if attendance is None and outcome is not None:
+        attendance = Attendance(outcome, AttendanceSource.STAFF, now)
+    return settled(
+        replace(booking, status=BookingStatus.COMPLETED, attendance=attendance, updated_at=now)
+    )
 
 
 def meeting_requested(booking: Booking, *, now: datetime) -> Booking:

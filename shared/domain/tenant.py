@@ -98,6 +98,18 @@ class MicrosoftProfile:
 
 
 @dataclass(frozen=True)
+class AttendanceSettings:
+    """When a lesson counts as attended, and how long to wait for Teams' attendance report
+    (shared/domain/completion.py): a participant is present after `minimum_minutes` in the
+    meeting; the report is first asked for `grace_minutes` after the end, and given up on
+    (the outcome is then `unknown`) `deadline_hours` after the end."""
+
+    minimum_minutes: int = 5
+    grace_minutes: int = 15
+    deadline_hours: int = 24
+
+
+@dataclass(frozen=True)
 class MailSettings:
     """The mailbox the tenant's mail is sent from (Graph); how it presents itself, its Reply-To
     included, is the tenant's `Branding`."""
@@ -174,6 +186,7 @@ class Tenant:
     # What the tenant's tutors may choose for their own meetings (shared/domain/preferences.py).
     tutor_choices: TutorChoices = TutorChoices()
     mail: MailSettings = MailSettings()
+    attendance: AttendanceSettings = AttendanceSettings()
     branding: Branding = field(default_factory=Branding)
     participants_can_reschedule: bool = False
     # The BCP 47 tag of the language of mail to participants who set none; None: English.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared import telemetry
+from shared.domain.attendance import AttendanceInterval, AttendanceRecord, AttendanceReport
 from shared.domain.tenant import MeetingOptions, MicrosoftProfile
 from shared.graph.bodies import (
     EVOLVED_LOBBY_SCOPES,
@@ -229,6 +230,44 @@ class GraphMeetingsClient:
             return False
         return True
 
+    # -- attendance ----------------------------------------------------------------------------
+
+    def list_attendance_reports(
+        self, profile: MicrosoftProfile, organizer_id: str, meeting_id: str, ctx: CallContext
+    ) -> list[str]:
+        """`GET .../onlineMeetings/{id}/attendanceReports`: the ids of the meeting's attendance
+        reports (Graph lists the 50 most recent, one per session). Needs the application
+        permission OnlineMeetingArtifact.Read.All and the organizer's access policy."""
+        _, body = self._call(
+            "GET",
+            f"{_meeting_path(organizer_id, meeting_id)}/attendanceReports",
+            profile,
+            ctx,
+        )
+        reports = body.get("value")
+        if not isinstance(reports, list):
+            raise GraphInvalidRequestError("Graph listed attendance reports without a value")
+        return [str(r["id"]) for r in reports if isinstance(r, dict) and r.get("id")]
+
+    def get_attendance_report(
+        self,
+        profile: MicrosoftProfile,
+        organizer_id: str,
+        meeting_id: str,
+        report_id: str,
+        ctx: CallContext,
+    ) -> AttendanceReport:
+        """`GET .../attendanceReports/{reportId}?$expand=attendanceRecords`: one report with
+        its attendance records."""
+        _, body = self._call(
+            "GET",
+            f"{_meeting_path(organizer_id, meeting_id)}/attendanceReports/{_segment(report_id)}",
+            profile,
+            ctx,
+            params={"$expand": "attendanceRecords"},
+        )
+        return _report(body, report_id)
+
     # -- mail ----------------------------------------------------------------------------------
 
     def send_mail(
@@ -399,6 +438,36 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _report(body: dict[str, Any], report_id: str) -> AttendanceReport:
+    records = body.get("attendanceRecords") or []
+    if not isinstance(records, list):
+        raise GraphInvalidRequestError("Graph returned attendance records that are not a list")
+    return AttendanceReport(
+        report_id=str(body.get("id") or report_id),
+        records=tuple(_record(r) for r in records if isinstance(r, dict)),
+        meeting_start=_parse_time(body.get("meetingStartDateTime")),
+        meeting_end=_parse_time(body.get("meetingEndDateTime")),
+    )
+
+
+def _record(body: dict[str, Any]) -> AttendanceRecord:
+    identity = body.get("identity")
+    identity = identity if isinstance(identity, dict) else {}
+    intervals = []
+    for raw in body.get("attendanceIntervals") or []:
+        join = _parse_time(raw.get("joinDateTime")) if isinstance(raw, dict) else None
+        if join is not None:
+            intervals.append(AttendanceInterval(join, _parse_time(raw.get("leaveDateTime"))))
+    seconds = body.get("totalAttendanceInSeconds")
+    return AttendanceRecord(
+        email=str(body["emailAddress"]) if body.get("emailAddress") else None,
+        display_name=str(identity["displayName"]) if identity.get("displayName") else None,
+        role=str(body["role"]) if body.get("role") else None,
+        total_seconds=seconds if isinstance(seconds, int) and not isinstance(seconds, bool) else 0,
+        intervals=tuple(intervals),
+    )
 
 
 def _meeting(

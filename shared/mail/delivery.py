@@ -75,6 +75,10 @@ def lease_for(timeout_seconds: float, policy: RetryPolicy) -> timedelta:
     return timedelta(seconds=max(120.0, longest))
 
 
+# How soon a closing notice looks again when another worker holds an earlier notice's mail.
+HELD_RECHECK_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class MailConfig:
     link_wait: timedelta = timedelta(minutes=10)
@@ -236,11 +240,20 @@ class MailWorker:
             logger.warning("mail for unknown booking %s dropped", work.booking_id)
             return report
         pending = booking.mail.pending
-        told = self._told(booking)
+        told, unsure = self._told(booking)
+        if unsure is not None:
+            # Another worker holds an earlier notice's mail: whether it goes decides who is
+            # told of the closing one. Look again once that is settled.
+            self._defer(work, Deferred(unsure, delay=unsure), report, requeue)
+            return report
         # Notices whose every recipient is due a later one: that one tells them all this one
         # would, from the booking as it is now (the mail story rule). They finish with it.
         absorbed: list[Notice] = []
         for notice in pending:
+            if booking.mail.notice(notice.number) is None:
+                # Finished meanwhile by another worker (the latest version, as recorded here,
+                # says so): it is not this one's to send, nor to count among those told.
+                continue
             if _absorbed(booking, notice, pending, told):
                 absorbed.append(notice)
                 continue
@@ -282,12 +295,14 @@ class MailWorker:
             partial(notices.sent_without_link, number=notice.number, addresses=result.without_link),
         )
 
-    def _told(self, booking: Booking) -> frozenset[str]:
+    def _told(self, booking: Booking) -> tuple[frozenset[str], float | None]:
         """The addresses that have had a notice still pending for others, when a closing notice
-        is to go and no notice has finished yet (so `recipients_of` knows who was told)."""
+        is to go and no notice has finished yet (so `recipients_of` knows who was told); with
+        the seconds to wait when another worker holds one of those mails (sending it, or only
+        looking, as this does), since whether it goes is not known yet (else None)."""
         mail = booking.mail
         if mail.sent or mail.failed or not any(n.kind.closing for n in mail.pending):
-            return frozenset()
+            return frozenset(), None
         now = self._clock()
         told: set[str] = set()
         for notice in mail.pending:
@@ -298,9 +313,12 @@ class MailWorker:
                 claim = self._ledger.claim(key, now, now + self._config.lease)
                 if claim.outcome is ClaimOutcome.CLAIMED:
                     self._ledger.release(claim)  # not had, only looked at
+                elif claim.outcome is ClaimOutcome.SENT:
+                    told.add(person.email.lower())
                 else:
-                    told.add(person.email.lower())  # sent, or being sent
-        return frozenset(told)
+                    held = (claim.until - now).total_seconds() if claim.until else 0.0
+                    return frozenset(told), max(1.0, min(HELD_RECHECK_SECONDS, held))
+        return frozenset(told), None
 
     def _attempt(
         self,

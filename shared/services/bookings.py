@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from shared.auth.principal import Principal, Role
 from shared.domain import booking as lifecycle
 from shared.domain import notices
+from shared.domain.attendance import LessonOutcome
 from shared.domain.booking import (
     Booking,
     BookingStatus,
@@ -43,6 +44,7 @@ from shared.services.access import (
     read_command,
     require_role,
 )
+from shared.services.attendance import attending
 from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingPage, BookingQuery, BookingRepository, RequestKey
@@ -254,7 +256,7 @@ def approve_booking(
         )
         return notices.requested(approved, NoticeKind.APPROVED, now=now)
 
-    claim = deps.sync.claiming(approve, tenant)
+    claim = deps.sync.claiming(attending(approve, tenant), tenant)
     saved = _change(deps, booking, claim)
     result = _sync(caller, saved, "Booking approved", deps, tenant, claim)
     return replace(result, warning=result.warning or notice)
@@ -323,9 +325,28 @@ def reschedule_booking(
         # A pending request has no invite out yet: its approval will carry the new time.
         only_if=lambda b: b.status is BookingStatus.CONFIRMED,
     )
-    claim = deps.sync.claiming(reschedule, tenant)
+    claim = deps.sync.claiming(attending(reschedule, tenant), tenant)
     saved = _change(deps, booking, claim)
     return _sync(caller, saved, "Booking rescheduled", deps, tenant, claim)
+
+
+def complete_booking(
+    caller: Principal,
+    booking_id: str,
+    command: Command[LessonOutcome | None],
+    deps: BookingDeps,
+) -> ActionResult:
+    """Staff or an admin mark a confirmed booking completed by hand, with the `outcome` they
+    saw if they give one. The attendance work finds it completed and leaves it as it is."""
+    require_role(
+        caller, Role.STAFF, Role.ADMIN, message="Only staff and admins can complete bookings"
+    )
+    booking = deps.bookings.get(caller.tenant_id, booking_id)
+    outcome = read_command(command)
+    saved = _change(
+        deps, booking, lambda b: lifecycle.complete(b, now=deps.clock(), outcome=outcome)
+    )
+    return _sync(caller, saved, "Booking completed", deps)
 
 
 def generate_meeting(
@@ -346,8 +367,14 @@ def generate_meeting(
     capability = tenant.meeting_capability()
     if not capability.available:
         raise TeamsUnavailableError(capability.reason or "not_configured")
-    requested = _change(deps, booking, lambda b: lifecycle.meeting_requested(b, now=deps.clock()))
+    requested = _change(
+        deps,
+        booking,
+        attending(lambda b: lifecycle.meeting_requested(b, now=deps.clock()), tenant),
+    )
     synced = deps.sync.after_change(requested, actor=caller.user_id, tenant=tenant)
+    if deps.kinds is not None:
+        deps.kinds.after_change(synced.booking)  # its attendance, owed with the meeting
     if synced.error is not None:
         raise MeetingGenerationError(synced.error)
     return ActionResult(synced.booking)

@@ -30,6 +30,11 @@ seen open operation (of the same kind, unless its kind is not create/update/dele
    (Graph status, error code); a status of None is a call that got no HTTP answer (timeout,
    connection error).
 
+And from the bookings, when they are read too: **attendance and no-show rates** of the lessons
+that started in the window and completed — attended / those with a known outcome, and
+(student, tutor or both) no-shows / the same; `unknown` outcomes (no attendance report by the
+deadline) are counted apart.
+
 A rate with nothing to divide by is None (shown as "n/a"), never a division by zero.
 """
 
@@ -42,7 +47,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.attendance import LessonOutcome
 from shared.domain.audit import AuditEvent, AuditRecord
+from shared.domain.booking import Booking, BookingStatus
 
 OPERATIONS = ("create", "update", "delete")
 _SUCCESS_EVENTS = frozenset(
@@ -101,6 +108,49 @@ class GraphErrorCount:
 
 
 @dataclass(frozen=True)
+class AttendanceCounts:
+    """Completed lessons of the window (by start) by outcome. The rates are of the lessons
+    whose outcome is known: an `unknown` one (no report by the deadline) counts in neither."""
+
+    by_outcome: tuple[tuple[LessonOutcome, int], ...]
+
+    @classmethod
+    def of(cls, bookings: Iterable[Booking]) -> AttendanceCounts:
+        counts = Counter(
+            b.attendance.outcome
+            for b in bookings
+            if b.status is BookingStatus.COMPLETED and b.attendance is not None
+        )
+        return cls(tuple((outcome, counts[outcome]) for outcome in LessonOutcome))
+
+    def count(self, outcome: LessonOutcome) -> int:
+        return dict(self.by_outcome).get(outcome, 0)
+
+    @property
+    def completed(self) -> int:
+        return sum(n for _, n in self.by_outcome)
+
+    @property
+    def known(self) -> int:
+        return self.completed - self.count(LessonOutcome.UNKNOWN)
+
+    @property
+    def no_shows(self) -> int:
+        return sum(self.count(o) for o in NO_SHOWS)
+
+    @property
+    def attendance_rate(self) -> float | None:
+        return _ratio(self.count(LessonOutcome.ATTENDED), self.known)
+
+    @property
+    def no_show_rate(self) -> float | None:
+        return _ratio(self.no_shows, self.known)
+
+
+NO_SHOWS = (LessonOutcome.STUDENT_NO_SHOW, LessonOutcome.TUTOR_NO_SHOW, LessonOutcome.NO_SHOW)
+
+
+@dataclass(frozen=True)
 class MeetingMetrics:
     """The four metrics for one window (see the module docstring for the definitions)."""
 
@@ -114,6 +164,8 @@ class MeetingMetrics:
     failed_attempts: int
     graph_errors: tuple[GraphErrorCount, ...]
     missing_meetings: int
+    # The lessons of the window that completed, when the bookings were read too.
+    attendance: AttendanceCounts | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -160,6 +212,9 @@ class MeetingMetrics:
                 ],
             },
             "missingMeetings": self.missing_meetings,
+            **(
+                {} if self.attendance is None else {"attendance": _attendance_json(self.attendance)}
+            ),
         }
 
     def render_text(self) -> str:
@@ -195,7 +250,26 @@ class MeetingMetrics:
             for e in self.graph_errors
         ]
         lines.append(f"{'Meetings found missing':<24}{self.missing_meetings:>7}")
+        if self.attendance is not None:
+            a = self.attendance
+            lines += [
+                f"{'Attendance rate':<24}{_percent(a.attendance_rate):>7}  "
+                f"{a.count(LessonOutcome.ATTENDED)} of {a.known} completed lessons with a "
+                f"known outcome ({a.count(LessonOutcome.UNKNOWN)} unknown)",
+                f"{'No-show rate':<24}{_percent(a.no_show_rate):>7}  "
+                + ", ".join(f"{a.count(o)} {o.value}" for o in NO_SHOWS),
+            ]
         return "\n".join(lines)
+
+
+def _attendance_json(a: AttendanceCounts) -> dict[str, Any]:
+    return {
+        "attendanceRate": a.attendance_rate,
+        "noShowRate": a.no_show_rate,
+        "completed": a.completed,
+        "known": a.known,
+        "byOutcome": {outcome.value: n for outcome, n in a.by_outcome},
+    }
 
 
 def compute_metrics(

@@ -35,6 +35,7 @@ from shared.mail.delivery import MailOutbox
 from shared.meetings.worker import MeetingSync
 from shared.observability import log_event
 from shared.payments.events import StripeEvent, interpret, verify
+from shared.services.attendance import attending
 from shared.services.follow_up import FollowUp
 from shared.services.transitions import save_transition
 from shared.storage.bookings import BookingRepository
@@ -245,7 +246,7 @@ class PaymentEvents:
             return b
 
         # The claim for the meeting step the payment asks for is saved with it.
-        claim = self._sync.claiming(apply_all, tenant)
+        claim = self._sync.claiming(attending(apply_all, tenant), tenant)
         saved = save_transition(self._bookings, booking, claim)
         try:
             self._events.finish(record, EventState.APPLIED, saved.status.value, self._clock())

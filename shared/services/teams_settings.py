@@ -11,6 +11,7 @@ from shared.auth.principal import Principal, Role
 from shared.domain.branding import Branding
 from shared.domain.tenant import (
     AllowedPresenters,
+    AttendanceSettings,
     Capability,
     LobbyBypassScope,
     MeetingChatMode,
@@ -56,6 +57,19 @@ class OptionsChange:
 
 
 @dataclass(frozen=True)
+class AttendanceChange:
+    """The attendance thresholds a caller sent; None keeps the tenant's current value."""
+
+    minimum_minutes: int | None = None
+    grace_minutes: int | None = None
+    deadline_hours: int | None = None
+
+    def applied_to(self, settings: AttendanceSettings) -> AttendanceSettings:
+        given = {name: value for name, value in vars(self).items() if value is not None}
+        return replace(settings, **given)
+
+
+@dataclass(frozen=True)
 class BrandingChange:
     """The branding fields a caller sent, by `Branding` field name: a value sets the field,
     None clears it; a field not named keeps its value."""
@@ -73,6 +87,7 @@ class SettingsChange:
     organizer_upn: object = UNSET  # str, or None to switch meeting creation off
     meeting_options: OptionsChange | None = None
     participants_can_reschedule: bool | None = None
+    attendance: AttendanceChange | None = None
     branding: BrandingChange | None = None
     default_locale: object = UNSET  # a BCP 47 tag, or None for English
     # What tutors may choose (replaces the whole allowance; empty: nothing).
@@ -124,6 +139,8 @@ def update_settings(
         )
     if change.participants_can_reschedule is not None:
         updated = replace(updated, participants_can_reschedule=change.participants_can_reschedule)
+    if change.attendance is not None:
+        updated = replace(updated, attendance=change.attendance.applied_to(tenant.attendance))
     if change.branding is not None:
         updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
     if change.tutor_choices is not None:

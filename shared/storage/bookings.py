@@ -41,6 +41,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.attendance import (
+    Attendance,
+    AttendanceSource,
+    LessonOutcome,
+    ParticipantAttendance,
+)
 from shared.domain.audit import AuditRecord
 from shared.domain.booking import (
     MAIL_WORK,
@@ -840,6 +846,35 @@ def _reminders_json(reminders: Reminders) -> str | None:
     )
 
 
+def _attendance_json(attendance: Attendance | None) -> str | None:
+    if attendance is None:
+        return None
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else to_utc(value, "attendance time").isoformat()
+
+    return json.dumps(
+        {
+            "outcome": attendance.outcome.value,
+            "source": attendance.source.value,
+            "recordedAt": moment(attendance.recorded_at),
+            "unmatched": attendance.unmatched,
+            "errorCode": attendance.error_code,
+            "participants": [
+                {
+                    "userId": p.user_id,
+                    "joined": p.joined,
+                    "firstJoin": moment(p.first_join),
+                    "lastLeave": moment(p.last_leave),
+                    "totalSeconds": p.total_seconds,
+                }
+                for p in attendance.participants
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
 def _reminders_from(reader: EntityReader) -> Reminders:
     if reader.opt_text("Reminders") is None:
         return Reminders()
@@ -859,6 +894,39 @@ def _reminders_from(reader: EntityReader) -> Reminders:
         return Reminders(tuple(sent(r) for r in reader.json_value("Reminders")))
     except (KeyError, TypeError, ValueError) as exc:
         raise reader.fail(f"Reminders does not fit the schema ({exc})") from exc
+
+
+def _attendance(reader: EntityReader) -> Attendance | None:
+    if reader.opt_text("Attendance") is None:
+        return None
+
+    def moment(value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value)).astimezone(UTC)
+
+    try:
+        data = reader.json_value("Attendance")
+        recorded = moment(data["recordedAt"])
+        if recorded is None:
+            raise ValueError("recordedAt is required")
+        return Attendance(
+            outcome=LessonOutcome(data["outcome"]),
+            source=AttendanceSource(data["source"]),
+            recorded_at=recorded,
+            unmatched=int(data.get("unmatched") or 0),
+            error_code=data.get("errorCode"),
+            participants=tuple(
+                ParticipantAttendance(
+                    user_id=str(p["userId"]),
+                    joined=bool(p["joined"]),
+                    first_join=moment(p.get("firstJoin")),
+                    last_leave=moment(p.get("lastLeave")),
+                    total_seconds=int(p.get("totalSeconds") or 0),
+                )
+                for p in data["participants"]
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise reader.fail(f"Attendance does not fit the schema ({exc})") from exc
 
 
 def booking_to_entity(booking: Booking) -> dict[str, Any]:
@@ -932,6 +1000,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "Mail": check_string(_mail_json(booking.mail), "mail"),
         "Work": check_string(_work_json(booking.work), "work"),
         "Reminders": _reminders_json(booking.reminders),
+        "Attendance": check_string(_attendance_json(booking.attendance), "attendance"),
         "IndexRows": json.dumps(_moving_keys(booking), separators=(",", ":")),
     }
 
@@ -1069,6 +1138,7 @@ def entity_to_booking(entity: Any) -> Booking:
             mail=_mail_state(r),
             work=_work_states(r),
             reminders=_reminders_from(r),
+            attendance=_attendance(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
             index_rows=_stored_index_rows(r),

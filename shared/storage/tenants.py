@@ -20,6 +20,7 @@ from shared.domain.branding import Branding
 from shared.domain.reminders import DEFAULT_OFFSETS, normalized, offsets_problem
 from shared.domain.tenant import (
     AllowedPresenters,
+    AttendanceSettings,
     CredentialKind,
     HealthReason,
     HealthState,
@@ -207,6 +208,9 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "MailSenderUpn": tenant.mail.sender_upn,
         **_branding_columns(tenant.branding),
         "ParticipantsCanReschedule": tenant.participants_can_reschedule,
+        "AttendanceMinimumMinutes": tenant.attendance.minimum_minutes,
+        "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
+        "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
         "Locale": check_string(tenant.locale, "locale"),
         # "[1440,15]"; "[]" for none. No column (a tenant stored before): the default.
         "ReminderOffsets": json.dumps(list(tenant.reminder_offsets), separators=(",", ":")),
@@ -323,6 +327,7 @@ def entity_to_tenant(entity: Any) -> Tenant:
         mail=MailSettings(sender_upn=r.opt_text("MailSenderUpn")),
         branding=_branding(r),
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
+        attendance=_attendance_settings(r),
         locale=r.opt_text("Locale"),
         reminder_offsets=_reminder_offsets(r),
         updated_at=r.opt_moment("UpdatedAt"),
@@ -339,6 +344,21 @@ def _reminder_offsets(r: EntityReader) -> tuple[int, ...]:
     if problem is not None:
         raise r.fail(f"ReminderOffsets {problem[0]}")
     return normalized(offsets)
+
+
+def _attendance_settings(r: EntityReader) -> AttendanceSettings:
+    # Rows written before attendance was read have none: the defaults.
+    defaults = AttendanceSettings()
+    minimum, grace, deadline = (
+        r.opt_number("AttendanceMinimumMinutes"),
+        r.opt_number("AttendanceGraceMinutes"),
+        r.opt_number("AttendanceDeadlineHours"),
+    )
+    return AttendanceSettings(
+        minimum_minutes=defaults.minimum_minutes if minimum is None else minimum,
+        grace_minutes=defaults.grace_minutes if grace is None else grace,
+        deadline_hours=defaults.deadline_hours if deadline is None else deadline,
+    )
 
 
 def _profile(r: EntityReader) -> MicrosoftProfile | None:

@@ -118,6 +118,17 @@ MATRIX: dict[str, tuple[str | None, dict[str, int]]] = {
             "other_tenant_admin": 404,
         },
     ),
+    "POST /v1/bookings/{id}/complete": (
+        "confirmed",
+        {
+            "student": 403,
+            "other_student": 403,
+            "tutor": 403,
+            "staff": 200,
+            "admin": 200,
+            "other_tenant_admin": 404,
+        },
+    ),
     "POST /v1/bookings/{id}/retry-meeting": (
         "meeting_failed",
         {

@@ -68,6 +68,34 @@ def test_approve_reschedule_cancel_keep_one_meeting_in_step(stack, staff, studen
     assert stack.emulator.calls["deleteMeeting"] == 1
 
 
+def test_staff_complete_a_lesson_by_hand_with_the_outcome_they_saw(stack, staff, student):
+    # GIVEN a confirmed lesson
+    booking = create(student)
+    staff.call("POST", f"/v1/bookings/{booking['id']}/approve", {})
+    assert student.call("GET", f"/v1/bookings/{booking['id']}").json()["outcome"] is None
+
+    # WHEN an unknown outcome is sent, THEN it is a 400 and nothing changes
+    bad = staff.call("POST", f"/v1/bookings/{booking['id']}/complete", {"outcome": "late"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_value")
+    assert student.call("GET", f"/v1/bookings/{booking['id']}").json()["status"] == "confirmed"
+
+    # WHEN staff complete it as a student no-show
+    done = staff.call(
+        "POST", f"/v1/bookings/{booking['id']}/complete", {"outcome": "student_no_show"}
+    )
+
+    # THEN it is completed with that outcome, recorded as staff's, and the meeting stays
+    assert done.status_code == 200, done.text
+    seen = student.call("GET", f"/v1/bookings/{booking['id']}").json()
+    assert (seen["status"], seen["outcome"]) == ("completed", "student_no_show")
+    assert (seen["attendance"]["source"], seen["attendance"]["participants"]) == ("staff", [])
+    assert len(stack.emulator.live_meetings()) == 1
+
+    # AND completing it again is an illegal transition
+    again = staff.call("POST", f"/v1/bookings/{booking['id']}/complete")
+    assert (again.status_code, again.json()["code"]) == (409, "illegal_transition")
+
+
 def test_declining_a_request_makes_no_graph_call(stack, staff, student):
     booking = create(student)
 
@@ -144,6 +172,26 @@ def test_generate_meeting_follows_seed_000(stack, staff, student):
         "meetingLink": meeting.join_url,
         "meetingId": meeting.id,
     }
+
+
+def test_attendance_thresholds_are_the_tenants_and_change_one_at_a_time(admin):
+    defaults = {"minimumMinutes": 5, "graceMinutes": 15, "deadlineHours": 24}
+    try:
+        assert admin.call("GET", "/v1/teams-meetings/settings").json()["attendance"] == defaults
+
+        changed = admin.call(
+            "PUT", "/v1/teams-meetings/settings", {"attendance": {"minimumMinutes": 10}}
+        )
+
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["attendance"] == {**defaults, "minimumMinutes": 10}
+        for bad in ({"graceMinutes": 61}, {"deadlineHours": 0}, {"minimumMinutes": 2.5}, {"x": 1}):
+            refused = admin.call("PUT", "/v1/teams-meetings/settings", {"attendance": bad})
+            assert refused.status_code == 400, bad
+        after = admin.call("GET", "/v1/teams-meetings/settings").json()["attendance"]
+        assert after == {**defaults, "minimumMinutes": 10}
+    finally:
+        admin.call("PUT", "/v1/teams-meetings/settings", {"attendance": defaults})
 
 
 def test_clearing_the_organizer_stops_meeting_creation(stack, admin, staff, student):

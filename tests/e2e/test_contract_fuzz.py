@@ -7,12 +7,12 @@ requests the schema calls valid must not be refused as malformed, and invalid on
 Some rules are relative to the moment, to each other or to what was stored before, which JSON
 Schema cannot say: a booking starts between now and the horizon and ends 5 minutes to 12 hours
 after it starts, in a time zone that exists, with each participant listed once, and a new
-Idempotency-Key names a new booking, and a list's page token is one a list with the same filters
-gave out, and a tutor's preferences are within what the tenant allows. For requests generated
-as valid, those fields are moved into range before sending, a booking id names a booking that
-exists, a page token is made for the filters sent, the tenant allows every tutor choice before
-a tutor's preferences are sent, and a webhook event is signed with the stack's Stripe secret
-over the bytes sent; everything else is sent as generated.
+Idempotency-Key names a new booking, a list's page token is one a list with the same filters
+gave out, and a tutor's preference is one the tenant's tutorChoices (which the fuzzed settings
+change) allow. For requests generated as valid, those fields are moved into range before
+sending, a booking id names a booking that exists, a page token is made for the filters sent, a
+tutor's preferences are left to the tenant's options (null), and a webhook event is signed with
+the stack's Stripe secret over the bytes sent; everything else is sent as generated.
 """
 
 from __future__ import annotations
@@ -157,6 +157,9 @@ def in_range(case: Any, existing: list[str], secret: str) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
+    if case.path == "/v1/tutors/{id}/meeting-preferences":
+        for name in body:
+            body[name] = None
     if "startDateTime" in body and "endDateTime" in body:
         start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
         body["startDateTime"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -196,34 +199,7 @@ def test_the_api_keeps_its_contract_for_a_student(case, stack, existing):
     check(case, stack, existing)
 
 
-# Every value a tutor may choose: a tutor's preferences generated as valid are then within what
-# the tenant allows, whatever settings an earlier generated request saved.
-EVERY_CHOICE = {
-    "lobbyBypassScope": [
-        "organizer",
-        "organization",
-        "organizationAndFederated",
-        "everyone",
-        "invited",
-        "organizationExcludingGuests",
-    ],
-    "allowedPresenters": ["everyone", "organization", "roleIsPresenter", "organizer"],
-    "allowMeetingChat": ["enabled", "disabled", "limited"],
-    "recordAutomatically": [True, False],
-}
-
-
 def check(case: Any, stack: Any, existing: list[str]) -> None:
     in_range(case, existing, stack.env["STRIPE_WEBHOOK_SECRET"])
-    positive = case.meta is not None and case.meta.generation.mode.is_positive
-    if positive and case.method == "PUT" and case.path.endswith("/meeting-preferences"):
-        admin = DEV_ISSUER.mint(user="admin-1", roles=["admin"], tenant="demo")
-        allowed = requests.put(
-            f"{stack.api}/v1/teams-meetings/settings",
-            json={"tutorChoices": EVERY_CHOICE},
-            headers={"Authorization": f"Bearer {admin}"},
-            timeout=10,
-        )
-        assert allowed.status_code == 200, allowed.text
     response = case.call_and_validate(base_url=stack.api)
     SEEN[(f"{case.method} {case.path}", response.status_code)] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import icalendar
 import pytest
 import vobject
 
+from localdev.graph_emulator import Fault
 from localdev.mailbox import invite_parts, stories
 from tests.e2e.conftest import booking_body, caller, future_slot, settle
 
@@ -37,6 +39,41 @@ def invite(message: Any) -> Any:
     alternative, attachment = parts
     assert alternative.get_payload(decode=True) == attachment.get_payload(decode=True)
     return attachment.get_payload(decode=True)
+
+
+def test_approve_reschedule_cancel_at_once_tell_only_the_student_who_asked(stack, staff):
+    # GIVEN a lesson a student asked for, whose meeting Teams will not make (so no mail
+    # waits for its link)
+    stack.emulator.add_fault(Fault(operation="createOrGet", status=404, count=4))
+    student = caller(stack, "student-1", "student")
+    created = student.call("POST", "/v1/bookings", booking_body())
+    assert created.status_code == 201, created.text
+    booking_id = created.json()["id"]
+
+    # WHEN it is approved, moved and cancelled before any mail went (the queue's workers
+    # taking the three mail messages at once)
+    assert staff.call("POST", f"/v1/bookings/{booking_id}/approve", {}).status_code == 200
+    start, end = future_slot(days=5)
+    moved = staff.call(
+        "POST",
+        f"/v1/bookings/{booking_id}/reschedule",
+        {"startDateTime": start, "endDateTime": end},
+    )
+    assert moved.status_code == 200, moved.text
+    cancelled = student.call("POST", f"/v1/bookings/{booking_id}/cancel", {"reason": "Unwell"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert settle(
+        lambda: staff.call("GET", f"/v1/bookings/{booking_id}").json()["mail"]["status"] == "sent"
+    )
+    time.sleep(2)  # any straggler's mail would be written by now
+
+    # THEN only the student, who asked, is told: one cancellation; the tutor hears nothing
+    told = Counter(
+        (m["To"].addresses[0].addr_spec, str(m["Subject"]).split(":")[0])
+        for m in mails_for(stack, booking_id)
+    )
+    assert told == {("student-1@example.com", "Cancelled"): 1}
+    stack.emulator.clear_faults()
 
 
 def test_approve_reschedule_cancel_leave_eml_files_with_their_invites(stack, staff, tmp_path):

@@ -17,6 +17,7 @@ from shared.graph.bodies import Attendee, MeetingRequest
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
     GraphAuthError,
+    GraphForbiddenError,
     GraphNotFoundError,
     GraphPolicyMissingError,
     GraphThrottledError,
@@ -474,3 +475,106 @@ def test_meetings_are_changed_by_hand_over_http(emulator, organizer, client):
     assert emulator.calls == calls
     with pytest.raises(GraphNotFoundError):
         client.get_meeting(PROFILE, organizer.id, meeting.id, CTX)
+
+
+# -- attendance reports ---------------------------------------------------------------------
+
+
+def test_a_report_appears_only_once_published_and_is_read_with_its_records(
+    emulator, organizer, client
+):
+    # GIVEN a meeting a signed-in student and a guest attended, twice for the student
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    emulator.attend(meeting.id, "student@example.com", START, START + timedelta(minutes=20))
+    emulator.attend(
+        meeting.id, "student@example.com", START + timedelta(minutes=25), START + timedelta(hours=1)
+    )
+    emulator.attend(meeting.id, "Guest Gina", START, START + timedelta(minutes=5))
+
+    # THEN no report is listed before it is published
+    assert client.list_attendance_reports(PROFILE, organizer.id, meeting.id, CTX) == []
+
+    # WHEN it is published, THEN it is listed and read with its records
+    report_id = emulator.publish_attendance(meeting.id)
+    assert client.list_attendance_reports(PROFILE, organizer.id, meeting.id, CTX) == [report_id]
+    report = client.get_attendance_report(PROFILE, organizer.id, meeting.id, report_id, CTX)
+    assert report.report_id == report_id
+    (student, guest) = report.records
+    assert (student.email, student.total_seconds, len(student.intervals)) == (
+        "student@example.com",
+        55 * 60,
+        2,
+    )
+    assert student.intervals[0].join == START
+    assert student.intervals[1].leave == START + timedelta(hours=1)
+    assert (guest.email, guest.display_name, guest.total_seconds) == (None, "Guest Gina", 300)
+    assert (report.meeting_start, report.meeting_end) == (START, START + timedelta(hours=1))
+    assert emulator.calls["listAttendanceReports"] == 2
+    assert emulator.calls["getAttendanceReport"] == 1
+
+
+def test_report_calls_fail_like_every_other_call(emulator, organizer, client):
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    emulator.add_fault(Fault(operation="listAttendanceReports", status=429, retry_after="2"))
+
+    with pytest.raises(GraphThrottledError) as throttled:
+        client.list_attendance_reports(PROFILE, organizer.id, meeting.id, CTX)
+
+    assert throttled.value.retry_after == 2.0
+    emulator.clear_faults()
+    with pytest.raises(GraphNotFoundError):
+        client.get_attendance_report(PROFILE, organizer.id, meeting.id, "no-such-report", CTX)
+    with pytest.raises(GraphNotFoundError):
+        client.list_attendance_reports(PROFILE, organizer.id, "no-such-meeting", CTX)
+
+
+def test_without_the_artifact_permission_reports_are_forbidden_but_not_for_want_of_a_policy(
+    emulator, organizer, client
+):
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    emulator.artifacts_granted = False
+
+    with pytest.raises(GraphForbiddenError) as forbidden:
+        client.list_attendance_reports(PROFILE, organizer.id, meeting.id, CTX)
+
+    assert not isinstance(forbidden.value, GraphPolicyMissingError)
+    assert forbidden.value.status == 403
+    # The meeting itself is still there for the app: only its artifacts are out of reach.
+    assert client.get_meeting(PROFILE, organizer.id, meeting.id, CTX).id == meeting.id
+
+
+def test_attendance_is_controlled_over_http(emulator, organizer, client):
+    meeting = client.create_or_get_meeting(PROFILE, organizer.id, request(), MeetingOptions(), CTX)
+    url = f"{emulator.base_url}/_emulator/meetings/{quote(meeting.id, safe='')}/attendance"
+    calls = dict(emulator.calls)
+
+    attended = requests.post(
+        url,
+        json={"who": "Guest Gina", "join": "2026-12-24T13:00:00Z", "leave": "2026-12-24T13:30:00Z"},
+        timeout=5,
+    )
+    backwards = requests.post(
+        url,
+        json={"who": "x@example.com", "join": "2026-12-24T14:00:00Z", "leave": "2026-12-24T13:00Z"},
+        timeout=5,
+    )
+    published = requests.post(f"{url}/publish", timeout=5)
+    nothing_new = requests.post(f"{url}/publish", timeout=5)
+    unknown = requests.post(
+        f"{emulator.base_url}/_emulator/meetings/nope/attendance/publish", timeout=5
+    )
+    switched = requests.post(
+        f"{emulator.base_url}/_emulator/artifacts", json={"granted": False}, timeout=5
+    )
+
+    assert attended.status_code == 204
+    assert backwards.status_code == 400
+    assert published.status_code == 201
+    assert nothing_new.status_code == 400
+    assert unknown.status_code == 404
+    assert switched.status_code == 204
+    assert emulator.artifacts_granted is False
+    assert emulator.calls == calls  # control calls are not Graph calls
+    (report,) = emulator.meetings[meeting.id].reports
+    assert report["id"] == published.json()["reportId"]
+    assert report["attendanceRecords"][0]["totalAttendanceInSeconds"] == 1800

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.attendance import Attendance, AttendanceSource, LessonOutcome
 from shared.domain.audit import AuditEvent, AuditRecord
+from shared.domain.booking import BookingStatus
 from shared.settings import StorageSettings
 from shared.storage.audit import TABLE as AUDIT_TABLE
 from shared.storage.audit import TableAuditRepository
+from shared.storage.bookings import TableBookingRepository
 from shared.storage.tables import make_table_service
+from tests.builders import a_booking
 
 pytestmark = pytest.mark.integration
 
@@ -229,3 +233,75 @@ def test_storage_that_cannot_be_read_is_one_line_saying_why(storage, message):
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_attendance_and_no_show_rates_are_of_the_lessons_that_started_in_the_window(
+    azurite, tables, a_day_of_records
+):
+    # GIVEN demo's lessons of the day: 3 attended, a student and a tutor no-show, one whose
+    # report never came (unknown), one still confirmed, and two outside the window or tenant
+    bookings = TableBookingRepository(tables)
+    outcomes = [
+        LessonOutcome.ATTENDED,
+        LessonOutcome.ATTENDED,
+        LessonOutcome.ATTENDED,
+        LessonOutcome.STUDENT_NO_SHOW,
+        LessonOutcome.TUTOR_NO_SHOW,
+        LessonOutcome.UNKNOWN,
+    ]
+    for hour, outcome in enumerate(outcomes, start=8):
+        lesson(bookings, at(hour), outcome)
+    bookings.add(
+        a_booking(tenant_id="demo", status=BookingStatus.CONFIRMED, start=at(15), end=at(16))
+    )
+    lesson(bookings, DAY - timedelta(hours=2), LessonOutcome.NO_SHOW)
+    lesson(bookings, at(9), LessonOutcome.NO_SHOW, tenant_id="other")
+
+    # WHEN the command runs for demo on that day
+    done = run_command(
+        f"--tenant demo --since {DAY:%Y-%m-%dT%H:%M:%SZ} --hours 24 --json "
+        f"--table-prefix {a_day_of_records}",
+        storage=azurite.connection_string,
+    )
+    text = run_command(
+        f"--tenant demo --since {DAY:%Y-%m-%dT%H:%M:%SZ} --hours 24 "
+        f"--table-prefix {a_day_of_records}",
+        storage=azurite.connection_string,
+    )
+
+    # THEN 3 of the 5 lessons with a known outcome were attended, 2 were no-shows
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["attendance"] == {
+        "attendanceRate": 0.6,
+        "noShowRate": 0.4,
+        "completed": 6,
+        "known": 5,
+        "byOutcome": {
+            "attended": 3,
+            "student_no_show": 1,
+            "tutor_no_show": 1,
+            "no_show": 0,
+            "unknown": 1,
+        },
+    }
+    assert (
+        "Attendance rate           60.0%  3 of 5 completed lessons with a known outcome (1 unknown)"
+        in text.stdout
+    )
+    assert (
+        "No-show rate              40.0%  1 student_no_show, 1 tutor_no_show, 0 no_show"
+        in text.stdout
+    )
+
+
+def lesson(bookings, start: datetime, outcome: LessonOutcome, tenant_id: str = "demo") -> None:
+    attendance = Attendance(outcome, AttendanceSource.REPORT, start + timedelta(hours=2))
+    bookings.add(
+        a_booking(
+            tenant_id=tenant_id,
+            status=BookingStatus.COMPLETED,
+            start=start,
+            end=start + timedelta(hours=1),
+            attendance=attendance,
+        )
+    )

@@ -7,6 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from shared.domain.attendance import (
+    Attendance,
+    AttendanceSource,
+    LessonOutcome,
+    ParticipantAttendance,
+)
 from shared.domain.booking import (
     BookingStatus,
     MeetingState,
@@ -15,6 +21,7 @@ from shared.domain.booking import (
     ParticipantRole,
 )
 from shared.domain.branding import Branding
+from shared.domain.tenant import AttendanceSettings
 from shared.storage.bookings import booking_to_entity, entity_to_booking
 from shared.storage.errors import InvalidKeyError, SchemaError
 from shared.storage.tables import MAX_STRING_PROPERTY_CHARS, validate_key
@@ -133,6 +140,44 @@ def test_a_stored_row_with_wrong_types_is_a_schema_error():
 
     with pytest.raises(SchemaError, match="Start"):
         entity_to_booking(StoredEntity(entity))
+
+
+def test_a_completed_bookings_attendance_survives_the_round_trip():
+    attendance = Attendance(
+        LessonOutcome.STUDENT_NO_SHOW,
+        AttendanceSource.REPORT,
+        T0 + timedelta(hours=2),
+        participants=(
+            ParticipantAttendance("student-1"),
+            ParticipantAttendance("tutor-1", True, T0, T0 + timedelta(minutes=58), 3480),
+        ),
+        unmatched=2,
+    )
+    booking = a_booking(status=BookingStatus.COMPLETED, attendance=attendance)
+
+    back = entity_to_booking(StoredEntity(booking_to_entity(booking)))
+
+    assert back.attendance == attendance
+    assert entity_to_booking(StoredEntity(booking_to_entity(a_booking()))).attendance is None
+
+
+def test_broken_attendance_json_is_a_schema_error():
+    entity = {**booking_to_entity(a_booking()), "Attendance": '{"outcome": "late"}'}
+
+    with pytest.raises(SchemaError, match="Attendance"):
+        entity_to_booking(StoredEntity(entity))
+
+
+def test_a_tenants_attendance_thresholds_survive_and_older_rows_get_the_defaults():
+    tenant = a_tenant(attendance=AttendanceSettings(10, 30, 48))
+    older = {
+        k: v for k, v in tenant_to_entity(a_tenant()).items() if not k.startswith("Attendance")
+    }
+
+    assert entity_to_tenant(StoredEntity(tenant_to_entity(tenant))).attendance == (
+        AttendanceSettings(10, 30, 48)
+    )
+    assert entity_to_tenant(StoredEntity(older)).attendance == AttendanceSettings()
 
 
 def test_broken_participants_json_is_a_schema_error():

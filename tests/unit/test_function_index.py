@@ -27,6 +27,9 @@ EXPECTED = {
     "mail": ("queueTrigger", None, set()),
     "mail_poison": ("queueTrigger", None, set()),
     "mail_sweep": ("timerTrigger", None, set()),
+    "attendance": ("queueTrigger", None, set()),
+    "attendance_poison": ("queueTrigger", None, set()),
+    "bookings_complete": ("httpTrigger", "v1/bookings/{id}/complete", {"POST"}),
     "tutor_preferences_get": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"GET"}),
     "tutor_preferences_put": ("httpTrigger", "v1/tutors/{id}/meeting-preferences", {"PUT"}),
 }
@@ -73,6 +76,8 @@ def test_queues_and_timer_are_bound_to_their_names_and_setting():
     assert triggers["mail"]["queueName"] == "mail"
     assert triggers["mail_poison"]["queueName"] == "mail-poison"
     assert triggers["mail_sweep"]["schedule"] == "%RECONCILE_SCHEDULE%"
+    assert triggers["attendance"]["queueName"] == "attendance"
+    assert triggers["attendance_poison"]["queueName"] == "attendance-poison"
 
 
 def test_a_malformed_application_insights_setting_leaves_every_function_indexed():

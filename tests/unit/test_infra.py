@@ -30,6 +30,7 @@ from shared.storage import (
     queues,
     tenants,
 )
+from shared.storage.queue_names import ATTENDANCE_POISON_QUEUE, ATTENDANCE_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -395,6 +396,8 @@ def test_declared_tables_and_queues_are_those_the_code_uses():
         queues.MEETING_OPS_POISON_QUEUE,
         mail.MAIL_QUEUE,
         mail.MAIL_POISON_QUEUE,
+        ATTENDANCE_QUEUE,
+        ATTENDANCE_POISON_QUEUE,
         *(kind.parked for kind in poisoned.WORK_KINDS),
     }
     storage = module("app/storage.bicep")["params"]
@@ -495,7 +498,12 @@ REQUIRED_ALERTS: dict[str, tuple[str, str, str, float, str]] = {
 }
 # What each rule's query must read, so a query cannot drift to another signal unnoticed.
 ALERT_SIGNALS = {
-    "poison-messages": ['"meeting_work_failed"', '"mail_failed"', "severityLevel >= 3"],
+    "poison-messages": [
+        '"meeting_work_failed"',
+        '"mail_failed"',
+        '"work_failed"',
+        "severityLevel >= 3",
+    ],
     "meeting-failure-rate": ['"meetings.operations"', '"failed"'],
     "graph-error-rate": ['"meetings.attempts"', '"failed"'],
     "link-latency-p95": ['"meetings.link_latency"', "95"],
