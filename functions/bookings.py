@@ -26,6 +26,7 @@ def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import booking_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
     svc = services()
     created = use_cases.create_booking(
@@ -35,7 +36,11 @@ def create(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
         lambda: parse.idempotency_key(req),
     )
     replayed = {"Idempotent-Replayed": "true"} if created.replayed else {}
-    return json_response(booking_json(created.booking, caller), status=201, headers=replayed)
+    return json_response(
+        booking_json(created.booking, caller, offsets_of(caller, svc.directory)),
+        status=201,
+        headers=replayed,
+    )
 
 
 @bp.function_name("bookings_list")
@@ -46,12 +51,15 @@ def list_bookings(req: func.HttpRequest, caller: Principal) -> func.HttpResponse
     from shared.api.representations import booking_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
     query, participant = parse.booking_query(req)
-    page = use_cases.list_bookings(caller, query, participant, services().booking_deps)
+    svc = services()
+    page = use_cases.list_bookings(caller, query, participant, svc.booking_deps)
+    offsets = offsets_of(caller, svc.directory)
     return json_response(
         {
-            "bookings": [booking_json(b, caller) for b in page.bookings],
+            "bookings": [booking_json(b, caller, offsets) for b in page.bookings],
             "nextPageToken": parse.next_page_token(page, query, participant),
         }
     )
@@ -65,9 +73,11 @@ def get(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import booking_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
-    booking = use_cases.get_booking(caller, parse.booking_id(req), services().booking_deps)
-    return json_response(booking_json(booking, caller))
+    svc = services()
+    booking = use_cases.get_booking(caller, parse.booking_id(req), svc.booking_deps)
+    return json_response(booking_json(booking, caller, offsets_of(caller, svc.directory)))
 
 
 @bp.function_name("bookings_approve")
@@ -78,11 +88,15 @@ def approve(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
+    svc = services()
     result = use_cases.approve_booking(
-        caller, parse.booking_id(req), lambda: parse.approval(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.approval(req), svc.booking_deps
     )
-    return json_response(action_json(result.booking, caller, result.warning))
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory))
+    )
 
 
 @bp.function_name("bookings_decline")
@@ -93,11 +107,15 @@ def decline(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
+    svc = services()
     result = use_cases.decline_booking(
-        caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.reason(req), svc.booking_deps
     )
-    return json_response(action_json(result.booking, caller, result.warning))
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory))
+    )
 
 
 @bp.function_name("bookings_cancel")
@@ -108,11 +126,15 @@ def cancel(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
+    svc = services()
     result = use_cases.cancel_booking(
-        caller, parse.booking_id(req), lambda: parse.reason(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.reason(req), svc.booking_deps
     )
-    return json_response(action_json(result.booking, caller, result.warning))
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory))
+    )
 
 
 @bp.function_name("bookings_reschedule")
@@ -123,6 +145,7 @@ def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
     svc = services()
     result = use_cases.reschedule_booking(
@@ -131,7 +154,9 @@ def reschedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
         lambda: parse.new_times(req, svc.clock(), svc.settings.booking_horizon),
         svc.booking_deps,
     )
-    return json_response(action_json(result.booking, caller, result.warning))
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory))
+    )
 
 
 @bp.function_name("bookings_complete")
@@ -172,8 +197,13 @@ def retry_meeting(req: func.HttpRequest, caller: Principal) -> func.HttpResponse
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
+    svc = services()
     result = use_cases.retry_meeting(
-        caller, parse.booking_id(req), services().booking_deps, lambda: parse.no_body(req)
+        caller, parse.booking_id(req), svc.booking_deps, lambda: parse.no_body(req)
     )
-    return json_response(action_json(result.booking, caller, result.warning), status=202)
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory)),
+        status=202,
+    )

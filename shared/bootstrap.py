@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from shared.services.credential_health import CredentialHealth
     from shared.services.follow_up import FollowUp
     from shared.services.payments import PaymentEvents
+    from shared.services.reminders import ReminderPass
     from shared.storage.audit import AuditRepository
     from shared.storage.bookings import BookingRepository
     from shared.storage.check_meetings import CheckMeetingRepository
@@ -83,6 +84,8 @@ class Services:
     credential_health: CredentialHealth
     # Poisoned work kept for the operator's replay, by kind ("meeting", "mail").
     poisoned: dict[str, PoisonedMessages]
+    # The timer's reminder pass (shared/services/reminders.py).
+    reminders: ReminderPass
     # The time every service reads (a test's own clock in place of the wall clock's).
     clock: Callable[[], datetime] = _utc_now
 
@@ -308,6 +311,7 @@ def bootstrap(
         ),
         mail=work.mail,
         kinds=work.kinds,
+        reminders=work.reminders,
         check_meetings=CheckMeetings(
             TableCheckMeetingRepository(tables) if check_meetings is None else check_meetings,
             graph,
@@ -346,6 +350,7 @@ class Work:
     payments: PaymentEvents
     mail: MailServices
     kinds: KindWorker
+    reminders: ReminderPass
 
 
 def register_kinds(
@@ -404,6 +409,7 @@ def build_work(
     from shared.meetings.worker import MeetingSync, MeetingWorker
     from shared.payments.source import StripeUndeliveredEvents
     from shared.services.payments import PaymentEvents
+    from shared.services.reminders import ReminderPass, lateness_for
     from shared.work.kinds import KindWorker
 
     worker = MeetingWorker(bookings, converger, queue, policy, clock, sleep=sleep, rnd=rnd)
@@ -477,6 +483,14 @@ def build_work(
             ledger=mail_ledger,
         ),
         kinds=kinds,
+        reminders=ReminderPass(
+            bookings,
+            directory,
+            outbox,
+            clock,
+            entities_read=entities_read,
+            late=lateness_for(settings.reconcile_schedule),
+        ),
     )
 
 

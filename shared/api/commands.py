@@ -30,6 +30,7 @@ from shared.api.validation import (
     time_zone,
 )
 from shared.domain import branding as brand
+from shared.domain import reminders
 from shared.domain.attendance import LessonOutcome
 from shared.domain.booking import BookingStatus, Participant, ParticipantRole
 from shared.domain.preferences import TutorPreferences
@@ -247,6 +248,7 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
             "branding",
             "defaultLocale",
             "tutorChoices",
+            "reminderOffsets",
             "attendance",
         ),
         body_required=True,
@@ -269,6 +271,9 @@ def settings_change(req: func.HttpRequest) -> SettingsChange:
         branding=_branding(body["branding"]) if "branding" in body else None,
         default_locale=default_locale,
         tutor_choices=tutor_choices(body["tutorChoices"]) if "tutorChoices" in body else None,
+        reminder_offsets=(
+            reminder_offsets(body["reminderOffsets"]) if "reminderOffsets" in body else None
+        ),
         attendance=_attendance(body.get("attendance")),
     )
 
@@ -306,6 +311,16 @@ def _attendance(raw: Any) -> AttendanceChange | None:
         grace_minutes=values["graceMinutes"],
         deadline_hours=values["deadlineHours"],
     )
+
+
+def reminder_offsets(raw: Any) -> tuple[int, ...]:
+    """Minutes before a session its participants are reminded: at most four distinct values,
+    each 1..10080; [] turns reminders off."""
+    problem = reminders.offsets_problem(raw)
+    if problem is not None:
+        message, code = problem
+        raise ValidationError(f"reminderOffsets {message}", code)
+    return reminders.normalized(raw)
 
 
 # JSON name -> `Branding` field.

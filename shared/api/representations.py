@@ -19,7 +19,11 @@ def _time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
+def booking_json(
+    booking: Booking, caller: Principal, reminder_offsets: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    """The booking as the API shows it; `reminder_offsets`: the tenant's, shown with its
+    reminders (left out when not given)."""
     meeting = booking.meeting
     # The link is shown while Teams holds the meeting the booking wants, even when its times
     # are still being brought in step (status `pending`): the link itself stays the same. A
@@ -71,6 +75,19 @@ def booking_json(booking: Booking, caller: Principal) -> dict[str, Any]:
             "lastErrorCode": booking.mail.last_error_code,
             "nextAttemptAt": _time(booking.mail.next_attempt_at()),
             "lastSentAt": _time(booking.mail.last_sent_at),
+        },
+        # The reminders sent before the session (the tenant's `reminderOffsets`), newest last.
+        "reminders": {
+            **({} if reminder_offsets is None else {"offsets": list(reminder_offsets)}),
+            "sent": [
+                {
+                    "offsetMinutes": r.offset_minutes,
+                    "forStart": _time(r.for_start),
+                    "at": _time(r.at),
+                    "current": r.for_start == booking.start,
+                }
+                for r in booking.reminders.sent
+            ],
         },
         "outcome": booking.attendance.outcome.value if booking.attendance else None,
         "attendance": attendance_json(booking.attendance),
@@ -135,8 +152,13 @@ def _intent_status(intent: IntentPayment) -> str:
     return "partially_refunded" if intent.amount_refunded else "paid"
 
 
-def action_json(booking: Booking, caller: Principal, warning: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"booking": booking_json(booking, caller)}
+def action_json(
+    booking: Booking,
+    caller: Principal,
+    warning: str | None,
+    reminder_offsets: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"booking": booking_json(booking, caller, reminder_offsets)}
     if warning:
         body["teamsMeetingWarning"] = warning
     return body
@@ -220,6 +242,7 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
         },
         "tutorChoices": tutor_choices_json(tenant.tutor_choices),
         "defaultLocale": tenant.locale,
+        "reminderOffsets": list(tenant.reminder_offsets),
         "capability": capability_json(tenant.meeting_capability()),
         "teamsHealth": health_json(tenant.teams_health),
         "branding": branding_json(tenant.branding),

@@ -10,6 +10,7 @@ from shared.domain.attendance import Attendance, AttendanceSource, LessonOutcome
 from shared.domain.mail_state import MailState, NoticeKind
 from shared.domain.meeting import MeetingState, MeetingStatus, Step, plan, status_of
 from shared.domain.payment import PaymentFact, PaymentState, merge
+from shared.domain.reminder_state import Reminders
 from shared.domain.work import Works
 from shared.errors import AppError
 
@@ -88,6 +89,8 @@ class Booking:
     mail: MailState = field(default_factory=MailState)  # notices owed (shared/domain/notices.py)
     # Other kinds of durable work it owes (shared/domain/work.py), one state per kind.
     work: Works = ()
+    # The reminders it was sent before its start (shared/domain/reminders.py).
+    reminders: Reminders = field(default_factory=Reminders)
     # What a completed booking recorded of its lesson (shared/domain/attendance.py).
     attendance: Attendance | None = None
     # Persistence: the stored version counts saves (it also orders ICS updates), the ETag

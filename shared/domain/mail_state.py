@@ -19,6 +19,7 @@ class NoticeKind(StrEnum):
     REFUNDED = "refunded"
     LINK_CHANGED = "link_changed"  # the meeting was made anew: a new join link
     LINK_READY = "link_ready"  # an earlier e-mail went without the link; here it is
+    REMINDER = "reminder"  # the session starts soon (shared/domain/reminders.py)
 
     @property
     def closing(self) -> bool:
@@ -29,6 +30,12 @@ class NoticeKind(StrEnum):
     def brings_link(self) -> bool:
         """Its whole point is the join link."""
         return self in (NoticeKind.LINK_CHANGED, NoticeKind.LINK_READY)
+
+    @property
+    def changes_invite(self) -> bool:
+        """It issues a new invite (the next SEQUENCE). A reminder changes nothing in the
+        calendar: its invite is the current one again, at the current SEQUENCE."""
+        return self is not NoticeKind.REMINDER
 
 
 # Pending notices kept on one booking; a booking changed faster than mail can go keeps the
@@ -136,9 +143,13 @@ class MailState:
 
     def requested(self, kind: NoticeKind, *, now: datetime, to: tuple[str, ...] = ()) -> MailState:
         """The mail, owing one more notice of `kind` (at most `MAX_PENDING` are kept), to the
-        addresses `to` only when some are given."""
+        addresses `to` only when some are given. A kind that changes no invite (a reminder)
+        carries the current SEQUENCE and issues none."""
+        new_invite = kind.changes_invite
+        sequence = self.invites if new_invite else self.current_sequence
         notice = Notice(
-            kind=kind, number=self.issued + 1, sequence=self.invites, recorded_at=now, to=to
+            kind=kind, number=self.issued + 1, sequence=sequence, recorded_at=now, to=to
         )
         pending = kept((*self.pending, notice))
-        return replace(self, issued=notice.number, invites=self.invites + 1, pending=pending)
+        invites = self.invites + (1 if new_invite else 0)
+        return replace(self, issued=notice.number, invites=invites, pending=pending)

@@ -58,13 +58,23 @@ def waiting_for_link(booking: Booking) -> bool:
 def due(booking: Booking, notice: Notice, now: datetime, link_wait: timedelta) -> bool:
     """A notice goes once the meeting it is about exists (so the first e-mail carries the
     link), or when waiting longer would be worse than a mail without it."""
-    if notice.kind.closing or not waiting_for_link(booking):
-        return True
+    if notice.kind.closing or notice.kind is NoticeKind.REMINDER or not waiting_for_link(booking):
+        return True  # a reminder does not wait: it says the link follows
     return now - notice.recorded_at >= link_wait
 
 
-def superseded(booking: Booking, notice: Notice) -> bool:
-    """An invite for a booking that has since closed: the closing notice tells it all."""
+def superseded(booking: Booking, notice: Notice, now: datetime | None = None) -> bool:
+    """An invite for a booking that has since closed: the closing notice tells it all. A
+    reminder for a start the booking has since moved from (the new-time mail tells it), or
+    that could only go once the session has started (`now`)."""
+    if notice.kind is NoticeKind.REMINDER and (
+        (now is not None and now >= booking.start)
+        or not any(
+            r.notice == notice.number and r.for_start == booking.start
+            for r in booking.reminders.sent
+        )
+    ):
+        return True
     return not notice.kind.closing and not booking.live
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from shared.domain.branding import Branding
+from shared.domain.reminder_state import DEFAULT_OFFSETS
 
 
 class InstallStatus(StrEnum):
@@ -190,6 +191,8 @@ class Tenant:
     participants_can_reschedule: bool = False
     # The BCP 47 tag of the language of mail to participants who set none; None: English.
     locale: str | None = None
+    # Minutes before a session its participants are reminded, largest first; (): none.
+    reminder_offsets: tuple[int, ...] = DEFAULT_OFFSETS
     updated_at: datetime | None = None
     # None until the credential check first ran.
     teams_health: TeamsHealth | None = None

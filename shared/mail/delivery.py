@@ -330,10 +330,11 @@ class MailWorker:
         """What becomes of `notice` now: it waits, is dropped, or goes to its recipients. It
         waits no longer for the link than the oldest notice it tells would have."""
         since = min((n.recorded_at for n in (*absorbed, notice)), default=notice.recorded_at)
-        wait = self._wait_for(booking, replace(notice, recorded_at=since), self._clock())
+        now = self._clock()
+        wait = self._wait_for(booking, replace(notice, recorded_at=since), now)
         if wait is not None:
             return NoticeResult(Deferred(wait, delay=wait, waiting=True))
-        if notices.superseded(booking, notice):
+        if notices.superseded(booking, notice, now):
             return NoticeResult(Dropped())
         return self._deliver(booking, notice, absorbed, told)
 

@@ -48,6 +48,7 @@ _TEMPLATE_OF_KIND = {
     NoticeKind.REFUNDED: "appointment-cancelled",
     NoticeKind.LINK_CHANGED: "meeting-link-changed",
     NoticeKind.LINK_READY: "meeting-link-changed",
+    NoticeKind.REMINDER: "appointment-reminder",
 }
 # The cancellation template says which of the three it was.
 _WORDING_OF_KIND = {

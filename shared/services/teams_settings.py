@@ -92,6 +92,8 @@ class SettingsChange:
     default_locale: object = UNSET  # a BCP 47 tag, or None for English
     # What tutors may choose (replaces the whole allowance; empty: nothing).
     tutor_choices: TutorChoices | None = None
+    # Minutes before a session its participants are reminded (checked); () turns them off.
+    reminder_offsets: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def update_settings(
         updated = replace(updated, branding=change.branding.applied_to(tenant.branding))
     if change.tutor_choices is not None:
         updated = replace(updated, tutor_choices=change.tutor_choices)
+    if change.reminder_offsets is not None:
+        updated = replace(updated, reminder_offsets=change.reminder_offsets)
     if change.default_locale is not UNSET:
         tag = change.default_locale if isinstance(change.default_locale, str) else None
         updated = replace(updated, locale=tag)

@@ -61,6 +61,7 @@ from shared.domain.booking import (
 from shared.domain.lease import Lease
 from shared.domain.notices import MailState, Notice, NoticeKind, Told
 from shared.domain.payment import IntentPayment, PaymentState
+from shared.domain.reminder_state import Reminders, SentReminder
 from shared.domain.work import Works, WorkState
 from shared.storage.audit import audit_rows
 from shared.storage.errors import ConcurrencyError, NotFoundError, SchemaError
@@ -828,6 +829,23 @@ def _work_states(reader: EntityReader) -> Works:
         raise reader.fail(f"Work does not fit the schema ({exc})") from exc
 
 
+def _reminders_json(reminders: Reminders) -> str | None:
+    if not reminders.sent:
+        return None
+    return json.dumps(
+        [
+            {
+                "offsetMinutes": r.offset_minutes,
+                "forStart": to_utc(r.for_start, "reminder start").isoformat(),
+                "at": to_utc(r.at, "reminder time").isoformat(),
+                "notice": r.notice,
+            }
+            for r in reminders.sent
+        ],
+        separators=(",", ":"),
+    )
+
+
 def _attendance_json(attendance: Attendance | None) -> str | None:
     if attendance is None:
         return None
@@ -855,6 +873,27 @@ def _attendance_json(attendance: Attendance | None) -> str | None:
         },
         separators=(",", ":"),
     )
+
+
+def _reminders_from(reader: EntityReader) -> Reminders:
+    if reader.opt_text("Reminders") is None:
+        return Reminders()
+
+    def moment(value: Any) -> datetime:
+        parsed = datetime.fromisoformat(str(value))
+        if parsed.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset")
+        return parsed
+
+    def sent(r: Any) -> SentReminder:
+        if type(r["offsetMinutes"]) is not int or type(r["notice"]) is not int:
+            raise TypeError("offsetMinutes and notice must be numbers")
+        return SentReminder(r["offsetMinutes"], moment(r["forStart"]), moment(r["at"]), r["notice"])
+
+    try:
+        return Reminders(tuple(sent(r) for r in reader.json_value("Reminders")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise reader.fail(f"Reminders does not fit the schema ({exc})") from exc
 
 
 def _attendance(reader: EntityReader) -> Attendance | None:
@@ -960,6 +999,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         **_payment_fields(booking.payment),
         "Mail": check_string(_mail_json(booking.mail), "mail"),
         "Work": check_string(_work_json(booking.work), "work"),
+        "Reminders": _reminders_json(booking.reminders),
         "Attendance": check_string(_attendance_json(booking.attendance), "attendance"),
         "IndexRows": json.dumps(_moving_keys(booking), separators=(",", ":")),
     }
@@ -1097,6 +1137,7 @@ def entity_to_booking(entity: Any) -> Booking:
             payment=_payment_from(r),
             mail=_mail_state(r),
             work=_work_states(r),
+            reminders=_reminders_from(r),
             attendance=_attendance(r),
             version=r.number("Version", default=1),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,

@@ -17,6 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.domain.branding import Branding
+from shared.domain.reminders import DEFAULT_OFFSETS, normalized, offsets_problem
 from shared.domain.tenant import (
     AllowedPresenters,
     AttendanceSettings,
@@ -211,6 +212,8 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
         "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
         "Locale": check_string(tenant.locale, "locale"),
+        # "[1440,15]"; "[]" for none. No column (a tenant stored before): the default.
+        "ReminderOffsets": json.dumps(list(tenant.reminder_offsets), separators=(",", ":")),
         "UpdatedAt": tenant.updated_at,
         **_health_columns(tenant.teams_health),
     }
@@ -326,10 +329,21 @@ def entity_to_tenant(entity: Any) -> Tenant:
         participants_can_reschedule=r.flag("ParticipantsCanReschedule"),
         attendance=_attendance_settings(r),
         locale=r.opt_text("Locale"),
+        reminder_offsets=_reminder_offsets(r),
         updated_at=r.opt_moment("UpdatedAt"),
         teams_health=_health(r),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )
+
+
+def _reminder_offsets(r: EntityReader) -> tuple[int, ...]:
+    if r.opt_text("ReminderOffsets") is None:
+        return DEFAULT_OFFSETS
+    offsets = r.json_value("ReminderOffsets")
+    problem = offsets_problem(offsets)
+    if problem is not None:
+        raise r.fail(f"ReminderOffsets {problem[0]}")
+    return normalized(offsets)
 
 
 def _attendance_settings(r: EntityReader) -> AttendanceSettings:

@@ -246,6 +246,23 @@ BAD_OTHERS = [
         {"defaultLocale": "en-" + "x" * 40},
         "invalid_locale",
     ),
+    *[
+        (
+            f"reminder offsets {name}",
+            "PUT",
+            "/v1/teams-meetings/settings",
+            {"reminderOffsets": v},
+            c,
+        )
+        for name, v, c in [
+            ("not a list", 15, "invalid_type"),
+            ("not minutes", [15.5], "invalid_type"),
+            ("too many", [1, 2, 3, 4, 5], "too_many"),
+            ("zero", [0], "out_of_range"),
+            ("over a week", [10081], "out_of_range"),
+            ("repeated", [15, 15], "duplicate_value"),
+        ]
+    ],
     ("verify bad upn", "POST", "/v1/teams-meetings/verify-organizer", {"upn": 7}, "invalid_value"),
     *[
         (f"branding {name}", "PUT", "/v1/teams-meetings/settings", {"branding": branding}, code)

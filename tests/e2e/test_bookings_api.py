@@ -508,3 +508,27 @@ def test_a_malformed_key_is_a_400_and_writes_nothing(student, bad):
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_idempotency_key"
     assert bookings_of(student) == before
+
+
+def test_reminder_offsets_are_set_shown_and_turned_off(admin, student):
+    # GIVEN the default offsets: 24 hours and 15 minutes
+    assert admin.call("GET", "/v1/teams-meetings/settings").json()["reminderOffsets"] == [1440, 15]
+    try:
+        # WHEN an admin sets three, in any order, then none
+        saved = admin.call(
+            "PUT", "/v1/teams-meetings/settings", {"reminderOffsets": [15, 10080, 120]}
+        )
+        shown = admin.call("GET", "/v1/teams-meetings/settings").json()["reminderOffsets"]
+        off = admin.call("PUT", "/v1/teams-meetings/settings", {"reminderOffsets": []})
+
+        # THEN they are kept largest first, and [] turns reminders off
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["reminderOffsets"] == shown == [10080, 120, 15]
+        assert off.json()["reminderOffsets"] == []
+        # and every booking answer shows them beside the reminders it was sent
+        booking = create(student)
+        assert booking["reminders"] == {"offsets": [], "sent": []}
+        listed = student.call("GET", "/v1/bookings").json()["bookings"]
+        assert all(b["reminders"]["offsets"] == [] for b in listed)
+    finally:
+        admin.call("PUT", "/v1/teams-meetings/settings", {"reminderOffsets": [1440, 15]})

@@ -31,6 +31,7 @@ MAILS = {
     "refunded": NoticeKind.REFUNDED,
     "link-changed": NoticeKind.LINK_CHANGED,
     "link-ready": NoticeKind.LINK_READY,
+    "reminder": NoticeKind.REMINDER,
 }
 SUBJECT = "Algebra II — Lesson 4"
 
