@@ -27,6 +27,12 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+from shared.domain.attendance import (
+    Attendance,
+    AttendanceSource,
+    LessonOutcome,
+    ParticipantAttendance,
+)
 from shared.domain.booking import (
     Booking,
     BookingStatus,
@@ -123,6 +129,23 @@ def sample_booking(kind: NoticeKind, *, with_link: bool) -> Booking:
         join_url=JOIN_URL if with_link else None,
     )
     status, reason = CLOSED.get(kind, (BookingStatus.CONFIRMED, None))
+    attendance = None
+    if kind.for_staff:
+        # The lesson took place: the tutor was there throughout, the student for 4 minutes.
+        status = BookingStatus.COMPLETED
+        attendance = Attendance(
+            LessonOutcome.STUDENT_NO_SHOW,
+            AttendanceSource.REPORT,
+            START + timedelta(hours=1, minutes=15),
+            (
+                ParticipantAttendance(
+                    PEOPLE[ParticipantRole.STUDENT].user_id, joined=True, total_seconds=240
+                ),
+                ParticipantAttendance(
+                    PEOPLE[ParticipantRole.TUTOR].user_id, joined=True, total_seconds=3600
+                ),
+            ),
+        )
     return Booking(
         tenant_id=TENANT.tenant_id,
         booking_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
@@ -139,6 +162,7 @@ def sample_booking(kind: NoticeKind, *, with_link: bool) -> Booking:
         assignee_id=PEOPLE[ParticipantRole.TUTOR].user_id,
         status_reason=reason,
         meeting=meeting,
+        attendance=attendance,
     )
 
 
@@ -166,7 +190,7 @@ class Preview:
     @property
     def can_link(self) -> bool:
         """Whether it can carry a join link (a cancellation never does)."""
-        return not self.kind.closing
+        return not self.kind.closing and not self.kind.for_staff
 
 
 def previews() -> list[Preview]:
@@ -230,7 +254,9 @@ def compose(preview: Preview, language: str, with_link: bool) -> tuple[RenderedM
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        invite=invite(
+        invite=None
+        if notice.kind.for_staff
+        else invite(
             booking,
             kind=notice.kind,
             sequence=notice.sequence,

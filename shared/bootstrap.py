@@ -433,7 +433,9 @@ def build_work(
         rnd=rnd,
     )
     outbox = MailOutbox(mail_queue)
-    kinds = KindWorker(bookings, directory, policy, clock, sleep=sleep, rnd=rnd)
+    kinds = KindWorker(
+        bookings, directory, policy, clock, sleep=sleep, rnd=rnd, after_done=outbox.after_change
+    )
     register_kinds(
         kinds,
         graph=graph,

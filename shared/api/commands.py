@@ -292,7 +292,7 @@ def _attendance(raw: Any) -> AttendanceChange | None:
         return None
     if not isinstance(raw, dict):
         raise ValidationError("attendance must be an object", "invalid_type")
-    unknown = sorted(set(raw) - set(_ATTENDANCE_RANGES))
+    unknown = sorted(set(raw) - {*_ATTENDANCE_RANGES, "noShowMailTo"})
     if unknown:
         raise ValidationError(f"attendance: unknown field(s) {', '.join(unknown)}", "unknown_field")
     values: dict[str, int | None] = {}
@@ -306,10 +306,19 @@ def _attendance(raw: Any) -> AttendanceChange | None:
                 "invalid_value",
             )
         values[name] = None if value is None else int(value)
+    mail_to: object = UNSET
+    if "noShowMailTo" in raw:
+        given = raw["noShowMailTo"]
+        mail_to = (
+            None
+            if given in (None, "")
+            else email(given, "attendance.noShowMailTo", "invalid_email")
+        )
     return AttendanceChange(
         minimum_minutes=values["minimumMinutes"],
         grace_minutes=values["graceMinutes"],
         deadline_hours=values["deadlineHours"],
+        no_show_mail_to=mail_to,
     )
 
 

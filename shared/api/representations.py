@@ -239,6 +239,7 @@ def settings_json(tenant: Tenant) -> dict[str, Any]:
             "minimumMinutes": tenant.attendance.minimum_minutes,
             "graceMinutes": tenant.attendance.grace_minutes,
             "deadlineHours": tenant.attendance.deadline_hours,
+            "noShowMailTo": tenant.attendance.no_show_mail_to,
         },
         "tutorChoices": tutor_choices_json(tenant.tutor_choices),
         "defaultLocale": tenant.locale,

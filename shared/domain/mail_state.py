@@ -20,6 +20,9 @@ class NoticeKind(StrEnum):
     LINK_CHANGED = "link_changed"  # the meeting was made anew: a new join link
     LINK_READY = "link_ready"  # an earlier e-mail went without the link; here it is
     REMINDER = "reminder"  # the session starts soon (shared/domain/reminders.py)
+    # The lesson's attendance showed a no-show: told to the tenant's staff address, not to
+    # the participants, and without an invite (it changes no one's calendar).
+    NO_SHOW = "no_show"
 
     @property
     def closing(self) -> bool:
@@ -35,7 +38,13 @@ class NoticeKind(StrEnum):
     def changes_invite(self) -> bool:
         """It issues a new invite (the next SEQUENCE). A reminder changes nothing in the
         calendar: its invite is the current one again, at the current SEQUENCE."""
-        return self is not NoticeKind.REMINDER
+        return self not in (NoticeKind.REMINDER, NoticeKind.NO_SHOW)
+
+    @property
+    def for_staff(self) -> bool:
+        """It goes to the addresses it names (the tenant's staff), not to the participants,
+        and carries no invite."""
+        return self is NoticeKind.NO_SHOW
 
 
 # Pending notices kept on one booking; a booking changed faster than mail can go keeps the

@@ -42,10 +42,13 @@ _TELLING = (
 )
 
 
-def requested(booking: Booking, kind: NoticeKind, *, now: datetime) -> Booking:
-    """The booking, owing its participants a notice of `kind`. Call it inside the transition
-    that makes the change, so the notice is saved in the same transaction as the change."""
-    return replace(booking, mail=booking.mail.requested(kind, now=now))
+def requested(
+    booking: Booking, kind: NoticeKind, *, now: datetime, to: tuple[str, ...] = ()
+) -> Booking:
+    """The booking, owing its participants (or, with `to`, those addresses) a notice of
+    `kind`. Call it inside the transition that makes the change, so the notice is saved in
+    the same transaction as the change."""
+    return replace(booking, mail=booking.mail.requested(kind, now=now, to=to))
 
 
 def waiting_for_link(booking: Booking) -> bool:
@@ -75,6 +78,8 @@ def superseded(booking: Booking, notice: Notice, now: datetime | None = None) ->
         )
     ):
         return True
+    if notice.kind.for_staff:
+        return False  # about the lesson that took place: the booking is completed by then
     return not notice.kind.closing and not booking.live
 
 

@@ -107,6 +107,8 @@ class AttendanceSettings:
     minimum_minutes: int = 5
     grace_minutes: int = 15
     deadline_hours: int = 24
+    # Where a no-show is e-mailed (the tenant's staff); None: no one is.
+    no_show_mail_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -530,7 +530,9 @@ class MailWorker:
                 subject=rendered.subject,
                 text=rendered.text,
                 html=rendered.html,
-                invite=invite(
+                invite=None
+                if notice.kind.for_staff
+                else invite(
                     booking,
                     kind=notice.kind,
                     sequence=notice.sequence,

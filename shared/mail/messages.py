@@ -59,7 +59,7 @@ class OutgoingMail:
     subject: str
     text: str
     html: str
-    invite: bytes
+    invite: bytes | None  # None: a mail that invites to nothing (a no-show to the staff)
     method: str  # the invite's METHOD: REQUEST or CANCEL
     sent_at: datetime
     # Where answers go (the tenant's branding), when not to the sender.
@@ -110,7 +110,8 @@ def mime_bytes(mail: OutgoingMail) -> bytes:
 
 def to_mime(mail: OutgoingMail) -> EmailMessage:
     """multipart/mixed: a multipart/alternative (text/plain, text/html, then the invite as
-    `text/calendar; method=…; charset=utf-8`), then the same invite bytes as `invite.ics`."""
+    `text/calendar; method=…; charset=utf-8`), then the same invite bytes as `invite.ics`;
+    without an invite, the multipart/alternative alone."""
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = _address(mail.sender, mail.sender_name)
     message["To"] = _address(mail.to, mail.to_name)
@@ -122,16 +123,17 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     message["Message-ID"] = mail.message_id
     message.set_content(mail.text, subtype="plain", charset="utf-8")
     message.add_alternative(mail.html, subtype="html", charset="utf-8")
-    message.add_alternative(
-        mail.invite,
-        maintype="text",
-        subtype="calendar",
-        params={"method": mail.method, "charset": "utf-8"},
-    )
-    maintype, subtype = INVITE_ATTACHMENT_TYPE.split("/")
-    message.add_attachment(
-        mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
-    )
+    if mail.invite is not None:
+        message.add_alternative(
+            mail.invite,
+            maintype="text",
+            subtype="calendar",
+            params={"method": mail.method, "charset": "utf-8"},
+        )
+        maintype, subtype = INVITE_ATTACHMENT_TYPE.split("/")
+        message.add_attachment(
+            mail.invite, maintype=maintype, subtype=subtype, filename=INVITE_FILENAME
+        )
     if mail.language:
         # After the parts are made: making a multipart moves Content-* headers into its first
         # part, and the language is the whole message's (RFC 3282).
@@ -139,6 +141,9 @@ def to_mime(mail: OutgoingMail) -> EmailMessage:
     # Boundaries from the Message-ID, so one mail is one sequence of bytes whoever writes it. A
     # boundary with "=_" cannot occur in base64 or quoted-printable text (where "=" is "=3D").
     token = mail.message_id[1:33]
+    if mail.invite is None:
+        message.set_boundary(f"=_alt_{token}")  # multipart/alternative: text and HTML only
+        return message
     message.set_boundary(f"=_mixed_{token}")
     (alternative, _) = message.iter_parts()
     alternative.set_boundary(f"=_alt_{token}")

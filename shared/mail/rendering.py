@@ -106,6 +106,9 @@ def recipients_of(booking: Booking, notice: Notice, told: Collection[str] = ()) 
     addresses, in lower case, that have had a notice still pending for others): a tutor is
     never told a lesson was cancelled that they were never told about. Everyone else, every
     time."""
+    if notice.kind.for_staff:
+        # The tenant's staff address, whoever is on the booking.
+        return [Recipient(address, None, ParticipantRole.STAFF) for address in notice.to]
     everyone = recipients(booking)
     if notice.to:
         # Owed to some only (the link, to those an earlier mail reached without it).
@@ -120,6 +123,8 @@ def recipients_of(booking: Booking, notice: Notice, told: Collection[str] = ()) 
 
 
 def template_for(kind: NoticeKind, role: ParticipantRole) -> str:
+    if kind.for_staff:
+        return "lesson-no-show"
     if kind is NoticeKind.APPROVED:
         return "appointment-assigned" if role in HOSTS else "appointment-request-approved-client"
     return _TEMPLATE_OF_KIND[kind]
@@ -342,6 +347,8 @@ class MailRenderer:
             "reason": booking.status_reason if notice.kind.closing else None,
             "organization": look.name,
             "look": look,
+            "with_invite": not notice.kind.for_staff,
+            **_attendance_context(booking, notice.kind),
         }
         subject = one_line(
             t(
@@ -357,3 +364,19 @@ class MailRenderer:
             html=self._env.get_template(f"{template}.html").render(context),
             language=t.language,
         )
+
+
+def _attendance_context(booking: Booking, kind: NoticeKind) -> dict[str, object]:
+    """For the staff's no-show mail: the outcome's key and each participant's minutes in the
+    meeting (None: did not join), by name."""
+    attendance = booking.attendance
+    if not kind.for_staff or attendance is None:
+        return {"outcome": None, "attended": ()}
+    names = {
+        p.user_id: one_line(p.display_name, MAX_NAME_CHARS) or p.email for p in booking.participants
+    }
+    attended = tuple(
+        (names.get(a.user_id, a.user_id), a.total_seconds // 60 if a.joined else None)
+        for a in attendance.participants
+    )
+    return {"outcome": f"outcome.{attendance.outcome.value}", "attended": attended}

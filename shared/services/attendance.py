@@ -18,8 +18,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from shared.domain import notices
 from shared.domain import work as works
-from shared.domain.attendance import Attendance, AttendanceReport
+from shared.domain.attendance import Attendance, AttendanceReport, LessonOutcome
 from shared.domain.booking import Booking, BookingStatus
 from shared.domain.completion import (
     ATTENDANCE_WORK,
@@ -29,6 +30,7 @@ from shared.domain.completion import (
     completed_with,
     unknown_attendance,
 )
+from shared.domain.mail_state import NoticeKind
 from shared.domain.tenant import Tenant
 from shared.graph.client import CallContext, GraphMeetingsClient
 from shared.graph.errors import (
@@ -43,6 +45,11 @@ from shared.storage.tenant_directory import TenantDirectory
 from shared.work.kinds import WorkFailed
 from shared.work.policy import RetryPolicy
 from shared.work.record import Change
+
+# The outcomes the staff are e-mailed about (with `attendance.noShowMailTo`).
+NO_SHOWS = frozenset(
+    {LessonOutcome.STUDENT_NO_SHOW, LessonOutcome.TUTOR_NO_SHOW, LessonOutcome.NO_SHOW}
+)
 
 logger = logging.getLogger("meetings.attendance")
 
@@ -110,7 +117,7 @@ class AttendanceCollector:
                 names=len(matched.ambiguous_names),
                 unmatched=matched.unmatched,
             )
-        return self._recorded(booking, attendance)
+        return self._recorded(booking, attendance, tenant)
 
     def _reports(
         self, booking: Booking, tenant: Tenant, ctx: CallContext
@@ -196,7 +203,9 @@ class AttendanceCollector:
         )
         return self._recorded(booking, unknown_attendance(self._clock(), code))
 
-    def _recorded(self, booking: Booking, attendance: Attendance) -> Change:
+    def _recorded(
+        self, booking: Booking, attendance: Attendance, tenant: Tenant | None = None
+    ) -> Change:
         log_event(
             logger,
             logging.INFO,
@@ -208,4 +217,14 @@ class AttendanceCollector:
             errorCode=attendance.error_code,
         )
         end = booking.end
-        return lambda b: completed_with(b, attendance, end=end)
+        # A no-show is e-mailed to the tenant's staff address, in the save that records it.
+        staff = tenant.attendance.no_show_mail_to if tenant is not None else None
+        now = self._clock()
+
+        def recorded(b: Booking) -> Booking:
+            done = completed_with(b, attendance, end=end)
+            if done is b or not staff or attendance.outcome not in NO_SHOWS:
+                return done
+            return notices.requested(done, NoticeKind.NO_SHOW, now=now, to=(staff.lower(),))
+
+        return recorded

@@ -63,9 +63,16 @@ class AttendanceChange:
     minimum_minutes: int | None = None
     grace_minutes: int | None = None
     deadline_hours: int | None = None
+    no_show_mail_to: object = UNSET  # an address, or None to mail no one
 
     def applied_to(self, settings: AttendanceSettings) -> AttendanceSettings:
-        given = {name: value for name, value in vars(self).items() if value is not None}
+        given = {
+            name: value
+            for name, value in vars(self).items()
+            if value is not None and value is not UNSET
+        }
+        if self.no_show_mail_to is None:
+            given["no_show_mail_to"] = None
         return replace(settings, **given)
 
 

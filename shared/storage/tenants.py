@@ -211,6 +211,7 @@ def tenant_to_entity(tenant: Tenant) -> dict[str, Any]:
         "AttendanceMinimumMinutes": tenant.attendance.minimum_minutes,
         "AttendanceGraceMinutes": tenant.attendance.grace_minutes,
         "AttendanceDeadlineHours": tenant.attendance.deadline_hours,
+        "AttendanceNoShowMailTo": tenant.attendance.no_show_mail_to,
         "Locale": check_string(tenant.locale, "locale"),
         # "[1440,15]"; "[]" for none. No column (a tenant stored before): the default.
         "ReminderOffsets": json.dumps(list(tenant.reminder_offsets), separators=(",", ":")),
@@ -358,6 +359,7 @@ def _attendance_settings(r: EntityReader) -> AttendanceSettings:
         minimum_minutes=defaults.minimum_minutes if minimum is None else minimum,
         grace_minutes=defaults.grace_minutes if grace is None else grace,
         deadline_hours=defaults.deadline_hours if deadline is None else deadline,
+        no_show_mail_to=r.opt_text("AttendanceNoShowMailTo"),
     )
 
 

@@ -146,11 +146,15 @@ class KindWorker:
         lease_seconds: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         rnd: Callable[[], float] = random.random,
+        after_done: Callable[[Booking], None] | None = None,
     ) -> None:
         self._bookings = bookings
         self._tenants = tenants
         self._policy = policy
         self._clock = clock
+        # What the booking a kind's work completed owes next (its mail: the outbox message;
+        # never raises, and what it misses the timer's sweeps find by their markers).
+        self._after_done = after_done
         self._lease = timedelta(seconds=lease_seconds)
         self._sleep = sleep
         self._rnd = rnd
@@ -225,8 +229,11 @@ class KindWorker:
             return Outcome.RETRYING if state is not None and state.owed else Outcome.STOPPED
         completed: list[bool] = []
         complete = _completed(kind_name, token, result, self._clock(), completed)
-        self._record(held, complete, skip_unchanged=True)
-        return Outcome.DONE if completed and completed[-1] else Outcome.BUSY
+        saved = self._record(held, complete, skip_unchanged=True)
+        done = bool(completed and completed[-1])
+        if done and self._after_done is not None:
+            self._after_done(saved)
+        return Outcome.DONE if done else Outcome.BUSY
 
     def _owing(self, kind_name: str, message: WorkMessage) -> Booking | None:
         """The booking, if it still owes the work."""

@@ -175,7 +175,7 @@ def test_generate_meeting_follows_seed_000(stack, staff, student):
 
 
 def test_attendance_thresholds_are_the_tenants_and_change_one_at_a_time(admin):
-    defaults = {"minimumMinutes": 5, "graceMinutes": 15, "deadlineHours": 24}
+    defaults = {"minimumMinutes": 5, "graceMinutes": 15, "deadlineHours": 24, "noShowMailTo": None}
     try:
         assert admin.call("GET", "/v1/teams-meetings/settings").json()["attendance"] == defaults
 
@@ -185,7 +185,22 @@ def test_attendance_thresholds_are_the_tenants_and_change_one_at_a_time(admin):
 
         assert changed.status_code == 200, changed.text
         assert changed.json()["attendance"] == {**defaults, "minimumMinutes": 10}
-        for bad in ({"graceMinutes": 61}, {"deadlineHours": 0}, {"minimumMinutes": 2.5}, {"x": 1}):
+        desk = admin.call(
+            "PUT", "/v1/teams-meetings/settings", {"attendance": {"noShowMailTo": "desk@a.example"}}
+        )
+        assert desk.json()["attendance"]["noShowMailTo"] == "desk@a.example"
+        cleared = admin.call(
+            "PUT", "/v1/teams-meetings/settings", {"attendance": {"noShowMailTo": None}}
+        )
+        assert cleared.json()["attendance"] == {**defaults, "minimumMinutes": 10}
+        for bad in (
+            {"graceMinutes": 61},
+            {"deadlineHours": 0},
+            {"minimumMinutes": 2.5},
+            {"x": 1},
+            {"noShowMailTo": "not an address"},
+            {"noShowMailTo": 5},
+        ):
             refused = admin.call("PUT", "/v1/teams-meetings/settings", {"attendance": bad})
             assert refused.status_code == 400, bad
         after = admin.call("GET", "/v1/teams-meetings/settings").json()["attendance"]

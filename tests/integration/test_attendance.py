@@ -586,3 +586,74 @@ def test_the_attendance_is_kept_through_storage(tables):
     read: Booking = repository.get(stored.tenant_id, stored.booking_id)
     assert read.attendance == completed.attendance
     assert isinstance(read.attendance.recorded_at, datetime)  # type: ignore[union-attr]
+
+
+# -- a no-show, e-mailed to the staff ---------------------------------------------------------
+
+STAFF_DESK = "Desk@Tenant-A.example"
+
+
+def staff_mails(world: MemoryWorld) -> list[dict]:
+    """Deliver the mail queue; what Graph sendMail took for the staff's address."""
+    drain(world.mail_queue, world.clock, world.mail.worker.handle, 20, "the mail queue")
+    return [
+        m["message"]
+        for m in world.emulator.mail
+        if [r["emailAddress"]["address"] for r in m["message"]["toRecipients"]]
+        == [STAFF_DESK.lower()]
+    ]
+
+
+def with_staff_desk(world: MemoryWorld) -> None:
+    tenant = world.tenants.get(TENANT)
+    settings = AttendanceSettings(no_show_mail_to=STAFF_DESK)
+    world.tenants.update(replace(tenant, attendance=settings))
+
+
+def test_a_student_no_show_is_mailed_to_the_staff_once_without_an_invite():
+    with memory_world(policy=POLICY) as world:
+        # GIVEN a tenant that wants no-shows mailed to its desk, and a lesson only the tutor
+        # attended
+        with_staff_desk(world)
+        booking = lesson(world)
+        assert staff_mails(world) == []  # the approval's mails go to the participants
+        mailed_before = len(world.emulator.mail)
+        attend(world, booking, TUTOR, 58)
+        publish(world, booking)
+
+        # WHEN the attendance work runs (twice: a redelivery), and then the mail queue
+        deliver(world)
+        world.services.kinds.handle(ATTENDANCE_WORK, WorkMessage(TENANT, booking.booking_id))
+        mails = staff_mails(world)
+
+        # THEN the desk has one mail saying who did not attend, with no calendar in it; the
+        # participants were mailed nothing more
+        (mail,) = mails
+        assert mail["subject"] == "No-show: Computer Science, " + mail["subject"].split(", ")[-1]
+        body = mail["body"]["content"]
+        assert "The student did not attend." in body
+        assert "did not join" in body
+        assert "58 min in the meeting" in body
+        assert mail["attachments"] == []
+        assert "meetingMessageType" not in mail
+        assert len(world.emulator.mail) == mailed_before + 1
+        after = world.booking(booking.booking_id)
+        assert after.status is BookingStatus.COMPLETED
+        assert after.mail.pending == ()
+
+
+@pytest.mark.parametrize("desk", [True, False], ids=["attended", "no-desk"])
+def test_no_mail_to_the_staff_for_an_attended_lesson_or_without_a_desk(desk):
+    with memory_world(policy=POLICY) as world:
+        if desk:
+            with_staff_desk(world)
+        booking = lesson(world)
+        attend(world, booking, TUTOR, 58)
+        if desk:
+            attend(world, booking, STUDENT, 50)  # attended: nothing to tell
+        publish(world, booking)
+
+        deliver(world)
+
+        assert staff_mails(world) == []
+        assert world.booking(booking.booking_id).status is BookingStatus.COMPLETED

@@ -21,6 +21,12 @@ from babel.dates import parse_pattern
 from babel.messages.pofile import read_po
 
 from shared.auth.principal import Principal, Role
+from shared.domain.attendance import (
+    Attendance,
+    AttendanceSource,
+    LessonOutcome,
+    ParticipantAttendance,
+)
 from shared.domain.booking import BookingStatus, MeetingState, Participant, ParticipantRole
 from shared.domain.language import language_tag
 from shared.domain.notices import Notice, NoticeKind
@@ -130,7 +136,8 @@ def test_every_key_english_has_is_one_the_mail_uses():
     for kind in NoticeKind:
         for role in ParticipantRole:
             for link in (JOIN, None):
-                for booking in (booking_for(kind, link), BERLIN_OCTOBER, NEW_YORK_LATE):
+                shown = (booking_for(kind, link), BERLIN_OCTOBER, NEW_YORK_LATE, *no_shows(kind))
+                for booking in shown:
                     person = Recipient("p@example.com", "Pat", role)
                     renderer.render(booking, Notice(kind, 1, 0, NOW), person, "Tenant A")
                     invite(
@@ -159,10 +166,37 @@ def confirmed(join_url: str | None, **changes: Any):
 
 
 def booking_for(kind: NoticeKind, link: str | None):
+    if kind.for_staff:
+        return no_shows(kind)[0]  # after the lesson: no link to offer
     booking = confirmed(link)
     if kind.closing:
         booking = replace(booking, status=BookingStatus.CANCELLED, status_reason="Unwell")
     return booking
+
+
+def no_shows(kind: NoticeKind) -> list[Any]:
+    """For the staff's no-show mail: a completed lesson of each no-show outcome, one
+    participant in the meeting for a while and the other never."""
+    if not kind.for_staff:
+        return []
+    lesson = confirmed(None)
+    first, second = (p.user_id for p in lesson.participants[:2])
+    present = (
+        ParticipantAttendance(first, joined=True, total_seconds=240),
+        ParticipantAttendance(second),
+    )
+    return [
+        replace(
+            lesson,
+            status=BookingStatus.COMPLETED,
+            attendance=Attendance(outcome, AttendanceSource.REPORT, NOW, present),
+        )
+        for outcome in (
+            LessonOutcome.STUDENT_NO_SHOW,
+            LessonOutcome.TUTOR_NO_SHOW,
+            LessonOutcome.NO_SHOW,
+        )
+    ]
 
 
 def english_sentences() -> list[str]:
@@ -215,7 +249,7 @@ def test_every_template_renders_in_every_language(language, kind, role, link):
     assert t.pattern(f"subject.{_wording(kind, role)}").startswith(subject_key)
     assert t(f"intro.{_wording(kind, role)}", subject="Computer Science") in mail.text
     assert t("when", when=when(booking, t)) in mail.text
-    offers_link = link is not None and not kind.closing
+    offers_link = link is not None and not kind.closing and not kind.for_staff
     assert (t("join.text", url=JOIN) in mail.text) is offers_link
     assert (f">{t('join.button')}</a>" in mail.html) is offers_link
     if kind.closing:

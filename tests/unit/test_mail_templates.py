@@ -76,7 +76,7 @@ def test_every_template_renders_with_and_without_a_link(kind, role, link):
     assert "Hello Pat," in mail.text
     assert "Hello Pat," in mail.html
     assert "(Europe/London, GMT)" in mail.text
-    offers_link = link is not None and not kind.closing
+    offers_link = link is not None and not kind.closing and not kind.for_staff
     assert (f"Join Teams Meeting: {JOIN}" in mail.text) is offers_link
     assert (">Join Teams Meeting</a>" in mail.html) is offers_link
     assert ("Join Teams Meeting" in mail.html) is offers_link

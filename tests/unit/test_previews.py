@@ -32,6 +32,7 @@ MAILS = {
     "link-changed": NoticeKind.LINK_CHANGED,
     "link-ready": NoticeKind.LINK_READY,
     "reminder": NoticeKind.REMINDER,
+    "no-show": NoticeKind.NO_SHOW,
 }
 SUBJECT = "Algebra II — Lesson 4"
 
@@ -44,8 +45,9 @@ def expected_pages() -> dict[str, bool]:
         f"{name}.{language}.{'link' if link else 'no-link'}.html": link
         for name, kind in MAILS.items()
         for language in languages
-        # a cancellation never carries a link, so it has no "with link" page
-        for link in ((False,) if kind.closing else (True, False))
+        # a cancellation never carries a link, nor the staff's no-show mail (the lesson is
+        # over), so they have no "with link" page
+        for link in ((False,) if kind.closing or kind.for_staff else (True, False))
     }
 
 
@@ -93,16 +95,26 @@ def test_each_page_is_the_sent_mail_with_its_subject_and_link(tmp_path):
         raw = (tmp_path / name).with_suffix(".eml").read_bytes()
         message = email.message_from_bytes(raw, policy=email.policy.default)
 
-        # the page is the HTML part of a whole iMIP mail, the text file its plain-text part
-        invitation = read_imip(raw)
+        # the page is the HTML part of a whole iMIP mail (the staff's no-show mail invites
+        # to nothing: text and HTML alone), the text file its plain-text part
+        kind = MAILS[name.split(".")[0]]
         assert part(message, "html") == page
         text = (tmp_path / name).with_suffix(".txt").read_text(encoding="utf-8")
         assert part(message, "plain") == text
-        kind = MAILS[name.split(".")[0]]
-        assert invitation.method == ("CANCEL" if kind.closing else "REQUEST")
+        if kind.for_staff:
+            assert message.get_content_type() == "multipart/alternative"
+            assert [p.get_content_type() for p in message.iter_parts()] == [
+                "text/plain",
+                "text/html",
+            ]
+            subject = str(message["Subject"])
+        else:
+            invitation = read_imip(raw)
+            assert invitation.method == ("CANCEL" if kind.closing else "REQUEST")
+            subject = invitation.subject
         # its subject line in the index, the lesson's subject on the page
-        assert SUBJECT in invitation.subject
-        assert html.escape(invitation.subject) in index_text
+        assert SUBJECT in subject
+        assert html.escape(subject) in index_text
         assert html.escape(SUBJECT) in page
         # the join link exactly where it belongs, as the button and as text
         assert (previews.JOIN_URL in page) is with_link, name
