@@ -481,7 +481,7 @@ SECTIONS: list[tuple[str, str, Callable[[Mode], Section]]] = [
             "round-trips",
             "Storage round trips and Graph calls per action",
             "scripts.bench_round_trips",
-            "approve, reschedule, cancel ≤ 6 storage round trips, a payment webhook ≤ 8; Graph 2 "
+            "approve, reschedule, cancel ≤ 6 storage round trips, a payment webhook ≤ 9; Graph 2 "
             "per approve, 1 per reschedule and cancel; approve overhead in round-trip units",
         ),
     ),

@@ -106,14 +106,16 @@ def test_a_cancellation_takes_at_most_6_storage_round_trips_and_1_graph_call(app
     assert audit_events(app, booking_id)[-1] == "APPOINTMENT_ONLINE_MEETING_DELETED"
 
 
-def test_a_payment_webhook_takes_at_most_8_storage_round_trips_and_2_graph_calls(app):
+def test_a_payment_webhook_takes_at_most_9_storage_round_trips_and_2_graph_calls(app):
     booking_id = app.create()
 
     paid = app.pay(booking_id)
 
     assert paid.status == 200, paid.body
     assert paid.body["outcome"] == "applied"
-    assert paid.round_trips <= 8, explain(paid)
+    # 8 before lessons were read back from Teams: the confirmed lesson now also owes its
+    # attendance work, whose outbox message (due at the lesson's end) is one more queue send.
+    assert paid.round_trips <= 9, explain(paid)
     assert graph_operations(paid) == ["POST createOrGet", "PATCH meeting"], explain(paid)
     stored = services().bookings.get(app.tenant, booking_id)
     assert stored.status.value == "confirmed"
