@@ -167,11 +167,15 @@ def complete(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     from shared.api.representations import action_json
     from shared.bootstrap import services
     from shared.services import bookings as use_cases
+    from shared.services.reminders import offsets_of
 
+    svc = services()
     result = use_cases.complete_booking(
-        caller, parse.booking_id(req), lambda: parse.outcome(req), services().booking_deps
+        caller, parse.booking_id(req), lambda: parse.outcome(req), svc.booking_deps
     )
-    return json_response(action_json(result.booking, caller, result.warning))
+    return json_response(
+        action_json(result.booking, caller, result.warning, offsets_of(caller, svc.directory))
+    )
 
 
 @bp.function_name("bookings_generate_meeting")
